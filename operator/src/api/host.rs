@@ -1,0 +1,147 @@
+//! `CatalystHost`: a physical server that runs KubeVirt, and what it can give to VMs.
+
+use super::rules;
+use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A physical server (a Kubernetes node running KubeVirt): its cores, memory, storage, NUMA
+/// layout and the share kept back for the hypervisor and host OS.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "catalyst.io",
+    version = "v1alpha1",
+    kind = "CatalystHost",
+    shortname = "chost",
+    category = "catalyst",
+    status = "CatalystHostStatus",
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
+    printcolumn = r#"{"name":"CPU","type":"string","description":"allocated/allocatable cores","jsonPath":".status.summary.cpu"}"#,
+    printcolumn = r#"{"name":"Memory","type":"string","description":"allocated/allocatable memory","jsonPath":".status.summary.memory"}"#,
+    printcolumn = r#"{"name":"VMs","type":"integer","jsonPath":".status.summary.vmCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = rules::HOST_RESERVED_CPU_BELOW_CAPACITY.to_kube(),
+    validation = rules::HOST_RESERVED_MEMORY_BELOW_CAPACITY.to_kube(),
+    validation = rules::HOST_NUMA_CPU_WITHIN_CAPACITY.to_kube()
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalystHostSpec {
+    /// Name of the Kubernetes node this server is.
+    #[schemars(length(min = 1, max = 253))]
+    pub node_name: String,
+    /// What the server has in all.
+    pub capacity: HostCapacity,
+    /// What is kept for the hypervisor and host OS, never given to VMs.
+    #[serde(default)]
+    pub reserved: HostReserved,
+    /// NUMA cells. When set, VMs that ask for NUMA passthrough or hugepages must fit the cell they get.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub numa: Vec<NumaCell>,
+    /// Rack or zone. Spread groups keep their members in distinct failure domains. Defaults to the host itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub failure_domain: Option<String>,
+    /// false keeps the VMs already here but places no new ones (a cordon).
+    #[serde(default = "default_true")]
+    pub schedulable: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Everything the server has.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HostCapacity {
+    /// Whole cores (hardware threads the hypervisor can pin).
+    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    pub cpu: u32,
+    /// Memory, such as 2Ti.
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
+    pub memory: Quantity,
+    /// Local storage, such as 40T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_quantity_schema")]
+    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
+    pub storage: Option<Quantity>,
+}
+
+/// What the hypervisor and host OS keep.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HostReserved {
+    /// Whole cores kept for the host.
+    #[serde(default)]
+    pub cpu: u32,
+    /// Memory kept for the host.
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    #[serde(default = "zero_quantity")]
+    pub memory: Quantity,
+}
+
+impl Default for HostReserved {
+    fn default() -> Self {
+        Self {
+            cpu: 0,
+            memory: zero_quantity(),
+        }
+    }
+}
+
+fn zero_quantity() -> Quantity {
+    Quantity("0".into())
+}
+
+/// One NUMA cell: the cores and memory local to one socket or die.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NumaCell {
+    /// Whole cores in this cell.
+    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    pub cpu: u32,
+    /// Memory local to this cell.
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
+    pub memory: Quantity,
+}
+
+/// What the host gives and holds, as computed by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalystHostStatus {
+    /// capacity - reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocatable: Option<super::Resources>,
+    /// Taken by the VMs placed here (their cores, emulator threads and launcher overhead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<super::Resources>,
+    /// allocatable - allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<super::Resources>,
+    /// The VMs placed here, as namespace/name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<String>,
+    /// Short text for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<HostSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Preformatted figures for the printer columns.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostSummary {
+    /// "allocated/allocatable" cores, such as 120/248.
+    pub cpu: String,
+    /// "allocated/allocatable" memory, such as 1024Gi/1984Gi.
+    pub memory: String,
+    pub vm_count: u32,
+}

@@ -1,0 +1,224 @@
+//! `CatalystVM`: a VM with dedicated cores and memory that joins the cluster as its own node.
+
+use super::rules;
+use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A VM with dedicated cores and memory, placed on a CatalystHost and rendered into a KubeVirt
+/// VirtualMachine with dedicated CPU placement.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "catalyst.io",
+    version = "v1alpha1",
+    kind = "CatalystVM",
+    namespaced,
+    shortname = "cvm",
+    category = "catalyst",
+    status = "CatalystVMStatus",
+    printcolumn = r#"{"name":"Host","type":"string","jsonPath":".status.host"}"#,
+    printcolumn = r#"{"name":"CPU","type":"integer","jsonPath":".spec.cpu"}"#,
+    printcolumn = r#"{"name":"Memory","type":"string","jsonPath":".spec.memory"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.nodeName"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = rules::VM_MEMORY_WHOLE_PAGES.to_kube(),
+    validation = rules::VM_NODE_RESERVED_CPU_BELOW_CPU.to_kube(),
+    validation = rules::VM_NODE_RESERVED_MEMORY_BELOW_MEMORY.to_kube()
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalystVMSpec {
+    /// Dedicated whole cores.
+    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    pub cpu: u32,
+    /// Dedicated memory, such as 512Gi.
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
+    pub memory: Quantity,
+    /// Back the guest's memory with hugepages of this size: 2Mi or 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = rules::HUGEPAGE_SIZE.to_kube())]
+    pub hugepages: Option<String>,
+    /// Pin the VM to this CatalystHost. Without it the operator chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
+    /// The disk the VM boots from.
+    pub boot_disk: BootDisk,
+    /// Give QEMU's emulator thread a core of its own, so it never steals from the guest's
+    /// dedicated cores. Costs one more core on the host.
+    #[serde(default = "default_true")]
+    pub isolate_emulator_thread: bool,
+    /// Expose the host's NUMA layout to the guest (KubeVirt's guestMappingPassthrough).
+    #[serde(default)]
+    pub numa_passthrough: bool,
+    #[serde(default)]
+    pub run_strategy: RunStrategy,
+    /// How the VM joins the cluster as a node.
+    #[serde(default)]
+    pub node: NodeSettings,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Where the VM may go when the operator chooses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// VMs sharing a spread group land on different hosts (different failure domains when hosts declare them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub spread_group: Option<String>,
+    /// Only hosts whose CatalystHost labels match all of these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_selector: BTreeMap<String, String>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.spread_group.is_none() && self.host_selector.is_empty()
+    }
+}
+
+/// The disk the VM boots from: one of a container-disk image, a new DataVolume of a
+/// StorageClass (the Ceph RBD case), or an existing PersistentVolumeClaim.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = rules::BOOT_DISK_ONE_SOURCE.to_kube())]
+#[serde(rename_all = "camelCase")]
+pub struct BootDisk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_disk: Option<ContainerDiskSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<DataVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<PvcSource>,
+}
+
+/// An ephemeral boot disk from a container image (KubeVirt containerDisk).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ContainerDiskSource {
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+}
+
+/// A persistent boot disk imported into a new volume of a StorageClass.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVolumeSource {
+    /// StorageClass of the new volume, such as a Ceph RBD class.
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: String,
+    /// Size of the volume, such as 100Gi.
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
+    pub size: Quantity,
+    /// Image to import: an http(s) URL, or docker://registry/image for a container registry.
+    #[schemars(length(min = 1, max = 2048))]
+    pub image_url: String,
+}
+
+/// An existing PersistentVolumeClaim in the VM's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcSource {
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+}
+
+/// KubeVirt run strategies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RunStrategy {
+    #[default]
+    Always,
+    RerunOnFailure,
+    Manual,
+    Halted,
+    Once,
+}
+
+/// Settings of the Kubernetes node the VM becomes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSettings {
+    /// Whole cores kept for the guest OS and the kubelet; the rest go to ServiceGroups.
+    #[serde(default = "default_reserved_cpu")]
+    pub reserved_cpu: u32,
+    /// Memory kept for the guest OS and the kubelet.
+    #[serde(default = "default_reserved_memory")]
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    pub reserved_memory: Quantity,
+    /// Extra labels on the node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            reserved_cpu: default_reserved_cpu(),
+            reserved_memory: default_reserved_memory(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_reserved_cpu() -> u32 {
+    1
+}
+
+fn default_reserved_memory() -> Quantity {
+    Quantity("4Gi".into())
+}
+
+/// Lifecycle of a CatalystVM as the operator reports it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum VmPhase {
+    /// Waiting for a host.
+    Pending,
+    /// A host is chosen; the VirtualMachine is being created.
+    Scheduled,
+    /// The VirtualMachine is starting.
+    Provisioning,
+    /// The VM runs.
+    Running,
+    /// The VM runs and its node is Ready.
+    Ready,
+    /// Stopped on purpose (run strategy Halted).
+    Halted,
+    /// The VM cannot be placed or started; see the conditions.
+    Failed,
+}
+
+/// What the operator observed of the VM.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalystVMStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<VmPhase>,
+    /// The CatalystHost the VM is placed on. Once set, the planner never moves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Name of the KubeVirt VirtualMachine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_name: Option<String>,
+    /// Name of the Kubernetes node the VM became, once it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Cores and memory left for ServiceGroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<super::Resources>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,9 @@
+//! Catalyst: dedicated-resource VMs (KubeVirt) and pinned containers, declared as Kubernetes objects.
+//!
+//! Layout: [`api`] holds the types, [`validation`] the offline checks, [`manifest`] reads
+//! multi-document YAML, [`crd`] generates the CRDs. Everything here is pure; I/O lives in the binaries.
+
+pub mod api;
+pub mod crd;
+pub mod quantity;
+pub mod validation;

@@ -1,0 +1,359 @@
+//! Offline validation: the CRDs' rules (see [`crate::api::rules`]) plus the checks CEL cannot
+//! express, as plain Rust, so `kubectl catalyst validate` and the planner refuse what the API
+//! server would refuse, with a message that names the object, the field, the value and the rule.
+
+use crate::api::rules::{self, CelRule};
+use crate::api::{CatalystHost, CatalystVM, ServiceGroup};
+use crate::quantity::{QuantityError, parse_bytes};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use std::fmt;
+
+/// Kind, namespace and name of an object, printed as `CatalystVM team-a/kafka-1`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of<K: kube::Resource<DynamicType = ()>>(object: &K) -> Self {
+        Self {
+            kind: K::kind(&()).into_owned(),
+            namespace: object.namespace(),
+            name: object.name_any(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// One broken rule on one field of one object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {field} = {value}: {message}")]
+pub struct FieldError {
+    pub object: ObjectRef,
+    /// Path from the object's root, such as `spec.reserved.cpu`.
+    pub field: String,
+    /// The offending value as the user wrote it.
+    pub value: String,
+    /// The rule, in words.
+    pub message: String,
+    /// The CEL rule the API server enforces for the same thing, when there is one.
+    pub cel_rule: Option<&'static str>,
+}
+
+/// Collects the errors of one object.
+struct Checker {
+    object: ObjectRef,
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn new(object: ObjectRef) -> Self {
+        Self {
+            object,
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, field: &str, value: impl fmt::Display, rule: &'static CelRule) {
+        self.push(field, value, rule.message.to_string(), Some(rule.cel));
+    }
+
+    /// A check the API server makes from the OpenAPI schema (not CEL), or one only this tool makes.
+    fn fail_schema(&mut self, field: &str, value: impl fmt::Display, message: impl Into<String>) {
+        self.push(field, value, message.into(), None);
+    }
+
+    fn push(
+        &mut self,
+        field: &str,
+        value: impl fmt::Display,
+        message: String,
+        cel_rule: Option<&'static str>,
+    ) {
+        self.errors.push(FieldError {
+            object: self.object.clone(),
+            field: field.to_string(),
+            value: value.to_string(),
+            message,
+            cel_rule,
+        });
+    }
+
+    fn check(&mut self, ok: bool, field: &str, value: impl fmt::Display, rule: &'static CelRule) {
+        if !ok {
+            self.fail(field, value, rule);
+        }
+    }
+
+    fn non_empty(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.fail_schema(field, "\"\"", "must not be empty");
+        }
+    }
+
+    /// Checks a quantity against its field rule and returns its bytes when it parses, so that
+    /// rules comparing it with other fields still run (as CEL's do, guarded by `isQuantity`).
+    fn quantity(
+        &mut self,
+        field: &str,
+        quantity: &Quantity,
+        rule: &'static CelRule,
+    ) -> Option<u64> {
+        let allow_zero = std::ptr::eq(rule, &rules::NON_NEGATIVE_QUANTITY);
+        match parse_bytes(&quantity.0) {
+            Ok(bytes) => {
+                if bytes == 0 && !allow_zero {
+                    self.fail(field, &quantity.0, rule);
+                }
+                Some(bytes)
+            }
+            Err(QuantityError::Syntax(_) | QuantityError::Negative(_)) => {
+                self.fail(field, format!("{:?}", quantity.0), rule);
+                None
+            }
+            Err(error @ QuantityError::Overflow(_)) => {
+                self.fail_schema(field, &quantity.0, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// The most NUMA cells a host may declare (the CRD's maxItems).
+pub const MAX_NUMA_CELLS: usize = 16;
+
+pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
+    let mut c = Checker::new(ObjectRef::of(host));
+    let spec = &host.spec;
+    c.non_empty("spec.nodeName", &spec.node_name);
+    c.check(
+        spec.capacity.cpu >= 1,
+        "spec.capacity.cpu",
+        spec.capacity.cpu,
+        &rules::AT_LEAST_ONE_CORE,
+    );
+    let capacity_memory = c.quantity(
+        "spec.capacity.memory",
+        &spec.capacity.memory,
+        &rules::POSITIVE_QUANTITY,
+    );
+    if let Some(storage) = &spec.capacity.storage {
+        c.quantity("spec.capacity.storage", storage, &rules::POSITIVE_QUANTITY);
+    }
+    let reserved_memory = c.quantity(
+        "spec.reserved.memory",
+        &spec.reserved.memory,
+        &rules::NON_NEGATIVE_QUANTITY,
+    );
+    c.check(
+        spec.reserved.cpu < spec.capacity.cpu,
+        "spec.reserved.cpu",
+        spec.reserved.cpu,
+        &rules::HOST_RESERVED_CPU_BELOW_CAPACITY,
+    );
+    if let (Some(reserved), Some(capacity)) = (reserved_memory, capacity_memory) {
+        c.check(
+            reserved < capacity,
+            "spec.reserved.memory",
+            &spec.reserved.memory.0,
+            &rules::HOST_RESERVED_MEMORY_BELOW_CAPACITY,
+        );
+    }
+    if spec.numa.len() > MAX_NUMA_CELLS {
+        c.fail_schema(
+            "spec.numa",
+            format!("{} cells", spec.numa.len()),
+            format!("at most {MAX_NUMA_CELLS} NUMA cells"),
+        );
+    }
+    let mut numa_memory = Some(0u64);
+    for (i, cell) in spec.numa.iter().enumerate() {
+        c.check(
+            cell.cpu >= 1,
+            &format!("spec.numa[{i}].cpu"),
+            cell.cpu,
+            &rules::AT_LEAST_ONE_CORE,
+        );
+        let cell_memory = c.quantity(
+            &format!("spec.numa[{i}].memory"),
+            &cell.memory,
+            &rules::POSITIVE_QUANTITY,
+        );
+        numa_memory = numa_memory
+            .zip(cell_memory)
+            .map(|(sum, cell)| sum.saturating_add(cell));
+    }
+    if !spec.numa.is_empty() {
+        let numa_cpu: u64 = spec.numa.iter().map(|cell| u64::from(cell.cpu)).sum();
+        c.check(
+            numa_cpu <= u64::from(spec.capacity.cpu),
+            "spec.numa",
+            format!("{numa_cpu} cores in all"),
+            &rules::HOST_NUMA_CPU_WITHIN_CAPACITY,
+        );
+        // CEL cannot add quantities up over a list, so only the offline check catches this one.
+        if let (Some(sum), Some(capacity)) = (numa_memory, capacity_memory)
+            && sum > capacity
+        {
+            c.fail_schema(
+                "spec.numa",
+                format!("{} in all", crate::quantity::format_bytes(sum)),
+                "the NUMA cells' memory must add up to no more than capacity memory",
+            );
+        }
+    }
+    c.finish()
+}
+
+pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
+    let mut c = Checker::new(ObjectRef::of(vm));
+    let spec = &vm.spec;
+    c.check(
+        spec.cpu >= 1,
+        "spec.cpu",
+        spec.cpu,
+        &rules::AT_LEAST_ONE_CORE,
+    );
+    let memory = c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
+    if let Some(size) = &spec.hugepages {
+        match parse_page_size(size) {
+            None => c.fail("spec.hugepages", format!("{size:?}"), &rules::HUGEPAGE_SIZE),
+            Some(page) => {
+                if let Some(memory) = memory {
+                    c.check(
+                        memory % page == 0,
+                        "spec.memory",
+                        &spec.memory.0,
+                        &rules::VM_MEMORY_WHOLE_PAGES,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(host) = &spec.host {
+        c.non_empty("spec.host", host);
+    }
+    c.check(
+        spec.node.reserved_cpu < spec.cpu,
+        "spec.node.reservedCpu",
+        spec.node.reserved_cpu,
+        &rules::VM_NODE_RESERVED_CPU_BELOW_CPU,
+    );
+    let reserved_memory = c.quantity(
+        "spec.node.reservedMemory",
+        &spec.node.reserved_memory,
+        &rules::NON_NEGATIVE_QUANTITY,
+    );
+    if let (Some(reserved), Some(memory)) = (reserved_memory, memory) {
+        c.check(
+            reserved < memory,
+            "spec.node.reservedMemory",
+            &spec.node.reserved_memory.0,
+            &rules::VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
+        );
+    }
+    let disk = &spec.boot_disk;
+    let sources = [
+        disk.container_disk.is_some(),
+        disk.data_volume.is_some(),
+        disk.persistent_volume_claim.is_some(),
+    ];
+    let set = sources.iter().filter(|set| **set).count();
+    c.check(
+        set == 1,
+        "spec.bootDisk",
+        format!("{set} sources"),
+        &rules::BOOT_DISK_ONE_SOURCE,
+    );
+    if let Some(image) = &disk.container_disk {
+        c.non_empty("spec.bootDisk.containerDisk.image", &image.image);
+    }
+    if let Some(volume) = &disk.data_volume {
+        c.quantity(
+            "spec.bootDisk.dataVolume.size",
+            &volume.size,
+            &rules::POSITIVE_QUANTITY,
+        );
+        c.non_empty(
+            "spec.bootDisk.dataVolume.storageClassName",
+            &volume.storage_class_name,
+        );
+        c.non_empty("spec.bootDisk.dataVolume.imageUrl", &volume.image_url);
+    }
+    if let Some(claim) = &disk.persistent_volume_claim {
+        c.non_empty(
+            "spec.bootDisk.persistentVolumeClaim.claimName",
+            &claim.claim_name,
+        );
+    }
+    c.finish()
+}
+
+/// The longest name a replica's pod may have: pod names become hostnames, which are DNS labels.
+const MAX_REPLICA_NAME: usize = 63;
+
+pub fn validate_group(group: &ServiceGroup) -> Result<(), Vec<FieldError>> {
+    let mut c = Checker::new(ObjectRef::of(group));
+    let spec = &group.spec;
+    c.non_empty("spec.vm", &spec.vm);
+    c.check(
+        spec.replicas >= 0,
+        "spec.replicas",
+        spec.replicas,
+        &rules::REPLICAS_NON_NEGATIVE,
+    );
+    c.check(
+        spec.cpu >= 1,
+        "spec.cpu",
+        spec.cpu,
+        &rules::AT_LEAST_ONE_CORE,
+    );
+    c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
+    c.non_empty("spec.template.image", &spec.template.image);
+    for (i, storage) in spec.template.storage.iter().enumerate() {
+        c.quantity(
+            &format!("spec.template.storage[{i}].size"),
+            &storage.size,
+            &rules::POSITIVE_QUANTITY,
+        );
+    }
+    let longest = format!("{}-{}", group.name_any(), spec.replicas.max(1));
+    if longest.len() > MAX_REPLICA_NAME {
+        c.fail_schema(
+            "metadata.name",
+            group.name_any(),
+            format!(
+                "replica names such as {longest:?} must be at most {MAX_REPLICA_NAME} characters"
+            ),
+        );
+    }
+    c.finish()
+}
+
+/// Bytes of a hugepage size the CRD allows (2Mi or 1Gi).
+pub fn parse_page_size(size: &str) -> Option<u64> {
+    match size {
+        "2Mi" => Some(2 << 20),
+        "1Gi" => Some(1 << 30),
+        _ => None,
+    }
+}

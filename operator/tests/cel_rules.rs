@@ -1,0 +1,419 @@
+//! Every CEL rule in the CRDs compiles where it sits, is exercised by an object that keeps it
+//! and one that breaks it, and agrees with the offline Rust validation on those same objects.
+
+use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup, rules};
+use catalyst::validation::{FieldError, validate_group, validate_host, validate_vm};
+use kube::CustomResourceExt;
+use kube::core::cel::{
+    ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+fn schema_of(kind: &str) -> Value {
+    let crd = match kind {
+        "CatalystHost" => CatalystHost::crd(),
+        "CatalystVM" => CatalystVM::crd(),
+        "ServiceGroup" => ServiceGroup::crd(),
+        other => panic!("unknown kind {other}"),
+    };
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .unwrap()
+        .open_api_v3_schema
+        .as_ref()
+        .unwrap();
+    serde_json::to_value(schema).unwrap()
+}
+
+fn valid(kind: &str) -> Value {
+    match kind {
+        "CatalystHost" => json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "host-1"},
+            "spec": {
+                "nodeName": "node-1",
+                "capacity": {"cpu": 256, "memory": "2Ti", "storage": "40T"},
+                "reserved": {"cpu": 8, "memory": "64Gi"},
+                "numa": [{"cpu": 128, "memory": "1Ti"}, {"cpu": 128, "memory": "1Ti"}]
+            }
+        }),
+        "CatalystVM" => json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+            "metadata": {"name": "kafka-1", "namespace": "messaging"},
+            "spec": {
+                "cpu": 96, "memory": "512Gi", "hugepages": "1Gi",
+                "bootDisk": {"dataVolume": {"storageClassName": "ceph-rbd", "size": "100Gi", "imageUrl": "docker://quay.io/containerdisks/ubuntu:22.04"}},
+                "node": {"reservedCpu": 2, "reservedMemory": "8Gi"}
+            }
+        }),
+        "ServiceGroup" => json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "ServiceGroup",
+            "metadata": {"name": "sms", "namespace": "messaging"},
+            "spec": {
+                "vm": "sms-services", "replicas": 12, "cpu": 8, "memory": "42Gi",
+                "template": {"image": "catalyst/sms-service:v3.0",
+                             "storage": [{"name": "spool", "mountPath": "/spool", "size": "10Gi"}]}
+            }
+        }),
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+/// Sets `value` at a dotted path such as `spec.reserved.cpu` (`numa.0.cpu` indexes a list).
+fn with(mut object: Value, path: &str, value: Value) -> Value {
+    let mut node = &mut object;
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        node = match part.parse::<usize>() {
+            Ok(i) => &mut node[i],
+            Err(_) => &mut node[*part],
+        };
+    }
+    let last = parts[parts.len() - 1];
+    if value.is_null() {
+        node.as_object_mut().unwrap().remove(last);
+    } else {
+        node[last] = value;
+    }
+    object
+}
+
+/// The CEL rules an object breaks, as (field, message), evaluated with a real CEL implementation
+/// (kube-cel, with Kubernetes' quantity and list libraries) exactly where the CRD places them.
+fn cel_failures(kind: &str, object: &Value) -> BTreeSet<(String, String)> {
+    match Validator::new().validate(&schema_of(kind), object, None) {
+        Ok(()) => BTreeSet::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e.kind,
+                    ErrorKind::ValidationFailure,
+                    "rule {:?} did not evaluate cleanly: {}",
+                    e.rule,
+                    e.message
+                );
+                (e.field_path.clone(), e.message.clone())
+            })
+            .collect(),
+    }
+}
+
+/// The CEL-backed rules the offline Rust validation says the same object breaks.
+fn rust_failures(kind: &str, object: &Value) -> BTreeSet<(String, String)> {
+    let result: Result<(), Vec<FieldError>> = match kind {
+        "CatalystHost" => validate_host(&serde_json::from_value(object.clone()).unwrap()),
+        "CatalystVM" => validate_vm(&serde_json::from_value(object.clone()).unwrap()),
+        "ServiceGroup" => validate_group(&serde_json::from_value(object.clone()).unwrap()),
+        other => panic!("unknown kind {other}"),
+    };
+    result
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.cel_rule.is_some())
+        .map(|e| (e.field, e.message))
+        .collect()
+}
+
+struct Case {
+    kind: &'static str,
+    path: &'static str,
+    value: Value,
+    broken: &'static [(&'static str, &'static rules::CelRule)],
+}
+
+fn cases() -> Vec<Case> {
+    use rules::*;
+    let case = |kind, path, value, broken| Case {
+        kind,
+        path,
+        value,
+        broken,
+    };
+    vec![
+        case(
+            "CatalystHost",
+            "spec.capacity.cpu",
+            json!(0),
+            &[
+                ("spec.capacity.cpu", &AT_LEAST_ONE_CORE),
+                ("spec.reserved.cpu", &HOST_RESERVED_CPU_BELOW_CAPACITY),
+                ("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY),
+            ],
+        ),
+        case(
+            "CatalystHost",
+            "spec.capacity.memory",
+            json!("0"),
+            &[
+                ("spec.capacity.memory", &POSITIVE_QUANTITY),
+                ("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY),
+            ],
+        ),
+        case(
+            "CatalystHost",
+            "spec.capacity.memory",
+            json!("lots"),
+            &[("spec.capacity.memory", &POSITIVE_QUANTITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.capacity.storage",
+            json!("-1T"),
+            &[("spec.capacity.storage", &POSITIVE_QUANTITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.reserved.cpu",
+            json!(256),
+            &[("spec.reserved.cpu", &HOST_RESERVED_CPU_BELOW_CAPACITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.reserved.memory",
+            json!("2Ti"),
+            &[("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.reserved.memory",
+            json!("-4Gi"),
+            &[("spec.reserved.memory", &NON_NEGATIVE_QUANTITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.numa.0.cpu",
+            json!(129),
+            &[("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.numa.1.cpu",
+            json!(0),
+            &[("spec.numa[1].cpu", &AT_LEAST_ONE_CORE)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.numa.1.memory",
+            json!("1KB"),
+            &[("spec.numa[1].memory", &POSITIVE_QUANTITY)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.cpu",
+            json!(0),
+            &[
+                ("spec.cpu", &AT_LEAST_ONE_CORE),
+                ("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU),
+            ],
+        ),
+        case(
+            "CatalystVM",
+            "spec.memory",
+            json!("0Gi"),
+            &[
+                ("spec.memory", &POSITIVE_QUANTITY),
+                (
+                    "spec.node.reservedMemory",
+                    &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
+                ),
+            ],
+        ),
+        case(
+            "CatalystVM",
+            "spec.memory",
+            json!("9217Mi"),
+            &[("spec.memory", &VM_MEMORY_WHOLE_PAGES)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.hugepages",
+            json!("4Mi"),
+            &[("spec.hugepages", &HUGEPAGE_SIZE)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.reservedCpu",
+            json!(96),
+            &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.reservedMemory",
+            json!("512Gi"),
+            &[(
+                "spec.node.reservedMemory",
+                &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
+            )],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.reservedMemory",
+            json!("-1"),
+            &[("spec.node.reservedMemory", &NON_NEGATIVE_QUANTITY)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.bootDisk.containerDisk",
+            json!({"image": "quay.io/containerdisks/ubuntu:22.04"}),
+            &[("spec.bootDisk", &BOOT_DISK_ONE_SOURCE)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.bootDisk.dataVolume",
+            Value::Null,
+            &[("spec.bootDisk", &BOOT_DISK_ONE_SOURCE)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.bootDisk.dataVolume.size",
+            json!("0"),
+            &[("spec.bootDisk.dataVolume.size", &POSITIVE_QUANTITY)],
+        ),
+        case(
+            "ServiceGroup",
+            "spec.replicas",
+            json!(-1),
+            &[("spec.replicas", &REPLICAS_NON_NEGATIVE)],
+        ),
+        case(
+            "ServiceGroup",
+            "spec.cpu",
+            json!(0),
+            &[("spec.cpu", &AT_LEAST_ONE_CORE)],
+        ),
+        case(
+            "ServiceGroup",
+            "spec.memory",
+            json!("42 GB"),
+            &[("spec.memory", &POSITIVE_QUANTITY)],
+        ),
+        case(
+            "ServiceGroup",
+            "spec.template.storage.0.size",
+            json!("0Mi"),
+            &[("spec.template.storage[0].size", &POSITIVE_QUANTITY)],
+        ),
+    ]
+}
+
+fn expected(case: &Case) -> BTreeSet<(String, String)> {
+    case.broken
+        .iter()
+        .map(|(field, rule)| (field.to_string(), rule.message.to_string()))
+        .collect()
+}
+
+#[test]
+fn valid_objects_keep_every_rule_in_cel_and_in_rust() {
+    for kind in ["CatalystHost", "CatalystVM", "ServiceGroup"] {
+        assert_eq!(
+            cel_failures(kind, &valid(kind)),
+            BTreeSet::new(),
+            "{kind} (CEL)"
+        );
+        assert_eq!(
+            rust_failures(kind, &valid(kind)),
+            BTreeSet::new(),
+            "{kind} (Rust)"
+        );
+    }
+}
+
+#[test]
+fn each_broken_rule_is_reported_alike_by_cel_and_rust() {
+    for case in cases() {
+        let object = with(valid(case.kind), case.path, case.value.clone());
+        let label = format!("{} with {} = {}", case.kind, case.path, case.value);
+        assert_eq!(
+            cel_failures(case.kind, &object),
+            expected(&case),
+            "CEL on {label}"
+        );
+        assert_eq!(
+            rust_failures(case.kind, &object),
+            expected(&case),
+            "Rust on {label}"
+        );
+    }
+}
+
+#[test]
+fn every_rule_is_in_a_crd_and_broken_by_some_case() {
+    let crds: String = ["CatalystHost", "CatalystVM", "ServiceGroup"]
+        .map(|k| schema_of(k).to_string())
+        .concat();
+    let broken: BTreeSet<&str> = cases()
+        .iter()
+        .flat_map(|c| c.broken.iter().map(|(_, rule)| rule.cel))
+        .collect();
+    for rule in rules::ALL {
+        assert!(
+            crds.contains(&serde_json::to_string(rule.cel).unwrap()),
+            "rule {:?} is in no CRD",
+            rule.cel
+        );
+        assert!(
+            broken.contains(rule.cel),
+            "rule {:?} is never broken by a test case",
+            rule.cel
+        );
+    }
+}
+
+#[test]
+fn every_rule_compiles_in_scope_and_within_the_cost_budget() {
+    for kind in ["CatalystHost", "CatalystVM", "ServiceGroup"] {
+        let compiled = compile_schema(&schema_of(kind));
+        assert!(
+            !compiled.has_errors(),
+            "{kind}: {:?}",
+            compiled.compilation_errors()
+        );
+        for rule in rules::ALL {
+            let warnings = analyze_rule(rule.cel, &compiled, ScopeContext::CrdValidation);
+            let fatal: Vec<_> = warnings
+                .iter()
+                .filter(|w| {
+                    w.kind != WarningKind::MissingBounds
+                        && !names_a_comprehension_variable(w, rule.cel)
+                })
+                .collect();
+            assert!(fatal.is_empty(), "{kind}: {fatal:?}");
+        }
+    }
+}
+
+/// kube-cel's scope analysis (0.8) counts the variable a macro binds, the `c` of
+/// `self.numa.map(c, c.cpu)`, as out of scope; the API server does not.
+fn names_a_comprehension_variable(warning: &kube::core::cel::AnalysisWarning, rule: &str) -> bool {
+    warning.kind == WarningKind::WrongScope
+        && ["map", "all", "exists", "exists_one", "filter"]
+            .iter()
+            .any(|m| {
+                rule.split(&format!(".{m}(")).skip(1).any(|rest| {
+                    let bound = rest.split(',').next().unwrap_or("").trim();
+                    warning.message.starts_with(&format!("variable '{bound}' "))
+                })
+            })
+}
+
+/// A rule placed at the root of the schema sees the whole object: `self.cpu` there is an error
+/// the API server reports at install time. Evaluating every rule against a valid object catches
+/// that (the field is absent where the rule looks); this checks the check.
+#[test]
+fn a_rule_placed_at_the_wrong_node_fails_to_evaluate() {
+    let mut schema = schema_of("CatalystVM");
+    schema["x-kubernetes-validations"] = json!([{"rule": "self.cpu >= 1", "message": "misplaced"}]);
+    let errors = Validator::new()
+        .validate(&schema, &valid("CatalystVM"), None)
+        .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.kind != ErrorKind::ValidationFailure),
+        "{errors:?}"
+    );
+}
