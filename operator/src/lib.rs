@@ -5,5 +5,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod manifest;
 pub mod quantity;
+pub mod schema;
 pub mod validation;

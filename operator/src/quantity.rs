@@ -19,26 +19,9 @@ pub enum QuantityError {
     Overflow(String),
 }
 
-const BINARY_SUFFIXES: [(&str, u32); 6] = [
-    ("Ki", 10),
-    ("Mi", 20),
-    ("Gi", 30),
-    ("Ti", 40),
-    ("Pi", 50),
-    ("Ei", 60),
-];
-const DECIMAL_SUFFIXES: [(&str, i32); 10] = [
-    ("n", -9),
-    ("u", -6),
-    ("m", -3),
-    ("k", 3),
-    ("M", 6),
-    ("G", 9),
-    ("T", 12),
-    ("P", 15),
-    ("E", 18),
-    ("", 0),
-];
+const BINARY_SUFFIXES: [(&str, u32); 6] = [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40), ("Pi", 50), ("Ei", 60)];
+const DECIMAL_SUFFIXES: [(&str, i32); 10] =
+    [("n", -9), ("u", -6), ("m", -3), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18), ("", 0)];
 
 /// Parses a quantity into whole bytes, rounding a fractional byte count up.
 pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
@@ -49,9 +32,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
         Some(b'+') => (false, &text[1..]),
         _ => (false, text),
     };
-    let number_end = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
+    let number_end = unsigned.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(unsigned.len());
     let (number, suffix) = unsigned.split_at(number_end);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
@@ -63,35 +44,27 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
     if digits.len() > 38 {
         return Err(overflow());
     }
-    let mantissa: u128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| syntax())?
-    };
+    let mantissa: u128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| syntax())? };
     if negative && mantissa != 0 {
         return Err(QuantityError::Negative(text.to_string()));
     }
     let fraction_digits = i32::try_from(fraction.len()).map_err(|_| overflow())?;
 
     // value = mantissa * 2^binary_shift * 10^(decimal_exponent - fraction_digits)
-    let (binary_shift, decimal_exponent) =
-        if let Some((_, shift)) = BINARY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
-            (*shift, 0)
-        } else if let Some((_, exponent)) = DECIMAL_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
-            (0, *exponent)
-        } else if let Some(exponent) = suffix.strip_prefix(['e', 'E']) {
-            (0, exponent.parse::<i32>().map_err(|_| syntax())?)
-        } else {
-            return Err(syntax());
-        };
-    let scaled = mantissa
-        .checked_mul(1u128 << binary_shift)
-        .ok_or_else(overflow)?;
+    let (binary_shift, decimal_exponent) = if let Some((_, shift)) = BINARY_SUFFIXES.iter().find(|(s, _)| *s == suffix)
+    {
+        (*shift, 0)
+    } else if let Some((_, exponent)) = DECIMAL_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
+        (0, *exponent)
+    } else if let Some(exponent) = suffix.strip_prefix(['e', 'E']) {
+        (0, exponent.parse::<i32>().map_err(|_| syntax())?)
+    } else {
+        return Err(syntax());
+    };
+    let scaled = mantissa.checked_mul(1u128 << binary_shift).ok_or_else(overflow)?;
     let exponent = decimal_exponent - fraction_digits;
     let bytes = if exponent >= 0 {
-        let factor = 10u128
-            .checked_pow(exponent.unsigned_abs())
-            .ok_or_else(overflow)?;
+        let factor = 10u128.checked_pow(exponent.unsigned_abs()).ok_or_else(overflow)?;
         scaled.checked_mul(factor).ok_or_else(overflow)?
     } else {
         match 10u128.checked_pow(exponent.unsigned_abs()) {
@@ -108,7 +81,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
 pub fn format_bytes(bytes: u64) -> String {
     for (suffix, shift) in BINARY_SUFFIXES.iter().rev() {
         let unit = 1u64 << shift;
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }
@@ -122,10 +95,10 @@ impl fmt::Display for HumanBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const GIB: u64 = 1 << 30;
         let bytes = self.0;
-        if bytes % GIB == 0 {
+        if bytes.is_multiple_of(GIB) {
             return write!(f, "{}Gi", bytes / GIB);
         }
-        if bytes < GIB && bytes % (1 << 20) == 0 {
+        if bytes < GIB && bytes.is_multiple_of(1 << 20) {
             return write!(f, "{}Mi", bytes >> 20);
         }
         write!(f, "{:.1}Gi", bytes as f64 / GIB as f64)
@@ -160,37 +133,16 @@ mod tests {
     #[test]
     fn refuses_malformed_negative_and_huge_values() {
         for bad in ["", "Gi", "12 Gi", "1.2.3", "1GB", "abc", "1e", "-"] {
-            assert!(
-                matches!(parse_bytes(bad), Err(QuantityError::Syntax(_))),
-                "{bad:?} should be a syntax error"
-            );
+            assert!(matches!(parse_bytes(bad), Err(QuantityError::Syntax(_))), "{bad:?} should be a syntax error");
         }
-        assert!(matches!(
-            parse_bytes("-1Gi"),
-            Err(QuantityError::Negative(_))
-        ));
-        assert!(matches!(
-            parse_bytes("20Ei"),
-            Err(QuantityError::Overflow(_))
-        ));
-        assert!(matches!(
-            parse_bytes("1e30"),
-            Err(QuantityError::Overflow(_))
-        ));
+        assert!(matches!(parse_bytes("-1Gi"), Err(QuantityError::Negative(_))));
+        assert!(matches!(parse_bytes("20Ei"), Err(QuantityError::Overflow(_))));
+        assert!(matches!(parse_bytes("1e30"), Err(QuantityError::Overflow(_))));
     }
 
     #[test]
     fn formats_round_trip_exactly() {
-        for bytes in [
-            0,
-            1,
-            1023,
-            1024,
-            3 << 29,
-            512 << 30,
-            2 << 40,
-            (2 << 40) + (64 << 30),
-        ] {
+        for bytes in [0, 1, 1023, 1024, 3 << 29, 512 << 30, 2 << 40, (2 << 40) + (64 << 30)] {
             assert_eq!(parse_bytes(&format_bytes(bytes)), Ok(bytes));
         }
         assert_eq!(format_bytes(512 << 30), "512Gi");

@@ -19,11 +19,7 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     pub fn of<K: kube::Resource<DynamicType = ()>>(object: &K) -> Self {
-        Self {
-            kind: K::kind(&()).into_owned(),
-            namespace: object.namespace(),
-            name: object.name_any(),
-        }
+        Self { kind: K::kind(&()).into_owned(), namespace: object.namespace(), name: object.name_any() }
     }
 }
 
@@ -59,10 +55,7 @@ struct Checker {
 
 impl Checker {
     fn new(object: ObjectRef) -> Self {
-        Self {
-            object,
-            errors: Vec::new(),
-        }
+        Self { object, errors: Vec::new() }
     }
 
     fn fail(&mut self, field: &str, value: impl fmt::Display, rule: &'static CelRule) {
@@ -74,13 +67,7 @@ impl Checker {
         self.push(field, value, message.into(), None);
     }
 
-    fn push(
-        &mut self,
-        field: &str,
-        value: impl fmt::Display,
-        message: String,
-        cel_rule: Option<&'static str>,
-    ) {
+    fn push(&mut self, field: &str, value: impl fmt::Display, message: String, cel_rule: Option<&'static str>) {
         self.errors.push(FieldError {
             object: self.object.clone(),
             field: field.to_string(),
@@ -104,12 +91,7 @@ impl Checker {
 
     /// Checks a quantity against its field rule and returns its bytes when it parses, so that
     /// rules comparing it with other fields still run (as CEL's do, guarded by `isQuantity`).
-    fn quantity(
-        &mut self,
-        field: &str,
-        quantity: &Quantity,
-        rule: &'static CelRule,
-    ) -> Option<u64> {
+    fn quantity(&mut self, field: &str, quantity: &Quantity, rule: &'static CelRule) -> Option<u64> {
         let allow_zero = std::ptr::eq(rule, &rules::NON_NEGATIVE_QUANTITY);
         match parse_bytes(&quantity.0) {
             Ok(bytes) => {
@@ -130,11 +112,7 @@ impl Checker {
     }
 
     fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
     }
 }
 
@@ -145,25 +123,12 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(host));
     let spec = &host.spec;
     c.non_empty("spec.nodeName", &spec.node_name);
-    c.check(
-        spec.capacity.cpu >= 1,
-        "spec.capacity.cpu",
-        spec.capacity.cpu,
-        &rules::AT_LEAST_ONE_CORE,
-    );
-    let capacity_memory = c.quantity(
-        "spec.capacity.memory",
-        &spec.capacity.memory,
-        &rules::POSITIVE_QUANTITY,
-    );
+    c.check(spec.capacity.cpu >= 1, "spec.capacity.cpu", spec.capacity.cpu, &rules::AT_LEAST_ONE_CORE);
+    let capacity_memory = c.quantity("spec.capacity.memory", &spec.capacity.memory, &rules::POSITIVE_QUANTITY);
     if let Some(storage) = &spec.capacity.storage {
         c.quantity("spec.capacity.storage", storage, &rules::POSITIVE_QUANTITY);
     }
-    let reserved_memory = c.quantity(
-        "spec.reserved.memory",
-        &spec.reserved.memory,
-        &rules::NON_NEGATIVE_QUANTITY,
-    );
+    let reserved_memory = c.quantity("spec.reserved.memory", &spec.reserved.memory, &rules::NON_NEGATIVE_QUANTITY);
     c.check(
         spec.reserved.cpu < spec.capacity.cpu,
         "spec.reserved.cpu",
@@ -187,20 +152,9 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     }
     let mut numa_memory = Some(0u64);
     for (i, cell) in spec.numa.iter().enumerate() {
-        c.check(
-            cell.cpu >= 1,
-            &format!("spec.numa[{i}].cpu"),
-            cell.cpu,
-            &rules::AT_LEAST_ONE_CORE,
-        );
-        let cell_memory = c.quantity(
-            &format!("spec.numa[{i}].memory"),
-            &cell.memory,
-            &rules::POSITIVE_QUANTITY,
-        );
-        numa_memory = numa_memory
-            .zip(cell_memory)
-            .map(|(sum, cell)| sum.saturating_add(cell));
+        c.check(cell.cpu >= 1, &format!("spec.numa[{i}].cpu"), cell.cpu, &rules::AT_LEAST_ONE_CORE);
+        let cell_memory = c.quantity(&format!("spec.numa[{i}].memory"), &cell.memory, &rules::POSITIVE_QUANTITY);
+        numa_memory = numa_memory.zip(cell_memory).map(|(sum, cell)| sum.saturating_add(cell));
     }
     if !spec.numa.is_empty() {
         let numa_cpu: u64 = spec.numa.iter().map(|cell| u64::from(cell.cpu)).sum();
@@ -227,24 +181,14 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
 pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(vm));
     let spec = &vm.spec;
-    c.check(
-        spec.cpu >= 1,
-        "spec.cpu",
-        spec.cpu,
-        &rules::AT_LEAST_ONE_CORE,
-    );
+    c.check(spec.cpu >= 1, "spec.cpu", spec.cpu, &rules::AT_LEAST_ONE_CORE);
     let memory = c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
     if let Some(size) = &spec.hugepages {
         match parse_page_size(size) {
             None => c.fail("spec.hugepages", format!("{size:?}"), &rules::HUGEPAGE_SIZE),
             Some(page) => {
                 if let Some(memory) = memory {
-                    c.check(
-                        memory % page == 0,
-                        "spec.memory",
-                        &spec.memory.0,
-                        &rules::VM_MEMORY_WHOLE_PAGES,
-                    );
+                    c.check(memory.is_multiple_of(page), "spec.memory", &spec.memory.0, &rules::VM_MEMORY_WHOLE_PAGES);
                 }
             }
         }
@@ -258,11 +202,8 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         spec.node.reserved_cpu,
         &rules::VM_NODE_RESERVED_CPU_BELOW_CPU,
     );
-    let reserved_memory = c.quantity(
-        "spec.node.reservedMemory",
-        &spec.node.reserved_memory,
-        &rules::NON_NEGATIVE_QUANTITY,
-    );
+    let reserved_memory =
+        c.quantity("spec.node.reservedMemory", &spec.node.reserved_memory, &rules::NON_NEGATIVE_QUANTITY);
     if let (Some(reserved), Some(memory)) = (reserved_memory, memory) {
         c.check(
             reserved < memory,
@@ -272,38 +213,19 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         );
     }
     let disk = &spec.boot_disk;
-    let sources = [
-        disk.container_disk.is_some(),
-        disk.data_volume.is_some(),
-        disk.persistent_volume_claim.is_some(),
-    ];
+    let sources = [disk.container_disk.is_some(), disk.data_volume.is_some(), disk.persistent_volume_claim.is_some()];
     let set = sources.iter().filter(|set| **set).count();
-    c.check(
-        set == 1,
-        "spec.bootDisk",
-        format!("{set} sources"),
-        &rules::BOOT_DISK_ONE_SOURCE,
-    );
+    c.check(set == 1, "spec.bootDisk", format!("{set} sources"), &rules::BOOT_DISK_ONE_SOURCE);
     if let Some(image) = &disk.container_disk {
         c.non_empty("spec.bootDisk.containerDisk.image", &image.image);
     }
     if let Some(volume) = &disk.data_volume {
-        c.quantity(
-            "spec.bootDisk.dataVolume.size",
-            &volume.size,
-            &rules::POSITIVE_QUANTITY,
-        );
-        c.non_empty(
-            "spec.bootDisk.dataVolume.storageClassName",
-            &volume.storage_class_name,
-        );
+        c.quantity("spec.bootDisk.dataVolume.size", &volume.size, &rules::POSITIVE_QUANTITY);
+        c.non_empty("spec.bootDisk.dataVolume.storageClassName", &volume.storage_class_name);
         c.non_empty("spec.bootDisk.dataVolume.imageUrl", &volume.image_url);
     }
     if let Some(claim) = &disk.persistent_volume_claim {
-        c.non_empty(
-            "spec.bootDisk.persistentVolumeClaim.claimName",
-            &claim.claim_name,
-        );
+        c.non_empty("spec.bootDisk.persistentVolumeClaim.claimName", &claim.claim_name);
     }
     c.finish()
 }
@@ -315,35 +237,19 @@ pub fn validate_group(group: &ServiceGroup) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(group));
     let spec = &group.spec;
     c.non_empty("spec.vm", &spec.vm);
-    c.check(
-        spec.replicas >= 0,
-        "spec.replicas",
-        spec.replicas,
-        &rules::REPLICAS_NON_NEGATIVE,
-    );
-    c.check(
-        spec.cpu >= 1,
-        "spec.cpu",
-        spec.cpu,
-        &rules::AT_LEAST_ONE_CORE,
-    );
+    c.check(spec.replicas >= 0, "spec.replicas", spec.replicas, &rules::REPLICAS_NON_NEGATIVE);
+    c.check(spec.cpu >= 1, "spec.cpu", spec.cpu, &rules::AT_LEAST_ONE_CORE);
     c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
     c.non_empty("spec.template.image", &spec.template.image);
     for (i, storage) in spec.template.storage.iter().enumerate() {
-        c.quantity(
-            &format!("spec.template.storage[{i}].size"),
-            &storage.size,
-            &rules::POSITIVE_QUANTITY,
-        );
+        c.quantity(&format!("spec.template.storage[{i}].size"), &storage.size, &rules::POSITIVE_QUANTITY);
     }
     let longest = format!("{}-{}", group.name_any(), spec.replicas.max(1));
     if longest.len() > MAX_REPLICA_NAME {
         c.fail_schema(
             "metadata.name",
             group.name_any(),
-            format!(
-                "replica names such as {longest:?} must be at most {MAX_REPLICA_NAME} characters"
-            ),
+            format!("replica names such as {longest:?} must be at most {MAX_REPLICA_NAME} characters"),
         );
     }
     c.finish()

@@ -4,9 +4,7 @@
 use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup, rules};
 use catalyst::validation::{FieldError, validate_group, validate_host, validate_vm};
 use kube::CustomResourceExt;
-use kube::core::cel::{
-    ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema,
-};
+use kube::core::cel::{ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -17,13 +15,7 @@ fn schema_of(kind: &str) -> Value {
         "ServiceGroup" => ServiceGroup::crd(),
         other => panic!("unknown kind {other}"),
     };
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .unwrap()
-        .open_api_v3_schema
-        .as_ref()
-        .unwrap();
+    let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
     serde_json::to_value(schema).unwrap()
 }
 
@@ -126,12 +118,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     use rules::*;
-    let case = |kind, path, value, broken| Case {
-        kind,
-        path,
-        value,
-        broken,
-    };
+    let case = |kind, path, value, broken| Case { kind, path, value, broken };
     vec![
         case(
             "CatalystHost",
@@ -152,18 +139,8 @@ fn cases() -> Vec<Case> {
                 ("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY),
             ],
         ),
-        case(
-            "CatalystHost",
-            "spec.capacity.memory",
-            json!("lots"),
-            &[("spec.capacity.memory", &POSITIVE_QUANTITY)],
-        ),
-        case(
-            "CatalystHost",
-            "spec.capacity.storage",
-            json!("-1T"),
-            &[("spec.capacity.storage", &POSITIVE_QUANTITY)],
-        ),
+        case("CatalystHost", "spec.capacity.memory", json!("lots"), &[("spec.capacity.memory", &POSITIVE_QUANTITY)]),
+        case("CatalystHost", "spec.capacity.storage", json!("-1T"), &[("spec.capacity.storage", &POSITIVE_QUANTITY)]),
         case(
             "CatalystHost",
             "spec.reserved.cpu",
@@ -182,57 +159,23 @@ fn cases() -> Vec<Case> {
             json!("-4Gi"),
             &[("spec.reserved.memory", &NON_NEGATIVE_QUANTITY)],
         ),
-        case(
-            "CatalystHost",
-            "spec.numa.0.cpu",
-            json!(129),
-            &[("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)],
-        ),
-        case(
-            "CatalystHost",
-            "spec.numa.1.cpu",
-            json!(0),
-            &[("spec.numa[1].cpu", &AT_LEAST_ONE_CORE)],
-        ),
-        case(
-            "CatalystHost",
-            "spec.numa.1.memory",
-            json!("1KB"),
-            &[("spec.numa[1].memory", &POSITIVE_QUANTITY)],
-        ),
+        case("CatalystHost", "spec.numa.0.cpu", json!(129), &[("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)]),
+        case("CatalystHost", "spec.numa.1.cpu", json!(0), &[("spec.numa[1].cpu", &AT_LEAST_ONE_CORE)]),
+        case("CatalystHost", "spec.numa.1.memory", json!("1KB"), &[("spec.numa[1].memory", &POSITIVE_QUANTITY)]),
         case(
             "CatalystVM",
             "spec.cpu",
             json!(0),
-            &[
-                ("spec.cpu", &AT_LEAST_ONE_CORE),
-                ("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU),
-            ],
+            &[("spec.cpu", &AT_LEAST_ONE_CORE), ("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)],
         ),
         case(
             "CatalystVM",
             "spec.memory",
             json!("0Gi"),
-            &[
-                ("spec.memory", &POSITIVE_QUANTITY),
-                (
-                    "spec.node.reservedMemory",
-                    &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
-                ),
-            ],
+            &[("spec.memory", &POSITIVE_QUANTITY), ("spec.node.reservedMemory", &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY)],
         ),
-        case(
-            "CatalystVM",
-            "spec.memory",
-            json!("9217Mi"),
-            &[("spec.memory", &VM_MEMORY_WHOLE_PAGES)],
-        ),
-        case(
-            "CatalystVM",
-            "spec.hugepages",
-            json!("4Mi"),
-            &[("spec.hugepages", &HUGEPAGE_SIZE)],
-        ),
+        case("CatalystVM", "spec.memory", json!("9217Mi"), &[("spec.memory", &VM_MEMORY_WHOLE_PAGES)]),
+        case("CatalystVM", "spec.hugepages", json!("4Mi"), &[("spec.hugepages", &HUGEPAGE_SIZE)]),
         case(
             "CatalystVM",
             "spec.node.reservedCpu",
@@ -243,10 +186,7 @@ fn cases() -> Vec<Case> {
             "CatalystVM",
             "spec.node.reservedMemory",
             json!("512Gi"),
-            &[(
-                "spec.node.reservedMemory",
-                &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
-            )],
+            &[("spec.node.reservedMemory", &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY)],
         ),
         case(
             "CatalystVM",
@@ -260,36 +200,16 @@ fn cases() -> Vec<Case> {
             json!({"image": "quay.io/containerdisks/ubuntu:22.04"}),
             &[("spec.bootDisk", &BOOT_DISK_ONE_SOURCE)],
         ),
-        case(
-            "CatalystVM",
-            "spec.bootDisk.dataVolume",
-            Value::Null,
-            &[("spec.bootDisk", &BOOT_DISK_ONE_SOURCE)],
-        ),
+        case("CatalystVM", "spec.bootDisk.dataVolume", Value::Null, &[("spec.bootDisk", &BOOT_DISK_ONE_SOURCE)]),
         case(
             "CatalystVM",
             "spec.bootDisk.dataVolume.size",
             json!("0"),
             &[("spec.bootDisk.dataVolume.size", &POSITIVE_QUANTITY)],
         ),
-        case(
-            "ServiceGroup",
-            "spec.replicas",
-            json!(-1),
-            &[("spec.replicas", &REPLICAS_NON_NEGATIVE)],
-        ),
-        case(
-            "ServiceGroup",
-            "spec.cpu",
-            json!(0),
-            &[("spec.cpu", &AT_LEAST_ONE_CORE)],
-        ),
-        case(
-            "ServiceGroup",
-            "spec.memory",
-            json!("42 GB"),
-            &[("spec.memory", &POSITIVE_QUANTITY)],
-        ),
+        case("ServiceGroup", "spec.replicas", json!(-1), &[("spec.replicas", &REPLICAS_NON_NEGATIVE)]),
+        case("ServiceGroup", "spec.cpu", json!(0), &[("spec.cpu", &AT_LEAST_ONE_CORE)]),
+        case("ServiceGroup", "spec.memory", json!("42 GB"), &[("spec.memory", &POSITIVE_QUANTITY)]),
         case(
             "ServiceGroup",
             "spec.template.storage.0.size",
@@ -300,25 +220,14 @@ fn cases() -> Vec<Case> {
 }
 
 fn expected(case: &Case) -> BTreeSet<(String, String)> {
-    case.broken
-        .iter()
-        .map(|(field, rule)| (field.to_string(), rule.message.to_string()))
-        .collect()
+    case.broken.iter().map(|(field, rule)| (field.to_string(), rule.message.to_string())).collect()
 }
 
 #[test]
 fn valid_objects_keep_every_rule_in_cel_and_in_rust() {
     for kind in ["CatalystHost", "CatalystVM", "ServiceGroup"] {
-        assert_eq!(
-            cel_failures(kind, &valid(kind)),
-            BTreeSet::new(),
-            "{kind} (CEL)"
-        );
-        assert_eq!(
-            rust_failures(kind, &valid(kind)),
-            BTreeSet::new(),
-            "{kind} (Rust)"
-        );
+        assert_eq!(cel_failures(kind, &valid(kind)), BTreeSet::new(), "{kind} (CEL)");
+        assert_eq!(rust_failures(kind, &valid(kind)), BTreeSet::new(), "{kind} (Rust)");
     }
 }
 
@@ -327,39 +236,18 @@ fn each_broken_rule_is_reported_alike_by_cel_and_rust() {
     for case in cases() {
         let object = with(valid(case.kind), case.path, case.value.clone());
         let label = format!("{} with {} = {}", case.kind, case.path, case.value);
-        assert_eq!(
-            cel_failures(case.kind, &object),
-            expected(&case),
-            "CEL on {label}"
-        );
-        assert_eq!(
-            rust_failures(case.kind, &object),
-            expected(&case),
-            "Rust on {label}"
-        );
+        assert_eq!(cel_failures(case.kind, &object), expected(&case), "CEL on {label}");
+        assert_eq!(rust_failures(case.kind, &object), expected(&case), "Rust on {label}");
     }
 }
 
 #[test]
 fn every_rule_is_in_a_crd_and_broken_by_some_case() {
-    let crds: String = ["CatalystHost", "CatalystVM", "ServiceGroup"]
-        .map(|k| schema_of(k).to_string())
-        .concat();
-    let broken: BTreeSet<&str> = cases()
-        .iter()
-        .flat_map(|c| c.broken.iter().map(|(_, rule)| rule.cel))
-        .collect();
+    let crds: String = ["CatalystHost", "CatalystVM", "ServiceGroup"].map(|k| schema_of(k).to_string()).concat();
+    let broken: BTreeSet<&str> = cases().iter().flat_map(|c| c.broken.iter().map(|(_, rule)| rule.cel)).collect();
     for rule in rules::ALL {
-        assert!(
-            crds.contains(&serde_json::to_string(rule.cel).unwrap()),
-            "rule {:?} is in no CRD",
-            rule.cel
-        );
-        assert!(
-            broken.contains(rule.cel),
-            "rule {:?} is never broken by a test case",
-            rule.cel
-        );
+        assert!(crds.contains(&serde_json::to_string(rule.cel).unwrap()), "rule {:?} is in no CRD", rule.cel);
+        assert!(broken.contains(rule.cel), "rule {:?} is never broken by a test case", rule.cel);
     }
 }
 
@@ -367,19 +255,12 @@ fn every_rule_is_in_a_crd_and_broken_by_some_case() {
 fn every_rule_compiles_in_scope_and_within_the_cost_budget() {
     for kind in ["CatalystHost", "CatalystVM", "ServiceGroup"] {
         let compiled = compile_schema(&schema_of(kind));
-        assert!(
-            !compiled.has_errors(),
-            "{kind}: {:?}",
-            compiled.compilation_errors()
-        );
+        assert!(!compiled.has_errors(), "{kind}: {:?}", compiled.compilation_errors());
         for rule in rules::ALL {
             let warnings = analyze_rule(rule.cel, &compiled, ScopeContext::CrdValidation);
             let fatal: Vec<_> = warnings
                 .iter()
-                .filter(|w| {
-                    w.kind != WarningKind::MissingBounds
-                        && !names_a_comprehension_variable(w, rule.cel)
-                })
+                .filter(|w| w.kind != WarningKind::MissingBounds && !names_a_comprehension_variable(w, rule.cel))
                 .collect();
             assert!(fatal.is_empty(), "{kind}: {fatal:?}");
         }
@@ -390,14 +271,12 @@ fn every_rule_compiles_in_scope_and_within_the_cost_budget() {
 /// `self.numa.map(c, c.cpu)`, as out of scope; the API server does not.
 fn names_a_comprehension_variable(warning: &kube::core::cel::AnalysisWarning, rule: &str) -> bool {
     warning.kind == WarningKind::WrongScope
-        && ["map", "all", "exists", "exists_one", "filter"]
-            .iter()
-            .any(|m| {
-                rule.split(&format!(".{m}(")).skip(1).any(|rest| {
-                    let bound = rest.split(',').next().unwrap_or("").trim();
-                    warning.message.starts_with(&format!("variable '{bound}' "))
-                })
+        && ["map", "all", "exists", "exists_one", "filter"].iter().any(|m| {
+            rule.split(&format!(".{m}(")).skip(1).any(|rest| {
+                let bound = rest.split(',').next().unwrap_or("").trim();
+                warning.message.starts_with(&format!("variable '{bound}' "))
             })
+        })
 }
 
 /// A rule placed at the root of the schema sees the whole object: `self.cpu` there is an error
@@ -407,13 +286,6 @@ fn names_a_comprehension_variable(warning: &kube::core::cel::AnalysisWarning, ru
 fn a_rule_placed_at_the_wrong_node_fails_to_evaluate() {
     let mut schema = schema_of("CatalystVM");
     schema["x-kubernetes-validations"] = json!([{"rule": "self.cpu >= 1", "message": "misplaced"}]);
-    let errors = Validator::new()
-        .validate(&schema, &valid("CatalystVM"), None)
-        .unwrap_err();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.kind != ErrorKind::ValidationFailure),
-        "{errors:?}"
-    );
+    let errors = Validator::new().validate(&schema, &valid("CatalystVM"), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.kind != ErrorKind::ValidationFailure), "{errors:?}");
 }

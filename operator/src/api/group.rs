@@ -2,8 +2,8 @@
 
 use super::rules;
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    PersistentVolumeClaimVolumeSource, Probe, SecretVolumeSource, VolumeMount,
+    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource, Probe,
+    SecretVolumeSource, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
 use kube::{CustomResource, KubeSchema};
@@ -22,6 +22,10 @@ use std::collections::BTreeMap;
     namespaced,
     shortname = "sg",
     category = "catalyst",
+    derive = "PartialEq",
+    doc = "Replicas of one container with whole dedicated cores and memory, pinned into one CatalystVM.",
+    selectable = ".spec.vm",
+    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas"),
     status = "ServiceGroupStatus",
     printcolumn = r#"{"name":"VM","type":"string","jsonPath":".spec.vm"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
@@ -121,6 +125,10 @@ pub struct ReplicaStorage {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceGroupStatus {
+    /// Replicas that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Replicas whose pod is Ready.
     #[serde(default)]
     pub ready_replicas: i32,
     /// Cores and memory the group takes from its VM (replicas x per-replica).

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
     kind = "CatalystHost",
     shortname = "chost",
     category = "catalyst",
+    derive = "PartialEq",
+    doc = "A physical server running KubeVirt, and the cores and memory it gives to Catalyst VMs.",
+    selectable = ".spec.nodeName",
     status = "CatalystHostStatus",
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
     printcolumn = r#"{"name":"CPU","type":"string","description":"allocated/allocatable cores","jsonPath":".status.summary.cpu"}"#,
@@ -87,10 +90,7 @@ pub struct HostReserved {
 
 impl Default for HostReserved {
     fn default() -> Self {
-        Self {
-            cpu: 0,
-            memory: zero_quantity(),
-        }
+        Self { cpu: 0, memory: zero_quantity() }
     }
 }
 

@@ -28,11 +28,8 @@ impl CelRule {
     }
 }
 
-pub const AT_LEAST_ONE_CORE: CelRule = CelRule {
-    cel: "self >= 1",
-    message: "must be at least 1 whole core",
-    field_path: None,
-};
+pub const AT_LEAST_ONE_CORE: CelRule =
+    CelRule { cel: "self >= 1", message: "must be at least 1 whole core", field_path: None };
 
 pub const POSITIVE_QUANTITY: CelRule = CelRule {
     cel: "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
@@ -67,11 +64,8 @@ pub const HOST_NUMA_CPU_WITHIN_CAPACITY: CelRule = CelRule {
     field_path: Some(".numa"),
 };
 
-pub const HUGEPAGE_SIZE: CelRule = CelRule {
-    cel: "self in ['2Mi', '1Gi']",
-    message: "hugepages must be 2Mi or 1Gi",
-    field_path: None,
-};
+pub const HUGEPAGE_SIZE: CelRule =
+    CelRule { cel: "self in ['2Mi', '1Gi']", message: "hugepages must be 2Mi or 1Gi", field_path: None };
 
 pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
     cel: "!has(self.hugepages) || !(self.hugepages in ['2Mi', '1Gi']) || !isQuantity(self.memory) || \
@@ -100,11 +94,8 @@ pub const BOOT_DISK_ONE_SOURCE: CelRule = CelRule {
     field_path: None,
 };
 
-pub const REPLICAS_NON_NEGATIVE: CelRule = CelRule {
-    cel: "self >= 0",
-    message: "replicas must be 0 or more",
-    field_path: None,
-};
+pub const REPLICAS_NON_NEGATIVE: CelRule =
+    CelRule { cel: "self >= 0", message: "replicas must be 0 or more", field_path: None };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
 pub const ALL: [&CelRule; 12] = [

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
     namespaced,
     shortname = "cvm",
     category = "catalyst",
+    derive = "PartialEq",
+    doc = "A VM with dedicated cores and memory, rendered into a KubeVirt VirtualMachine that joins the cluster as its own node.",
     status = "CatalystVMStatus",
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".status.host"}"#,
     printcolumn = r#"{"name":"CPU","type":"integer","jsonPath":".spec.cpu"}"#,

@@ -1,0 +1,314 @@
+//! Reading Catalyst objects from multi-document YAML files and directories, offline.
+//!
+//! Objects of other kinds are counted and ignored (they are other people's manifests). Every
+//! problem is collected, not just the first, so one run shows a user all they must fix.
+
+use crate::api::{API_VERSION, CatalystHost, CatalystVM, ServiceGroup};
+use crate::schema::unknown_fields;
+use crate::validation::{FieldError, ObjectRef, validate_group, validate_host, validate_vm};
+use kube::{CustomResourceExt, Resource};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Namespace given to namespaced objects that name none, as kubectl does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The Catalyst objects found in a set of manifests.
+#[derive(Debug, Default, Clone)]
+pub struct Manifests {
+    pub hosts: Vec<CatalystHost>,
+    pub vms: Vec<CatalystVM>,
+    pub groups: Vec<ServiceGroup>,
+    /// Documents of other kinds, left alone.
+    pub ignored: usize,
+}
+
+/// Where a document came from: file and 1-based position in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub document: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file, self.document)
+    }
+}
+
+/// Something wrong with the manifests.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{location}: not valid YAML: {message}")]
+    Yaml { location: Location, message: String },
+    #[error("{location}: {object}: {message}")]
+    Decode { location: Location, object: String, message: String },
+    #[error("{location}: {error}")]
+    Invalid { location: Location, error: FieldError },
+    #[error("{location}: {object} is defined twice (first in {first})")]
+    Duplicate { location: Location, object: ObjectRef, first: Location },
+}
+
+/// Reads every file and directory (recursively: `*.yaml`, `*.yml`, `*.json`) in name order.
+pub fn load(paths: &[PathBuf]) -> (Manifests, Vec<ManifestError>) {
+    let mut loader = Loader::default();
+    for path in paths {
+        match files_under(path) {
+            Ok(files) => {
+                for file in files {
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) => loader.add_text(&file.display().to_string(), &text),
+                        Err(source) => {
+                            loader.errors.push(ManifestError::Read { path: file.display().to_string(), source })
+                        }
+                    }
+                }
+            }
+            Err(source) => loader.errors.push(ManifestError::Read { path: path.display().to_string(), source }),
+        }
+    }
+    (loader.manifests, loader.errors)
+}
+
+/// Parses one multi-document YAML text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> (Manifests, Vec<ManifestError>) {
+    let mut loader = Loader::default();
+    loader.add_text(file, text);
+    (loader.manifests, loader.errors)
+}
+
+fn files_under(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    let mut files = Vec::new();
+    for entry in entries {
+        if entry.is_dir() {
+            files.extend(files_under(&entry)?);
+        } else if entry.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Default)]
+struct Loader {
+    manifests: Manifests,
+    errors: Vec<ManifestError>,
+    seen: BTreeMap<ObjectRef, Location>,
+}
+
+impl Loader {
+    fn add_text(&mut self, file: &str, text: &str) {
+        for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+            let location = Location { file: file.to_string(), document: index + 1 };
+            match Value::deserialize(document) {
+                Ok(Value::Null) => {}
+                Ok(value) => self.add_value(location, value),
+                Err(error) => {
+                    self.errors.push(ManifestError::Yaml { location, message: error.to_string() });
+                    // The YAML stream cannot be resynchronised after a syntax error.
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_value(&mut self, location: Location, value: Value) {
+        if value.get("kind").and_then(Value::as_str) == Some("List") {
+            for item in value.get("items").and_then(Value::as_array).into_iter().flatten() {
+                self.add_value(location.clone(), item.clone());
+            }
+            return;
+        }
+        if value.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
+            self.manifests.ignored += 1;
+            return;
+        }
+        match value.get("kind").and_then(Value::as_str) {
+            Some("CatalystHost") => {
+                if let Some(host) = self.decode::<CatalystHost>(&location, value) {
+                    self.accept(location, host, validate_host, |m| &mut m.hosts);
+                }
+            }
+            Some("CatalystVM") => {
+                if let Some(vm) = self.decode::<CatalystVM>(&location, default_namespace(value)) {
+                    self.accept(location, vm, validate_vm, |m| &mut m.vms);
+                }
+            }
+            Some("ServiceGroup") => {
+                if let Some(group) = self.decode::<ServiceGroup>(&location, default_namespace(value)) {
+                    self.accept(location, group, validate_group, |m| &mut m.groups);
+                }
+            }
+            _ => self.manifests.ignored += 1,
+        }
+    }
+
+    /// Decodes strictly: undeclared fields are errors, and type errors name the field. Returns
+    /// the object when it decodes at all (so its rules are still checked) and whether it was clean.
+    fn decode<K>(&mut self, location: &Location, value: Value) -> Option<(K, bool)>
+    where
+        K: Resource<DynamicType = ()> + CustomResourceExt + DeserializeOwned,
+    {
+        let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<no name>");
+        let object = match value.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(namespace) => format!("{} {namespace}/{name}", K::kind(&())),
+            None => format!("{} {name}", K::kind(&())),
+        };
+        let mut problems = Vec::new();
+        if value.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            problems.push("metadata.name is required".to_string());
+        }
+        let crd = K::crd();
+        let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+        let schema = serde_json::to_value(schema).expect("a CRD schema serializes");
+        let checked = Value::Object(
+            value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k == "spec" || *k == "status")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        problems.extend(unknown_fields(&schema, &checked, "").into_iter().map(|path| format!("{path}: unknown field")));
+        let decoded = match serde_path_to_error::deserialize::<_, K>(value) {
+            Ok(object) => Some(object),
+            Err(error) => {
+                problems.push(format!("{}: {}", error.path(), error.inner()));
+                None
+            }
+        };
+        let clean = problems.is_empty();
+        for message in problems {
+            self.errors.push(ManifestError::Decode { location: location.clone(), object: object.clone(), message });
+        }
+        decoded.map(|decoded| (decoded, clean))
+    }
+
+    fn accept<K>(
+        &mut self,
+        location: Location,
+        (object, clean): (K, bool),
+        validate: fn(&K) -> Result<(), Vec<FieldError>>,
+        list: fn(&mut Manifests) -> &mut Vec<K>,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference = ObjectRef::of(&object);
+        if let Some(first) = self.seen.get(&reference) {
+            self.errors.push(ManifestError::Duplicate { location, object: reference, first: first.clone() });
+            return;
+        }
+        self.seen.insert(reference, location.clone());
+        match validate(&object) {
+            Ok(()) if clean => list(&mut self.manifests).push(object),
+            Ok(()) => {}
+            Err(errors) => self
+                .errors
+                .extend(errors.into_iter().map(|error| ManifestError::Invalid { location: location.clone(), error })),
+        }
+    }
+}
+
+/// Gives a namespaced object without a namespace the default one.
+fn default_namespace(mut value: Value) -> Value {
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.entry("namespace").or_insert_with(|| Value::String(DEFAULT_NAMESPACE.into()));
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VM: &str = "apiVersion: catalyst.io/v1alpha1
+kind: CatalystVM
+metadata: {name: a}
+spec: {cpu: 4, memory: 8Gi, bootDisk: {containerDisk: {image: img}}}
+";
+
+    fn messages(errors: &[ManifestError]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn reads_catalyst_objects_and_ignores_other_kinds() {
+        let text = format!("{VM}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n# empty\n");
+        let (manifests, errors) = parse("a.yaml", &text);
+        assert!(errors.is_empty(), "{:?}", messages(&errors));
+        assert_eq!(manifests.vms.len(), 1);
+        assert_eq!(manifests.ignored, 1);
+        assert_eq!(manifests.vms[0].metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+    }
+
+    #[test]
+    fn unfolds_lists_as_kubectl_get_prints_them() {
+        let indented: String = VM.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!("apiVersion: v1\nkind: List\nitems:\n-{}", &indented[1..]);
+        let (manifests, errors) = parse("list.yaml", &text);
+        assert!(errors.is_empty(), "{:?}", messages(&errors));
+        assert_eq!(manifests.vms.len(), 1);
+    }
+
+    #[test]
+    fn names_unknown_fields_type_errors_and_broken_rules_with_their_location() {
+        let text = "apiVersion: catalyst.io/v1alpha1
+kind: CatalystVM
+metadata: {name: a, namespace: team}
+spec: {cpu: 0, memroy: 1Gi, memory: 8Gi, bootDisk: {containerDisk: {image: img}}}
+---
+apiVersion: catalyst.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: g}
+spec: {vm: a, replicas: three, cpu: 1, memory: 1Gi, template: {image: i}}
+";
+        let (manifests, errors) = parse("bad.yaml", text);
+        assert_eq!(manifests.vms.len() + manifests.groups.len(), 0);
+        assert_eq!(
+            messages(&errors),
+            [
+                "bad.yaml (document 1): CatalystVM team/a: spec.memroy: unknown field",
+                "bad.yaml (document 1): CatalystVM team/a: spec.cpu = 0: must be at least 1 whole core",
+                "bad.yaml (document 1): CatalystVM team/a: spec.node.reservedCpu = 1: node.reservedCpu must be less than the VM's cpu",
+                "bad.yaml (document 2): ServiceGroup default/g: spec.replicas: invalid type: string \"three\", expected i32",
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_an_object_defined_twice() {
+        let (manifests, errors) = parse("dup.yaml", &format!("{VM}---\n{VM}"));
+        assert_eq!(manifests.vms.len(), 1);
+        assert_eq!(
+            messages(&errors),
+            ["dup.yaml (document 2): CatalystVM default/a is defined twice (first in dup.yaml (document 1))"]
+        );
+    }
+
+    #[test]
+    fn reports_yaml_syntax_errors_and_missing_names() {
+        let (_, errors) = parse("broken.yaml", "kind: [unclosed\n");
+        assert!(matches!(errors.as_slice(), [ManifestError::Yaml { .. }]), "{:?}", messages(&errors));
+        let (_, errors) = parse("anon.yaml", &VM.replace("metadata: {name: a}", "metadata: {}"));
+        assert!(messages(&errors).iter().any(|m| m.ends_with("metadata.name is required")), "{:?}", messages(&errors));
+    }
+
+    #[test]
+    fn reports_unreadable_paths() {
+        let (_, errors) = load(&[PathBuf::from("/nonexistent/catalyst")]);
+        assert!(matches!(errors.as_slice(), [ManifestError::Read { .. }]));
+    }
+}
