@@ -6,6 +6,7 @@
 pub mod api;
 pub mod crd;
 pub mod manifest;
+pub mod planner;
 pub mod quantity;
 pub mod schema;
 pub mod validation;

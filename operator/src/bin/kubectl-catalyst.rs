@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use catalyst::manifest;
+use catalyst::planner::{self, Overhead, PlanInput, whatif};
+use catalyst::quantity::parse_bytes;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,28 @@ enum Command {
         /// Directory to write catalysthosts.yaml, catalystvms.yaml and servicegroups.yaml into.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+    /// Plan a layout offline: where each VM goes, whether each ServiceGroup fits its VM, and
+    /// every violation. Exit 0 when it fits, 1 when it does not, 2 on bad input.
+    Plan {
+        /// Files or directories of YAML manifests (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Also answer: how many more hosts shaped like this CatalystHost make every VM fit?
+        #[arg(long, value_name = "HOST")]
+        add_hosts_like: Option<String>,
+        /// Also answer the N+1 question: could each host's VMs be re-placed on the others?
+        /// A stranded VM then makes the exit code 1.
+        #[arg(long)]
+        check_host_loss: bool,
+        /// Fixed memory overhead of each VM's launcher pod (KubeVirt's virt-launcher processes).
+        #[arg(long, value_name = "QUANTITY", default_value = "228Mi", value_parser = parse_quantity)]
+        overhead_fixed: u64,
+        /// Memory overhead per vCPU of each VM.
+        #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
+        overhead_per_vcpu: u64,
     },
     /// Check manifests offline; exit 1 when any Catalyst object is invalid. Other kinds are ignored.
     Validate {
@@ -46,7 +70,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Plan { files, output, add_hosts_like, check_host_loss, overhead_fixed, overhead_per_vcpu } => {
+            let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };
+            plan(&files, output, add_hosts_like.as_deref(), check_host_loss, &overhead)
+        }
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+fn parse_quantity(text: &str) -> Result<u64, String> {
+    parse_bytes(text).map_err(|e| e.to_string())
+}
+
+/// The plan and the answers to the questions asked with it, as `-o json|yaml` prints them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanReport<'a> {
+    overhead: &'a Overhead,
+    #[serde(flatten)]
+    plan: &'a planner::Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    more_hosts: Option<&'a whatif::MoreHosts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_loss: Option<&'a [whatif::HostLoss]>,
+}
+
+fn plan(
+    files: &[PathBuf],
+    output: Output,
+    add_hosts_like: Option<&str>,
+    check_host_loss: bool,
+    overhead: &Overhead,
+) -> anyhow::Result<ExitCode> {
+    let (manifests, errors) = manifest::load(files);
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        eprintln!("{} error(s) in the manifests: nothing planned", errors.len());
+        return Ok(ExitCode::from(2));
+    }
+    let input = PlanInput::from_manifests(&manifests, overhead);
+    let plan = planner::plan(&input);
+    let more = match add_hosts_like {
+        Some(like) => match whatif::hosts_needed(&input, like) {
+            Some(more) => Some(more),
+            None => {
+                eprintln!("--add-hosts-like: {like} is not a CatalystHost in these manifests");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    let loss = check_host_loss.then(|| whatif::host_loss(&input, &plan));
+    match output {
+        Output::Table => print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref())),
+        Output::Json | Output::Yaml => {
+            let report = PlanReport { overhead, plan: &plan, more_hosts: more.as_ref(), host_loss: loss.as_deref() };
+            let text = match output {
+                Output::Json => serde_json::to_string_pretty(&report)? + "\n",
+                _ => serde_norway::to_string(&report)?,
+            };
+            print!("{text}");
+        }
+    }
+    let stranded = loss.iter().flatten().any(|l| !l.stranded.is_empty());
+    Ok(if plan.fits && !stranded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -1,0 +1,655 @@
+//! The capacity planner: where each VM goes, whether each ServiceGroup fits its VM, and
+//! every reason a layout does not fit. Pure and deterministic: the same objects in any
+//! order give the same plan. Used by the operator and offline by `kubectl catalyst plan`.
+//!
+//! ## Model
+//! Dedicated resources, no overcommit. A host offers `capacity - reserved`. A VM takes its
+//! cores (plus one for its emulator thread when isolated) and its memory plus the launcher
+//! pod's overhead ([`Overhead`]). A ServiceGroup takes `replicas x (cpu, memory)` from its
+//! VM's `cpu - node.reservedCpu` and `memory - node.reservedMemory`.
+//!
+//! ## Heuristic: best-fit decreasing over an ordered index, spread-aware
+//! VMs are placed in three passes: those already running (their status names a host: they
+//! never move), those pinned by `spec.host`, then the rest, largest first (cores, then
+//! memory; members of spread groups before loose VMs of the same size, as they have fewer
+//! places to go). Each of the rest goes to the feasible host with the *least* free cores that
+//! still holds it (ties: least free memory, then name): best fit keeps large holes open for
+//! the large VMs still to come, which first fit squanders, and decreasing order is what
+//! gives best fit its 11/9 OPT + 6/9 bound in one dimension. Cores are the scarce, never
+//! shared resource here, so they are the primary dimension; memory, spread groups, host
+//! selectors and NUMA cells are checked on each candidate.
+//!
+//! Schedulable hosts sit in a `BTreeSet` keyed by (free cores, free memory, index), so the
+//! tightest host is found with one range query from the VM's demand, O(log m), and moving a
+//! host after a placement is two O(log m) updates: O(n log n + n log m) in all when the first
+//! candidates in range are feasible, which is the common case. Candidates skipped for
+//! memory, spread, selector or NUMA cost a step each; the benchmark measures real layouts.
+
+pub mod model;
+pub mod report;
+pub mod whatif;
+
+pub use model::{GroupModel, HostModel, Overhead, Res, VmModel};
+
+use crate::manifest::Manifests;
+use crate::quantity::HumanBytes;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+/// Everything the planner reads, already resolved into numbers.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInput {
+    pub hosts: Vec<HostModel>,
+    pub vms: Vec<VmModel>,
+    pub groups: Vec<GroupModel>,
+}
+
+impl PlanInput {
+    pub fn from_manifests(manifests: &Manifests, overhead: &Overhead) -> Self {
+        Self {
+            hosts: manifests.hosts.iter().map(HostModel::from_host).collect(),
+            vms: manifests.vms.iter().map(|vm| VmModel::from_vm(vm, overhead)).collect(),
+            groups: manifests.groups.iter().map(GroupModel::from_group).collect(),
+        }
+    }
+}
+
+/// How a VM got its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Decision {
+    /// Already runs there (its status names the host); never moved.
+    Placed,
+    /// `spec.host` names the host.
+    Pinned,
+    /// Chosen by the planner.
+    Planned,
+    /// No host can take it; see the violations.
+    Unplaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPlan {
+    pub name: String,
+    pub node_name: String,
+    pub failure_domain: String,
+    pub schedulable: bool,
+    pub allocatable: Res,
+    pub allocated: Res,
+    /// allocatable - allocated, never below zero (an overcommitted host is a violation).
+    pub free: Res,
+    /// namespace/name of the VMs on the host, in plan order.
+    pub vms: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmPlan {
+    pub vm: String,
+    /// What it takes from its host, overheads included.
+    pub demand: Res,
+    pub host: Option<String>,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupPlan {
+    pub group: String,
+    pub vm: String,
+    pub replicas: u64,
+    /// replicas x per-replica cores and memory.
+    pub demand: Res,
+    /// What the VM had left for this group (after the groups before it), when the VM exists.
+    pub available: Option<Res>,
+    pub fits: bool,
+}
+
+/// One reason the layout does not fit, naming the object and, where it is about capacity,
+/// the resource, what was requested, what was available and the shortfall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    /// Such as `CatalystVM catalyst-v3/kafka-1`.
+    pub object: String,
+    /// `cpu`, `memory`, or a constraint such as `spreadGroup`, `host`, `numa`, `vm`.
+    pub resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<String>,
+    pub message: String,
+}
+
+/// The layout's totals, computed from the objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// What all VMs take from hosts, overheads included.
+    pub demand: Res,
+    /// What all hosts offer (capacity - reserved).
+    pub allocatable: Res,
+    /// demand - allocatable where demand is larger: no packing can fit a layout with a shortfall.
+    pub shortfall: Res,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub fits: bool,
+    pub totals: Totals,
+    pub hosts: Vec<HostPlan>,
+    /// In plan order: running VMs, pinned VMs, then the rest largest first; unplaced last.
+    pub vms: Vec<VmPlan>,
+    pub groups: Vec<GroupPlan>,
+    pub violations: Vec<Violation>,
+}
+
+impl Plan {
+    /// Violations that adding hosts could cure: VMs without a host.
+    pub fn unplaced(&self) -> impl Iterator<Item = &VmPlan> {
+        self.vms.iter().filter(|vm| vm.decision == Decision::Unplaced)
+    }
+}
+
+/// Plans a layout. Inputs are sorted first, so their order never matters.
+pub fn plan(input: &PlanInput) -> Plan {
+    let mut hosts: Vec<&HostModel> = input.hosts.iter().collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut vms: Vec<&VmModel> = input.vms.iter().collect();
+    vms.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut engine = Engine::new(&hosts);
+    let mut violations = Vec::new();
+    let mut order: Vec<(usize, Option<usize>, Decision)> = Vec::with_capacity(vms.len());
+
+    // 1. Running VMs stay where they are, whatever it costs.
+    for (v, vm) in vms.iter().enumerate() {
+        let Some(host_name) = &vm.placed else { continue };
+        match engine.host_index(host_name) {
+            Some(h) => {
+                if let Some(group) = &vm.spread_group
+                    && engine.spread_blocks(group, h)
+                {
+                    violations.push(Violation::constraint(
+                        vm_object(vm),
+                        "spreadGroup",
+                        format!(
+                            "runs on {host_name} beside another member of spread group {group} in failure domain {}",
+                            hosts[h].failure_domain
+                        ),
+                    ));
+                }
+                let cells = engine.numa_fit(h, vm).unwrap_or_default();
+                engine.commit(vm, h, &cells);
+                order.push((v, Some(h), Decision::Placed));
+            }
+            None => {
+                violations.push(Violation::constraint(
+                    vm_object(vm),
+                    "host",
+                    format!("its status places it on {host_name}, which is not a CatalystHost in this layout"),
+                ));
+                order.push((v, None, Decision::Unplaced));
+            }
+        }
+    }
+    for h in 0..hosts.len() {
+        let (allocatable, used) = (hosts[h].allocatable, engine.used[h]);
+        violations.extend(overcommit_violations(hosts[h], allocatable, used));
+    }
+
+    // 2. Pinned VMs go to their host or nowhere.
+    let mut pinned: Vec<usize> =
+        (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_some()).collect();
+    pinned.sort_by(|&a, &b| size_order(vms[a], vms[b]));
+    for v in pinned {
+        let vm = vms[v];
+        let host_name = vm.pinned.as_deref().unwrap_or_default();
+        let placed = match engine.host_index(host_name) {
+            None => {
+                violations.push(Violation::constraint(
+                    vm_object(vm),
+                    "host",
+                    format!("spec.host names {host_name}, which is not a CatalystHost in this layout"),
+                ));
+                None
+            }
+            Some(h) => match engine.check(vm, h) {
+                Ok(cells) => {
+                    engine.commit(vm, h, &cells);
+                    Some(h)
+                }
+                Err(refusal) => {
+                    violations.extend(refusal.violations(vm, h, &engine));
+                    None
+                }
+            },
+        };
+        order.push((v, placed, if placed.is_some() { Decision::Pinned } else { Decision::Unplaced }));
+    }
+
+    // 3. The rest: best-fit decreasing.
+    let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
+    free.sort_by(|&a, &b| size_order(vms[a], vms[b]));
+    let mut unplaced = Vec::new();
+    for v in free {
+        let vm = vms[v];
+        match engine.best_fit(vm) {
+            Some((h, cells)) => {
+                engine.commit(vm, h, &cells);
+                order.push((v, Some(h), Decision::Planned));
+            }
+            None => {
+                unplaced.push(v);
+                order.push((v, None, Decision::Unplaced));
+            }
+        }
+    }
+    // Explained against the final state, so the numbers match the hosts table.
+    for v in unplaced {
+        violations.extend(engine.diagnose(vms[v]));
+    }
+    order.sort_by_key(|(_, host, _)| host.is_none());
+
+    let vm_plans: Vec<VmPlan> = order
+        .iter()
+        .map(|&(v, h, decision)| VmPlan {
+            vm: vms[v].key.clone(),
+            demand: vms[v].demand,
+            host: h.map(|h| hosts[h].name.clone()),
+            decision,
+        })
+        .collect();
+    let mut host_vms: Vec<Vec<String>> = vec![Vec::new(); hosts.len()];
+    for &(v, h, _) in &order {
+        if let Some(h) = h {
+            host_vms[h].push(vms[v].key.clone());
+        }
+    }
+    let host_plans = hosts
+        .iter()
+        .zip(host_vms)
+        .enumerate()
+        .map(|(h, (host, vms))| HostPlan {
+            name: host.name.clone(),
+            node_name: host.node_name.clone(),
+            failure_domain: host.failure_domain.clone(),
+            schedulable: host.schedulable,
+            allocatable: host.allocatable,
+            allocated: engine.used[h],
+            free: host.allocatable - engine.used[h],
+            vms,
+        })
+        .collect();
+    let (groups, group_violations) = fit_groups(&input.groups, &vms);
+    violations.extend(group_violations);
+
+    let demand = input.vms.iter().fold(Res::ZERO, |sum, vm| sum + vm.demand);
+    let allocatable = input.hosts.iter().fold(Res::ZERO, |sum, host| sum + host.allocatable);
+    Plan {
+        fits: violations.is_empty(),
+        totals: Totals { demand, allocatable, shortfall: demand - allocatable },
+        hosts: host_plans,
+        vms: vm_plans,
+        groups,
+        violations,
+    }
+}
+
+/// Largest first: cores, then memory; spread-group members before loose VMs; then by name.
+fn size_order(a: &VmModel, b: &VmModel) -> std::cmp::Ordering {
+    b.demand
+        .cpu
+        .cmp(&a.demand.cpu)
+        .then(b.demand.memory.cmp(&a.demand.memory))
+        .then(b.spread_group.is_some().cmp(&a.spread_group.is_some()))
+        .then(a.key.cmp(&b.key))
+}
+
+fn vm_object(vm: &VmModel) -> String {
+    format!("CatalystVM {}", vm.key)
+}
+
+fn overcommit_violations(host: &HostModel, allocatable: Res, used: Res) -> Vec<Violation> {
+    let object = format!("CatalystHost {}", host.name);
+    let what = "its running VMs take more than it offers";
+    let mut found = Vec::new();
+    if used.cpu > allocatable.cpu {
+        found.push(Violation::cpu(object.clone(), used.cpu, allocatable.cpu, what));
+    }
+    if used.memory > allocatable.memory {
+        found.push(Violation::memory(object, used.memory, allocatable.memory, what));
+    }
+    found
+}
+
+impl Violation {
+    fn constraint(object: String, resource: &str, message: String) -> Self {
+        Self { object, resource: resource.into(), requested: None, available: None, shortfall: None, message }
+    }
+
+    fn cpu(object: String, requested: u64, available: u64, context: &str) -> Self {
+        let shortfall = requested.saturating_sub(available);
+        Self {
+            message: format!(
+                "{object}: cpu: requested {requested} cores, available {available}, short by {shortfall} ({context})"
+            ),
+            object,
+            resource: "cpu".into(),
+            requested: Some(requested.to_string()),
+            available: Some(available.to_string()),
+            shortfall: Some(shortfall.to_string()),
+        }
+    }
+
+    fn memory(object: String, requested: u64, available: u64, context: &str) -> Self {
+        let shortfall = requested.saturating_sub(available);
+        Self {
+            message: format!(
+                "{object}: memory: requested {}, available {}, short by {} ({context})",
+                HumanBytes(requested),
+                HumanBytes(available),
+                HumanBytes(shortfall)
+            ),
+            object,
+            resource: "memory".into(),
+            requested: Some(crate::quantity::format_bytes(requested)),
+            available: Some(crate::quantity::format_bytes(available)),
+            shortfall: Some(crate::quantity::format_bytes(shortfall)),
+        }
+    }
+
+    /// One violation per resource of `requested` that `available` does not cover.
+    fn shortfalls(object: &str, requested: Res, available: Res, context: &str) -> Vec<Violation> {
+        let mut found = Vec::new();
+        if requested.cpu > available.cpu {
+            found.push(Violation::cpu(object.to_string(), requested.cpu, available.cpu, context));
+        }
+        if requested.memory > available.memory {
+            found.push(Violation::memory(object.to_string(), requested.memory, available.memory, context));
+        }
+        found
+    }
+}
+
+/// Why a host cannot take a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    Unschedulable,
+    Selector,
+    Spread(String),
+    Capacity,
+    Numa,
+}
+
+impl Refusal {
+    fn violations(&self, vm: &VmModel, h: usize, engine: &Engine) -> Vec<Violation> {
+        let object = vm_object(vm);
+        let host = engine.hosts[h];
+        let message = match self {
+            Refusal::Unschedulable => format!("host {} is not schedulable (spec.schedulable: false)", host.name),
+            Refusal::Selector => format!("host {} does not match its hostSelector", host.name),
+            Refusal::Spread(group) => format!(
+                "host {} is in failure domain {}, which already holds a member of spread group {group}",
+                host.name, host.failure_domain
+            ),
+            Refusal::Numa => format!("no NUMA cells of host {} can hold it", host.name),
+            Refusal::Capacity => {
+                let context = format!("on host {}", host.name);
+                return Violation::shortfalls(&object, vm.demand, engine.free(h), &context);
+            }
+        };
+        let resource = match self {
+            Refusal::Spread(_) => "spreadGroup",
+            Refusal::Numa => "numa",
+            Refusal::Selector => "hostSelector",
+            _ => "host",
+        };
+        vec![Violation::constraint(object, resource, message)]
+    }
+}
+
+/// Mutable placement state over the sorted hosts.
+struct Engine<'a> {
+    hosts: &'a [&'a HostModel],
+    by_name: HashMap<&'a str, usize>,
+    used: Vec<Res>,
+    cells_free: Vec<Vec<Res>>,
+    /// Failure domain of each host, interned.
+    domain: Vec<usize>,
+    /// Failure domains each spread group already occupies.
+    spread: HashMap<&'a str, Vec<usize>>,
+    /// Schedulable hosts by (free cores, free memory, index).
+    index: BTreeSet<(u64, u64, usize)>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(hosts: &'a [&'a HostModel]) -> Self {
+        let mut domains: HashMap<&str, usize> = HashMap::new();
+        let domain = hosts
+            .iter()
+            .map(|h| {
+                let next = domains.len();
+                *domains.entry(h.failure_domain.as_str()).or_insert(next)
+            })
+            .collect();
+        let index = hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.schedulable)
+            .map(|(i, h)| (h.allocatable.cpu, h.allocatable.memory, i))
+            .collect();
+        Self {
+            hosts,
+            by_name: hosts.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect(),
+            used: vec![Res::ZERO; hosts.len()],
+            cells_free: hosts.iter().map(|h| h.cells.clone()).collect(),
+            domain,
+            spread: HashMap::new(),
+            index,
+        }
+    }
+
+    fn host_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    fn free(&self, h: usize) -> Res {
+        self.hosts[h].allocatable - self.used[h]
+    }
+
+    fn spread_blocks(&self, group: &str, h: usize) -> bool {
+        self.spread.get(group).is_some_and(|domains| domains.contains(&self.domain[h]))
+    }
+
+    /// Every constraint but capacity.
+    fn eligible(&self, vm: &VmModel, h: usize) -> Result<(), Refusal> {
+        let host = self.hosts[h];
+        if !host.schedulable {
+            return Err(Refusal::Unschedulable);
+        }
+        if !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
+            return Err(Refusal::Selector);
+        }
+        if let Some(group) = &vm.spread_group
+            && self.spread_blocks(group, h)
+        {
+            return Err(Refusal::Spread(group.clone()));
+        }
+        Ok(())
+    }
+
+    /// All constraints; on success, the NUMA cells the VM would take.
+    fn check(&self, vm: &VmModel, h: usize) -> Result<Vec<(usize, Res)>, Refusal> {
+        self.eligible(vm, h)?;
+        if !self.free(h).covers(&vm.demand) {
+            return Err(Refusal::Capacity);
+        }
+        self.numa_fit(h, vm).ok_or(Refusal::Numa)
+    }
+
+    /// The cells a NUMA-aware VM takes on host `h`: the single tightest cell that holds it,
+    /// else the fewest cells (most free first) that hold it together. Empty when no cell
+    /// constraint applies; `None` when the cells cannot hold it.
+    fn numa_fit(&self, h: usize, vm: &VmModel) -> Option<Vec<(usize, Res)>> {
+        let cells = &self.cells_free[h];
+        if !vm.numa_aware || cells.is_empty() {
+            return Some(Vec::new());
+        }
+        if let Some((c, _)) =
+            cells.iter().enumerate().filter(|(_, free)| free.covers(&vm.demand)).min_by_key(|(c, free)| (**free, *c))
+        {
+            return Some(vec![(c, vm.demand)]);
+        }
+        let mut by_room: Vec<usize> = (0..cells.len()).collect();
+        by_room.sort_by_key(|&c| (std::cmp::Reverse(cells[c]), c));
+        let mut remaining = vm.demand;
+        let mut taken = Vec::new();
+        for c in by_room {
+            if remaining == Res::ZERO {
+                break;
+            }
+            let part = cells[c].min_each(&remaining);
+            if part != Res::ZERO {
+                taken.push((c, part));
+                remaining = remaining - part;
+            }
+        }
+        (remaining == Res::ZERO).then_some(taken)
+    }
+
+    fn commit(&mut self, vm: &'a VmModel, h: usize, cells: &[(usize, Res)]) {
+        let before = self.free(h);
+        self.used[h] += vm.demand;
+        for &(c, part) in cells {
+            self.cells_free[h][c] = self.cells_free[h][c] - part;
+        }
+        if self.index.remove(&(before.cpu, before.memory, h)) {
+            let after = self.free(h);
+            self.index.insert((after.cpu, after.memory, h));
+        }
+        if let Some(group) = &vm.spread_group {
+            self.spread.entry(group.as_str()).or_default().push(self.domain[h]);
+        }
+    }
+
+    /// The schedulable host with the fewest free cores that takes the VM (ties: fewest free
+    /// memory, then name order).
+    fn best_fit(&self, vm: &VmModel) -> Option<(usize, Vec<(usize, Res)>)> {
+        self.index
+            .range((vm.demand.cpu, 0, 0)..)
+            .filter(|(_, free_memory, _)| *free_memory >= vm.demand.memory)
+            .find_map(|&(_, _, h)| self.check(vm, h).ok().map(|cells| (h, cells)))
+    }
+
+    /// Why no host takes an unplaced VM: the shortfall on the host that comes closest, or
+    /// the constraint that rules every host out.
+    fn diagnose(&self, vm: &VmModel) -> Vec<Violation> {
+        let object = vm_object(vm);
+        let mut refusals: Vec<Refusal> = Vec::new();
+        let mut closest: Option<(u128, usize)> = None;
+        for h in 0..self.hosts.len() {
+            match self.eligible(vm, h) {
+                Err(refusal) => refusals.push(refusal),
+                Ok(()) => {
+                    let short = vm.demand - self.free(h);
+                    // Weigh a core like the memory a core comes with on this host.
+                    let per_core = (self.hosts[h].allocatable.memory / self.hosts[h].allocatable.cpu.max(1)) as u128;
+                    let score = short.cpu as u128 * per_core + short.memory as u128;
+                    if closest.is_none_or(|(best, _)| score < best) {
+                        closest = Some((score, h));
+                    }
+                }
+            }
+        }
+        match closest {
+            Some((0, h)) => vec![Violation::constraint(
+                object,
+                "numa",
+                format!("host {} has the room but its NUMA cells cannot hold it", self.hosts[h].name),
+            )],
+            Some((_, h)) => {
+                let context = format!("the closest host is {}", self.hosts[h].name);
+                Violation::shortfalls(&object, vm.demand, self.free(h), &context)
+            }
+            None if self.hosts.is_empty() => {
+                vec![Violation::constraint(object, "host", "the layout has no CatalystHost".into())]
+            }
+            None => {
+                let count = |wanted: fn(&Refusal) -> bool| refusals.iter().filter(|r| wanted(r)).count();
+                let spread = count(|r| matches!(r, Refusal::Spread(_)));
+                let selector = count(|r| matches!(r, Refusal::Selector));
+                let cordoned = count(|r| matches!(r, Refusal::Unschedulable));
+                let (resource, message) = if spread > 0 {
+                    let group = vm.spread_group.as_deref().unwrap_or_default();
+                    (
+                        "spreadGroup",
+                        format!(
+                            "every failure domain with room already holds a member of spread group {group} \
+                             ({spread} host(s) excluded by the spread, {selector} by hostSelector, {cordoned} unschedulable)"
+                        ),
+                    )
+                } else if selector > 0 {
+                    ("hostSelector", format!("no schedulable host matches its hostSelector ({cordoned} unschedulable)"))
+                } else {
+                    ("host", "no host is schedulable".to_string())
+                };
+                vec![Violation::constraint(object, resource, message)]
+            }
+        }
+    }
+}
+
+/// Each VM offers `for_groups` to its ServiceGroups, in name order: a group that does not fit
+/// what the groups before it left is refused (and takes nothing).
+fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
+    let offers: HashMap<&str, Res> = vms.iter().map(|vm| (vm.key.as_str(), vm.for_groups)).collect();
+    let mut remaining = offers.clone();
+    let mut sorted: Vec<&GroupModel> = groups.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut plans = Vec::new();
+    let mut violations = Vec::new();
+    for group in sorted {
+        let object = format!("ServiceGroup {}", group.key);
+        let available = remaining.get(group.vm.as_str()).copied();
+        let fits = match available {
+            None => {
+                violations.push(Violation::constraint(
+                    object,
+                    "vm",
+                    format!("spec.vm names {}, which is not a CatalystVM in this layout", group.vm),
+                ));
+                false
+            }
+            Some(left) if left.covers(&group.demand) => {
+                remaining.insert(group.vm.as_str(), left - group.demand);
+                true
+            }
+            Some(left) => {
+                let offered = offers.get(group.vm.as_str()).copied().unwrap_or_default();
+                let earlier =
+                    if left == offered { String::new() } else { ", less what earlier groups take".to_string() };
+                let context = format!(
+                    "{} replicas; VM {} offers groups {} cores and {} (cpu - node.reservedCpu, memory - node.reservedMemory{earlier})",
+                    group.replicas,
+                    group.vm,
+                    offered.cpu,
+                    HumanBytes(offered.memory)
+                );
+                violations.extend(Violation::shortfalls(&object, group.demand, left, &context));
+                false
+            }
+        };
+        plans.push(GroupPlan {
+            group: group.key.clone(),
+            vm: group.vm.clone(),
+            replicas: group.replicas,
+            demand: group.demand,
+            available,
+            fits,
+        });
+    }
+    (plans, violations)
+}

@@ -1,0 +1,195 @@
+//! The plan as a person reads it in a terminal: aligned tables, then every violation, then
+//! the totals and the answer.
+
+use super::whatif::{HostLoss, MoreHosts};
+use super::{Plan, Res};
+use crate::quantity::HumanBytes;
+use std::fmt::Write;
+
+/// Columns padded to their widest cell, two spaces apart.
+fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}", width = *width)).collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn used_of(used: u64, of: u64) -> String {
+    format!("{used}/{of}")
+}
+
+fn bytes_of(used: u64, of: u64) -> String {
+    format!("{}/{}", HumanBytes(used), HumanBytes(of))
+}
+
+fn resources(res: Res) -> String {
+    format!("{} cores, {}", res.cpu, HumanBytes(res.memory))
+}
+
+/// Names without the namespace when every object shares one, to keep the table narrow.
+fn short<'a>(key: &'a str, common_namespace: Option<&str>) -> &'a str {
+    match (common_namespace, key.split_once('/')) {
+        (Some(ns), Some((key_ns, name))) if ns == key_ns => name,
+        _ => key,
+    }
+}
+
+fn common_namespace(plan: &Plan) -> Option<String> {
+    let mut namespaces = plan.vms.iter().map(|vm| vm.vm.split_once('/').map(|(ns, _)| ns));
+    let first = namespaces.next()??;
+    namespaces.all(|ns| ns == Some(first)).then(|| first.to_string())
+}
+
+pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -> String {
+    let ns = common_namespace(plan);
+    let ns = ns.as_deref();
+    let mut out = String::new();
+    if let Some(ns) = ns {
+        let _ = writeln!(out, "Namespace: {ns}\n");
+    }
+
+    let host_rows: Vec<Vec<String>> = plan
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.node_name.clone(),
+                if h.failure_domain == h.name { "-".into() } else { h.failure_domain.clone() },
+                if h.schedulable { "yes".into() } else { "no".into() },
+                used_of(h.allocated.cpu, h.allocatable.cpu),
+                h.free.cpu.to_string(),
+                bytes_of(h.allocated.memory, h.allocatable.memory),
+                HumanBytes(h.free.memory).to_string(),
+                h.vms.iter().map(|vm| short(vm, ns)).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect();
+    let _ = writeln!(out, "HOSTS ({})", plan.hosts.len());
+    out.push_str(&aligned(
+        &["HOST", "NODE", "DOMAIN", "SCHED", "CPU USED/ALLOC", "CPU FREE", "MEMORY USED/ALLOC", "MEMORY FREE", "VMS"],
+        &host_rows,
+    ));
+
+    let vm_rows: Vec<Vec<String>> = plan
+        .vms
+        .iter()
+        .map(|vm| {
+            vec![
+                short(&vm.vm, ns).to_string(),
+                vm.demand.cpu.to_string(),
+                HumanBytes(vm.demand.memory).to_string(),
+                vm.host.clone().unwrap_or_else(|| "-".into()),
+                format!("{:?}", vm.decision),
+            ]
+        })
+        .collect();
+    let _ = writeln!(out, "\nVMS ({}), cores and memory with emulator thread and launcher overhead", plan.vms.len());
+    out.push_str(&aligned(&["VM", "CPU", "MEMORY", "HOST", "DECISION"], &vm_rows));
+
+    if !plan.groups.is_empty() {
+        let group_rows: Vec<Vec<String>> = plan
+            .groups
+            .iter()
+            .map(|g| {
+                let available = g.available.unwrap_or_default();
+                vec![
+                    short(&g.group, ns).to_string(),
+                    short(&g.vm, ns).to_string(),
+                    g.replicas.to_string(),
+                    used_of(g.demand.cpu, available.cpu),
+                    bytes_of(g.demand.memory, available.memory),
+                    if g.fits { "yes".into() } else { "NO".into() },
+                ]
+            })
+            .collect();
+        let _ =
+            writeln!(out, "\nSERVICE GROUPS ({}), what the replicas need of what their VM has left", plan.groups.len());
+        out.push_str(&aligned(&["GROUP", "VM", "REPLICAS", "CPU NEED/LEFT", "MEMORY NEED/LEFT", "FITS"], &group_rows));
+    }
+
+    if !plan.violations.is_empty() {
+        let _ = writeln!(out, "\nVIOLATIONS ({})", plan.violations.len());
+        for violation in &plan.violations {
+            let _ = writeln!(out, "- {}", violation.message);
+        }
+    }
+
+    let totals = &plan.totals;
+    let _ = writeln!(out, "\nTOTALS");
+    let _ = writeln!(out, "demand:      {} ({} VMs, overheads included)", resources(totals.demand), plan.vms.len());
+    let _ = writeln!(
+        out,
+        "allocatable: {} ({} hosts, capacity - reserved)",
+        resources(totals.allocatable),
+        plan.hosts.len()
+    );
+    if totals.shortfall != Res::ZERO {
+        let _ = writeln!(out, "shortfall:   {}: no packing fits these VMs on these hosts", resources(totals.shortfall));
+    }
+
+    if let Some(more) = more {
+        let _ = writeln!(out, "\nMORE HOSTS LIKE {}", more.like);
+        match more.add {
+            Some(0) => {
+                let _ = writeln!(out, "none needed: every VM has a host");
+            }
+            Some(add) => {
+                let _ = writeln!(
+                    out,
+                    "add {add} (then {} hosts in all) to place every VM; the totals alone need at least {} more",
+                    plan.hosts.len() + add,
+                    more.lower_bound
+                );
+            }
+            None => {
+                let _ =
+                    writeln!(out, "no number of such hosts places every VM; never fits: {}", more.never_fit.join(", "));
+            }
+        }
+        if more.not_about_hosts > 0 {
+            let _ = writeln!(out, "{} violation(s) are not about hosts and remain", more.not_about_hosts);
+        }
+    }
+
+    if let Some(loss) = loss {
+        let _ = writeln!(out, "\nHOST LOSS (N+1): can each host's VMs be re-placed on the others?");
+        let rows: Vec<Vec<String>> = loss
+            .iter()
+            .map(|l| {
+                vec![
+                    l.host.clone(),
+                    (l.replaced.len() + l.stranded.len()).to_string(),
+                    l.replaced
+                        .iter()
+                        .map(|(vm, host)| format!("{}->{host}", short(vm, ns)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if l.stranded.is_empty() {
+                        "none".into()
+                    } else {
+                        l.stranded.iter().map(|vm| short(vm, ns)).collect::<Vec<_>>().join(",")
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&aligned(&["LOST HOST", "VMS", "RE-PLACED", "STRANDED"], &rows));
+    }
+
+    let _ = writeln!(
+        out,
+        "\nRESULT: {}",
+        if plan.fits { "fits".to_string() } else { format!("does NOT fit ({} violations)", plan.violations.len()) }
+    );
+    out
+}

@@ -1,0 +1,147 @@
+//! The two questions asked before buying or draining a server: how many more hosts of a
+//! given shape make the layout fit, and can each host's VMs be re-placed if it is lost.
+
+use super::{Decision, HostModel, Plan, PlanInput, Res, plan};
+use serde::Serialize;
+
+/// The answer to `--add-hosts-like HOST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoreHosts {
+    /// The host whose shape the new hosts copy.
+    pub like: String,
+    /// How many hosts of that shape to add so every VM is placed; `None` when no number will do.
+    pub add: Option<usize>,
+    /// The smallest count the totals alone allow (cores and memory), before any packing.
+    pub lower_bound: usize,
+    /// VMs that no number of such hosts can take (too large for an empty one, or constraints).
+    pub never_fit: Vec<String>,
+    /// Violations adding hosts cannot cure (running VMs that overcommit, groups that do not fit their VM).
+    pub not_about_hosts: usize,
+}
+
+/// Finds the fewest copies of `like` that make every VM placeable. Copies are new failure
+/// domains, with the template's labels. `None` when the template is not in the layout.
+pub fn hosts_needed(input: &PlanInput, like: &str) -> Option<MoreHosts> {
+    let template = input.hosts.iter().find(|h| h.name == like)?.clone();
+    let base = plan(input);
+    let unplaced: Vec<&str> = base.unplaced().map(|vm| vm.vm.as_str()).collect();
+    let never_fit = never_fitting(input, &template, &unplaced);
+    let not_about_hosts = base.violations.len() - count_placement_violations(&base);
+
+    let lower_bound = lower_bound(&base, &template);
+    let add = if !never_fit.is_empty() {
+        None
+    } else if unplaced.is_empty() {
+        Some(0)
+    } else {
+        // Every added host takes at least one of the unplaced VMs (each fits an empty one),
+        // so this many always suffice unless constraints interfere.
+        let ceiling = lower_bound.max(1) + unplaced.len() + input.hosts.len();
+        (lower_bound.max(1)..=ceiling).find(|&k| plan(&with_copies(input, &template, k)).unplaced().next().is_none())
+    };
+    Some(MoreHosts { like: like.to_string(), add, lower_bound, never_fit, not_about_hosts })
+}
+
+fn count_placement_violations(plan: &Plan) -> usize {
+    let unplaced: std::collections::BTreeSet<String> =
+        plan.unplaced().map(|vm| format!("CatalystVM {}", vm.vm)).collect();
+    plan.violations.iter().filter(|v| unplaced.contains(&v.object)).count()
+}
+
+/// What the totals alone demand: enough hosts to cover the cores and memory left unplaced
+/// after what already fits, rounded up.
+fn lower_bound(base: &Plan, template: &HostModel) -> usize {
+    let short = base.unplaced().fold(Res::ZERO, |sum, vm| sum + vm.demand)
+        - base.hosts.iter().filter(|h| h.schedulable).fold(Res::ZERO, |sum, h| sum + h.free);
+    let per_host = template.allocatable;
+    let by = |need: u64, each: u64| if each == 0 { 0 } else { need.div_ceil(each) as usize };
+    by(short.cpu, per_host.cpu).max(by(short.memory, per_host.memory))
+}
+
+/// Unplaced VMs that an empty copy of the template cannot hold whatever the count.
+fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str]) -> Vec<String> {
+    let empty = PlanInput { hosts: vec![copy(template, 0)], vms: Vec::new(), groups: Vec::new() };
+    unplaced
+        .iter()
+        .filter(|key| {
+            let Some(vm) = input.vms.iter().find(|vm| vm.key == **key) else { return false };
+            let mut alone = vm.clone();
+            alone.pinned = None;
+            alone.placed = None;
+            let trial = PlanInput { vms: vec![alone], ..empty.clone() };
+            plan(&trial).unplaced().next().is_some()
+        })
+        .map(|key| key.to_string())
+        .collect()
+}
+
+fn copy(template: &HostModel, n: usize) -> HostModel {
+    let name = format!("{}+{n}", template.name);
+    HostModel {
+        node_name: format!("{}+{n}", template.node_name),
+        failure_domain: name.clone(),
+        schedulable: true,
+        name,
+        ..template.clone()
+    }
+}
+
+fn with_copies(input: &PlanInput, template: &HostModel, count: usize) -> PlanInput {
+    let mut extended = input.clone();
+    extended.hosts.extend((1..=count).map(|n| copy(template, n)));
+    extended
+}
+
+/// What losing one host does to its VMs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostLoss {
+    pub host: String,
+    /// Its VMs that find a place on the other hosts, with that place.
+    pub replaced: Vec<(String, String)>,
+    /// Its VMs that do not.
+    pub stranded: Vec<String>,
+}
+
+/// For each host: take it away, keep every other VM where the plan put it, and re-place the
+/// lost host's VMs under the same constraints. A VM pinned to the lost host is stranded.
+pub fn host_loss(input: &PlanInput, base: &Plan) -> Vec<HostLoss> {
+    let placed_on: std::collections::HashMap<&str, &str> =
+        base.vms.iter().filter_map(|vm| Some((vm.vm.as_str(), vm.host.as_deref()?))).collect();
+    base.hosts
+        .iter()
+        .map(|lost| {
+            let mut scenario = PlanInput {
+                hosts: input.hosts.iter().filter(|h| h.name != lost.name).cloned().collect(),
+                vms: Vec::new(),
+                groups: Vec::new(),
+            };
+            for vm in &input.vms {
+                match placed_on.get(vm.key.as_str()) {
+                    Some(host) if *host == lost.name => {
+                        let mut moved = vm.clone();
+                        moved.placed = None;
+                        scenario.vms.push(moved);
+                    }
+                    Some(host) => {
+                        let mut stays = vm.clone();
+                        stays.placed = Some(host.to_string());
+                        scenario.vms.push(stays);
+                    }
+                    None => {}
+                }
+            }
+            let outcome = plan(&scenario);
+            let mut replaced = Vec::new();
+            let mut stranded = Vec::new();
+            for vm in outcome.vms.iter().filter(|vm| lost.vms.contains(&vm.vm)) {
+                match (&vm.host, vm.decision) {
+                    (Some(host), Decision::Pinned | Decision::Planned) => replaced.push((vm.vm.clone(), host.clone())),
+                    _ => stranded.push(vm.vm.clone()),
+                }
+            }
+            HostLoss { host: lost.name.clone(), replaced, stranded }
+        })
+        .collect()
+}
