@@ -195,9 +195,8 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
     }
-    for h in 0..hosts.len() {
-        let (allocatable, used) = (hosts[h].allocatable, engine.used[h]);
-        violations.extend(overcommit_violations(hosts[h], allocatable, used));
+    for (host, used) in hosts.iter().zip(&engine.used) {
+        violations.extend(overcommit_violations(host, *used));
     }
 
     // 2. Pinned VMs go to their host or nowhere.
@@ -312,7 +311,8 @@ fn vm_object(vm: &VmModel) -> String {
     format!("CatalystVM {}", vm.key)
 }
 
-fn overcommit_violations(host: &HostModel, allocatable: Res, used: Res) -> Vec<Violation> {
+fn overcommit_violations(host: &HostModel, used: Res) -> Vec<Violation> {
+    let allocatable = host.allocatable;
     let object = format!("CatalystHost {}", host.name);
     let what = "its running VMs take more than it offers";
     let mut found = Vec::new();
