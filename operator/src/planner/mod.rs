@@ -490,32 +490,33 @@ impl<'a> Engine<'a> {
         self.numa_fit(h, vm).ok_or(Refusal::Numa)
     }
 
-    /// The cells a NUMA-aware VM takes on host `h`: the single tightest cell that holds it,
-    /// else the fewest cells (most free first) that hold it together. Empty when no cell
-    /// constraint applies; `None` when the cells cannot hold it.
+    /// The cells a NUMA-aware VM takes on host `h`. A VM is given the fewest cells its size
+    /// needs (one, when it is no larger than a cell) and must fit in that many: spreading a
+    /// VM that fits one cell over two would put remote memory under its cores. One cell: the
+    /// tightest that holds it. Several: those with the most free cores, shared out greedily.
+    /// Empty when no cell constraint applies; `None` when the cells cannot hold it.
     fn numa_fit(&self, h: usize, vm: &VmModel) -> Option<Vec<(usize, Res)>> {
         let cells = &self.cells_free[h];
         if !vm.numa_aware || cells.is_empty() {
             return Some(Vec::new());
         }
-        if let Some((c, _)) =
-            cells.iter().enumerate().filter(|(_, free)| free.covers(&vm.demand)).min_by_key(|(c, free)| (**free, *c))
-        {
+        let needed = cells_needed(&self.hosts[h].cells, vm.demand)?;
+        if needed == 1 {
+            let (c, _) = cells
+                .iter()
+                .enumerate()
+                .filter(|(_, free)| free.covers(&vm.demand))
+                .min_by_key(|(c, free)| (**free, *c))?;
             return Some(vec![(c, vm.demand)]);
         }
         let mut by_room: Vec<usize> = (0..cells.len()).collect();
         by_room.sort_by_key(|&c| (std::cmp::Reverse(cells[c]), c));
         let mut remaining = vm.demand;
         let mut taken = Vec::new();
-        for c in by_room {
-            if remaining == Res::ZERO {
-                break;
-            }
+        for c in by_room.into_iter().take(needed) {
             let part = cells[c].min_each(&remaining);
-            if part != Res::ZERO {
-                taken.push((c, part));
-                remaining = remaining - part;
-            }
+            taken.push((c, part));
+            remaining = remaining - part;
         }
         (remaining == Res::ZERO).then_some(taken)
     }
@@ -602,6 +603,20 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// The fewest cells of these sizes that together hold `demand`, or `None` if all of them cannot.
+fn cells_needed(cells: &[Res], demand: Res) -> Option<usize> {
+    let mut sizes = cells.to_vec();
+    sizes.sort_by(|a, b| b.cmp(a));
+    let mut total = Res::ZERO;
+    for (count, size) in sizes.into_iter().enumerate() {
+        total += size;
+        if total.covers(&demand) {
+            return Some(count + 1);
+        }
+    }
+    None
+}
+
 /// Each VM offers `for_groups` to its ServiceGroups, in name order: a group that does not fit
 /// what the groups before it left is refused (and takes nothing).
 fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
@@ -653,3 +668,6 @@ fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<V
     }
     (plans, violations)
 }
+
+#[cfg(test)]
+mod tests;

@@ -186,10 +186,12 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
         out.push_str(&aligned(&["LOST HOST", "VMS", "RE-PLACED", "STRANDED"], &rows));
     }
 
-    let _ = writeln!(
-        out,
-        "\nRESULT: {}",
-        if plan.fits { "fits".to_string() } else { format!("does NOT fit ({} violations)", plan.violations.len()) }
-    );
+    let stranded: usize = loss.into_iter().flatten().map(|l| l.stranded.len()).sum();
+    let verdict =
+        if plan.fits { "fits".to_string() } else { format!("does NOT fit ({} violations)", plan.violations.len()) };
+    let _ = match stranded {
+        0 => writeln!(out, "\nRESULT: {verdict}"),
+        _ => writeln!(out, "\nRESULT: {verdict}; losing a host would strand {stranded} VM(s)"),
+    };
     out
 }

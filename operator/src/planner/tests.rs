@@ -1,0 +1,369 @@
+//! Small layouts with answers worked out by hand, and properties over generated ones.
+
+use super::whatif::{host_loss, hosts_needed};
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const GI: u64 = 1 << 30;
+
+fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
+    HostModel {
+        name: name.into(),
+        node_name: format!("node-{name}"),
+        failure_domain: name.into(),
+        schedulable: true,
+        labels: BTreeMap::new(),
+        allocatable: Res::new(cpu, memory_gi * GI),
+        cells: Vec::new(),
+    }
+}
+
+fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
+    VmModel {
+        key: format!("ns/{name}"),
+        demand: Res::new(cpu, memory_gi * GI),
+        pinned: None,
+        placed: None,
+        spread_group: None,
+        host_selector: BTreeMap::new(),
+        numa_aware: false,
+        for_groups: Res::new(cpu, memory_gi * GI),
+    }
+}
+
+fn spread(mut vm: VmModel, group: &str) -> VmModel {
+    vm.spread_group = Some(format!("ns/{group}"));
+    vm
+}
+
+fn input(hosts: Vec<HostModel>, vms: Vec<VmModel>) -> PlanInput {
+    PlanInput { hosts, vms, groups: Vec::new() }
+}
+
+fn host_of(plan: &Plan, vm: &str) -> Option<String> {
+    plan.vms.iter().find(|p| p.vm == format!("ns/{vm}")).and_then(|p| p.host.clone())
+}
+
+fn resources_of(plan: &Plan) -> Vec<(String, String)> {
+    plan.violations.iter().map(|v| (v.object.clone(), v.resource.clone())).collect()
+}
+
+#[test]
+fn best_fit_takes_the_tightest_host_and_keeps_room_for_large_vms() {
+    let plan =
+        plan(&input(vec![host("a", 10, 100), host("b", 20, 100)], vec![vm("y", 8, 1), vm("z", 8, 1), vm("x", 12, 1)]));
+    // x (largest) only fits b; y then fits b's 8 left exactly; z goes to a.
+    assert_eq!(host_of(&plan, "x").as_deref(), Some("b"));
+    assert_eq!(host_of(&plan, "y").as_deref(), Some("b"));
+    assert_eq!(host_of(&plan, "z").as_deref(), Some("a"));
+    assert!(plan.fits);
+    assert_eq!(plan.vms.iter().map(|v| v.vm.as_str()).collect::<Vec<_>>(), ["ns/x", "ns/y", "ns/z"]);
+}
+
+#[test]
+fn memory_is_checked_on_every_candidate() {
+    let plan = plan(&input(vec![host("a", 10, 4), host("b", 20, 64)], vec![vm("big-memory", 8, 32)]));
+    assert_eq!(host_of(&plan, "big-memory").as_deref(), Some("b"));
+}
+
+#[test]
+fn an_unplaceable_vm_names_the_resource_requested_available_and_shortfall() {
+    let plan = plan(&input(vec![host("a", 16, 64)], vec![vm("huge", 24, 100)]));
+    assert!(!plan.fits);
+    let cpu = &plan.violations[0];
+    assert_eq!((cpu.object.as_str(), cpu.resource.as_str()), ("CatalystVM ns/huge", "cpu"));
+    assert_eq!(
+        (cpu.requested.as_deref(), cpu.available.as_deref(), cpu.shortfall.as_deref()),
+        (Some("24"), Some("16"), Some("8"))
+    );
+    let memory = &plan.violations[1];
+    assert_eq!(memory.resource, "memory");
+    assert_eq!(
+        (memory.requested.as_deref(), memory.available.as_deref(), memory.shortfall.as_deref()),
+        (Some("100Gi"), Some("64Gi"), Some("36Gi"))
+    );
+    assert_eq!(plan.totals.shortfall, Res::new(8, 36 * GI));
+}
+
+#[test]
+fn spread_group_members_land_on_distinct_hosts() {
+    let vms = vec![spread(vm("k1", 4, 1), "kafka"), spread(vm("k2", 4, 1), "kafka"), spread(vm("k3", 4, 1), "kafka")];
+    let plan = plan(&input(vec![host("a", 100, 100), host("b", 100, 100)], vms));
+    let hosts: Vec<_> = ["k1", "k2", "k3"].iter().filter_map(|k| host_of(&plan, k)).collect();
+    assert_eq!(hosts.len(), 2);
+    assert_ne!(hosts[0], hosts[1]);
+    assert_eq!(resources_of(&plan), [("CatalystVM ns/k3".to_string(), "spreadGroup".to_string())]);
+}
+
+#[test]
+fn spread_groups_are_per_namespace_and_respect_failure_domains() {
+    let mut a = host("a", 100, 100);
+    let mut b = host("b", 100, 100);
+    a.failure_domain = "rack-1".into();
+    b.failure_domain = "rack-1".into();
+    let c = host("c", 10, 100);
+    let mut other_namespace = spread(vm("k9", 4, 1), "kafka");
+    other_namespace.key = "other/k9".into();
+    other_namespace.spread_group = Some("other/kafka".into());
+    let plan = plan(&input(
+        vec![a, b, c],
+        vec![
+            spread(vm("k1", 4, 1), "kafka"),
+            spread(vm("k2", 4, 1), "kafka"),
+            spread(vm("k3", 4, 1), "kafka"),
+            other_namespace,
+        ],
+    ));
+    let racks: Vec<String> = ["k1", "k2"].iter().map(|k| host_of(&plan, k).unwrap()).collect();
+    assert!(racks.contains(&"c".to_string()), "one member must use the other rack: {racks:?}");
+    assert_eq!(host_of(&plan, "k3"), None, "two racks hold two members");
+    assert!(plan.vms.iter().any(|v| v.vm == "other/k9" && v.host.is_some()));
+}
+
+#[test]
+fn running_vms_never_move_and_overcommit_is_reported_on_the_host() {
+    let mut running = vm("running", 12, 1);
+    running.placed = Some("a".into());
+    let plan = plan(&input(vec![host("a", 10, 100), host("b", 100, 100)], vec![running]));
+    assert_eq!(host_of(&plan, "running").as_deref(), Some("a"));
+    assert_eq!(plan.vms[0].decision, Decision::Placed);
+    let violation = &plan.violations[0];
+    assert_eq!((violation.object.as_str(), violation.resource.as_str()), ("CatalystHost a", "cpu"));
+    assert_eq!(violation.shortfall.as_deref(), Some("2"));
+}
+
+#[test]
+fn unschedulable_hosts_keep_their_vms_and_take_no_new_ones() {
+    let mut cordoned = host("a", 100, 100);
+    cordoned.schedulable = false;
+    let mut running = vm("running", 4, 1);
+    running.placed = Some("a".into());
+    let mut pinned = vm("pinned", 4, 1);
+    pinned.pinned = Some("a".into());
+    let plan = plan(&input(
+        vec![cordoned, host("b", 8, 100)],
+        vec![running, pinned, vm("new", 4, 1), vm("newer", 4, 1), vm("newest", 4, 1)],
+    ));
+    assert_eq!(host_of(&plan, "running").as_deref(), Some("a"));
+    assert_eq!(host_of(&plan, "pinned"), None);
+    assert_eq!(plan.hosts[0].vms, ["ns/running"]);
+    assert_eq!(plan.unplaced().count(), 2);
+    assert!(
+        plan.violations.iter().any(|v| v.object == "CatalystVM ns/pinned" && v.message.contains("not schedulable"))
+    );
+}
+
+#[test]
+fn pinned_vms_take_their_host_or_report_why_not() {
+    let mut fits = vm("fits", 4, 1);
+    fits.pinned = Some("a".into());
+    let mut too_big = vm("too-big", 8, 1);
+    too_big.pinned = Some("a".into());
+    let mut unknown = vm("unknown", 1, 1);
+    unknown.pinned = Some("nowhere".into());
+    let plan = plan(&input(vec![host("a", 10, 100), host("b", 100, 100)], vec![fits, too_big, unknown]));
+    // too-big is larger, so it is pinned first; fits then finds only 2 cores left.
+    assert_eq!(host_of(&plan, "too-big").as_deref(), Some("a"));
+    assert_eq!(host_of(&plan, "fits"), None);
+    assert_eq!(
+        resources_of(&plan),
+        [
+            ("CatalystVM ns/fits".to_string(), "cpu".to_string()),
+            ("CatalystVM ns/unknown".to_string(), "host".to_string())
+        ]
+    );
+}
+
+#[test]
+fn host_selectors_restrict_candidates() {
+    let mut fast = host("fast", 10, 100);
+    fast.labels.insert("disk".into(), "nvme".into());
+    let mut wants_nvme = vm("db", 4, 1);
+    wants_nvme.host_selector.insert("disk".into(), "nvme".into());
+    let mut wants_gpu = vm("ml", 4, 1);
+    wants_gpu.host_selector.insert("gpu".into(), "yes".into());
+    let plan = plan(&input(vec![fast, host("slow", 100, 100)], vec![wants_nvme, wants_gpu]));
+    assert_eq!(host_of(&plan, "db").as_deref(), Some("fast"));
+    assert_eq!(resources_of(&plan), [("CatalystVM ns/ml".to_string(), "hostSelector".to_string())]);
+}
+
+#[test]
+fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
+    let mut numa_host = host("a", 20, 200);
+    numa_host.cells = vec![Res::new(10, 100 * GI), Res::new(10, 100 * GI)];
+    let numa = |name: &str, cpu: u64| VmModel { numa_aware: true, ..vm(name, cpu, 10) };
+    // 7 + 7 take a cell each; 5 fits one cell by size but no cell has 5 left, although the host has 6.
+    let plan = plan(&input(vec![numa_host.clone()], vec![numa("a7", 7), numa("b7", 7), numa("c5", 5)]));
+    assert_eq!(host_of(&plan, "c5"), None);
+    assert_eq!(resources_of(&plan), [("CatalystVM ns/c5".to_string(), "numa".to_string())]);
+    // A VM larger than a cell spans two.
+    let plan = super::plan(&input(vec![numa_host.clone()], vec![numa("wide", 15)]));
+    assert_eq!(host_of(&plan, "wide").as_deref(), Some("a"));
+    // Without NUMA awareness only the host's totals count.
+    let loose = super::plan(&input(vec![numa_host], vec![numa("a7", 7), numa("b7", 7), vm("c5", 5, 10)]));
+    assert!(loose.fits);
+    assert!(loose.violations.iter().all(|v| v.resource != "numa"));
+}
+
+#[test]
+fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
+    let mut vm_model = vm("app", 16, 64);
+    vm_model.for_groups = Res::new(15, 60 * GI);
+    let group = |name: &str, replicas: u64, cpu: u64| GroupModel {
+        key: format!("ns/{name}"),
+        vm: "ns/app".into(),
+        replicas,
+        demand: Res::new(replicas * cpu, replicas * 4 * GI),
+    };
+    let mut layout = input(vec![host("a", 100, 100)], vec![vm_model]);
+    layout.groups = vec![
+        group("b-second", 2, 4),
+        group("a-first", 3, 4),
+        GroupModel { vm: "ns/missing".into(), ..group("c-orphan", 1, 1) },
+    ];
+    let plan = plan(&layout);
+    let fits: Vec<(&str, bool)> = plan.groups.iter().map(|g| (g.group.as_str(), g.fits)).collect();
+    assert_eq!(fits, [("ns/a-first", true), ("ns/b-second", false), ("ns/c-orphan", false)]);
+    assert_eq!(plan.groups[1].available, Some(Res::new(3, 48 * GI)));
+    let second = &plan.violations[0];
+    assert_eq!(
+        (second.resource.as_str(), second.requested.as_deref(), second.available.as_deref()),
+        ("cpu", Some("8"), Some("3"))
+    );
+    assert_eq!(plan.violations[1].resource, "vm");
+}
+
+#[test]
+fn adding_hosts_answers_with_the_fewest_that_place_every_vm() {
+    let layout = input(vec![host("a", 10, 100)], (1..=5).map(|i| vm(&format!("v{i}"), 6, 1)).collect());
+    let more = hosts_needed(&layout, "a").unwrap();
+    assert_eq!(more.add, Some(4), "one 6-core VM per 10-core host");
+    assert_eq!(more.lower_bound, 2, "the totals alone: 24 cores short / 10 per host");
+    let layout = input(vec![host("a", 10, 100)], vec![vm("giant", 11, 1)]);
+    let more = hosts_needed(&layout, "a").unwrap();
+    assert_eq!((more.add, more.never_fit.as_slice()), (None, &["ns/giant".to_string()][..]));
+    assert!(hosts_needed(&layout, "nope").is_none());
+}
+
+#[test]
+fn losing_a_host_strands_spread_members_that_have_nowhere_else_to_go() {
+    let vms = vec![spread(vm("k1", 4, 1), "kafka"), spread(vm("k2", 4, 1), "kafka"), vm("loose", 4, 1)];
+    let layout = input(vec![host("a", 100, 100), host("b", 100, 100)], vms);
+    let base = plan(&layout);
+    let loss = host_loss(&layout, &base);
+    assert_eq!(loss.len(), 2);
+    for lost in &loss {
+        let kafka_here =
+            base.hosts.iter().find(|h| h.name == lost.host).unwrap().vms.iter().filter(|v| v.contains("/k")).count();
+        assert_eq!(lost.stranded.len(), kafka_here, "{lost:?}");
+        assert!(lost.replaced.iter().all(|(_, to)| *to != lost.host));
+    }
+}
+
+// --- properties -------------------------------------------------------------------------------
+
+fn arbitrary_layout() -> impl Strategy<Value = PlanInput> {
+    let hosts = prop::collection::vec((8u64..64, 16u64..256, 0usize..3, any::<bool>(), 0u8..10), 1..8);
+    let vms = prop::collection::vec((1u64..40, 1u64..120, prop::option::of(0usize..3), 0u8..10, 0u8..10), 0..30);
+    (hosts, vms).prop_map(|(hosts, vms)| {
+        let hosts: Vec<HostModel> = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (cpu, memory, rack, labelled, cordon))| {
+                let mut h = host(&format!("h{i}"), cpu, memory);
+                h.failure_domain = if rack == 0 { h.name.clone() } else { format!("rack-{rack}") };
+                if labelled {
+                    h.labels.insert("tier".into(), "fast".into());
+                }
+                h.schedulable = cordon != 0;
+                h
+            })
+            .collect();
+        let host_count = hosts.len();
+        let vms = vms
+            .into_iter()
+            .enumerate()
+            .map(|(i, (cpu, memory, group, placement, selector))| {
+                let mut v = vm(&format!("v{i}"), cpu, memory);
+                v.spread_group = group.map(|g| format!("ns/g{g}"));
+                match placement {
+                    0 => v.placed = Some(format!("h{}", i % host_count)),
+                    1 => v.pinned = Some(format!("h{}", i % host_count)),
+                    _ => {}
+                }
+                if selector == 0 {
+                    v.host_selector.insert("tier".into(), "fast".into());
+                }
+                v
+            })
+            .collect();
+        PlanInput { hosts, vms, groups: Vec::new() }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_overcommits_a_host_beyond_what_already_runs_there(layout in arbitrary_layout()) {
+        let plan = plan(&layout);
+        for h in &plan.hosts {
+            let running: Res = layout.vms.iter().filter(|v| v.placed.as_deref() == Some(h.name.as_str())).fold(Res::ZERO, |s, v| s + v.demand);
+            if h.allocatable.covers(&running) {
+                prop_assert!(h.allocatable.covers(&h.allocated), "{} overcommitted: {:?} > {:?}", h.name, h.allocated, h.allocatable);
+            } else {
+                prop_assert_eq!(h.allocated, running, "nothing new may join an overcommitted host");
+            }
+        }
+    }
+
+    #[test]
+    fn never_puts_two_new_spread_members_in_one_failure_domain(layout in arbitrary_layout()) {
+        let plan = plan(&layout);
+        let domain: BTreeMap<&str, &str> = plan.hosts.iter().map(|h| (h.name.as_str(), h.failure_domain.as_str())).collect();
+        let mut seen: BTreeMap<(String, String), Decision> = BTreeMap::new();
+        for p in &plan.vms {
+            let Some(host) = &p.host else { continue };
+            let vm = layout.vms.iter().find(|v| v.key == p.vm).unwrap();
+            let Some(group) = &vm.spread_group else { continue };
+            let key = (group.clone(), domain[host.as_str()].to_string());
+            if let Some(first) = seen.insert(key, p.decision) {
+                prop_assert!(first == Decision::Placed && p.decision == Decision::Placed, "{} joined a domain its group already holds", p.vm);
+            }
+        }
+    }
+
+    #[test]
+    fn does_not_depend_on_input_order(layout in arbitrary_layout(), seed in any::<u64>()) {
+        let mut shuffled = layout.clone();
+        let mut state = seed | 1;
+        let mut next = move |bound: usize| { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % bound as u64) as usize };
+        for i in (1..shuffled.vms.len()).rev() { let j = next(i + 1); shuffled.vms.swap(i, j); }
+        for i in (1..shuffled.hosts.len()).rev() { let j = next(i + 1); shuffled.hosts.swap(i, j); }
+        prop_assert_eq!(plan(&layout), plan(&shuffled));
+    }
+
+    #[test]
+    fn never_moves_a_placed_vm(layout in arbitrary_layout()) {
+        let plan = plan(&layout);
+        let hosts: Vec<&str> = layout.hosts.iter().map(|h| h.name.as_str()).collect();
+        for vm in layout.vms.iter().filter(|v| v.placed.is_some()) {
+            let p = plan.vms.iter().find(|p| p.vm == vm.key).unwrap();
+            if hosts.contains(&vm.placed.as_deref().unwrap()) {
+                prop_assert_eq!(p.host.as_deref(), vm.placed.as_deref());
+                prop_assert_eq!(p.decision, Decision::Placed);
+            }
+        }
+    }
+
+    #[test]
+    fn every_unplaced_vm_and_only_those_are_explained(layout in arbitrary_layout()) {
+        let plan = plan(&layout);
+        for p in plan.unplaced() {
+            let object = format!("CatalystVM {}", p.vm);
+            prop_assert!(plan.violations.iter().any(|v| v.object == object), "{} unplaced without a reason", p.vm);
+        }
+        prop_assert_eq!(plan.fits, plan.violations.is_empty());
+    }
+}

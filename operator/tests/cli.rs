@@ -1,0 +1,101 @@
+//! `kubectl-catalyst` as a user runs it: exit codes, and the answers the README promises.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst")).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_seed_layout_does_not_fit_three_hosts_and_needs_six() {
+    let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "--add-hosts-like", "host-1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    // 17 VMs: 1328 cores as listed plus one emulator-thread core each; 3 x (256 - 8) offered.
+    assert!(text.contains("demand:      1345 cores"), "{text}");
+    assert!(text.contains("allocatable: 744 cores, 5952Gi (3 hosts"), "{text}");
+    assert!(text.contains("shortfall:   601 cores"), "{text}");
+    assert!(text.contains("add 3 (then 6 hosts in all)"), "{text}");
+    assert!(text.contains("RESULT: does NOT fit"), "{text}");
+}
+
+#[test]
+fn the_seed_containers_do_not_fit_their_vms_once_the_node_keeps_a_core() {
+    let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let refused: Vec<&str> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["fits"] == false)
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert!(refused.contains(&"catalyst-v3/sms"), "12 x 8 cores = 96 > 96 - 1: {refused:?}");
+    let sms = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["object"] == "ServiceGroup catalyst-v3/sms")
+        .unwrap();
+    assert_eq!(
+        (&sms["resource"], &sms["requested"], &sms["available"], &sms["shortfall"]),
+        (&"cpu".into(), &"96".into(), &"95".into(), &"1".into())
+    );
+    assert_eq!(report["totals"]["demand"]["cpu"], 1345);
+    assert_eq!(report["fits"], false);
+}
+
+#[test]
+fn the_minimal_layout_fits_but_its_spread_pair_cannot_survive_losing_a_host() {
+    let output = run(&["plan", "-f", "config/samples/minimal/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("RESULT: fits"));
+    // Two hosts, two members of one spread group: the survivor already holds the other member.
+    let output = run(&["plan", "-f", "config/samples/minimal/", "--check-host-loss"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("small-1 ") && l.ends_with(" api-a")), "{text}");
+    assert!(text.contains("RESULT: fits; losing a host would strand 2 VM(s)"), "{text}");
+    let yaml = run(&["plan", "-f", "config/samples/minimal/", "-o", "yaml"]);
+    let report: serde_json::Value = serde_norway::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(report["fits"], true);
+    assert_eq!(report["hosts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_exits_2_and_plans_nothing() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: catalyst.io/v1alpha1\nkind: CatalystVM\nmetadata: {name: x}\nspec: {cpu: 0, memory: 1Gi, bootDisk: {containerDisk: {image: i}}}\n").unwrap();
+    let output = run(&["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spec.cpu = 0: must be at least 1 whole core"));
+    assert!(output.stdout.is_empty());
+    let output = run(&["plan", "-f", "config/samples/minimal/", "--add-hosts-like", "no-such-host"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn validate_accepts_the_samples_and_crds_prints_every_kind() {
+    let output = run(&["validate", "-f", "config/samples/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let crds = stdout(&run(&["crds"]));
+    for kind in ["kind: CatalystHost", "kind: CatalystVM", "kind: ServiceGroup"] {
+        assert!(crds.contains(kind));
+    }
+    assert_eq!(crds.matches("\n---\n").count(), 2);
+}
