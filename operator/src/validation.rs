@@ -196,6 +196,7 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     if let Some(host) = &spec.host {
         c.non_empty("spec.host", host);
     }
+    c.check(spec.node.reserved_cpu >= 1, "spec.node.reservedCpu", spec.node.reserved_cpu, &rules::AT_LEAST_ONE_CORE);
     c.check(
         spec.node.reserved_cpu < spec.cpu,
         "spec.node.reservedCpu",
@@ -224,10 +225,26 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         c.non_empty("spec.bootDisk.dataVolume.storageClassName", &volume.storage_class_name);
         c.non_empty("spec.bootDisk.dataVolume.imageUrl", &volume.image_url);
     }
+    let label = node_label_value(vm);
+    if label.len() > MAX_LABEL_VALUE {
+        c.fail_schema(
+            "metadata.name",
+            vm.name_any(),
+            format!("the node label value {label:?} (namespace.name) must be at most {MAX_LABEL_VALUE} characters"),
+        );
+    }
     if let Some(claim) = &disk.persistent_volume_claim {
         c.non_empty("spec.bootDisk.persistentVolumeClaim.claimName", &claim.claim_name);
     }
     c.finish()
+}
+
+/// The longest value a Kubernetes label may have.
+const MAX_LABEL_VALUE: usize = 63;
+
+/// The value of the `catalyst.io/vm` label on the VM's node: `namespace.name`.
+pub fn node_label_value(vm: &CatalystVM) -> String {
+    format!("{}.{}", vm.namespace().unwrap_or_default(), vm.name_any())
 }
 
 /// The longest name a replica's pod may have: pod names become hostnames, which are DNS labels.

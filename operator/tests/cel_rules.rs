@@ -182,6 +182,7 @@ fn cases() -> Vec<Case> {
             json!(96),
             &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)],
         ),
+        case("CatalystVM", "spec.node.reservedCpu", json!(0), &[("spec.node.reservedCpu", &AT_LEAST_ONE_CORE)]),
         case(
             "CatalystVM",
             "spec.node.reservedMemory",

@@ -151,8 +151,10 @@ pub enum RunStrategy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSettings {
-    /// Whole cores kept for the guest OS and the kubelet; the rest go to ServiceGroups.
+    /// Whole cores kept for the guest OS and the kubelet (the kubelet's reservedSystemCPUs);
+    /// the rest go to ServiceGroups. The static CPU manager needs at least one.
     #[serde(default = "default_reserved_cpu")]
+    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
     pub reserved_cpu: u32,
     /// Memory kept for the guest OS and the kubelet.
     #[serde(default = "default_reserved_memory")]
@@ -162,6 +164,11 @@ pub struct NodeSettings {
     /// Extra labels on the node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Secret in the VM's namespace with the kubeadm join credentials: keys
+    /// `apiServerEndpoint`, `token` and `caCertHash`. Without it the VM boots but does not join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub join_secret_name: Option<String>,
 }
 
 impl Default for NodeSettings {
@@ -170,6 +177,7 @@ impl Default for NodeSettings {
             reserved_cpu: default_reserved_cpu(),
             reserved_memory: default_reserved_memory(),
             labels: BTreeMap::new(),
+            join_secret_name: None,
         }
     }
 }

@@ -5,8 +5,8 @@
 //! ## Model
 //! Dedicated resources, no overcommit. A host offers `capacity - reserved`. A VM takes its
 //! cores (plus one for its emulator thread when isolated) and its memory plus the launcher
-//! pod's overhead ([`Overhead`]). A ServiceGroup takes `replicas x (cpu, memory)` from its
-//! VM's `cpu - node.reservedCpu` and `memory - node.reservedMemory`.
+//! pod's overhead ([`Overhead`]). A ServiceGroup takes `replicas x (cpu, memory)` from what
+//! its VM's node offers pods ([`model::node_allocatable`]).
 //!
 //! ## Heuristic: best-fit decreasing over an ordered index, spread-aware
 //! VMs are placed in three passes: those already running (their status names a host: they
@@ -647,7 +647,7 @@ fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<V
                 let earlier =
                     if left == offered { String::new() } else { ", less what earlier groups take".to_string() };
                 let context = format!(
-                    "{} replicas; VM {} offers groups {} cores and {} (cpu - node.reservedCpu, memory - node.reservedMemory{earlier})",
+                    "{} replicas; VM {} offers groups {} cores and {}: its node's allocatable{earlier}",
                     group.replicas,
                     group.vm,
                     offered.cpu,

@@ -167,10 +167,24 @@ impl VmModel {
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
             numa_aware: spec.numa_passthrough || spec.hugepages.is_some(),
-            for_groups: Res::new(vcpus, memory)
-                - Res::new(spec.node.reserved_cpu.into(), bytes(&spec.node.reserved_memory.0)),
+            for_groups: node_allocatable(spec),
         }
     }
+}
+
+/// Memory the guest kernel keeps out of the kubelet's sight: its page structures, 64 bytes
+/// for every 4 KiB page, are taken at boot and never counted in MemTotal.
+pub const GUEST_MEMMAP_DIVISOR: u64 = 64;
+
+/// The kubelet's hard eviction threshold, as Catalyst renders it into the VM's node.
+pub const EVICTION_HARD_MEMORY: u64 = 100 << 20;
+
+/// What the VM's node offers pods (its allocatable): cores less `node.reservedCpu`; memory less
+/// the guest kernel's page structures, `node.reservedMemory` and the eviction threshold.
+pub fn node_allocatable(spec: &crate::api::CatalystVMSpec) -> Res {
+    let memory = bytes(&spec.memory.0);
+    let kept = memory.div_ceil(GUEST_MEMMAP_DIVISOR) + bytes(&spec.node.reserved_memory.0) + EVICTION_HARD_MEMORY;
+    Res::new(u64::from(spec.cpu), memory) - Res::new(spec.node.reserved_cpu.into(), kept)
 }
 
 /// A ServiceGroup as the planner sees it.
