@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod crd;
+pub mod kubevirt;
 pub mod manifest;
 pub mod planner;
 pub mod quantity;
+pub mod render;
 pub mod schema;
 pub mod validation;

@@ -1,40 +1,147 @@
-//! Strict structural checks of a JSON value against an OpenAPI v3 schema, the way a strict
-//! client (`kubectl apply --validate=strict`) sees it: a field the schema does not declare is
-//! an error, not something silently dropped.
+//! Strict checks of a JSON value against an OpenAPI schema, the way a strict client
+//! (`kubectl apply --validate=strict`) or a structural CRD sees it: a field the schema does
+//! not declare is an error, not something silently dropped. Works on inlined CRD schemas and
+//! on Swagger documents whose definitions refer to each other with `$ref`.
 
 use serde_json::Value;
+use std::fmt;
 
-/// Paths (such as `spec.template.ports[0].protocl`) of every field in `value` that `schema`
-/// does not declare. `$ref`s are not followed: the schema must be inlined, as CRD schemas are.
-pub fn unknown_fields(schema: &Value, value: &Value, path: &str) -> Vec<String> {
+/// One way a value breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaViolation {
+    /// A field the schema does not declare.
+    Unknown { path: String },
+    /// A value of the wrong JSON type.
+    Type { path: String, expected: String },
+    /// A required field that is missing.
+    Required { path: String },
+    /// A value outside the schema's enum.
+    Enum { path: String },
+    /// A `$ref` the document does not define.
+    BadRef { path: String, reference: String },
+}
+
+impl SchemaViolation {
+    pub fn is_unknown_field(&self) -> bool {
+        matches!(self, SchemaViolation::Unknown { .. })
+    }
+}
+
+impl fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SchemaViolation::Unknown { path } => write!(f, "{path}: unknown field"),
+            SchemaViolation::Type { path, expected } => write!(f, "{path}: expected {expected}"),
+            SchemaViolation::Required { path } => write!(f, "{path}: required field missing"),
+            SchemaViolation::Enum { path } => write!(f, "{path}: not one of the allowed values"),
+            SchemaViolation::BadRef { path, reference } => write!(f, "{path}: unresolved $ref {reference}"),
+        }
+    }
+}
+
+/// Validates `value` against `schema`. `document` is what `$ref`s (`#/definitions/NAME`)
+/// resolve against; pass the schema itself when it has none.
+pub fn validate(document: &Value, schema: &Value, value: &Value, path: &str) -> Vec<SchemaViolation> {
     let mut found = Vec::new();
-    walk(schema, value, path, &mut found);
+    walk(document, schema, value, path, &mut found);
     found
 }
 
-fn walk(schema: &Value, value: &Value, path: &str, found: &mut Vec<String>) {
+/// Paths of the fields in `value` that `schema` does not declare.
+pub fn unknown_fields(schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    validate(schema, schema, value, path)
+        .into_iter()
+        .filter_map(|v| match v {
+            SchemaViolation::Unknown { path } => Some(path),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resolve<'a>(document: &'a Value, schema: &'a Value) -> Result<&'a Value, String> {
+    match schema.get("$ref").and_then(Value::as_str) {
+        None => Ok(schema),
+        Some(reference) => reference
+            .strip_prefix("#/definitions/")
+            .and_then(|name| document.get("definitions")?.get(name))
+            .ok_or_else(|| reference.to_string())
+            .and_then(|target| resolve(document, target)),
+    }
+}
+
+fn type_matches(expected: &str, value: &Value) -> bool {
+    match expected {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        _ => true,
+    }
+}
+
+fn walk(document: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec<SchemaViolation>) {
+    let schema = match resolve(document, schema) {
+        Ok(schema) => schema,
+        Err(reference) => {
+            found.push(SchemaViolation::BadRef { path: path.to_string(), reference });
+            return;
+        }
+    };
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
     }
+    if value.is_null() {
+        if schema.get("nullable") != Some(&Value::Bool(true)) && schema.get("type").is_some() {
+            found.push(SchemaViolation::Type { path: path.to_string(), expected: "a value, not null".into() });
+        }
+        return;
+    }
+    let allowed: Vec<&str> = if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        vec!["integer", "string"]
+    } else {
+        match schema.get("type") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    };
+    if !allowed.is_empty() && !allowed.iter().any(|t| type_matches(t, value)) {
+        found.push(SchemaViolation::Type { path: path.to_string(), expected: allowed.join(" or ") });
+        return;
+    }
+    if let Some(choices) = schema.get("enum").and_then(Value::as_array)
+        && !choices.contains(value)
+    {
+        found.push(SchemaViolation::Enum { path: path.to_string() });
+    }
     match value {
         Value::Object(fields) => {
+            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(name) = required.as_str()
+                    && !fields.contains_key(name)
+                {
+                    found.push(SchemaViolation::Required { path: join(path, name) });
+                }
+            }
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (name, field) in fields {
                 let child = join(path, name);
                 match (properties.and_then(|p| p.get(name)), additional) {
-                    (Some(field_schema), _) => walk(field_schema, field, &child, found),
-                    (None, Some(map_values)) => walk(map_values, field, &child, found),
+                    (Some(field_schema), _) => walk(document, field_schema, field, &child, found),
+                    (None, Some(map_values)) => walk(document, map_values, field, &child, found),
                     // A schema with neither says nothing about its fields (`type: object` alone).
                     (None, None) if properties.is_none() => {}
-                    (None, None) => found.push(child),
+                    (None, None) => found.push(SchemaViolation::Unknown { path: child }),
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    walk(item_schema, item, &format!("{path}[{i}]"), found);
+                    walk(document, item_schema, item, &format!("{path}[{i}]"), found);
                 }
             }
         }
@@ -70,5 +177,41 @@ mod tests {
             "opaque": {"z": 1}
         }});
         assert_eq!(unknown_fields(&schema, &value, ""), vec!["spec.cpus", "spec.ports[1].protocl"]);
+    }
+
+    #[test]
+    fn follows_refs_and_checks_types_required_and_enums() {
+        let document = json!({"definitions": {
+            "CPU": {"type": "object", "required": ["cores"], "properties": {
+                "cores": {"type": "integer"},
+                "dedicatedCpuPlacement": {"type": "boolean"},
+                "model": {"type": "string", "enum": ["host-passthrough", "host-model"]}
+            }},
+            "Quantity": {"type": ["string", "integer", "number"]},
+            "Domain": {"type": "object", "properties": {
+                "cpu": {"$ref": "#/definitions/CPU"},
+                "memory": {"$ref": "#/definitions/Quantity"},
+                "missing": {"$ref": "#/definitions/Nowhere"}
+            }}
+        }});
+        let schema = json!({"$ref": "#/definitions/Domain"});
+        let value = json!({
+            "cpu": {"dedicatedCPUPlacement": true, "model": "fast", "dedicatedCpuPlacement": "yes"},
+            "memory": "512Gi",
+            "missing": {}
+        });
+        let found: Vec<String> =
+            validate(&document, &schema, &value, "domain").iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "domain.cpu.cores: required field missing",
+                "domain.cpu.dedicatedCPUPlacement: unknown field",
+                "domain.cpu.dedicatedCpuPlacement: expected boolean",
+                "domain.cpu.model: not one of the allowed values",
+                "domain.missing: unresolved $ref #/definitions/Nowhere",
+            ]
+        );
+        assert!(validate(&document, &schema, &json!({"memory": 5, "cpu": {"cores": 2}}), "").is_empty());
     }
 }

@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
         overhead_per_vcpu: u64,
     },
+    /// Print, offline, every object the operator would create for these manifests
+    /// (VirtualMachines, cloud-init Secrets with credentials redacted, StatefulSets, Services)
+    /// in plan order, as YAML for review. Exit 1 when some VM or group cannot be placed (it is
+    /// left out and named on stderr), 2 on bad input.
+    Render {
+        /// Files or directories of YAML manifests (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Check manifests offline; exit 1 when any Catalyst object is invalid. Other kinds are ignored.
     Validate {
         /// Files or directories of YAML manifests (multi-document files are fine).
@@ -70,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Render { files } => render(&files),
         Command::Plan { files, output, add_hosts_like, check_host_loss, overhead_fixed, overhead_per_vcpu } => {
             let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };
             plan(&files, output, add_hosts_like.as_deref(), check_host_loss, &overhead)
@@ -175,4 +185,24 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         manifests.ignored
     );
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn render(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (manifests, errors) = manifest::load(files);
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        eprintln!("{} error(s) in the manifests: nothing rendered", errors.len());
+        return Ok(ExitCode::from(2));
+    }
+    let plan = planner::plan(&PlanInput::from_manifests(&manifests, &Overhead::default()));
+    let rendered = catalyst::render::offline::render_plan(&manifests, &plan);
+    for skipped in &rendered.skipped {
+        eprintln!("not rendered: {skipped}");
+    }
+    let documents: Vec<String> =
+        rendered.objects.iter().map(|o| serde_norway::to_string(o)).collect::<Result<_, _>>()?;
+    print!("{}", documents.join("---\n"));
+    Ok(if rendered.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
