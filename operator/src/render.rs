@@ -189,7 +189,7 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
                             threads: Some(1),
                             dedicated_cpu_placement: Some(true),
                             isolate_emulator_thread: Some(spec.isolate_emulator_thread),
-                            numa: spec.numa_passthrough.then(|| Numa { guest_mapping_passthrough: Some(Empty {}) }),
+                            numa: spec.numa_passthrough.then_some(Numa { guest_mapping_passthrough: Some(Empty {}) }),
                         }),
                         memory: Some(Memory {
                             guest: Some(memory),
