@@ -4,6 +4,7 @@
 //! multi-document YAML, [`crd`] generates the CRDs. Everything here is pure; I/O lives in the binaries.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod kubevirt;
 pub mod manifest;

@@ -619,7 +619,7 @@ fn cells_needed(cells: &[Res], demand: Res) -> Option<usize> {
 
 /// Each VM offers `for_groups` to its ServiceGroups, in name order: a group that does not fit
 /// what the groups before it left is refused (and takes nothing).
-fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
+pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
     let offers: HashMap<&str, Res> = vms.iter().map(|vm| (vm.key.as_str(), vm.for_groups)).collect();
     let mut remaining = offers.clone();
     let mut sorted: Vec<&GroupModel> = groups.iter().collect();

@@ -1,0 +1,119 @@
+//! ServiceGroup -> a StatefulSet of pinned, Guaranteed replicas and its headless Service.
+//!
+//! A group that does not fit what its VM's node offers (after the groups before it, in name
+//! order), or whose VM does not exist, is refused: `Ready=False` with the reason and an event,
+//! and nothing already running is touched.
+
+use super::apply;
+use super::conditions::{self, READY, Wanted, wanted};
+use super::{Context, Error, key_of, patch_status, report_malformed, valid};
+use crate::api::group::ServiceGroupStatus;
+use crate::api::{CatalystVM, Resources, ServiceGroup};
+use crate::planner::{self, GroupModel, VmModel};
+use crate::quantity::format_bytes;
+use crate::render;
+use crate::validation::validate_group;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Ok(group) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    let key = key_of(group);
+    let span = tracing::info_span!("reconcile", kind = "ServiceGroup", object = %key);
+    async {
+        let action = apply(group, &ctx).await?;
+        ctx.backoff.succeeded(&key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn report(
+    group: &ServiceGroup,
+    ctx: &Context,
+    mut status: ServiceGroupStatus,
+    wanted: &[Wanted],
+    after: Action,
+) -> Result<Action, Error> {
+    let api: Api<ServiceGroup> = Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    let generation = group.metadata.generation;
+    status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
+    status.observed_generation = generation;
+    if patch_status(&api, &group.name_any(), group.status.as_ref(), &status).await? {
+        for failing in wanted.iter().filter(|w| !w.status && w.reason != "Progressing") {
+            ctx.event(&group.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
+        }
+    }
+    Ok(after)
+}
+
+/// Whether the group fits what its VM's node offers, and if not, why.
+fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), String> {
+    let guards = ctx.stores.groups.state();
+    let key = key_of(group);
+    let mut groups: Vec<GroupModel> = valid(&guards)
+        .filter(|g| g.namespace() == group.namespace() && g.spec.vm == group.spec.vm && key_of(*g) != key)
+        .map(GroupModel::from_group)
+        .collect();
+    groups.push(GroupModel::from_group(group));
+    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let (plans, violations) = planner::fit_groups(&groups, &[&model]);
+    if plans.iter().any(|p| p.group == key && p.fits) {
+        return Ok(());
+    }
+    let object = format!("ServiceGroup {key}");
+    Err(violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))
+}
+
+async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let mut status = group.status.clone().unwrap_or_default();
+    let demand = GroupModel::from_group(group).demand;
+    status.requested = Some(Resources {
+        cpu: u32::try_from(demand.cpu).unwrap_or(u32::MAX),
+        memory: Quantity(format_bytes(demand.memory)),
+    });
+
+    if let Err(errors) = validate_group(group) {
+        let message =
+            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
+        let invalid = wanted(READY, false, "InvalidSpec", format!("{message}; nothing running was touched"));
+        return report(group, ctx, status, &[invalid], Action::await_change()).await;
+    }
+    let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
+        let missing =
+            format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
+        return report(group, ctx, status, &[wanted(READY, false, "VMNotFound", missing)], Action::await_change())
+            .await;
+    };
+    if let Err(why) = fit(group, &vm, ctx) {
+        let refusal = wanted(READY, false, "DoesNotFit", format!("{why}; nothing running was touched"));
+        return report(group, ctx, status, &[refusal], Action::await_change()).await;
+    }
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply::apply(&services, render::headless_service(group)).await?;
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (set, _) = apply::apply(&sets, render::stateful_set(group, &vm)).await?;
+
+    let observed = set.status.unwrap_or_default();
+    status.replicas = observed.replicas;
+    status.ready_replicas = observed.ready_replicas.unwrap_or(0);
+    let ready = if status.ready_replicas >= group.spec.replicas {
+        wanted(READY, true, "Ready", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
+    } else {
+        wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
+    };
+    report(group, ctx, status, &[ready], Action::requeue(RESYNC)).await
+}

@@ -1,0 +1,139 @@
+//! CatalystHost status: allocatable, allocated and free from the VMs in its ledger, `Ready`
+//! from its Node, and `Overcommitted` when what it holds exceeds what it offers.
+//!
+//! The ledger (`status.vms`) is written by the VM reconciler's compare-and-swap; this
+//! reconciler keeps it whole (a VM whose status names the host is added, a VM that no longer
+//! exists is dropped) and writes with the same compare-and-swap, so neither loses the other's
+//! update.
+
+use super::conditions::{self, OVERCOMMITTED, READY, wanted};
+use super::{Context, Error, key_of, report_malformed, valid};
+use crate::api::host::{CatalystHostStatus, HostSummary};
+use crate::api::{CatalystHost, Resources};
+use crate::planner::{HostModel, Res, VmModel};
+use crate::quantity::{HumanBytes, format_bytes};
+use crate::validation::validate_host;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::PostParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Ok(host) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    let key = key_of(host);
+    let span = tracing::info_span!("reconcile", kind = "CatalystHost", object = %key);
+    async {
+        let action = apply(host, &ctx).await?;
+        ctx.backoff.succeeded(&key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+fn resources(res: Res) -> Resources {
+    Resources { cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(res.memory)) }
+}
+
+/// The status the host should have, from the VMs the stores know.
+pub fn desired_status(host: &CatalystHost, ctx: &Context) -> CatalystHostStatus {
+    let name = host.name_any();
+    let old = host.status.clone().unwrap_or_default();
+    let guards = ctx.stores.vms.state();
+    let vms: Vec<_> = valid(&guards).collect();
+    let exists: BTreeSet<String> = vms.iter().map(|vm| key_of(*vm)).collect();
+    let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| exists.contains(*k)).cloned().collect();
+    ledger.extend(
+        vms.iter().filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name)).map(|vm| key_of(*vm)),
+    );
+    let allocated = vms
+        .iter()
+        .filter(|vm| ledger.contains(&key_of(**vm)))
+        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &ctx.overhead).demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+
+    let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));
+    let node_ready = node
+        .as_deref()
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    let mut wanted_conditions = vec![match (validate_host(host), node_ready) {
+        (Err(errors), _) => wanted(
+            READY,
+            false,
+            "InvalidSpec",
+            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; "),
+        ),
+        (Ok(()), Some(true)) => wanted(READY, true, "NodeReady", format!("node {} is Ready", host.spec.node_name)),
+        (Ok(()), Some(false)) => {
+            wanted(READY, false, "NodeNotReady", format!("node {} is not Ready", host.spec.node_name))
+        }
+        (Ok(()), None) => wanted(READY, false, "NodeNotFound", format!("node {} not found", host.spec.node_name)),
+    }];
+    wanted_conditions.push(if allocatable.covers(&allocated) {
+        wanted(OVERCOMMITTED, false, "WithinCapacity", "its VMs fit what it offers")
+    } else {
+        wanted(
+            OVERCOMMITTED,
+            true,
+            "VMsExceedCapacity",
+            format!(
+                "its VMs take {} cores and {}, it offers {} cores and {}",
+                allocated.cpu,
+                HumanBytes(allocated.memory),
+                allocatable.cpu,
+                HumanBytes(allocatable.memory)
+            ),
+        )
+    });
+    let generation = host.metadata.generation;
+    CatalystHostStatus {
+        allocatable: Some(resources(allocatable)),
+        allocated: Some(resources(allocated)),
+        free: Some(resources(allocatable - allocated)),
+        summary: Some(HostSummary {
+            cpu: format!("{}/{}", allocated.cpu, allocatable.cpu),
+            memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
+            vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
+        }),
+        vms: ledger.into_iter().collect(),
+        conditions: conditions::merge(&old.conditions, &wanted_conditions, generation, &(ctx.clock)()),
+        observed_generation: generation,
+    }
+}
+
+async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
+    let status = desired_status(host, ctx);
+    if host.status.as_ref() == Some(&status) {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let overcommitted = status.conditions.iter().any(|c| c.type_ == OVERCOMMITTED && c.status == "True");
+    let was_overcommitted =
+        host.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == OVERCOMMITTED && c.status == "True");
+    let mut updated = host.clone();
+    updated.status = Some(status.clone());
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    match api.replace_status(&host.name_any(), &PostParams::default(), &updated).await {
+        Ok(_) => {}
+        // Someone else (a placement) wrote first: the watch brings the new version.
+        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+        Err(error) => return Err(error.into()),
+    }
+    if overcommitted && !was_overcommitted {
+        let message =
+            status.conditions.iter().find(|c| c.type_ == OVERCOMMITTED).map(|c| c.message.clone()).unwrap_or_default();
+        ctx.event(&host.object_ref(&()), EventType::Warning, "Overcommitted", message).await;
+    }
+    Ok(Action::requeue(RESYNC))
+}

@@ -1,0 +1,195 @@
+//! The reconcilers: thin layers that read the world, render the desired state with the pure
+//! functions of [`crate::render`] and [`crate::planner`], apply it with server-side apply under
+//! one field manager, and report status, conditions and events.
+//!
+//! Errors: a malformed object (one that does not deserialize) never stops the watch of the
+//! others (each controller watches `DeserializeGuard<K>`); it gets a warning event and waits for
+//! a change. An invalid spec is reported in the object's status and also waits for a change.
+//! A transient error backs off exponentially per object ([`Backoff`]).
+
+pub mod apply;
+pub mod conditions;
+pub mod group;
+pub mod host;
+pub mod vm;
+
+use crate::api::{CatalystHost, CatalystVM, ServiceGroup};
+use crate::planner::Overhead;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The finalizer on CatalystVMs: their VirtualMachine goes, and their host's capacity is
+/// released, before they do.
+pub const FINALIZER: &str = "catalyst.io/cleanup";
+
+/// Name the operator reports events as.
+pub const CONTROLLER_NAME: &str = "catalyst-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("placing {vm} on {host} raced with another placement; planning again")]
+    PlacementRace { vm: String, host: String },
+    #[error("waiting for VirtualMachine {0} to be deleted")]
+    WaitingForDeletion(String),
+}
+
+/// Caches the operator reads other objects from; the truth stays in the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub hosts: Store<DeserializeGuard<CatalystHost>>,
+    pub vms: Store<DeserializeGuard<CatalystVM>>,
+    pub groups: Store<DeserializeGuard<ServiceGroup>>,
+    pub nodes: Store<Node>,
+}
+
+impl Stores {
+    pub fn hosts(&self) -> Vec<Arc<DeserializeGuard<CatalystHost>>> {
+        self.hosts.state()
+    }
+
+    pub fn host(&self, name: &str) -> Option<CatalystHost> {
+        self.hosts.get(&ObjectRef::new(name)).and_then(|g| g.0.as_ref().ok().cloned())
+    }
+
+    pub fn vm(&self, namespace: &str, name: &str) -> Option<CatalystVM> {
+        self.vms.get(&ObjectRef::new(name).within(namespace)).and_then(|g| g.0.as_ref().ok().cloned())
+    }
+}
+
+/// Valid objects of a store of guarded ones.
+pub fn valid<K: Clone>(guards: &[Arc<DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
+    guards.iter().filter_map(|g| g.0.as_ref().ok())
+}
+
+/// Exponential backoff per object: 1s, 2s, 4s ... up to 5 minutes; reset by a success.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub const BASE: Duration = Duration::from_secs(1);
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        let delay = Self::BASE.saturating_mul(1u32 << (*count).min(16));
+        *count += 1;
+        delay.min(Self::MAX)
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub overhead: Overhead,
+    pub backoff: Backoff,
+    /// The time written into condition transitions; a clock in production, fixed in tests.
+    pub clock: fn() -> Time,
+}
+
+/// The current time, for conditions.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+impl Context {
+    pub fn new(client: Client, stores: Stores, overhead: Overhead) -> Self {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            overhead,
+            backoff: Backoff::default(),
+            clock: now,
+        }
+    }
+
+    /// Publishes an event on `object`; a failure to publish is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: String) {
+        let event =
+            Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    }
+}
+
+/// Object key for logs and backoff: `namespace/name` or `name`.
+pub fn key_of<K: Resource>(object: &K) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
+/// Merge-patches `status` onto the object's status subresource when it differs from `old`.
+/// Returns whether a write was made.
+pub async fn patch_status<K, S>(api: &Api<K>, name: &str, old: Option<&S>, status: &S) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    S: Serialize + PartialEq,
+{
+    if old == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
+
+/// Warns about an object that does not deserialize, and waits for it to change.
+pub async fn report_malformed<K: Resource<DynamicType = ()>>(ctx: &Context, guard: &DeserializeGuard<K>) -> Action {
+    if let Err(invalid) = &guard.0 {
+        let reference = ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            name: invalid.metadata.name.clone(),
+            namespace: invalid.metadata.namespace.clone(),
+            uid: invalid.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "malformed object");
+        ctx.event(&reference, EventType::Warning, "Malformed", format!("cannot be read: {}", invalid.error)).await;
+    }
+    Action::await_change()
+}
+
+/// The error policy of all three controllers: back off exponentially, per object.
+pub fn error_policy<K: Resource>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = match &guard.0 {
+        Ok(object) => key_of(object),
+        Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
+    };
+    let delay = ctx.backoff.failed(&key);
+    tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub mod runtime;
+
+pub use runtime::run;

@@ -1,0 +1,357 @@
+//! CatalystVM -> KubeVirt VirtualMachine (and its cloud-init Secret), placed by the planner.
+//!
+//! ## Placement that is safe under concurrency and restarts
+//! The truth is in the API server, never in memory. Each CatalystHost's `status.vms` is the
+//! ledger of the VMs it holds. To place a VM, the reconciler plans the whole layout (every
+//! placed VM sticky), then appends the VM to its host's ledger with a compare-and-swap: a
+//! `replace` of the host's status carrying the `resourceVersion` it read, after checking the
+//! host still has room against that fresh ledger. Two VMs racing for the last room on a host
+//! cannot both win: the second write gets 409 Conflict and plans again. Only then is the host
+//! written into the VM's own status. An operator that dies in between finds the VM in a ledger
+//! on restart and adopts that host.
+
+use super::apply;
+use super::conditions::{self, NODE_JOINED, READY, SCHEDULED, Wanted, wanted};
+use super::{Context, Error, FINALIZER, key_of, patch_status, report_malformed, valid};
+use crate::api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
+use crate::api::{CatalystHost, CatalystVM, Resources};
+use crate::kubevirt::VirtualMachine;
+use crate::planner::model::node_allocatable;
+use crate::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
+use crate::quantity::format_bytes;
+use crate::render::{self, JoinCredentials, labels};
+use crate::validation::{node_label_value, validate_vm};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{DeleteParams, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How often a healthy VM is looked at again, to follow its VirtualMachine and node.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a VM waiting for something outside the operator's hands is looked at again.
+const WAIT: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Ok(vm) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    let key = key_of(vm);
+    let span = tracing::info_span!("reconcile", kind = "CatalystVM", object = %key);
+    async {
+        let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+        let action = finalizer(&api, FINALIZER, Arc::new(vm.clone()), |event| async {
+            match event {
+                Finalizer::Apply(vm) => apply(&vm, &ctx).await,
+                Finalizer::Cleanup(vm) => cleanup(&vm, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))?;
+        ctx.backoff.succeeded(&key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+/// What became of the attempt to give the VM a host.
+enum Placement {
+    On(String),
+    Nowhere(String),
+}
+
+/// Writes the VM's status with `wanted` conditions (and an event when something changed for
+/// the worse), then waits `after`.
+async fn report(
+    vm: &CatalystVM,
+    ctx: &Context,
+    mut status: CatalystVMStatus,
+    wanted: &[Wanted],
+    after: Action,
+) -> Result<Action, Error> {
+    let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+    let generation = vm.metadata.generation;
+    status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
+    status.observed_generation = generation;
+    let written = patch_status(&api, &vm.name_any(), vm.status.as_ref(), &status).await?;
+    if written {
+        for failing in wanted.iter().filter(|w| !w.status && w.type_ != NODE_JOINED) {
+            ctx.event(&vm.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
+        }
+    }
+    Ok(after)
+}
+
+async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+    let name = vm.name_any();
+    let namespace = vm.namespace().unwrap_or_default();
+    let mut status = vm.status.clone().unwrap_or_default();
+
+    if let Err(errors) = validate_vm(vm) {
+        let message =
+            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
+        let not_ready = wanted(READY, false, "InvalidSpec", format!("{message}; nothing was changed"));
+        return report(vm, ctx, status, &[not_ready], Action::await_change()).await;
+    }
+
+    let host_name = match place(vm, ctx).await? {
+        Placement::On(host) => host,
+        Placement::Nowhere(why) => {
+            status.phase = Some(VmPhase::Pending);
+            let unscheduled =
+                [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
+            return report(vm, ctx, status, &unscheduled, Action::requeue(RESYNC)).await;
+        }
+    };
+    status.host = Some(host_name.clone());
+    let Some(host) = ctx.stores.host(&host_name) else {
+        let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
+        return report(vm, ctx, status, &[wanted(READY, false, "HostMissing", gone)], Action::requeue(WAIT)).await;
+    };
+    if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
+        let refusal = wanted(READY, false, "DoesNotFitHost", format!("{overcommit}; the running VM is left as it was"));
+        return report(vm, ctx, status, &[refusal], Action::await_change()).await;
+    }
+
+    let join = match &vm.spec.node.join_secret_name {
+        None => None,
+        Some(secret_name) => {
+            match Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await? {
+                None => {
+                    let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
+                    return report(
+                        vm,
+                        ctx,
+                        status,
+                        &[wanted(READY, false, "JoinSecretMissing", missing)],
+                        Action::requeue(WAIT),
+                    )
+                    .await;
+                }
+                Some(secret) => match JoinCredentials::from_secret(&secret) {
+                    Ok(credentials) => Some(credentials),
+                    Err(why) => {
+                        return report(
+                            vm,
+                            ctx,
+                            status,
+                            &[wanted(READY, false, "JoinSecretInvalid", why)],
+                            Action::requeue(WAIT),
+                        )
+                        .await;
+                    }
+                },
+            }
+        }
+    };
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply::apply(&secrets, render::cloud_init_secret(vm, join.as_ref())).await?;
+    let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &host.spec.node_name)).await?;
+
+    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_label_value(vm)));
+    let node_ready = node.as_deref().is_some_and(node_is_ready);
+    let machine_status = machine.status.unwrap_or_default();
+    let printable = machine_status.printable_status.clone().unwrap_or_else(|| "Unknown".into());
+    let phase = match (vm.spec.run_strategy, machine_status.ready == Some(true), node_ready) {
+        (RunStrategy::Halted, false, _) => VmPhase::Halted,
+        (_, true, true) => VmPhase::Ready,
+        (_, true, false) => VmPhase::Running,
+        _ if printable == "Stopped" || printable == "Unknown" => VmPhase::Scheduled,
+        _ => VmPhase::Provisioning,
+    };
+    status.phase = Some(phase);
+    status.virtual_machine_name = Some(name.clone());
+    status.node_name = node.as_ref().map(|n| n.name_any());
+    status.available = Some(left_for_groups(vm, ctx));
+    let joined = match (&node, node_ready) {
+        (Some(node), true) => wanted(NODE_JOINED, true, "NodeReady", format!("node {} is Ready", node.name_any())),
+        (Some(node), false) => {
+            wanted(NODE_JOINED, false, "NodeNotReady", format!("node {} is not Ready", node.name_any()))
+        }
+        (None, _) if join.is_none() => wanted(
+            NODE_JOINED,
+            false,
+            "NoJoinSecret",
+            "spec.node.joinSecretName is not set: the VM does not join the cluster",
+        ),
+        (None, _) => wanted(NODE_JOINED, false, "Joining", "no node carries this VM's label yet"),
+    };
+    let ready = match phase {
+        VmPhase::Ready => wanted(READY, true, "Ready", "the VM runs and its node is Ready"),
+        VmPhase::Halted => wanted(READY, false, "Halted", "runStrategy is Halted"),
+        _ => wanted(READY, false, "Provisioning", format!("VirtualMachine {name} is {printable}")),
+    };
+    let scheduled =
+        wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name));
+    report(vm, ctx, status, &[scheduled, joined, ready], Action::requeue(RESYNC)).await
+}
+
+fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The host each VM holds a place on: its status, or a ledger entry not yet copied there.
+fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, String> {
+    let mut placed: HashMap<String, String> = HashMap::new();
+    for host in hosts {
+        for key in host.status.iter().flat_map(|s| &s.vms) {
+            placed.insert(key.clone(), host.name_any());
+        }
+    }
+    for vm in vms {
+        if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
+            placed.insert(key_of(*vm), host);
+        }
+    }
+    placed
+}
+
+/// The layout as the planner sees it, with `current` (the object being reconciled) in place of
+/// its possibly older copy in the store.
+fn plan_input(ctx: &Context, current: &CatalystVM) -> PlanInput {
+    let host_guards = ctx.stores.hosts();
+    let vm_guards = ctx.stores.vms.state();
+    let hosts: Vec<&CatalystHost> = valid(&host_guards).collect();
+    let current_key = key_of(current);
+    let mut vms: Vec<&CatalystVM> = valid(&vm_guards).filter(|vm| key_of(*vm) != current_key).collect();
+    vms.push(current);
+    let placed = placements(&hosts, &vms);
+    PlanInput {
+        hosts: hosts.iter().map(|h| HostModel::from_host(h)).collect(),
+        vms: vms
+            .iter()
+            .map(|vm| {
+                let mut model = VmModel::from_vm(vm, &ctx.overhead);
+                model.placed = placed.get(&model.key).cloned();
+                model
+            })
+            .collect(),
+        groups: Vec::new(),
+    }
+}
+
+async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
+    if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
+        return Ok(Placement::On(host));
+    }
+    let key = key_of(vm);
+    let input = plan_input(ctx, vm);
+    if let Some(adopted) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
+        tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
+        return Ok(Placement::On(adopted));
+    }
+    let plan = planner::plan(&input);
+    let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
+        let object = format!("CatalystVM {key}");
+        let why: Vec<&str> =
+            plan.violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect();
+        return Ok(Placement::Nowhere(why.join("; ")));
+    };
+    let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
+    reserve(ctx, &host, &key, demand, &input).await?;
+    tracing::info!(%host, "placed");
+    Ok(Placement::On(host))
+}
+
+/// Appends `key` to the host's ledger with a compare-and-swap, after checking the fresh ledger
+/// still leaves room for `demand`.
+async fn reserve(ctx: &Context, host_name: &str, key: &str, demand: Res, input: &PlanInput) -> Result<(), Error> {
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    let mut host = api.get(host_name).await?;
+    let mut status = host.status.clone().unwrap_or_default();
+    if status.vms.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
+    let used = status.vms.iter().filter_map(|k| demands.get(k.as_str())).fold(demand, |sum, d| sum + *d);
+    let race = || Error::PlacementRace { vm: key.to_string(), host: host_name.to_string() };
+    if !HostModel::from_host(&host).allocatable.covers(&used) {
+        return Err(race());
+    }
+    status.vms.push(key.to_string());
+    status.vms.sort();
+    host.status = Some(status);
+    match api.replace_status(host_name, &PostParams::default(), &host).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 409 => Err(race()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// When a placed VM's new size no longer fits its host (with everything else the host holds),
+/// the reason; the planner never moves a running VM, so the change is refused.
+fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
+    let input = plan_input(ctx, vm);
+    let host_name = host.name_any();
+    let used =
+        input.vms.iter().filter(|m| m.placed.as_deref() == Some(&host_name)).fold(Res::ZERO, |sum, m| sum + m.demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+    (!allocatable.covers(&used)).then(|| {
+        format!(
+            "with this spec the VMs on CatalystHost {host_name} need {} cores and {}, more than its {} cores and {}",
+            used.cpu,
+            format_bytes(used.memory),
+            allocatable.cpu,
+            format_bytes(allocatable.memory)
+        )
+    })
+}
+
+/// What the VM's node still offers after the ServiceGroups that fit in it.
+fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
+    let guards = ctx.stores.groups.state();
+    let namespace = vm.namespace();
+    let name = vm.name_any();
+    let groups: Vec<GroupModel> = valid(&guards)
+        .filter(|g| g.namespace() == namespace && g.spec.vm == name)
+        .map(GroupModel::from_group)
+        .collect();
+    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let (plans, _) = planner::fit_groups(&groups, &[&model]);
+    let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
+    let left = node_allocatable(&vm.spec) - taken;
+    Resources { cpu: u32::try_from(left.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(left.memory)) }
+}
+
+/// Deletes the VirtualMachine, waits for it to be gone, then releases the VM's place in its
+/// host's ledger. Until then the finalizer stays.
+async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+    let key = key_of(vm);
+    let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+    if let Some(machine) = machines.get_opt(&vm.name_any()).await? {
+        if machine.metadata.deletion_timestamp.is_none() {
+            machines.delete(&vm.name_any(), &DeleteParams::foreground()).await?;
+        }
+        return Err(Error::WaitingForDeletion(key));
+    }
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    for guard in ctx.stores.hosts() {
+        let Ok(cached) = &guard.0 else { continue };
+        if !cached.status.iter().any(|s| s.vms.contains(&key)) {
+            continue;
+        }
+        let mut host = api.get(&cached.name_any()).await?;
+        let mut status = host.status.clone().unwrap_or_default();
+        status.vms.retain(|k| *k != key);
+        host.status = Some(status);
+        match api.replace_status(&cached.name_any(), &PostParams::default(), &host).await {
+            Ok(_) => tracing::info!(host = %cached.name_any(), "released"),
+            Err(kube::Error::Api(response)) if response.code == 409 => {
+                return Err(Error::PlacementRace { vm: key, host: cached.name_any() });
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Action::await_change())
+}
