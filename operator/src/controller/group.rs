@@ -44,16 +44,19 @@ async fn report(
     ctx: &Context,
     mut status: ServiceGroupStatus,
     wanted: &[Wanted],
+    problem: bool,
     after: Action,
 ) -> Result<Action, Error> {
     let api: Api<ServiceGroup> = Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
     let generation = group.metadata.generation;
     status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
     status.observed_generation = generation;
-    if patch_status(&api, &group.name_any(), group.status.as_ref(), &status).await? {
-        for failing in wanted.iter().filter(|w| !w.status && w.reason != "Progressing") {
-            ctx.event(&group.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
-        }
+    let written = patch_status(&api, &group.name_any(), group.status.as_ref(), &status).await?;
+    if written
+        && problem
+        && let Some(failing) = wanted.iter().find(|w| !w.status)
+    {
+        ctx.event(&group.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
     }
     Ok(after)
 }
@@ -89,17 +92,17 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
         let message =
             errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
         let invalid = wanted(READY, false, "InvalidSpec", format!("{message}; nothing running was touched"));
-        return report(group, ctx, status, &[invalid], Action::await_change()).await;
+        return report(group, ctx, status, &[invalid], true, Action::await_change()).await;
     }
     let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
         let missing =
             format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
-        return report(group, ctx, status, &[wanted(READY, false, "VMNotFound", missing)], Action::await_change())
-            .await;
+        let missing = [wanted(READY, false, "VMNotFound", missing)];
+        return report(group, ctx, status, &missing, true, Action::await_change()).await;
     };
     if let Err(why) = fit(group, &vm, ctx) {
         let refusal = wanted(READY, false, "DoesNotFit", format!("{why}; nothing running was touched"));
-        return report(group, ctx, status, &[refusal], Action::await_change()).await;
+        return report(group, ctx, status, &[refusal], true, Action::await_change()).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -115,5 +118,5 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     } else {
         wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     };
-    report(group, ctx, status, &[ready], Action::requeue(RESYNC)).await
+    report(group, ctx, status, &[ready], false, Action::requeue(RESYNC)).await
 }

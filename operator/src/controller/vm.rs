@@ -66,13 +66,14 @@ enum Placement {
     Nowhere(String),
 }
 
-/// Writes the VM's status with `wanted` conditions (and an event when something changed for
-/// the worse), then waits `after`.
+/// Writes the VM's status with `wanted` conditions, then waits `after`. A `problem` (the
+/// user must act) is also a Warning event, published when the status changes.
 async fn report(
     vm: &CatalystVM,
     ctx: &Context,
     mut status: CatalystVMStatus,
     wanted: &[Wanted],
+    problem: bool,
     after: Action,
 ) -> Result<Action, Error> {
     let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
@@ -80,10 +81,11 @@ async fn report(
     status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
     status.observed_generation = generation;
     let written = patch_status(&api, &vm.name_any(), vm.status.as_ref(), &status).await?;
-    if written {
-        for failing in wanted.iter().filter(|w| !w.status && w.type_ != NODE_JOINED) {
-            ctx.event(&vm.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
-        }
+    if written
+        && problem
+        && let Some(failing) = wanted.iter().find(|w| !w.status)
+    {
+        ctx.event(&vm.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
     }
     Ok(after)
 }
@@ -97,7 +99,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         let message =
             errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
         let not_ready = wanted(READY, false, "InvalidSpec", format!("{message}; nothing was changed"));
-        return report(vm, ctx, status, &[not_ready], Action::await_change()).await;
+        return report(vm, ctx, status, &[not_ready], true, Action::await_change()).await;
     }
 
     let host_name = match place(vm, ctx).await? {
@@ -106,17 +108,18 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             status.phase = Some(VmPhase::Pending);
             let unscheduled =
                 [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
-            return report(vm, ctx, status, &unscheduled, Action::requeue(RESYNC)).await;
+            return report(vm, ctx, status, &unscheduled, true, Action::requeue(RESYNC)).await;
         }
     };
     status.host = Some(host_name.clone());
     let Some(host) = ctx.stores.host(&host_name) else {
         let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
-        return report(vm, ctx, status, &[wanted(READY, false, "HostMissing", gone)], Action::requeue(WAIT)).await;
+        return report(vm, ctx, status, &[wanted(READY, false, "HostMissing", gone)], true, Action::requeue(WAIT))
+            .await;
     };
     if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
         let refusal = wanted(READY, false, "DoesNotFitHost", format!("{overcommit}; the running VM is left as it was"));
-        return report(vm, ctx, status, &[refusal], Action::await_change()).await;
+        return report(vm, ctx, status, &[refusal], true, Action::await_change()).await;
     }
 
     let join = match &vm.spec.node.join_secret_name {
@@ -130,6 +133,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                         ctx,
                         status,
                         &[wanted(READY, false, "JoinSecretMissing", missing)],
+                        true,
                         Action::requeue(WAIT),
                     )
                     .await;
@@ -142,6 +146,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                             ctx,
                             status,
                             &[wanted(READY, false, "JoinSecretInvalid", why)],
+                            true,
                             Action::requeue(WAIT),
                         )
                         .await;
@@ -191,7 +196,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     };
     let scheduled =
         wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name));
-    report(vm, ctx, status, &[scheduled, joined, ready], Action::requeue(RESYNC)).await
+    report(vm, ctx, status, &[scheduled, joined, ready], false, Action::requeue(RESYNC)).await
 }
 
 fn node_is_ready(node: &Node) -> bool {
@@ -261,6 +266,7 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
     reserve(ctx, &host, &key, demand, &input).await?;
     tracing::info!(%host, "placed");
+    ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
     Ok(Placement::On(host))
 }
 
