@@ -28,6 +28,8 @@ pub struct VirtualMachineSpec {
     pub run_strategy: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_volume_templates: Vec<DataVolumeTemplate>,
+    /// Defaulted when read, so a hand-mangled VirtualMachine is still read (and then repaired).
+    #[serde(default)]
     pub template: InstanceTemplate,
 }
 
@@ -35,6 +37,7 @@ pub struct VirtualMachineSpec {
 pub struct InstanceTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMeta>,
+    #[serde(default)]
     pub spec: InstanceSpec,
 }
 
@@ -48,6 +51,7 @@ pub struct TemplateMeta {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceSpec {
+    #[serde(default)]
     pub domain: Domain,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
@@ -67,6 +71,7 @@ pub struct Domain {
     pub memory: Option<Memory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    #[serde(default)]
     pub devices: Devices,
 }
 

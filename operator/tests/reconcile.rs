@@ -1,0 +1,374 @@
+//! The reconcilers against a fake API server: the exact requests each makes, that an unchanged
+//! world costs no write, and that bad input changes nothing but the object's own status.
+
+mod support;
+
+use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst::controller::{self, Context, Stores};
+use catalyst::manifest;
+use catalyst::planner::Overhead;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use support::FakeApi;
+
+const HOSTS: &str = "/apis/catalyst.io/v1alpha1/catalysthosts";
+const VMS: &str = "/apis/catalyst.io/v1alpha1/namespaces/catalyst-demo/catalystvms";
+const GROUPS: &str = "/apis/catalyst.io/v1alpha1/namespaces/catalyst-demo/servicegroups";
+const MACHINES: &str = "/apis/kubevirt.io/v1/namespaces/catalyst-demo/virtualmachines";
+const SECRETS: &str = "/api/v1/namespaces/catalyst-demo/secrets";
+const SETS: &str = "/apis/apps/v1/namespaces/catalyst-demo/statefulsets";
+const SERVICES: &str = "/api/v1/namespaces/catalyst-demo/services";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/catalyst-demo/events";
+
+fn fixed_time() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap())
+}
+
+/// The minimal sample, as the API server would hold it (uids, generations, the VM finalizer).
+struct World {
+    hosts: Vec<CatalystHost>,
+    vms: Vec<CatalystVM>,
+    groups: Vec<ServiceGroup>,
+}
+
+fn world() -> World {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/minimal");
+    let (mut manifests, errors) = manifest::load(&[path]);
+    assert!(errors.is_empty());
+    for host in &mut manifests.hosts {
+        host.metadata.uid = Some(format!("uid-{}", host.metadata.name.clone().unwrap()));
+        host.metadata.generation = Some(1);
+    }
+    for vm in &mut manifests.vms {
+        vm.metadata.uid = Some(format!("uid-{}", vm.metadata.name.clone().unwrap()));
+        vm.metadata.generation = Some(1);
+        vm.metadata.finalizers = Some(vec![controller::FINALIZER.into()]);
+    }
+    for group in &mut manifests.groups {
+        group.metadata.uid = Some(format!("uid-group-{}", group.metadata.name.clone().unwrap()));
+        group.metadata.generation = Some(1);
+    }
+    World { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
+}
+
+fn store<K>(objects: impl IntoIterator<Item = K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(object));
+    }
+    store
+}
+
+fn guarded<K: Clone>(objects: &[K]) -> Vec<DeserializeGuard<K>> {
+    objects.iter().cloned().map(|o| DeserializeGuard(Ok(o))).collect()
+}
+
+fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context> {
+    let stores = Stores {
+        hosts: store(guarded(&world.hosts)),
+        vms: store(guarded(&world.vms)),
+        groups: store(guarded(&world.groups)),
+        nodes: store(nodes),
+    };
+    let mut ctx = Context::new(client, stores, Overhead::default());
+    ctx.clock = fixed_time;
+    Arc::new(ctx)
+}
+
+/// Puts the world's objects into the fake server, as their paths.
+fn serve(fake: &FakeApi, world: &World) {
+    for host in &world.hosts {
+        fake.insert(&format!("{HOSTS}/{}", host.metadata.name.clone().unwrap()), serde_json::to_value(host).unwrap());
+    }
+    for vm in &world.vms {
+        fake.insert(&format!("{VMS}/{}", vm.metadata.name.clone().unwrap()), serde_json::to_value(vm).unwrap());
+    }
+    for group in &world.groups {
+        fake.insert(
+            &format!("{GROUPS}/{}", group.metadata.name.clone().unwrap()),
+            serde_json::to_value(group).unwrap(),
+        );
+    }
+}
+
+/// The world as the fake server now holds it (what the watches would bring the stores).
+fn reread(fake: &FakeApi, world: &World) -> World {
+    let read = |path: String| fake.get(&path).unwrap();
+    World {
+        hosts: world
+            .hosts
+            .iter()
+            .map(|h| serde_json::from_value(read(format!("{HOSTS}/{}", h.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+        vms: world
+            .vms
+            .iter()
+            .map(|v| serde_json::from_value(read(format!("{VMS}/{}", v.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+        groups: world
+            .groups
+            .iter()
+            .map(|g| serde_json::from_value(read(format!("{GROUPS}/{}", g.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+    }
+}
+
+fn vm_guard(world: &World, name: &str) -> Arc<DeserializeGuard<CatalystVM>> {
+    Arc::new(DeserializeGuard(Ok(world.vms.iter().find(|v| v.metadata.name.as_deref() == Some(name)).unwrap().clone())))
+}
+
+fn group_guard(world: &World, name: &str) -> Arc<DeserializeGuard<ServiceGroup>> {
+    Arc::new(DeserializeGuard(Ok(world
+        .groups
+        .iter()
+        .find(|g| g.metadata.name.as_deref() == Some(name))
+        .unwrap()
+        .clone())))
+}
+
+#[tokio::test]
+async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {HOSTS}/small-1"),
+            format!("PUT {HOSTS}/small-1/status"),
+            format!("POST {EVENTS}"),
+            format!("GET {SECRETS}/api-a-cloud-init"),
+            format!("PATCH {SECRETS}/api-a-cloud-init"),
+            format!("GET {MACHINES}/api-a"),
+            format!("PATCH {MACHINES}/api-a"),
+            format!("PATCH {VMS}/api-a/status"),
+        ]
+    );
+    let host = fake.get(&format!("{HOSTS}/small-1")).unwrap();
+    assert_eq!(host["status"]["vms"], json!(["catalyst-demo/api-a"]), "the ledger holds the VM");
+    let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
+    assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
+    assert_eq!(machine["metadata"]["ownerReferences"][0]["uid"], "uid-api-a");
+    assert_eq!(machine["metadata"]["ownerReferences"][0]["controller"], true);
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["host"], "small-1");
+    assert_eq!(vm["status"]["phase"], "Scheduled");
+    // The node offers 7 cores and 32Gi - 512Mi (page structures) - 4Gi - 100Mi = 28060Mi; the group takes 3 x (2, 8Gi).
+    assert_eq!(vm["status"]["available"], json!({"cpu": 1, "memory": "3484Mi"}));
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("Provisioning")));
+}
+
+#[tokio::test]
+async fn an_unchanged_world_costs_no_write() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let settled = reread(&fake, &world);
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    assert_eq!(fake.requests(), [format!("GET {SECRETS}/api-a-cloud-init"), format!("GET {MACHINES}/api-a")]);
+}
+
+#[tokio::test]
+async fn an_owned_child_deleted_by_hand_is_recreated() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let settled = reread(&fake, &world);
+    fake.forget_requests();
+    let machine = format!("{MACHINES}/api-a");
+    let _ = fake.get(&machine).unwrap();
+    fake.insert(
+        &machine,
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "api-a"}, "spec": {}}),
+    );
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PATCH {MACHINES}/api-a")], "the hand-edited VirtualMachine is re-applied");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_changes_nothing_but_its_status() {
+    let mut world = world();
+    world.vms[0].spec.cpu = 0;
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let action = controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(fake.requests(), [format!("PATCH {VMS}/api-a/status"), format!("POST {EVENTS}")]);
+    let status = fake.body_of(&format!("PATCH {VMS}/api-a/status")).unwrap();
+    let ready = &status["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(ready["message"].as_str().unwrap().starts_with("spec.cpu = 0: must be at least 1 whole core"), "{ready}");
+    assert_eq!(fake.body_of(&format!("POST {EVENTS}")).unwrap()["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn losing_a_placement_race_writes_nothing_else_and_retries() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    fake.conflict_on(&format!("{HOSTS}/small-1/status"));
+    let error =
+        controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap_err();
+    assert!(error.to_string().contains("raced with another placement"), "{error}");
+    assert_eq!(fake.requests(), [format!("GET {HOSTS}/small-1"), format!("PUT {HOSTS}/small-1/status")]);
+}
+
+#[tokio::test]
+async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
+    let mut world = world();
+    // One host with room for one VM.
+    world.hosts.truncate(1);
+    world.hosts[0].spec.capacity.cpu = 12;
+    for vm in &mut world.vms {
+        vm.spec.placement.spread_group = None;
+    }
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    let (a, b) = tokio::join!(
+        controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()),
+        controller::vm::reconcile(vm_guard(&world, "api-b"), ctx.clone()),
+    );
+    assert!(a.is_ok() && b.is_ok());
+    let host = fake.get(&format!("{HOSTS}/small-1")).unwrap();
+    assert_eq!(host["status"]["vms"], json!(["catalyst-demo/api-a"]));
+    assert_eq!(fake.writes().iter().filter(|r| r.starts_with(&format!("PATCH {MACHINES}"))).count(), 1);
+    let waiting = fake.get(&format!("{VMS}/api-b")).unwrap();
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert!(waiting["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "Unschedulable"));
+}
+
+#[tokio::test]
+async fn a_stale_cache_cannot_double_book_a_host() {
+    let mut world = world();
+    world.hosts.truncate(1);
+    world.hosts[0].spec.capacity.cpu = 12;
+    for vm in &mut world.vms {
+        vm.spec.placement.spread_group = None;
+    }
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    // The API server's ledger already holds api-a (placed by another replica or before a
+    // restart); the caches have not seen it yet, so api-b's plan picks the same host.
+    let host_path = format!("{HOSTS}/small-1");
+    let mut host = fake.get(&host_path).unwrap();
+    host["status"] = json!({"vms": ["catalyst-demo/api-a"]});
+    fake.insert(&host_path, host);
+    world.vms[1].spec.cpu = 9; // larger, so the plan places api-b first
+    let error =
+        controller::vm::reconcile(vm_guard(&world, "api-b"), context(client, &world, vec![])).await.unwrap_err();
+    assert!(error.to_string().contains("raced with another placement"), "{error}");
+    assert_eq!(fake.requests(), [format!("GET {HOSTS}/small-1")], "the fresh ledger has no room: nothing is written");
+}
+
+#[tokio::test]
+async fn a_group_that_does_not_fit_is_refused_and_nothing_running_is_touched() {
+    let mut world = world();
+    world.groups[0].spec.replicas = 4; // 4 x 2 cores > the 7 the VM's node offers
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::group::reconcile(group_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), [format!("PATCH {GROUPS}/api-a/status"), format!("POST {EVENTS}")]);
+    let status = fake.get(&format!("{GROUPS}/api-a")).unwrap()["status"].clone();
+    let ready = &status["conditions"][0];
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("DoesNotFit")));
+    assert!(ready["message"].as_str().unwrap().contains("cpu: requested 8 cores, available 7, short by 1"), "{ready}");
+    assert_eq!(status["requested"], json!({"cpu": 8, "memory": "32Gi"}));
+}
+
+#[tokio::test]
+async fn a_group_that_fits_becomes_a_service_and_a_statefulset() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client.clone(), &world, vec![]);
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {SERVICES}/api-a"),
+            format!("PATCH {SERVICES}/api-a"),
+            format!("GET {SETS}/api-a"),
+            format!("PATCH {SETS}/api-a"),
+            format!("PATCH {GROUPS}/api-a/status"),
+        ]
+    );
+    let set: Value = fake.get(&format!("{SETS}/api-a")).unwrap();
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["metadata"]["ownerReferences"][0]["kind"], "ServiceGroup");
+    // Scaling rolls out: the StatefulSet is re-applied with the new count, and nothing else is written.
+    let mut scaled = reread(&fake, &world);
+    scaled.groups[0].spec.replicas = 2;
+    fake.forget_requests();
+    controller::group::reconcile(group_guard(&scaled, "api-a"), context(client, &scaled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PATCH {SETS}/api-a"), format!("PATCH {GROUPS}/api-a/status")]);
+    assert_eq!(fake.get(&format!("{SETS}/api-a")).unwrap()["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let placed = reread(&fake, &world);
+    fake.forget_requests();
+    let host = Arc::new(DeserializeGuard(Ok(placed.hosts[0].clone())));
+    controller::host::reconcile(host, context(client.clone(), &placed, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), [format!("PUT {HOSTS}/small-1/status")]);
+    let status = fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].clone();
+    assert_eq!(status["summary"], json!({"cpu": "9/30", "memory": "32.3Gi/120Gi", "vmCount": 1}));
+    assert_eq!(status["free"]["cpu"], 21);
+    let settled = reread(&fake, &placed);
+    fake.forget_requests();
+    let host = Arc::new(DeserializeGuard(Ok(settled.hosts[0].clone())));
+    controller::host::reconcile(host, context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn deleting_a_vm_removes_its_virtual_machine_then_releases_the_host() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let mut deleting = reread(&fake, &world);
+    deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    fake.forget_requests();
+    let first =
+        controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await;
+    assert!(first.is_err(), "waits for the VirtualMachine to go");
+    assert_eq!(fake.requests(), [format!("GET {MACHINES}/api-a"), format!("DELETE {MACHINES}/api-a")]);
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client, &deleting, vec![])).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {MACHINES}/api-a"),
+            format!("GET {HOSTS}/small-1"),
+            format!("PUT {HOSTS}/small-1/status"),
+            format!("PATCH {VMS}/api-a"),
+        ]
+    );
+    assert_eq!(fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].get("vms"), None, "the ledger is empty");
+    let patch = fake.body_of(&format!("PATCH {VMS}/api-a")).unwrap();
+    assert_eq!(patch[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}), "{patch}");
+    assert_eq!(fake.get(&format!("{VMS}/api-a")).unwrap()["metadata"]["finalizers"], json!([]));
+}

@@ -1,0 +1,195 @@
+//! A fake Kubernetes API behind kube's `Client`, for reconcile tests: it keeps objects by path,
+//! answers GET, PATCH (apply, merge, JSON), PUT of status with resourceVersion checks (409 on a
+//! stale one), POST of events and DELETE, and records every request so a test can assert the
+//! exact calls a reconcile makes.
+
+#![allow(dead_code)]
+
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    objects: Arc<Mutex<BTreeMap<String, Value>>>,
+    requests: Arc<Mutex<Vec<(String, String, Value)>>>,
+    conflicts: Arc<Mutex<BTreeSet<String>>>,
+    version: Arc<Mutex<u64>>,
+}
+
+impl FakeApi {
+    /// A client whose requests this fake answers (on the current tokio runtime).
+    pub fn start() -> (Self, Client) {
+        let fake = FakeApi::default();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let serving = fake.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let content_type =
+                    parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let (code, answer) = serving.answer(parts.method.as_str(), parts.uri.path(), &content_type, body);
+                let response =
+                    Response::builder().status(code).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap();
+                send.send_response(response);
+            }
+        });
+        (fake, Client::new(service, "default"))
+    }
+
+    pub fn insert(&self, path: &str, object: Value) {
+        let object = self.stamp(object);
+        self.objects.lock().unwrap().insert(path.to_string(), object);
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.objects.lock().unwrap().get(path).cloned()
+    }
+
+    /// Answers `PUT path` with 409 Conflict from now on.
+    pub fn conflict_on(&self, path: &str) {
+        self.conflicts.lock().unwrap().insert(path.to_string());
+    }
+
+    /// Every request so far as `METHOD path`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().iter().map(|(m, p, _)| format!("{m} {p}")).collect()
+    }
+
+    /// The body of the last request `METHOD path`.
+    pub fn body_of(&self, request: &str) -> Option<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(m, p, _)| format!("{m} {p}") == request)
+            .map(|(_, _, b)| b.clone())
+    }
+
+    /// Requests other than reads.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests().into_iter().filter(|r| !r.starts_with("GET ")).collect()
+    }
+
+    pub fn forget_requests(&self) {
+        self.requests.lock().unwrap().clear();
+    }
+
+    fn stamp(&self, mut object: Value) -> Value {
+        let mut version = self.version.lock().unwrap();
+        *version += 1;
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        if object["metadata"].get("uid").is_none() {
+            object["metadata"]["uid"] = json!(format!("uid-{version}"));
+        }
+        object
+    }
+
+    fn answer(&self, method: &str, path: &str, content_type: &str, body: Value) -> (u16, Value) {
+        self.requests.lock().unwrap().push((method.to_string(), path.to_string(), body.clone()));
+        let (object_path, status) = match path.strip_suffix("/status") {
+            Some(base) => (base, true),
+            None => (path, false),
+        };
+        let current = self.get(object_path);
+        let is_apply = content_type.contains("apply-patch");
+        match (method, current) {
+            ("GET", Some(object)) => (200, object),
+            ("POST", _) => (201, body),
+            ("DELETE", Some(object)) => {
+                self.objects.lock().unwrap().remove(object_path);
+                (200, object)
+            }
+            ("PUT", Some(object)) => {
+                if self.conflicts.lock().unwrap().contains(path)
+                    || body["metadata"]["resourceVersion"] != object["metadata"]["resourceVersion"]
+                {
+                    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Conflict", "code": 409, "message": "the object has been modified"});
+                    return (409, conflict);
+                }
+                let mut updated = object;
+                if status {
+                    updated["status"] = body["status"].clone();
+                } else {
+                    updated = body;
+                }
+                (200, self.store(object_path, updated))
+            }
+            ("PATCH", current) if current.is_some() || (is_apply && !status) => {
+                let mut object = current.unwrap_or_else(|| json!({}));
+                if content_type.contains("json-patch") {
+                    for op in body.as_array().into_iter().flatten() {
+                        apply_json_patch_op(&mut object, op);
+                    }
+                } else {
+                    merge(&mut object, &body);
+                }
+                (200, self.store(object_path, object))
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn store(&self, path: &str, object: Value) -> Value {
+        let stored = self.stamp(object);
+        self.objects.lock().unwrap().insert(path.to_string(), stored.clone());
+        stored
+    }
+}
+
+fn not_found() -> (u16, Value) {
+    (
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+/// JSON merge patch (RFC 7386): objects merge, null deletes, anything else replaces.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// The JSON patch operations kube's finalizer helper sends (`test`, `add`, `remove`).
+fn apply_json_patch_op(target: &mut Value, op: &Value) {
+    let path = op["path"].as_str().unwrap_or_default();
+    let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
+    let Some(parent) = target.pointer_mut(parent) else { return };
+    match (op["op"].as_str(), parent) {
+        (Some("add"), Value::Object(map)) => {
+            map.insert(last.to_string(), op["value"].clone());
+        }
+        (Some("add"), Value::Array(list)) => match last {
+            "-" => list.push(op["value"].clone()),
+            index => list.insert(index.parse().unwrap_or(list.len()), op["value"].clone()),
+        },
+        (Some("remove"), Value::Object(map)) => {
+            map.remove(last);
+        }
+        (Some("remove"), Value::Array(list)) => {
+            if let Ok(index) = last.parse::<usize>()
+                && index < list.len()
+            {
+                list.remove(index);
+            }
+        }
+        _ => {}
+    }
+}
