@@ -372,3 +372,61 @@ async fn deleting_a_vm_removes_its_virtual_machine_then_releases_the_host() {
     assert_eq!(patch[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}), "{patch}");
     assert_eq!(fake.get(&format!("{VMS}/api-a")).unwrap()["metadata"]["finalizers"], json!([]));
 }
+
+#[tokio::test]
+async fn a_host_keeps_a_fresh_placement_its_cache_has_not_seen_and_drops_a_deleted_vm() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    fake.insert(&format!("{VMS}/fresh"), {
+        let mut fresh = serde_json::to_value(&world.vms[0]).unwrap();
+        fresh["metadata"]["name"] = json!("fresh");
+        fresh
+    });
+    let mut host = world.hosts[0].clone();
+    host.status =
+        Some(serde_json::from_value(json!({"vms": ["catalyst-demo/fresh", "catalyst-demo/deleted"]})).unwrap());
+    let ctx = context(client, &World { hosts: vec![host.clone()], vms: vec![], groups: vec![] }, vec![]);
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(host))), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [format!("GET {VMS}/fresh"), format!("GET {VMS}/deleted"), format!("PUT {HOSTS}/small-1/status"),]
+    );
+    let ledger = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"]["vms"];
+    assert_eq!(ledger, &json!(["catalyst-demo/fresh"]));
+}
+
+#[tokio::test]
+async fn a_malformed_object_gets_a_warning_and_waits_for_a_change() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    let malformed: DeserializeGuard<CatalystVM> = serde_json::from_value(json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+        "metadata": {"name": "broken", "namespace": "catalyst-demo", "uid": "uid-broken"},
+        "spec": {"cpu": "lots"}
+    }))
+    .unwrap();
+    assert!(malformed.0.is_err());
+    let action = controller::vm::reconcile(Arc::new(malformed), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(fake.requests(), [format!("POST {EVENTS}")]);
+    let event = fake.body_of(&format!("POST {EVENTS}")).unwrap();
+    assert_eq!(
+        (&event["reason"], &event["type"], &event["regarding"]["name"]),
+        (&json!("Malformed"), &json!("Warning"), &json!("broken"))
+    );
+}
+
+#[test]
+fn transient_errors_back_off_exponentially_per_object_and_reset_on_success() {
+    let backoff = controller::Backoff::default();
+    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("ns/a").as_secs()).collect();
+    assert_eq!(delays, [1, 2, 4, 8]);
+    assert_eq!(backoff.failed("ns/b").as_secs(), 1, "per object");
+    for _ in 0..20 {
+        backoff.failed("ns/a");
+    }
+    assert_eq!(backoff.failed("ns/a"), controller::Backoff::MAX);
+    backoff.succeeded("ns/a");
+    assert_eq!(backoff.failed("ns/a").as_secs(), 1);
+}

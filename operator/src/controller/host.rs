@@ -9,7 +9,7 @@
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
 use super::{Context, Error, key_of, report_malformed, valid};
 use crate::api::host::{CatalystHostStatus, HostSummary};
-use crate::api::{CatalystHost, Resources};
+use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::planner::{HostModel, Res, VmModel};
 use crate::quantity::{HumanBytes, format_bytes};
 use crate::validation::validate_host;
@@ -44,14 +44,34 @@ fn resources(res: Res) -> Resources {
     Resources { cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(res.memory)) }
 }
 
-/// The status the host should have, from the VMs the stores know.
-pub fn desired_status(host: &CatalystHost, ctx: &Context) -> CatalystHostStatus {
+/// Ledger entries whose VM the API server no longer has. Entries the cache does not know are
+/// checked with a read: a cache that lags behind a fresh placement must not drop it.
+async fn gone_from_ledger(host: &CatalystHost, ctx: &Context) -> Result<BTreeSet<String>, Error> {
+    let guards = ctx.stores.vms.state();
+    let known: BTreeSet<String> = valid(&guards).map(key_of).collect();
+    let mut gone = BTreeSet::new();
+    for key in host.status.iter().flat_map(|s| &s.vms).filter(|k| !known.contains(*k)) {
+        let exists = match key.split_once('/') {
+            Some((namespace, name)) => {
+                Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?.is_some()
+            }
+            None => false,
+        };
+        if !exists {
+            gone.insert(key.clone());
+        }
+    }
+    Ok(gone)
+}
+
+/// The status the host should have, from the VMs the stores know, less the ledger entries
+/// whose VM is `gone`.
+pub fn desired_status(host: &CatalystHost, ctx: &Context, gone: &BTreeSet<String>) -> CatalystHostStatus {
     let name = host.name_any();
     let old = host.status.clone().unwrap_or_default();
     let guards = ctx.stores.vms.state();
     let vms: Vec<_> = valid(&guards).collect();
-    let exists: BTreeSet<String> = vms.iter().map(|vm| key_of(*vm)).collect();
-    let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| exists.contains(*k)).cloned().collect();
+    let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
     ledger.extend(
         vms.iter().filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name)).map(|vm| key_of(*vm)),
     );
@@ -114,7 +134,8 @@ pub fn desired_status(host: &CatalystHost, ctx: &Context) -> CatalystHostStatus 
 }
 
 async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
-    let status = desired_status(host, ctx);
+    let gone = gone_from_ledger(host, ctx).await?;
+    let status = desired_status(host, ctx, &gone);
     if host.status.as_ref() == Some(&status) {
         return Ok(Action::requeue(RESYNC));
     }

@@ -279,8 +279,17 @@ async fn reserve(ctx: &Context, host_name: &str, key: &str, demand: Res, input: 
     if status.vms.iter().any(|k| k == key) {
         return Ok(());
     }
-    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
-    let used = status.vms.iter().filter_map(|k| demands.get(k.as_str())).fold(demand, |sum, d| sum + *d);
+    let mut demands: HashMap<String, Res> = input.vms.iter().map(|m| (m.key.clone(), m.demand)).collect();
+    // A ledger entry the cache has not seen yet is read from the API server, so a lagging
+    // cache can never make a full host look roomy.
+    for unknown in status.vms.iter().filter(|k| !demands.contains_key(*k)).cloned().collect::<Vec<_>>() {
+        if let Some((namespace, name)) = unknown.split_once('/')
+            && let Some(other) = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?
+        {
+            demands.insert(unknown, VmModel::from_vm(&other, &ctx.overhead).demand);
+        }
+    }
+    let used = status.vms.iter().filter_map(|k| demands.get(k)).fold(demand, |sum, d| sum + *d);
     let race = || Error::PlacementRace { vm: key.to_string(), host: host_name.to_string() };
     if !HostModel::from_host(&host).allocatable.covers(&used) {
         return Err(race());
