@@ -1,10 +1,17 @@
-//! `catalyst-operator`: reconciles CatalystHosts, CatalystVMs and ServiceGroups.
+//! `catalyst-operator`: reconciles CatalystHosts, CatalystVMs and ServiceGroups. With leader
+//! election (the default), any number of replicas can run and exactly one writes.
 
 use catalyst::controller::runtime::Config;
+use catalyst::lease::Elector;
+use catalyst::metrics::Metrics;
 use catalyst::planner::Overhead;
 use catalyst::quantity::parse_bytes;
+use catalyst::serve::{self, Health, Phase};
 use clap::Parser;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "catalyst-operator", version, about = "Reconciles Catalyst layouts into KubeVirt VMs and pinned pods")]
@@ -15,6 +22,29 @@ struct Args {
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CATALYST_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica writes. Turn off only for a single replica.
+    #[arg(long, env = "CATALYST_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, env = "CATALYST_LEASE_NAME", default_value = "catalyst-operator")]
+    lease_name: String,
+    /// This replica's name in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// A Lease not renewed for this long may be taken over.
+    #[arg(long, env = "CATALYST_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// The leader renews this often...
+    #[arg(long, env = "CATALYST_LEASE_RENEW_SECONDS", default_value_t = 5)]
+    lease_renew_seconds: u64,
+    /// ...and stops at once when it could not renew for this long.
+    #[arg(long, env = "CATALYST_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    lease_renew_deadline_seconds: u64,
     /// Fixed memory overhead of each VM's launcher pod, as the planner counts it.
     #[arg(long, env = "CATALYST_OVERHEAD_FIXED", default_value = "228Mi", value_parser = quantity)]
     overhead_fixed: u64,
@@ -43,10 +73,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let server = tokio::spawn(serve::serve(args.metrics_address, metrics.clone(), health.clone()));
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
@@ -55,9 +97,53 @@ async fn main() -> ExitCode {
         }
     };
     let config = Config {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         overhead: Overhead { fixed: args.overhead_fixed, per_vcpu: args.overhead_per_vcpu, ..Overhead::default() },
     };
-    catalyst::controller::run(client, config, || {}).await;
-    ExitCode::SUCCESS
+    let synced = {
+        let health = health.clone();
+        move || health.set(Phase::Leading)
+    };
+    if !args.leader_elect {
+        health.set(Phase::Syncing);
+        catalyst::controller::run(client, config, metrics, synced).await;
+        server.abort();
+        return ExitCode::SUCCESS;
+    }
+
+    let identity = args.identity.clone().unwrap_or_else(|| format!("catalyst-operator-{}", std::process::id()));
+    let elector = Elector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_duration_seconds),
+    );
+    health.set(Phase::StandingBy);
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
+    tokio::select! {
+        () = elector.acquire(Duration::from_secs(args.lease_renew_seconds.max(1))) => {}
+        () = terminated() => {
+            tracing::info!("stopped while standing by");
+            return ExitCode::SUCCESS;
+        }
+    }
+    tracing::info!(%identity, "leading");
+    health.set(Phase::Syncing);
+    let renew = Duration::from_secs(args.lease_renew_seconds.max(1));
+    let deadline = Duration::from_secs(args.lease_renew_deadline_seconds);
+    tokio::select! {
+        () = catalyst::controller::run(client, config, metrics, synced) => {
+            if let Err(error) = elector.release().await {
+                tracing::warn!(%error, "could not release the lease; a successor waits for it to expire");
+            }
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        // Losing the lease stops every write at once: the controllers are dropped mid-flight.
+        () = elector.hold(renew, deadline) => {
+            tracing::error!("lost the lease; exiting so that only the new leader writes");
+            ExitCode::from(3)
+        }
+    }
 }

@@ -30,13 +30,16 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Cont
     let Ok(group) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
     let key = key_of(group);
     let span = tracing::info_span!("reconcile", kind = "ServiceGroup", object = %key);
-    async {
+    let started = std::time::Instant::now();
+    let result = async {
         let action = apply(group, &ctx).await?;
         ctx.backoff.succeeded(&key);
         Ok(action)
     }
     .instrument(span)
-    .await
+    .await;
+    ctx.reconciled("ServiceGroup", started, &result);
+    result
 }
 
 async fn report(

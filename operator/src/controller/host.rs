@@ -31,13 +31,20 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Cont
     let Ok(host) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
     let key = key_of(host);
     let span = tracing::info_span!("reconcile", kind = "CatalystHost", object = %key);
-    async {
+    let started = std::time::Instant::now();
+    let result = async {
         let action = apply(host, &ctx).await?;
         ctx.backoff.succeeded(&key);
         Ok(action)
     }
     .instrument(span)
-    .await
+    .await;
+    ctx.reconciled("CatalystHost", started, &result);
+    result
+}
+
+fn res_of(resources: &Resources) -> Res {
+    Res::new(resources.cpu.into(), crate::quantity::parse_bytes(&resources.memory.0).unwrap_or(0))
 }
 
 fn resources(res: Res) -> Resources {
@@ -136,6 +143,9 @@ pub fn desired_status(host: &CatalystHost, ctx: &Context, gone: &BTreeSet<String
 async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     let gone = gone_from_ledger(host, ctx).await?;
     let status = desired_status(host, ctx, &gone);
+    let allocatable = HostModel::from_host(host).allocatable;
+    let allocated = status.allocated.as_ref().map(res_of).unwrap_or_default();
+    ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
     if host.status.as_ref() == Some(&status) {
         return Ok(Action::requeue(RESYNC));
     }

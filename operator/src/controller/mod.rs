@@ -14,6 +14,7 @@ pub mod host;
 pub mod vm;
 
 use crate::api::{CatalystHost, CatalystVM, ServiceGroup};
+use crate::metrics::Metrics;
 use crate::planner::Overhead;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -109,6 +110,7 @@ pub struct Context {
     pub backoff: Backoff,
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The current time, for conditions.
@@ -126,7 +128,13 @@ impl Context {
             overhead,
             backoff: Backoff::default(),
             clock: now,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records a finished reconcile of `kind` in the metrics.
+    pub fn reconciled<T, E>(&self, kind: &'static str, started: std::time::Instant, result: &Result<T, E>) {
+        self.metrics.reconciled(kind, result.is_ok(), started.elapsed());
     }
 
     /// Publishes an event on `object`; a failure to publish is logged, never fatal.

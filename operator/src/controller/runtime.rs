@@ -3,6 +3,7 @@
 use super::{Context, Stores, error_policy, group, host, valid, vm};
 use crate::api::{CatalystHost, CatalystVM, ServiceGroup};
 use crate::kubevirt::VirtualMachine;
+use crate::metrics::Metrics;
 use crate::planner::Overhead;
 use crate::render::labels;
 use futures::{Stream, StreamExt};
@@ -53,7 +54,7 @@ fn managed() -> watcher::Config {
 
 /// Runs the three controllers until SIGTERM or SIGINT, after the caches have synced.
 /// `ready` is called once they have.
-pub async fn run(client: Client, config: Config, ready: impl FnOnce()) {
+pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: impl FnOnce()) {
     let ns = &config.namespace;
     let (hosts, hosts_feed) =
         cache(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), watcher::Config::default());
@@ -78,7 +79,9 @@ pub async fn run(client: Client, config: Config, ready: impl FnOnce()) {
     ready();
     tracing::info!("caches synced; reconciling");
     let stores = Stores { hosts: hosts.clone(), vms: vms.clone(), groups: groups.clone(), nodes };
-    let ctx = Arc::new(Context::new(client.clone(), stores, config.overhead));
+    let mut ctx = Context::new(client.clone(), stores, config.overhead);
+    ctx.metrics = metrics;
+    let ctx = Arc::new(ctx);
 
     let unplaced_vms = vms.clone();
     let vm_controller =

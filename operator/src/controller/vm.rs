@@ -43,7 +43,8 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Contex
     let Ok(vm) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
     let key = key_of(vm);
     let span = tracing::info_span!("reconcile", kind = "CatalystVM", object = %key);
-    async {
+    let started = std::time::Instant::now();
+    let result = async {
         let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
         let action = finalizer(&api, FINALIZER, Arc::new(vm.clone()), |event| async {
             match event {
@@ -57,7 +58,9 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Contex
         Ok(action)
     }
     .instrument(span)
-    .await
+    .await;
+    ctx.reconciled("CatalystVM", started, &result);
+    result
 }
 
 /// What became of the attempt to give the VM a host.
@@ -105,6 +108,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let host_name = match place(vm, ctx).await? {
         Placement::On(host) => host,
         Placement::Nowhere(why) => {
+            ctx.metrics.placement_failures.inc();
             status.phase = Some(VmPhase::Pending);
             let unscheduled =
                 [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
