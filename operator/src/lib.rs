@@ -6,12 +6,14 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod generated;
 pub mod kubevirt;
 pub mod lease;
 pub mod manifest;
 pub mod metrics;
 pub mod planner;
 pub mod quantity;
+pub mod rbac;
 pub mod render;
 pub mod schema;
 pub mod serve;

@@ -17,15 +17,10 @@ fn schema(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::
 }
 
 #[test]
-fn crds_directory_is_current() {
-    for (file, definition) in crd::all() {
-        let path = repo().join("crds").join(file);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == crd::to_yaml(&definition),
-            "{} is stale: run `cargo run --bin kubectl-catalyst -- crds --out-dir crds`",
-            path.display()
-        );
+fn generated_files_are_current() {
+    for (path, content) in catalyst::generated::files() {
+        let on_disk = std::fs::read_to_string(repo().join(&path)).unwrap_or_default();
+        assert!(on_disk == content, "{path} is stale: run `cargo run --bin kubectl-catalyst -- generate`");
     }
 }
 

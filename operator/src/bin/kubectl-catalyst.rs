@@ -54,6 +54,12 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write every generated file (CRDs, the chart's copies, RBAC rules, kustomize bases)
+    /// into the repository at ROOT.
+    Generate {
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// Check manifests offline; exit 1 when any Catalyst object is invalid. Other kinds are ignored.
     Validate {
         /// Files or directories of YAML manifests (multi-document files are fine).
@@ -79,6 +85,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Generate { root } => {
+            for (path, content) in catalyst::generated::files() {
+                let path = root.join(path);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Render { files } => render(&files),
         Command::Plan { files, output, add_hosts_like, check_host_loss, overhead_fixed, overhead_per_vcpu } => {
             let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };

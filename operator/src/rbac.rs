@@ -1,0 +1,112 @@
+//! The operator's RBAC, written once next to the code that needs it: every API call the
+//! reconcilers, their watches, the event recorder and the leader election make, and nothing
+//! else. The chart and the kustomize bases are generated from these rules, and a test checks
+//! that the calls the reconcilers make are exactly what is granted.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+/// One grant: API group, resource (with subresource), verbs, and why.
+pub struct Grant {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    pub why: &'static str,
+}
+
+/// Cluster-wide grants (a ClusterRole): CatalystHosts and Nodes are cluster-scoped, and the
+/// other kinds are watched in every namespace unless the operator is limited to one.
+pub const CLUSTER: &[Grant] = &[
+    Grant {
+        group: "catalyst.io",
+        resource: "catalysthosts",
+        verbs: &["get", "list", "watch"],
+        why: "read hosts; re-read one before a placement",
+    },
+    Grant {
+        group: "catalyst.io",
+        resource: "catalysthosts/status",
+        verbs: &["update"],
+        why: "the ledger and figures, written with a compare-and-swap",
+    },
+    Grant {
+        group: "catalyst.io",
+        resource: "catalystvms",
+        verbs: &["get", "list", "watch", "patch"],
+        why: "read VMs (one missing from the cache); add and remove the finalizer",
+    },
+    Grant {
+        group: "catalyst.io",
+        resource: "catalystvms/status",
+        verbs: &["patch"],
+        why: "report placement, phase and conditions",
+    },
+    Grant { group: "catalyst.io", resource: "servicegroups", verbs: &["list", "watch"], why: "read groups" },
+    Grant {
+        group: "catalyst.io",
+        resource: "servicegroups/status",
+        verbs: &["patch"],
+        why: "report fit, replicas and conditions",
+    },
+    Grant {
+        group: "kubevirt.io",
+        resource: "virtualmachines",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        why: "server-side apply (create is authorized for a new object), follow, delete on cleanup",
+    },
+    Grant {
+        group: "",
+        resource: "secrets",
+        verbs: &["get", "create", "patch"],
+        why: "read the join Secret; apply the cloud-init Secret",
+    },
+    Grant {
+        group: "",
+        resource: "services",
+        verbs: &["get", "create", "patch"],
+        why: "apply each group's headless Service",
+    },
+    Grant {
+        group: "apps",
+        resource: "statefulsets",
+        verbs: &["get", "list", "watch", "create", "patch"],
+        why: "apply and follow each group's StatefulSet",
+    },
+    Grant { group: "", resource: "nodes", verbs: &["list", "watch"], why: "hosts' and VMs' node readiness" },
+    Grant {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+        why: "events on the three kinds (patch aggregates repeats)",
+    },
+];
+
+/// Grants in the operator's own namespace (a Role): the leader-election Lease.
+pub const LEADER_ELECTION: &[Grant] = &[Grant {
+    group: "coordination.k8s.io",
+    resource: "leases",
+    verbs: &["get", "create", "update"],
+    why: "acquire, renew and release the leader Lease",
+}];
+
+pub fn policy_rules(grants: &[Grant]) -> Vec<PolicyRule> {
+    grants
+        .iter()
+        .map(|g| PolicyRule {
+            api_groups: Some(vec![g.group.to_string()]),
+            resources: Some(vec![g.resource.to_string()]),
+            verbs: g.verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        })
+        .collect()
+}
+
+/// The rules as the YAML list the chart and kustomize bases embed.
+pub fn rules_yaml(grants: &[Grant]) -> String {
+    let mut text = String::new();
+    for grant in grants {
+        text.push_str(&format!("# {}\n", grant.why));
+        let rule = serde_norway::to_string(&vec![&policy_rules(std::slice::from_ref(grant))[0]]).expect("serializable");
+        text.push_str(&rule);
+    }
+    text
+}
