@@ -18,7 +18,7 @@ fn schema(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::
 
 #[test]
 fn generated_files_are_current() {
-    for (path, content) in catalyst::generated::files() {
+    for (path, content) in catalyst::generated::files(&repo()).unwrap() {
         let on_disk = std::fs::read_to_string(repo().join(&path)).unwrap_or_default();
         assert!(on_disk == content, "{path} is stale: run `cargo run --bin kubectl-catalyst -- generate`");
     }

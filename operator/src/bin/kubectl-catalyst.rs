@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { files } => Ok(validate(&files)),
         Command::Generate { root } => {
-            for (path, content) in catalyst::generated::files() {
+            for (path, content) in catalyst::generated::files(&root).context("reading the health checks")? {
                 let path = root.join(path);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -1,0 +1,15 @@
+# The operator image: `docker build -t catalyst-operator:0.1.0 .`
+# Build stage: the workspace, compiled in release mode with the locked dependencies.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY operator ./operator
+RUN cargo build --release --locked --bin catalyst-operator --bin kubectl-catalyst
+
+# Final stage: distroless (glibc, CA certificates, no shell), running as a non-root user.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/catalyst-operator /usr/local/bin/catalyst-operator
+COPY --from=build /src/target/release/kubectl-catalyst /usr/local/bin/kubectl-catalyst
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/catalyst-operator"]

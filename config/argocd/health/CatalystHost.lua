@@ -1,0 +1,26 @@
+-- Argo CD health of a CatalystHost, from the conditions the operator writes.
+local hs = { status = "Progressing", message = "waiting for the operator" }
+if obj.status == nil then
+  return hs
+end
+local generation = obj.metadata.generation
+if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.observedGeneration < generation) then
+  hs.message = "the operator has not yet observed generation " .. generation
+  return hs
+end
+local ready = nil
+for _, condition in ipairs(obj.status.conditions or {}) do
+  if condition.type == "Overcommitted" and condition.status == "True" then
+    return { status = "Degraded", message = "Overcommitted: " .. condition.message }
+  end
+  if condition.type == "Ready" then
+    ready = condition
+  end
+end
+if ready == nil then
+  return hs
+end
+if ready.status == "True" then
+  return { status = "Healthy", message = ready.message }
+end
+return { status = "Degraded", message = ready.reason .. ": " .. ready.message }

@@ -1,0 +1,34 @@
+-- Argo CD health of a CatalystVM, from the conditions the operator writes.
+local hs = { status = "Progressing", message = "waiting for the operator" }
+if obj.status == nil then
+  return hs
+end
+local generation = obj.metadata.generation
+if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.observedGeneration < generation) then
+  hs.message = "the operator has not yet observed generation " .. generation
+  return hs
+end
+local ready = nil
+for _, condition in ipairs(obj.status.conditions or {}) do
+  if condition.type == "Ready" then
+    ready = condition
+  end
+end
+local runStrategy = (obj.spec and obj.spec.runStrategy) or "Always"
+if runStrategy == "Halted" and obj.status.phase == "Halted" then
+  return { status = "Healthy", message = "halted on purpose (runStrategy Halted)" }
+end
+if ready == nil then
+  return hs
+end
+if ready.status == "True" then
+  return { status = "Healthy", message = ready.message }
+end
+local degraded = {
+  InvalidSpec = true, Unschedulable = true, DoesNotFitHost = true, HostMissing = true,
+  JoinSecretMissing = true, JoinSecretInvalid = true,
+}
+if degraded[ready.reason] then
+  return { status = "Degraded", message = ready.reason .. ": " .. ready.message }
+end
+return { status = "Progressing", message = ready.message }
