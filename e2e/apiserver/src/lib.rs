@@ -39,7 +39,7 @@ pub struct Fault {
 struct Shared {
     store: Mutex<Store>,
     faults: Mutex<Vec<Fault>>,
-    /// Requests served, by `METHOD` (and `WRITE` for every non-read).
+    /// Requests served, by `METHOD plural` (`WATCH plural` for watches).
     counts: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -177,6 +177,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 Err(e) => error(ApiError::new(400, "BadRequest", e.to_string())),
             };
         }
+        ("DELETE", "/emulator/faults") => {
+            shared.faults.lock().unwrap().clear();
+            return respond(200, &json!({}));
+        }
         ("POST", "/emulator/compact") => {
             shared.store.lock().unwrap().compact();
             return respond(200, &json!({}));
@@ -184,12 +188,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         ("GET", "/emulator/requests") => return respond(200, &json!(*shared.counts.lock().unwrap())),
         _ => {}
     }
-    {
-        let mut counts = shared.counts.lock().unwrap();
-        *counts.entry(method.to_string()).or_insert(0) += 1;
-        if !matches!(method, Method::GET | Method::HEAD) {
-            *counts.entry("WRITE".into()).or_insert(0) += 1;
-        }
+    if let Some(Target::Object { plural, .. }) = resources::parse_path(&path) {
+        let watching = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
+        let verb = if watching { "WATCH" } else { method.as_str() };
+        *shared.counts.lock().unwrap().entry(format!("{verb} {plural}")).or_insert(0) += 1;
     }
     if let Some(code) = injected_fault(&shared, &method, &path) {
         let reason = if code == 409 { "Conflict" } else { "InternalError" };
@@ -501,7 +503,7 @@ impl Call<'_> {
         };
         let mut live = {
             let store = self.shared.store.lock().unwrap();
-            let live = store.changes.subscribe();
+            let live = (store.changes.subscribe(), store.epoch.subscribe());
             let backlog: Vec<Value> = match since {
                 None => {
                     let (labels, fields) = selectors(params).unwrap_or_default();
@@ -534,13 +536,14 @@ impl Call<'_> {
             }
             (!expired).then_some((live, last))
         };
-        if let Some((mut changes, mut last)) = live.take() {
+        if let Some(((mut changes, mut epoch), mut last)) = live.take() {
             tokio::spawn(async move {
                 let deadline = tokio::time::sleep(Duration::from_secs(timeout));
                 tokio::pin!(deadline);
                 loop {
                     tokio::select! {
                         () = &mut deadline => return,
+                        _ = epoch.changed() => return,
                         change = changes.recv() => match change {
                             Ok(change) if change.resource_version > last => {
                                 last = change.resource_version;

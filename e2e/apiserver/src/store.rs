@@ -58,6 +58,8 @@ pub struct Store {
     pub oldest_resumable: u64,
     next_uid: u64,
     pub changes: tokio::sync::broadcast::Sender<Arc<Change>>,
+    /// Bumped by a compaction; open watches end, as on an API server restart.
+    pub epoch: tokio::sync::watch::Sender<u64>,
 }
 
 fn now() -> String {
@@ -89,6 +91,7 @@ impl Store {
             oldest_resumable: 1,
             next_uid: 1,
             changes,
+            epoch: tokio::sync::watch::Sender::new(0),
         };
         for namespace in ["default", "kube-system"] {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
@@ -140,10 +143,12 @@ impl Store {
         Some(self.history.iter().filter(|c| c.resource_version > after).cloned().collect())
     }
 
-    /// Forgets the watch history, so watches resuming from before now get 410 Gone.
+    /// Forgets the watch history and ends every open watch, so watches resuming from before
+    /// now get 410 Gone and must list again.
     pub fn compact(&mut self) {
         self.history.clear();
         self.oldest_resumable = self.resource_version + 1;
+        self.epoch.send_modify(|epoch| *epoch += 1);
     }
 
     fn record(&mut self, group: &str, plural: &str, namespace: &str, type_: &'static str, object: Value) {

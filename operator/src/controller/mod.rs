@@ -111,6 +111,8 @@ pub struct Context {
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
     pub metrics: Arc<Metrics>,
+    /// Placements take turns within the process; see [`vm`].
+    pub placement: tokio::sync::Mutex<()>,
 }
 
 /// The current time, for conditions.
@@ -129,6 +131,7 @@ impl Context {
             backoff: Backoff::default(),
             clock: now,
             metrics: Arc::default(),
+            placement: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -2,13 +2,15 @@
 //!
 //! ## Placement that is safe under concurrency and restarts
 //! The truth is in the API server, never in memory. Each CatalystHost's `status.vms` is the
-//! ledger of the VMs it holds. To place a VM, the reconciler plans the whole layout (every
-//! placed VM sticky), then appends the VM to its host's ledger with a compare-and-swap: a
-//! `replace` of the host's status carrying the `resourceVersion` it read, after checking the
-//! host still has room against that fresh ledger. Two VMs racing for the last room on a host
-//! cannot both win: the second write gets 409 Conflict and plans again. Only then is the host
-//! written into the VM's own status. An operator that dies in between finds the VM in a ledger
-//! on restart and adopts that host.
+//! ledger of the VMs it holds. To place a VM, the reconciler lists the hosts afresh, plans the
+//! whole layout from their ledgers (every placed VM sticky), then appends the VM to its host's
+//! ledger with a compare-and-swap: a `replace` of the host's status carrying the
+//! `resourceVersion` it listed, after checking the host still has room. Placements in one
+//! process take turns (the concurrent reconciles of a leader would otherwise plan from the same
+//! snapshot and break a spread group across two hosts); placements of two processes (a leader
+//! handing over) cannot both win the same host: the second write gets 409 Conflict and plans
+//! again. Only then is the host written into the VM's own status. An operator that dies in
+//! between finds the VM in a ledger on restart and adopts that host.
 
 use super::apply;
 use super::conditions::{self, NODE_JOINED, READY, SCHEDULED, Wanted, wanted};
@@ -226,16 +228,15 @@ fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, S
     placed
 }
 
-/// The layout as the planner sees it, with `current` (the object being reconciled) in place of
-/// its possibly older copy in the store.
-fn plan_input(ctx: &Context, current: &CatalystVM) -> PlanInput {
-    let host_guards = ctx.stores.hosts();
+/// The layout as the planner sees it: `hosts`, and the VMs of the store with `current` (the
+/// object being reconciled) in place of its possibly older copy.
+fn plan_input(ctx: &Context, current: &CatalystVM, hosts: &[&CatalystHost], unseen: &[CatalystVM]) -> PlanInput {
     let vm_guards = ctx.stores.vms.state();
-    let hosts: Vec<&CatalystHost> = valid(&host_guards).collect();
     let current_key = key_of(current);
     let mut vms: Vec<&CatalystVM> = valid(&vm_guards).filter(|vm| key_of(*vm) != current_key).collect();
     vms.push(current);
-    let placed = placements(&hosts, &vms);
+    vms.extend(unseen.iter().filter(|vm| key_of(*vm) != current_key));
+    let placed = placements(hosts, &vms);
     PlanInput {
         hosts: hosts.iter().map(|h| HostModel::from_host(h)).collect(),
         vms: vms
@@ -255,7 +256,12 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         return Ok(Placement::On(host));
     }
     let key = key_of(vm);
-    let input = plan_input(ctx, vm);
+    // One placement at a time in this process (exactly one process writes, by leader
+    // election), planned from the hosts' ledgers as the API server has them now.
+    let _one_at_a_time = ctx.placement.lock().await;
+    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&Default::default()).await?.items;
+    let unseen = unseen_vms(ctx, &fresh).await?;
+    let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
     if let Some(adopted) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
         tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
         return Ok(Placement::On(adopted));
@@ -268,32 +274,47 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         return Ok(Placement::Nowhere(why.join("; ")));
     };
     let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
-    reserve(ctx, &host, &key, demand, &input).await?;
+    let chosen = fresh.into_iter().find(|h| h.name_any() == host).expect("the plan chose a listed host");
+    reserve(ctx, chosen, &key, demand, &input).await?;
     tracing::info!(%host, "placed");
     ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
     Ok(Placement::On(host))
 }
 
-/// Appends `key` to the host's ledger with a compare-and-swap, after checking the fresh ledger
-/// still leaves room for `demand`.
-async fn reserve(ctx: &Context, host_name: &str, key: &str, demand: Res, input: &PlanInput) -> Result<(), Error> {
+/// The VMs the hosts' ledgers hold that the cache has not seen yet, read from the API server:
+/// a cache lagging behind a placement must neither hide its cores nor its spread group.
+async fn unseen_vms(ctx: &Context, hosts: &[CatalystHost]) -> Result<Vec<CatalystVM>, Error> {
+    let keys: Vec<String> = hosts.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
+    let mut unseen = Vec::new();
+    for key in &keys {
+        let Some((namespace, name)) = key.split_once('/') else { continue };
+        if ctx.stores.vm(namespace, name).is_none()
+            && let Some(vm) = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?
+        {
+            unseen.push(vm);
+        }
+    }
+    Ok(unseen)
+}
+
+/// Appends `key` to the ledger of `host` (as just read) with a compare-and-swap on the
+/// resourceVersion it was read at, after checking its ledger still leaves room for `demand`.
+async fn reserve(
+    ctx: &Context,
+    mut host: CatalystHost,
+    key: &str,
+    demand: Res,
+    input: &PlanInput,
+) -> Result<(), Error> {
     let api: Api<CatalystHost> = Api::all(ctx.client.clone());
-    let mut host = api.get(host_name).await?;
+    let host_name = host.name_any();
     let mut status = host.status.clone().unwrap_or_default();
     if status.vms.iter().any(|k| k == key) {
         return Ok(());
     }
-    let mut demands: HashMap<String, Res> = input.vms.iter().map(|m| (m.key.clone(), m.demand)).collect();
-    // A ledger entry the cache has not seen yet is read from the API server, so a lagging
-    // cache can never make a full host look roomy.
-    for unknown in status.vms.iter().filter(|k| !demands.contains_key(*k)).cloned().collect::<Vec<_>>() {
-        if let Some((namespace, name)) = unknown.split_once('/')
-            && let Some(other) = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?
-        {
-            demands.insert(unknown, VmModel::from_vm(&other, &ctx.overhead).demand);
-        }
-    }
-    let used = status.vms.iter().filter_map(|k| demands.get(k)).fold(demand, |sum, d| sum + *d);
+    // The plan's VMs include every ledger entry (those the cache had not seen were read).
+    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
+    let used = status.vms.iter().filter_map(|k| demands.get(k.as_str())).fold(demand, |sum, d| sum + *d);
     let race = || Error::PlacementRace { vm: key.to_string(), host: host_name.to_string() };
     if !HostModel::from_host(&host).allocatable.covers(&used) {
         return Err(race());
@@ -301,7 +322,7 @@ async fn reserve(ctx: &Context, host_name: &str, key: &str, demand: Res, input: 
     status.vms.push(key.to_string());
     status.vms.sort();
     host.status = Some(status);
-    match api.replace_status(host_name, &PostParams::default(), &host).await {
+    match api.replace_status(&host_name, &PostParams::default(), &host).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(response)) if response.code == 409 => Err(race()),
         Err(error) => Err(error.into()),
@@ -311,7 +332,8 @@ async fn reserve(ctx: &Context, host_name: &str, key: &str, demand: Res, input: 
 /// When a placed VM's new size no longer fits its host (with everything else the host holds),
 /// the reason; the planner never moves a running VM, so the change is refused.
 fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
-    let input = plan_input(ctx, vm);
+    let guards = ctx.stores.hosts();
+    let input = plan_input(ctx, vm, &valid(&guards).collect::<Vec<_>>(), &[]);
     let host_name = host.name_any();
     let used =
         input.vms.iter().filter(|m| m.placed.as_deref() == Some(&host_name)).fold(Res::ZERO, |sum, m| sum + m.demand);

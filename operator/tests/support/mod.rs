@@ -101,6 +101,19 @@ impl FakeApi {
         let is_apply = content_type.contains("apply-patch");
         match (method, current) {
             ("GET", Some(object)) => (200, object),
+            ("GET", None) if is_collection(path) => {
+                // A collection: the objects one segment below the path.
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = self
+                    .objects
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(key, _)| key.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
+                    .map(|(_, object)| object.clone())
+                    .collect();
+                (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+            }
             ("POST", _) => (201, body),
             ("DELETE", Some(object)) => {
                 self.objects.lock().unwrap().remove(object_path);
@@ -142,6 +155,12 @@ impl FakeApi {
         self.objects.lock().unwrap().insert(path.to_string(), stored.clone());
         stored
     }
+}
+
+/// `/api/v1/[namespaces/NS/]PLURAL` or `/apis/GROUP/VERSION/[namespaces/NS/]PLURAL`.
+fn is_collection(path: &str) -> bool {
+    let segments = path.trim_matches('/').split('/').count();
+    if path.starts_with("/api/") { !segments.is_multiple_of(2) } else { segments.is_multiple_of(2) }
 }
 
 fn not_found() -> (u16, Value) {

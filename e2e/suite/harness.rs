@@ -1,0 +1,302 @@
+//! What every end-to-end test stands on: a cluster (the emulator, or the one `KUBECONFIG`
+//! names when `CATALYST_E2E_CLUSTER=kubeconfig`), the CRDs installed, the operator running as
+//! its real binary, unique names, and waiting for the world to converge.
+
+use apiserver_emulator::Emulator;
+use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst::manifest;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const MANAGER: &str = "catalyst-e2e";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{:x}{}", (std::process::id() ^ nanos) & 0xffff, NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+pub struct Cluster {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub dir: PathBuf,
+    emulator: Option<Emulator>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn apply<K>(api: &Api<K>, object: &K) -> K
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch(&object.name_any(), &params, &Patch::Apply(object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {}: {e}", object.name_any()))
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(unique("catalyst-e2e"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (emulator, kubeconfig) = if std::env::var("CATALYST_E2E_CLUSTER").as_deref() == Ok("kubeconfig") {
+            let path = std::env::var_os("KUBECONFIG")
+                .map(PathBuf::from)
+                .expect("CATALYST_E2E_CLUSTER=kubeconfig needs KUBECONFIG");
+            (None, path)
+        } else {
+            let emulator = Emulator::start(None).await.unwrap();
+            let path = dir.join("kubeconfig");
+            std::fs::write(&path, emulator.kubeconfig()).unwrap();
+            (Some(emulator), path)
+        };
+        let config = Kubeconfig::read_from(&kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+        let client = Client::try_from(config).unwrap();
+        let cluster = Cluster { client, kubeconfig, dir, emulator };
+        cluster.install_crds().await;
+        cluster
+    }
+
+    pub fn emulated(&self) -> bool {
+        self.emulator.is_some()
+    }
+
+    async fn install_crds(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let mut names = Vec::new();
+        for (_, crd) in catalyst::crd::all() {
+            names.push(apply(&crds, &crd).await.name_any());
+        }
+        // Without KubeVirt, the VirtualMachine CRD derived from KubeVirt's own OpenAPI.
+        if crds.get_opt("virtualmachines.kubevirt.io").await.unwrap().is_none() {
+            let dir = std::env::var_os("CATALYST_KUBEVIRT_REFERENCE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo().join("../shared/reference/kubevirt"));
+            let text = std::fs::read_to_string(dir.join("virtualmachines-crd.yaml")).unwrap();
+            let crd: CustomResourceDefinition = serde_norway::from_str(&text).unwrap();
+            names.push(apply(&crds, &crd).await.name_any());
+        }
+        for name in names {
+            eventually(&format!("CRD {name} established"), Duration::from_secs(30), || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let crd = crds.get(&name).await.ok()?;
+                    crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+                }
+            })
+            .await;
+        }
+    }
+
+    /// A fresh namespace for one test.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = unique(prefix);
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        apply(&api, &namespace).await;
+        name
+    }
+
+    /// Sends a request to the emulator's own endpoints (`/emulator/...`); `None` on a real cluster.
+    pub async fn emulator_call(&self, method: &str, path: &str, body: Value) -> Option<Value> {
+        self.emulator.as_ref()?;
+        let request =
+            http::Request::builder().method(method).uri(path).body(serde_json::to_vec(&body).unwrap()).unwrap();
+        Some(self.client.request::<Value>(request).await.unwrap())
+    }
+
+    /// Makes the next `times` requests `method` on paths containing `path` fail with `code`.
+    pub async fn inject_fault(&self, method: &str, path: &str, code: u16, times: u32) -> bool {
+        let fault = serde_json::json!({"method": method, "pathContains": path, "code": code, "times": times});
+        self.emulator_call("POST", "/emulator/faults", fault).await.is_some()
+    }
+
+    /// Requests served so far, by `METHOD plural` (emulator only).
+    pub async fn request_counts(&self) -> Option<std::collections::BTreeMap<String, u64>> {
+        let counts = self.emulator_call("GET", "/emulator/requests", Value::Null).await?;
+        Some(serde_json::from_value(counts).unwrap())
+    }
+
+    /// Deletes what a test created outside its namespace, and the namespace.
+    pub async fn clean_up(&self, namespace: &str, hosts: &[CatalystHost]) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let _ = api.delete(namespace, &DeleteParams::default()).await;
+        let host_api: Api<CatalystHost> = Api::all(self.client.clone());
+        for host in hosts {
+            let _ = host_api.delete(&host.name_any(), &DeleteParams::default()).await;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A layout of the minimal sample's shape, under unique names: two hosts, two VMs in a spread
+/// group, a group of three replicas in each VM.
+pub struct Layout {
+    pub hosts: Vec<CatalystHost>,
+    pub vms: Vec<CatalystVM>,
+    pub groups: Vec<ServiceGroup>,
+}
+
+impl Layout {
+    pub fn minimal(namespace: &str) -> Layout {
+        let text = std::fs::read_to_string(repo().join("config/samples/minimal/layout.yaml")).unwrap();
+        let prefix = namespace;
+        let text = text
+            .replace("catalyst-demo", namespace)
+            .replace("small-", &format!("{prefix}-small-"))
+            .replace("worker-", &format!("{prefix}-worker-"));
+        let (manifests, errors) = manifest::parse("minimal", &text);
+        assert!(errors.is_empty(), "{errors:?}");
+        Layout { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
+    }
+
+    pub async fn apply(&self, client: &Client) {
+        let hosts: Api<CatalystHost> = Api::all(client.clone());
+        for host in &self.hosts {
+            apply(&hosts, host).await;
+        }
+        for vm in &self.vms {
+            apply(&Api::<CatalystVM>::namespaced(client.clone(), &vm.namespace().unwrap()), vm).await;
+        }
+        for group in &self.groups {
+            apply(&Api::<ServiceGroup>::namespaced(client.clone(), &group.namespace().unwrap()), group).await;
+        }
+    }
+}
+
+/// The operator: its real binary with a kubeconfig for the cluster, or (with
+/// `CATALYST_E2E_OPERATOR=installed`) the one the cluster already runs.
+pub struct Operator {
+    child: Option<Child>,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn installed_operator() -> bool {
+    std::env::var("CATALYST_E2E_OPERATOR").as_deref() == Ok("installed")
+}
+
+impl Operator {
+    /// Starts an operator that manages `namespace` and elects its leader on a Lease there.
+    pub fn start(cluster: &Cluster, namespace: &str) -> Operator {
+        let args = [
+            format!("--namespace={namespace}"),
+            format!("--lease-namespace={namespace}"),
+            "--lease-duration-seconds=4".into(),
+            "--lease-renew-seconds=1".into(),
+            "--lease-renew-deadline-seconds=3".into(),
+            "--metrics-address=127.0.0.1:0".into(),
+            "--log-format=json".into(),
+        ];
+        let mut operator = Operator {
+            child: None,
+            args: args.to_vec(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            log: cluster.dir.join(unique("operator.log")),
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&mut self) {
+        if installed_operator() {
+            return;
+        }
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_catalyst-operator"))
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info,catalyst=debug")
+            .env_remove("POD_NAME")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Kills the process at once (SIGKILL): no lease release, nothing finished.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it; its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The identity the process holds the Lease under (its default: the process id).
+    pub fn identity(&self) -> Option<String> {
+        self.child.as_ref().map(|c| format!("catalyst-operator-{}", c.id()))
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -1,0 +1,464 @@
+//! The end-to-end suite: the real operator binary, talking HTTP to an API server, reconciling
+//! real manifests, checked the way a user would check them. It runs on the API-server emulator
+//! (the default, on every `cargo test`) and unchanged on a real cluster with
+//! `CATALYST_E2E_CLUSTER=kubeconfig` (see e2e/kind/run.sh). Every test makes its own namespace
+//! and host names, and cleans up after itself.
+
+mod harness;
+
+use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst::kubevirt::VirtualMachine;
+use harness::{Cluster, Layout, Operator, apply, eventually, installed_operator};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn vms(client: &Client, ns: &str) -> Api<CatalystVM> {
+    Api::namespaced(client.clone(), ns)
+}
+
+async fn placed_host(client: &Client, ns: &str, name: &str) -> String {
+    let api = vms(client, ns);
+    eventually(&format!("CatalystVM {name} placed"), CONVERGE, || async { api.get(name).await.ok()?.status?.host })
+        .await
+}
+
+async fn virtual_machine(client: &Client, ns: &str, name: &str) -> VirtualMachine {
+    let api: Api<VirtualMachine> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("VirtualMachine {name}"), CONVERGE, || async { api.get_opt(name).await.ok()? }).await
+}
+
+async fn stateful_set(client: &Client, ns: &str, name: &str) -> StatefulSet {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("StatefulSet {name}"), CONVERGE, || async { api.get_opt(name).await.ok()? }).await
+}
+
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String)> {
+    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// What `kubectl get` shows: the Table the API server renders from the printer columns.
+async fn table(client: &Client, path: &str) -> Value {
+    let request =
+        http::Request::get(path).header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").body(vec![]).unwrap();
+    client.request::<Value>(request).await.unwrap()
+}
+
+fn cell(table: &Value, row_name: &str, column: &str) -> Value {
+    let index = table["columnDefinitions"].as_array().unwrap().iter().position(|c| c["name"] == column).unwrap();
+    let row = table["rows"].as_array().unwrap().iter().find(|r| r["cells"][0] == row_name).unwrap();
+    row["cells"][index].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("converge").await;
+    let _operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    let client = &cluster.client;
+
+    let host_a = placed_host(client, &ns, "api-a").await;
+    let host_b = placed_host(client, &ns, "api-b").await;
+    assert_ne!(host_a, host_b, "the spread group puts the two VMs on different hosts");
+
+    for (vm, host) in [("api-a", &host_a), ("api-b", &host_b)] {
+        let machine = virtual_machine(client, &ns, vm).await;
+        let spec = &machine.spec.template.spec;
+        let cpu = spec.domain.cpu.as_ref().unwrap();
+        assert_eq!(
+            (cpu.cores, cpu.dedicated_cpu_placement, cpu.isolate_emulator_thread),
+            (Some(8), Some(true), Some(true))
+        );
+        let node = layout.hosts.iter().find(|h| h.name_any() == *host).unwrap().spec.node_name.clone();
+        assert_eq!(spec.node_selector.get("kubernetes.io/hostname"), Some(&node), "on the planned host's node");
+        let owner = &machine.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("CatalystVM", vm));
+    }
+
+    let vm = vms(client, &ns).get("api-a").await.unwrap();
+    let status = vm.status.unwrap();
+    assert_eq!(condition(&status.conditions, "Scheduled"), Some(("True".into(), "Placed".into())));
+    assert_eq!(status.virtual_machine_name.as_deref(), Some("api-a"));
+    assert_eq!(status.observed_generation, vm.metadata.generation);
+
+    let set = stateful_set(client, &ns, "api-a").await;
+    let spec = set.spec.unwrap();
+    assert_eq!((spec.replicas, spec.ordinals.unwrap().start), (Some(3), Some(1)));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap().get("catalyst.io/vm"), Some(&format!("{ns}.api-a")));
+    let resources = pod.containers[0].resources.clone().unwrap();
+    assert_eq!(resources.requests, resources.limits, "Guaranteed QoS");
+
+    // The printer columns a user reads.
+    let vm_table = eventually("the VM's Phase column", CONVERGE, || async {
+        let t = table(client, &format!("/apis/catalyst.io/v1alpha1/namespaces/{ns}/catalystvms")).await;
+        (cell(&t, "api-a", "Phase") != Value::Null).then_some(t)
+    })
+    .await;
+    let columns: Vec<&str> =
+        vm_table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, ["Name", "Host", "CPU", "Memory", "Phase", "Node", "Age"]);
+    assert_eq!(cell(&vm_table, "api-a", "Host"), json!(host_a));
+    assert_eq!(cell(&vm_table, "api-a", "CPU"), json!(8));
+    let host_table = eventually("the host's CPU column", CONVERGE, || async {
+        let t = table(client, "/apis/catalyst.io/v1alpha1/catalysthosts").await;
+        (cell(&t, &host_a, "CPU") == json!("9/30")).then_some(t)
+    })
+    .await;
+    assert_eq!(cell(&host_table, &host_a, "VMs"), json!(1));
+
+    // The event a user sees in `kubectl describe`.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Placed event on api-a", CONVERGE, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Placed")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api-a")
+            })
+            .then_some(())
+    })
+    .await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_that_does_not_fit_is_refused_and_what_runs_is_untouched() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("refuse").await;
+    let _operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    let client = &cluster.client;
+    stateful_set(client, &ns, "api-a").await;
+
+    // Grow api-a past what its VM's node offers (7 cores): refused, the running StatefulSet kept.
+    let groups: Api<ServiceGroup> = Api::namespaced(client.clone(), &ns);
+    let mut grown = layout.groups[0].clone();
+    grown.spec.replicas = 4;
+    apply(&groups, &grown).await;
+    let message = eventually("api-a refused", CONVERGE, || async {
+        let group = groups.get("api-a").await.ok()?;
+        let status = group.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready" && c.reason == "DoesNotFit")?;
+        (status.observed_generation == group.metadata.generation).then(|| ready.message.clone())
+    })
+    .await;
+    assert!(message.contains("cpu: requested 8 cores, available 7, short by 1"), "{message}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stateful_set(client, &ns, "api-a").await.spec.unwrap().replicas, Some(3), "nothing running was touched");
+
+    // A new group too large for its VM never gets a StatefulSet.
+    let mut too_big = layout.groups[1].clone();
+    too_big.metadata.name = Some("too-big".into());
+    too_big.spec.cpu = 16;
+    apply(&groups, &too_big).await;
+    eventually("too-big refused", CONVERGE, || async {
+        let status = groups.get("too-big").await.ok()?.status?;
+        condition(&status.conditions, "Ready").filter(|(s, r)| s == "False" && r == "DoesNotFit")
+    })
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(sets.get_opt("too-big").await.unwrap().is_none());
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("repair").await;
+    let _operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    let client = &cluster.client;
+    let first = stateful_set(client, &ns, "api-b").await;
+
+    let groups: Api<ServiceGroup> = Api::namespaced(client.clone(), &ns);
+    let mut scaled = layout.groups[1].clone();
+    scaled.spec.replicas = 2;
+    apply(&groups, &scaled).await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    eventually("api-b scaled to 2", CONVERGE, || async {
+        (sets.get("api-b").await.ok()?.spec?.replicas == Some(2)).then_some(())
+    })
+    .await;
+
+    sets.delete("api-b", &DeleteParams::default()).await.unwrap();
+    eventually("api-b recreated", CONVERGE, || async {
+        let set = sets.get_opt("api-b").await.ok()??;
+        (set.uid() != first.uid()).then_some(())
+    })
+    .await;
+    virtual_machine(client, &ns, "api-a").await;
+    let machines: Api<VirtualMachine> = Api::namespaced(client.clone(), &ns);
+    let before = machines.get("api-a").await.unwrap().uid();
+    machines.delete("api-a", &DeleteParams::default()).await.unwrap();
+    eventually("VirtualMachine api-a recreated", CONVERGE, || async {
+        (machines.get_opt("api-a").await.ok()??.uid() != before).then_some(())
+    })
+    .await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_vm_removes_its_virtual_machine_and_releases_its_host() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("delete").await;
+    let _operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    let client = &cluster.client;
+    let host = placed_host(client, &ns, "api-a").await;
+    virtual_machine(client, &ns, "api-a").await;
+
+    vms(client, &ns).delete("api-a", &DeleteParams::default()).await.unwrap();
+    let machines: Api<VirtualMachine> = Api::namespaced(client.clone(), &ns);
+    eventually("VirtualMachine api-a gone", CONVERGE, || async {
+        machines.get_opt("api-a").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("CatalystVM api-a gone", CONVERGE, || async {
+        vms(client, &ns).get_opt("api-a").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    eventually("the host released", CONVERGE, || async {
+        let status = hosts.get(&host).await.ok()?.status?;
+        (status.vms.is_empty() && status.summary?.vm_count == 0).then_some(())
+    })
+    .await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_manifests_are_rejected_with_a_clear_message_and_change_nothing() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("invalid").await;
+    let layout = Layout::minimal(&ns);
+    let api = vms(&cluster.client, &ns);
+    let mut bad = layout.vms[0].clone();
+    bad.spec.cpu = 0;
+    let error = api.create(&PostParams::default(), &bad).await.unwrap_err().to_string();
+    assert!(error.contains("must be at least 1 whole core"), "{error}");
+    assert!(api.get_opt("api-a").await.unwrap().is_none());
+
+    let hosts: Api<CatalystHost> = Api::all(cluster.client.clone());
+    let mut host = layout.hosts[0].clone();
+    host.spec.reserved.cpu = host.spec.capacity.cpu;
+    let error = hosts.create(&PostParams::default(), &host).await.unwrap_err().to_string();
+    assert!(error.contains("reserved cpu must be less than capacity cpu"), "{error}");
+    assert!(hosts.get_opt(&host.name_any()).await.unwrap().is_none());
+    cluster.clean_up(&ns, &[]).await;
+}
+
+/// A layout with more VMs than hosts, so a restart lands mid-convergence.
+fn crowded(ns: &str) -> Layout {
+    let mut layout = Layout::minimal(ns);
+    let mut third = layout.hosts[0].clone();
+    third.metadata.name = Some(format!("{ns}-small-3"));
+    third.spec.node_name = format!("{ns}-worker-3");
+    layout.hosts.push(third);
+    let template = layout.vms[0].clone();
+    layout.vms = (1..=6)
+        .map(|i| {
+            let mut vm = template.clone();
+            vm.metadata.name = Some(format!("vm-{i}"));
+            vm.spec.placement = Default::default();
+            vm
+        })
+        .collect();
+    layout.groups.clear();
+    layout
+}
+
+/// Every VM placed once, in exactly one ledger, on a host that is not overcommitted.
+async fn assert_consistent(client: &Client, ns: &str, layout: &Layout) {
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    let machines: Api<VirtualMachine> = Api::namespaced(client.clone(), ns);
+    let ledgers = eventually("every VM in a ledger and no overcommit", CONVERGE, || async {
+        let mut ledgers = Vec::new();
+        for host in &layout.hosts {
+            let status = hosts.get(&host.name_any()).await.ok()?.status?;
+            let overcommitted = status.conditions.iter().any(|c| c.type_ == "Overcommitted" && c.status == "True");
+            if overcommitted {
+                panic!("{} is overcommitted: {:?}", host.name_any(), status.conditions);
+            }
+            ledgers.extend(status.vms.clone());
+        }
+        (ledgers.len() == layout.vms.len()).then_some(ledgers)
+    })
+    .await;
+    let mut unique = ledgers.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ledgers.len(), "a VM sits in two ledgers: {ledgers:?}");
+    for vm in &layout.vms {
+        let host = placed_host(client, ns, &vm.name_any()).await;
+        let in_ledger =
+            hosts.get(&host).await.unwrap().status.unwrap().vms.contains(&format!("{ns}/{}", vm.name_any()));
+        assert!(in_ledger, "{} says {host} but is not in its ledger", vm.name_any());
+    }
+    let machines = eventually("one VirtualMachine per VM", CONVERGE, || async {
+        let list = machines.list(&Default::default()).await.ok()?;
+        (list.items.len() == layout.vms.len()).then_some(list.items)
+    })
+    .await;
+    assert_eq!(machines.len(), layout.vms.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_killed_mid_convergence_converges_after_a_restart() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("restart").await;
+    let layout = crowded(&ns);
+    layout.apply(&cluster.client).await;
+    // On the emulator, server errors on every VirtualMachine write hold the operator between
+    // its placements and its VirtualMachines, so the kill lands there.
+    let stalled = cluster.inject_fault("PATCH", "/virtualmachines/", 500, 100_000).await;
+    let mut operator = Operator::start(&cluster, &ns);
+    let hosts: Api<CatalystHost> = Api::all(cluster.client.clone());
+    eventually("a first placement in a ledger", CONVERGE, || async {
+        for host in &layout.hosts {
+            if !hosts.get(&host.name_any()).await.ok()?.status.unwrap_or_default().vms.is_empty() {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    operator.kill();
+    if stalled {
+        let machines: Api<VirtualMachine> = Api::namespaced(cluster.client.clone(), &ns);
+        assert!(machines.list(&Default::default()).await.unwrap().items.is_empty(), "killed before any VirtualMachine");
+        cluster.emulator_call("DELETE", "/emulator/faults", Value::Null).await;
+    }
+    operator.restart();
+    assert_consistent(&cluster.client, &ns, &layout).await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_recovers_from_conflicts_server_errors_and_expired_watches() {
+    let cluster = Cluster::start().await;
+    if !cluster.emulated() {
+        eprintln!("skipped: injecting faults needs the emulator");
+        return;
+    }
+    let ns = cluster.namespace("faults").await;
+    let layout = crowded(&ns);
+    layout.apply(&cluster.client).await;
+    // The operator meets these as it starts: placements that lose their compare-and-swap,
+    // server errors on its writes and reads.
+    assert!(cluster.inject_fault("PUT", "/catalysthosts/", 409, 6).await);
+    cluster.inject_fault("PATCH", "/virtualmachines/", 500, 4).await;
+    cluster.inject_fault("PATCH", "/catalystvms/", 500, 3).await;
+    cluster.inject_fault("GET", "/secrets/", 500, 2).await;
+    let operator = Operator::start(&cluster, &ns);
+    assert_consistent(&cluster.client, &ns, &layout).await;
+    assert!(operator.log().contains("reconcile failed"), "the faults were met and recovered from: {}", operator.log());
+
+    // Every watch ends and its resourceVersion expires (410 Gone): the operator lists again.
+    cluster.emulator_call("POST", "/emulator/compact", Value::Null).await;
+    let mut changed = layout.vms[0].clone();
+    changed.spec.run_strategy = catalyst::api::vm::RunStrategy::Halted;
+    apply(&vms(&cluster.client, &ns), &changed).await;
+    let machines: Api<VirtualMachine> = Api::namespaced(cluster.client.clone(), &ns);
+    eventually("the change reconciled after the watches expired", CONVERGE, || async {
+        (machines.get("vm-1").await.ok()?.spec.run_strategy.as_deref() == Some("Halted")).then_some(())
+    })
+    .await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    leases.get_opt("catalyst-operator").await.ok()??.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
+    let cluster = Cluster::start().await;
+    if installed_operator() {
+        eprintln!("skipped: needs operator processes of its own");
+        return;
+    }
+    let ns = cluster.namespace("leader").await;
+    let client = &cluster.client;
+    let mut first = Operator::start(&cluster, &ns);
+    let leader = eventually("a leader", CONVERGE, || lease_holder(client, &ns)).await;
+    assert_eq!(Some(leader.clone()), first.identity());
+    let mut second = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(client).await;
+    virtual_machine(client, &ns, "api-a").await;
+    assert_eq!(lease_holder(client, &ns).await, Some(leader.clone()), "the first replica keeps the lease");
+
+    first.kill();
+    let successor = eventually("the standby takes over", CONVERGE, || async {
+        lease_holder(client, &ns).await.filter(|holder| *holder != leader)
+    })
+    .await;
+    assert_eq!(Some(successor), second.identity());
+    let mut late = layout.vms[1].clone();
+    late.metadata.name = Some("api-c".into());
+    late.spec.placement = Default::default();
+    apply(&vms(client, &ns), &late).await;
+    virtual_machine(client, &ns, "api-c").await;
+
+    assert_eq!(second.terminate(), Some(0), "a clean shutdown: {}", second.log());
+    assert!(!second.running());
+    eventually("the lease released", CONVERGE, || async {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        let spec = leases.get("catalyst-operator").await.ok()?.spec?;
+        spec.holder_identity.is_none_or(|h| h.is_empty()).then_some(())
+    })
+    .await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_converged_world_costs_no_write() {
+    let cluster = Cluster::start().await;
+    if !cluster.emulated() {
+        eprintln!("skipped: counting requests needs the emulator");
+        return;
+    }
+    let ns = cluster.namespace("quiet").await;
+    let _operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    stateful_set(&cluster.client, &ns, "api-b").await;
+    let writes = |counts: std::collections::BTreeMap<String, u64>| -> u64 {
+        counts
+            .iter()
+            .filter(|(k, _)| {
+                !k.starts_with("GET") && !k.starts_with("WATCH") && !k.ends_with(" leases") && !k.ends_with(" events")
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    // Converged: two quiet seconds in a row.
+    let mut before = writes(cluster.request_counts().await.unwrap());
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = writes(cluster.request_counts().await.unwrap());
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(writes(cluster.request_counts().await.unwrap()), before, "{:?}", cluster.request_counts().await);
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
