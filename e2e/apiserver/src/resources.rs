@@ -170,6 +170,8 @@ pub fn parse_path(path: &str) -> Option<Target> {
         _ => return None,
     };
     let (namespace, rest) = match rest {
+        // A Namespace's own subresources, not a resource inside it.
+        ["namespaces", _, "status" | "finalize"] => (None, rest),
         ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(namespace.to_string()), rest),
         rest => (None, rest),
     };

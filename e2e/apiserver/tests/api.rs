@@ -1,0 +1,152 @@
+//! The emulator behaves as the API server does where the operator and the suite depend on it.
+
+use apiserver_emulator::Emulator;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+async fn start() -> (Emulator, Client) {
+    let emulator = Emulator::start(None).await.unwrap();
+    let config = Kubeconfig::from_yaml(&emulator.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+    (emulator, Client::try_from(config).unwrap())
+}
+
+fn config_map(name: &str, labels: Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()
+}
+
+async fn raw(client: &Client, method: &str, path: &str) -> Value {
+    let request = http::Request::builder().method(method).uri(path).body(Vec::new()).unwrap();
+    client.request::<Value>(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn lists_by_label_and_resumes_watches_until_the_history_is_compacted() {
+    let (_emulator, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &config_map("a", json!({"team": "x"}))).await.unwrap();
+    api.create(&PostParams::default(), &config_map("b", json!({"team": "y"}))).await.unwrap();
+    let listed = api.list(&kube::api::ListParams::default().labels("team=x")).await.unwrap();
+    assert_eq!(listed.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), ["a"]);
+    let version = listed.metadata.resource_version.unwrap();
+
+    api.create(&PostParams::default(), &config_map("c", json!({"team": "x"}))).await.unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let events: Vec<(String, String)> = api
+        .watch(&WatchParams::default().labels("team=x").timeout(1), &version)
+        .await
+        .unwrap()
+        .take(2)
+        .map_ok(|event| match event {
+            WatchEvent::Added(o) => ("ADDED".into(), o.name_any()),
+            WatchEvent::Deleted(o) => ("DELETED".into(), o.name_any()),
+            other => (format!("{other:?}"), String::new()),
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events, [("ADDED".into(), "c".into()), ("DELETED".into(), "a".into())]);
+
+    raw(&client, "POST", "/emulator/compact").await;
+    let mut stream = api.watch(&WatchParams::default().timeout(1), &version).await.unwrap().boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(status)) => assert_eq!(status.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refuses_stale_writes_and_keeps_status_to_its_subresource() {
+    let (_emulator, client) = start().await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let created = api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap()).await.unwrap();
+    let mut first = created.clone();
+    first.labels_mut().insert("a".into(), "1".into());
+    api.replace("team", &PostParams::default(), &first).await.unwrap();
+    let mut stale = created;
+    stale.labels_mut().insert("b".into(), "2".into());
+    let error = api.replace("team", &PostParams::default(), &stale).await.unwrap_err();
+    assert!(matches!(error, kube::Error::Api(ref e) if e.code == 409), "{error}");
+
+    let status = json!({"status": {"phase": "Terminating"}, "metadata": {"labels": {"ignored": "yes"}}});
+    let patched = api.patch_status("team", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    assert_eq!(patched.status.as_ref().unwrap().phase.as_deref(), Some("Terminating"));
+    assert!(!patched.labels().contains_key("ignored"), "a status write changes only the status");
+}
+
+#[tokio::test]
+async fn holds_objects_with_finalizers_and_collects_what_they_own() {
+    let (_emulator, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut owner = config_map("owner", json!({}));
+    owner.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let owner = api.create(&PostParams::default(), &owner).await.unwrap();
+    let mut child = config_map("child", json!({}));
+    child.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "controller": true
+    })).unwrap()]);
+    api.create(&PostParams::default(), &child).await.unwrap();
+
+    api.delete("owner", &DeleteParams::default()).await.unwrap();
+    let held = api.get("owner").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(api.get_opt("child").await.unwrap().is_some(), "nothing is collected while the owner is held");
+
+    let release = json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "example.com/hold"}, {"op": "remove", "path": "/metadata/finalizers/0"}]);
+    api.patch("owner", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(release).unwrap())).await.unwrap();
+    assert!(api.get_opt("owner").await.unwrap().is_none());
+    assert!(api.get_opt("child").await.unwrap().is_none(), "the owned object is collected");
+}
+
+#[tokio::test]
+async fn validates_custom_resources_against_their_crd_and_serves_tables() {
+    let (_emulator, client) = start().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in catalyst::crd::all() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let hosts: Api<catalyst::api::CatalystHost> = Api::all(client.clone());
+    let host: Value = json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
+        "spec": {"nodeName": "n", "capacity": {"cpu": 8, "memory": "16Gi"}}});
+    let created = hosts.create(&PostParams::default(), &serde_json::from_value(host.clone()).unwrap()).await.unwrap();
+    assert_eq!(created.spec.reserved.memory.0, "0", "schema defaults are applied");
+    assert!(created.spec.schedulable);
+
+    let dynamic: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst::api::CatalystHost>(&()));
+    let mut unknown = host.clone();
+    unknown["metadata"]["name"] = json!("u");
+    unknown["spec"]["capacty"] = json!({});
+    let error = dynamic.create(&PostParams::default(), &serde_json::from_value(unknown).unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("spec.capacty: unknown field"), "{error}");
+    let mut broken = host;
+    broken["metadata"]["name"] = json!("b");
+    broken["spec"]["reserved"] = json!({"cpu": 8, "memory": "1Gi"});
+    let error = dynamic.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("reserved cpu must be less than capacity cpu"), "{error}");
+
+    let request = http::Request::get("/apis/catalyst.io/v1alpha1/catalysthosts")
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = client.request(request).await.unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"][0]["cells"][0], "h");
+    assert_eq!(table["rows"][0]["cells"][1], "n", "the Node printer column");
+}
+
+#[tokio::test]
+async fn injects_faults_and_counts_requests() {
+    let (_emulator, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let fault = json!({"method": "POST", "pathContains": "/configmaps", "code": 500, "times": 1});
+    let request = http::Request::post("/emulator/faults").body(serde_json::to_vec(&fault).unwrap()).unwrap();
+    client.request::<Value>(request).await.unwrap();
+    assert!(api.create(&PostParams::default(), &config_map("x", json!({}))).await.is_err());
+    api.create(&PostParams::default(), &config_map("x", json!({}))).await.unwrap();
+    let counts = raw(&client, "GET", "/emulator/requests").await;
+    assert_eq!(counts["POST configmaps"], 2);
+}
