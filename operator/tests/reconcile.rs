@@ -58,6 +58,17 @@ fn world() -> World {
     World { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
 }
 
+/// The sample with one host of 12 cores (room for one VM) and no spread group.
+fn one_small_host() -> World {
+    let mut world = world();
+    world.hosts.truncate(1);
+    world.hosts[0].spec.capacity.cpu = 12;
+    for vm in &mut world.vms {
+        vm.spec.placement.spread_group = None;
+    }
+    world
+}
+
 fn store<K>(objects: impl IntoIterator<Item = K>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
@@ -232,13 +243,7 @@ async fn losing_a_placement_race_writes_nothing_else_and_retries() {
 
 #[tokio::test]
 async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
-    let mut world = world();
-    // One host with room for one VM.
-    world.hosts.truncate(1);
-    world.hosts[0].spec.capacity.cpu = 12;
-    for vm in &mut world.vms {
-        vm.spec.placement.spread_group = None;
-    }
+    let world = one_small_host();
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
     let ctx = context(client, &world, vec![]);
@@ -257,12 +262,7 @@ async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
 
 #[tokio::test]
 async fn a_stale_cache_cannot_double_book_a_host() {
-    let mut world = world();
-    world.hosts.truncate(1);
-    world.hosts[0].spec.capacity.cpu = 12;
-    for vm in &mut world.vms {
-        vm.spec.placement.spread_group = None;
-    }
+    let mut world = one_small_host();
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
     // The API server's ledger already holds api-a (placed by another replica or before a

@@ -593,7 +593,7 @@ pub fn merge(target: &mut Value, patch: &Value) {
 }
 
 /// One JSON patch (RFC 6902) operation: test, add, remove, replace.
-fn json_patch(target: &mut Value, op: &Value) -> Result<(), ApiError> {
+pub fn json_patch(target: &mut Value, op: &Value) -> Result<(), ApiError> {
     let path = op["path"].as_str().unwrap_or_default();
     let invalid = |why: &str| ApiError::new(422, "Invalid", format!("the JSON patch {op} failed: {why}"));
     if op["op"] == "test" {

@@ -63,7 +63,10 @@ async fn lists_by_label_and_resumes_watches_until_the_history_is_compacted() {
 async fn refuses_stale_writes_and_keeps_status_to_its_subresource() {
     let (_emulator, client) = start().await;
     let api: Api<Namespace> = Api::all(client.clone());
-    let created = api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap()).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap())
+        .await
+        .unwrap();
     let mut first = created.clone();
     first.labels_mut().insert("a".into(), "1".into());
     api.replace("team", &PostParams::default(), &first).await.unwrap();
@@ -86,7 +89,8 @@ async fn holds_objects_with_finalizers_and_collects_what_they_own() {
     owner.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     let owner = api.create(&PostParams::default(), &owner).await.unwrap();
     let mut child = config_map("child", json!({}));
-    child.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+    child.metadata.owner_references =
+        Some(vec![serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "controller": true
     })).unwrap()]);
     api.create(&PostParams::default(), &child).await.unwrap();
@@ -97,7 +101,9 @@ async fn holds_objects_with_finalizers_and_collects_what_they_own() {
     assert!(api.get_opt("child").await.unwrap().is_some(), "nothing is collected while the owner is held");
 
     let release = json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "example.com/hold"}, {"op": "remove", "path": "/metadata/finalizers/0"}]);
-    api.patch("owner", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(release).unwrap())).await.unwrap();
+    api.patch("owner", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(release).unwrap()))
+        .await
+        .unwrap();
     assert!(api.get_opt("owner").await.unwrap().is_none());
     assert!(api.get_opt("child").await.unwrap().is_none(), "the owned object is collected");
 }
@@ -105,7 +111,8 @@ async fn holds_objects_with_finalizers_and_collects_what_they_own() {
 #[tokio::test]
 async fn validates_custom_resources_against_their_crd_and_serves_tables() {
     let (_emulator, client) = start().await;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
     for (_, crd) in catalyst::crd::all() {
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
@@ -116,7 +123,8 @@ async fn validates_custom_resources_against_their_crd_and_serves_tables() {
     assert_eq!(created.spec.reserved.memory.0, "0", "schema defaults are applied");
     assert!(created.spec.schedulable);
 
-    let dynamic: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst::api::CatalystHost>(&()));
+    let dynamic: Api<kube::api::DynamicObject> =
+        Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst::api::CatalystHost>(&()));
     let mut unknown = host.clone();
     unknown["metadata"]["name"] = json!("u");
     unknown["spec"]["capacty"] = json!({});

@@ -127,6 +127,19 @@ struct PlanReport<'a> {
     host_loss: Option<&'a [whatif::HostLoss]>,
 }
 
+/// The manifests, or `None` after printing every error in them (bad input: nothing is `done`).
+fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
+    let (manifests, errors) = manifest::load(files);
+    if errors.is_empty() {
+        return Some(manifests);
+    }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    eprintln!("{} error(s) in the manifests: nothing {done}", errors.len());
+    None
+}
+
 fn plan(
     files: &[PathBuf],
     output: Output,
@@ -134,14 +147,7 @@ fn plan(
     check_host_loss: bool,
     overhead: &Overhead,
 ) -> anyhow::Result<ExitCode> {
-    let (manifests, errors) = manifest::load(files);
-    if !errors.is_empty() {
-        for error in &errors {
-            eprintln!("{error}");
-        }
-        eprintln!("{} error(s) in the manifests: nothing planned", errors.len());
-        return Ok(ExitCode::from(2));
-    }
+    let Some(manifests) = load_valid(files, "planned") else { return Ok(ExitCode::from(2)) };
     let input = PlanInput::from_manifests(&manifests, overhead);
     let plan = planner::plan(&input);
     let more = match add_hosts_like {
@@ -204,14 +210,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 }
 
 fn render(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (manifests, errors) = manifest::load(files);
-    if !errors.is_empty() {
-        for error in &errors {
-            eprintln!("{error}");
-        }
-        eprintln!("{} error(s) in the manifests: nothing rendered", errors.len());
-        return Ok(ExitCode::from(2));
-    }
+    let Some(manifests) = load_valid(files, "rendered") else { return Ok(ExitCode::from(2)) };
     let plan = planner::plan(&PlanInput::from_manifests(&manifests, &Overhead::default()));
     let rendered = catalyst::render::offline::render_plan(&manifests, &plan);
     for skipped in &rendered.skipped {

@@ -6,7 +6,7 @@
 
 use super::apply;
 use super::conditions::{self, READY, Wanted, wanted};
-use super::{Context, Error, key_of, patch_status, report_malformed, valid};
+use super::{Context, Error, key_of, patch_status, reconcile_guarded, valid};
 use crate::api::group::ServiceGroupStatus;
 use crate::api::{CatalystVM, Resources, ServiceGroup};
 use crate::planner::{self, GroupModel, VmModel};
@@ -22,24 +22,11 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Ok(group) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
-    let key = key_of(group);
-    let span = tracing::info_span!("reconcile", kind = "ServiceGroup", object = %key);
-    let started = std::time::Instant::now();
-    let result = async {
-        let action = apply(group, &ctx).await?;
-        ctx.backoff.succeeded(&key);
-        Ok(action)
-    }
-    .instrument(span)
-    .await;
-    ctx.reconciled("ServiceGroup", started, &result);
-    result
+    reconcile_guarded("ServiceGroup", guard, ctx, |group, ctx| async move { apply(&group, &ctx).await }).await
 }
 
 async fn report(

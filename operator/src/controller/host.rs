@@ -7,7 +7,7 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
-use super::{Context, Error, key_of, report_malformed, valid};
+use super::{Context, Error, key_of, reconcile_guarded, valid};
 use crate::api::host::{CatalystHostStatus, HostSummary};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::planner::{HostModel, Res, VmModel};
@@ -23,24 +23,11 @@ use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Ok(host) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
-    let key = key_of(host);
-    let span = tracing::info_span!("reconcile", kind = "CatalystHost", object = %key);
-    let started = std::time::Instant::now();
-    let result = async {
-        let action = apply(host, &ctx).await?;
-        ctx.backoff.succeeded(&key);
-        Ok(action)
-    }
-    .instrument(span)
-    .await;
-    ctx.reconciled("CatalystHost", started, &result);
-    result
+    reconcile_guarded("CatalystHost", guard, ctx, |host, ctx| async move { apply(&host, &ctx).await }).await
 }
 
 fn res_of(resources: &Resources) -> Res {

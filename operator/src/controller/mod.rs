@@ -190,6 +190,32 @@ pub async fn report_malformed<K: Resource<DynamicType = ()>>(ctx: &Context, guar
     Action::await_change()
 }
 
+/// Runs one reconcile of a guarded object: a malformed one is reported and waits for a change;
+/// a valid one goes to `apply` inside a span naming it, timed into the metrics, its backoff
+/// reset when it succeeds.
+pub async fn reconcile_guarded<K, F, Fut>(
+    kind: &'static str,
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    apply: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    F: FnOnce(K, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let Ok(object) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    let key = key_of(object);
+    let span = tracing::info_span!("reconcile", kind, object = %key);
+    let started = std::time::Instant::now();
+    let result = tracing::Instrument::instrument(apply(object.clone(), ctx.clone()), span).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
+    ctx.reconciled(kind, started, &result);
+    result
+}
+
 /// The error policy of all three controllers: back off exponentially, per object.
 pub fn error_policy<K: Resource>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = match &guard.0 {

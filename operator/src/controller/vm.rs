@@ -14,7 +14,7 @@
 
 use super::apply;
 use super::conditions::{self, NODE_JOINED, READY, SCHEDULED, Wanted, wanted};
-use super::{Context, Error, FINALIZER, key_of, patch_status, report_malformed, valid};
+use super::{Context, Error, FINALIZER, key_of, patch_status, reconcile_guarded, valid};
 use crate::api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::kubevirt::VirtualMachine;
@@ -34,7 +34,6 @@ use kube::{Api, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// How often a healthy VM is looked at again, to follow its VirtualMachine and node.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -42,27 +41,18 @@ const RESYNC: Duration = Duration::from_secs(300);
 const WAIT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Ok(vm) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
-    let key = key_of(vm);
-    let span = tracing::info_span!("reconcile", kind = "CatalystVM", object = %key);
-    let started = std::time::Instant::now();
-    let result = async {
+    reconcile_guarded("CatalystVM", guard, ctx, |vm, ctx| async move {
         let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
-        let action = finalizer(&api, FINALIZER, Arc::new(vm.clone()), |event| async {
+        finalizer(&api, FINALIZER, Arc::new(vm), |event| async {
             match event {
                 Finalizer::Apply(vm) => apply(&vm, &ctx).await,
                 Finalizer::Cleanup(vm) => cleanup(&vm, &ctx).await,
             }
         })
         .await
-        .map_err(|e| Error::Finalizer(Box::new(e)))?;
-        ctx.backoff.succeeded(&key);
-        Ok(action)
-    }
-    .instrument(span)
-    .await;
-    ctx.reconciled("CatalystVM", started, &result);
-    result
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    })
+    .await
 }
 
 /// What became of the attempt to give the VM a host.

@@ -1,10 +1,11 @@
 //! A fake Kubernetes API behind kube's `Client`, for reconcile tests: it keeps objects by path,
 //! answers GET, PATCH (apply, merge, JSON), PUT of status with resourceVersion checks (409 on a
 //! stale one), POST of events and DELETE, and records every request so a test can assert the
-//! exact calls a reconcile makes.
+//! exact calls a reconcile makes. Patches are applied with the emulator's own functions.
 
 #![allow(dead_code)]
 
+use apiserver_emulator::{json_patch, merge};
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
@@ -139,7 +140,9 @@ impl FakeApi {
                 let mut object = current.unwrap_or_else(|| json!({}));
                 if content_type.contains("json-patch") {
                     for op in body.as_array().into_iter().flatten() {
-                        apply_json_patch_op(&mut object, op);
+                        if let Err(error) = json_patch(&mut object, op) {
+                            return (error.code, error.status());
+                        }
                     }
                 } else {
                     merge(&mut object, &body);
@@ -168,47 +171,4 @@ fn not_found() -> (u16, Value) {
         404,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
     )
-}
-
-/// JSON merge patch (RFC 7386): objects merge, null deletes, anything else replaces.
-pub fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(target), Some(patch)) => {
-            for (key, value) in patch {
-                if value.is_null() {
-                    target.remove(key);
-                } else {
-                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
-
-/// The JSON patch operations kube's finalizer helper sends (`test`, `add`, `remove`).
-fn apply_json_patch_op(target: &mut Value, op: &Value) {
-    let path = op["path"].as_str().unwrap_or_default();
-    let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
-    let Some(parent) = target.pointer_mut(parent) else { return };
-    match (op["op"].as_str(), parent) {
-        (Some("add"), Value::Object(map)) => {
-            map.insert(last.to_string(), op["value"].clone());
-        }
-        (Some("add"), Value::Array(list)) => match last {
-            "-" => list.push(op["value"].clone()),
-            index => list.insert(index.parse().unwrap_or(list.len()), op["value"].clone()),
-        },
-        (Some("remove"), Value::Object(map)) => {
-            map.remove(last);
-        }
-        (Some("remove"), Value::Array(list)) => {
-            if let Ok(index) = last.parse::<usize>()
-                && index < list.len()
-            {
-                list.remove(index);
-            }
-        }
-        _ => {}
-    }
 }
