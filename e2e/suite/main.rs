@@ -462,3 +462,45 @@ async fn a_converged_world_costs_no_write() {
     assert_eq!(writes(cluster.request_counts().await.unwrap()), before, "{:?}", cluster.request_counts().await);
     cluster.clean_up(&ns, &layout.hosts).await;
 }
+
+#[path = "../../operator/tests/support/tools.rs"]
+mod tools;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_accepts_what_render_prints() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("render").await;
+    let layout = Layout::minimal(&ns);
+    let manifests = cluster.dir.join("layout.yaml");
+    let text: Vec<String> = layout
+        .hosts
+        .iter()
+        .map(|h| serde_norway::to_string(h).unwrap())
+        .chain(layout.vms.iter().map(|v| serde_norway::to_string(v).unwrap()))
+        .chain(layout.groups.iter().map(|g| serde_norway::to_string(g).unwrap()))
+        .collect();
+    std::fs::write(&manifests, text.join("---\n")).unwrap();
+    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst"))
+        .args(["render", "-f"])
+        .arg(&manifests)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let yaml = cluster.dir.join("rendered.yaml");
+    std::fs::write(&yaml, &rendered.stdout).unwrap();
+    // The emulator publishes no OpenAPI, so kubectl leaves validation to the server.
+    let output = std::process::Command::new(tools::tool("kubectl"))
+        .args(["apply", "--dry-run=client", "--validate=false", "-o", "name", "-f"])
+        .arg(&yaml)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let names = String::from_utf8(output.stdout).unwrap();
+    for name in
+        ["virtualmachine.kubevirt.io/api-a", "secret/api-a-cloud-init", "service/api-a", "statefulset.apps/api-b"]
+    {
+        assert!(names.lines().any(|l| l == name), "{name} missing in:\n{names}");
+    }
+    cluster.clean_up(&ns, &[]).await;
+}
