@@ -134,6 +134,18 @@ fn reread(fake: &FakeApi, world: &World) -> World {
     }
 }
 
+/// The sample after api-a's first reconcile, as the API server holds it, with the requests
+/// of that reconcile forgotten.
+async fn with_api_a_placed() -> (World, FakeApi, kube::Client) {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let placed = reread(&fake, &world);
+    fake.forget_requests();
+    (placed, fake, client)
+}
+
 fn vm_guard(world: &World, name: &str) -> Arc<DeserializeGuard<CatalystVM>> {
     Arc::new(DeserializeGuard(Ok(world.vms.iter().find(|v| v.metadata.name.as_deref() == Some(name)).unwrap().clone())))
 }
@@ -184,12 +196,7 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
 
 #[tokio::test]
 async fn an_unchanged_world_costs_no_write() {
-    let world = world();
-    let (fake, client) = FakeApi::start();
-    serve(&fake, &world);
-    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
-    let settled = reread(&fake, &world);
-    fake.forget_requests();
+    let (settled, fake, client) = with_api_a_placed().await;
     controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
     assert_eq!(fake.writes(), Vec::<String>::new());
     assert_eq!(fake.requests(), [format!("GET {SECRETS}/api-a-cloud-init"), format!("GET {MACHINES}/api-a")]);
@@ -197,14 +204,8 @@ async fn an_unchanged_world_costs_no_write() {
 
 #[tokio::test]
 async fn an_owned_child_deleted_by_hand_is_recreated() {
-    let world = world();
-    let (fake, client) = FakeApi::start();
-    serve(&fake, &world);
-    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
-    let settled = reread(&fake, &world);
-    fake.forget_requests();
+    let (settled, fake, client) = with_api_a_placed().await;
     let machine = format!("{MACHINES}/api-a");
-    let _ = fake.get(&machine).unwrap();
     fake.insert(
         &machine,
         json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "api-a"}, "spec": {}}),
@@ -329,12 +330,7 @@ async fn a_group_that_fits_becomes_a_service_and_a_statefulset() {
 
 #[tokio::test]
 async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
-    let world = world();
-    let (fake, client) = FakeApi::start();
-    serve(&fake, &world);
-    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
-    let placed = reread(&fake, &world);
-    fake.forget_requests();
+    let (placed, fake, client) = with_api_a_placed().await;
     let host = Arc::new(DeserializeGuard(Ok(placed.hosts[0].clone())));
     controller::host::reconcile(host, context(client.clone(), &placed, vec![])).await.unwrap();
     assert_eq!(fake.requests(), [format!("PUT {HOSTS}/small-1/status")]);
@@ -350,13 +346,8 @@ async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
 
 #[tokio::test]
 async fn deleting_a_vm_removes_its_virtual_machine_then_releases_the_host() {
-    let world = world();
-    let (fake, client) = FakeApi::start();
-    serve(&fake, &world);
-    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
-    let mut deleting = reread(&fake, &world);
+    let (mut deleting, fake, client) = with_api_a_placed().await;
     deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
-    fake.forget_requests();
     let first =
         controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await;
     assert!(first.is_err(), "waits for the VirtualMachine to go");
