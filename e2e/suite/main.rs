@@ -18,6 +18,16 @@ use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
+/// A fresh cluster and namespace, the operator running, and the minimal layout applied.
+async fn running_minimal(prefix: &str) -> (Cluster, String, Operator, Layout) {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace(prefix).await;
+    let operator = Operator::start(&cluster, &ns);
+    let layout = Layout::minimal(&ns);
+    layout.apply(&cluster.client).await;
+    (cluster, ns, operator, layout)
+}
+
 fn vms(client: &Client, ns: &str) -> Api<CatalystVM> {
     Api::namespaced(client.clone(), ns)
 }
@@ -60,11 +70,7 @@ fn cell(table: &Value, row_name: &str, column: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
-    let cluster = Cluster::start().await;
-    let ns = cluster.namespace("converge").await;
-    let _operator = Operator::start(&cluster, &ns);
-    let layout = Layout::minimal(&ns);
-    layout.apply(&cluster.client).await;
+    let (cluster, ns, _operator, layout) = running_minimal("converge").await;
     let client = &cluster.client;
 
     let host_a = placed_host(client, &ns, "api-a").await;
@@ -135,11 +141,7 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_that_does_not_fit_is_refused_and_what_runs_is_untouched() {
-    let cluster = Cluster::start().await;
-    let ns = cluster.namespace("refuse").await;
-    let _operator = Operator::start(&cluster, &ns);
-    let layout = Layout::minimal(&ns);
-    layout.apply(&cluster.client).await;
+    let (cluster, ns, _operator, layout) = running_minimal("refuse").await;
     let client = &cluster.client;
     stateful_set(client, &ns, "api-a").await;
 
@@ -176,11 +178,7 @@ async fn a_group_that_does_not_fit_is_refused_and_what_runs_is_untouched() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
-    let cluster = Cluster::start().await;
-    let ns = cluster.namespace("repair").await;
-    let _operator = Operator::start(&cluster, &ns);
-    let layout = Layout::minimal(&ns);
-    layout.apply(&cluster.client).await;
+    let (cluster, ns, _operator, layout) = running_minimal("repair").await;
     let client = &cluster.client;
     let first = stateful_set(client, &ns, "api-b").await;
 
@@ -213,11 +211,7 @@ async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_vm_removes_its_virtual_machine_and_releases_its_host() {
-    let cluster = Cluster::start().await;
-    let ns = cluster.namespace("delete").await;
-    let _operator = Operator::start(&cluster, &ns);
-    let layout = Layout::minimal(&ns);
-    layout.apply(&cluster.client).await;
+    let (cluster, ns, _operator, layout) = running_minimal("delete").await;
     let client = &cluster.client;
     let host = placed_host(client, &ns, "api-a").await;
     virtual_machine(client, &ns, "api-a").await;
