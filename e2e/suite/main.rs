@@ -482,9 +482,8 @@ async fn kubectl_accepts_what_render_prints() {
     assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
     let yaml = cluster.dir.join("rendered.yaml");
     std::fs::write(&yaml, &rendered.stdout).unwrap();
-    // The emulator publishes no OpenAPI, so kubectl leaves validation to the server.
     let output = std::process::Command::new(tools::tool("kubectl"))
-        .args(["apply", "--dry-run=client", "--validate=false", "-o", "name", "-f"])
+        .args(["apply", "--dry-run=client", "-o", "name", "-f"])
         .arg(&yaml)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .output()
@@ -497,4 +496,21 @@ async fn kubectl_accepts_what_render_prints() {
         assert!(names.lines().any(|l| l == name), "{name} missing in:\n{names}");
     }
     cluster.clean_up(&ns, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_explain_describes_the_catalyst_kinds() {
+    let cluster = Cluster::start().await;
+    let explain = |field: &str| {
+        let output = std::process::Command::new(tools::tool("kubectl"))
+            .args(["explain", field])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{field}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(explain("cvm.spec.cpu").contains("Dedicated whole cores."));
+    assert!(explain("chost.spec.reserved").contains("What is kept for the hypervisor and host OS"));
+    assert!(explain("sg.spec.template.storage").contains("mountPath"));
 }

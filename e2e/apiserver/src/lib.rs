@@ -2,6 +2,7 @@
 //! HTTP on 127.0.0.1, the subset of the Kubernetes API that the operator, the suite and
 //! kubectl use; README.md lists every way it differs from a real API server.
 
+pub mod openapi;
 pub mod resources;
 pub mod select;
 pub mod store;
@@ -160,13 +161,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             );
         }
         ("GET", "/healthz" | "/readyz" | "/livez") => return respond(200, &json!("ok")),
-        // No published OpenAPI: kubectl then leaves validation to the server (fieldValidation).
-        ("GET", "/openapi/v3") => return respond(200, &json!({"paths": {}})),
-        ("GET", "/openapi/v2") => {
-            return respond(
-                200,
-                &json!({"swagger": "2.0", "info": {"title": "catalyst-emulator", "version": "v1"}, "paths": {}, "definitions": {}}),
-            );
+        ("GET", "/openapi/v3") => return respond(200, &openapi::index(&shared.store.lock().unwrap().resources)),
+        ("GET", _) if path.starts_with("/openapi/v3/") => {
+            let group_version = path.trim_start_matches("/openapi/v3/");
+            return match openapi::document(&shared.store.lock().unwrap().resources, group_version) {
+                Some(document) => respond(200, &document),
+                None => error(ApiError::not_found(group_version)),
+            };
         }
         ("POST", "/emulator/faults") => {
             return match serde_json::from_slice::<Fault>(&bytes) {
