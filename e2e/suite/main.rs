@@ -191,6 +191,11 @@ async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
         (sets.get("api-b").await.ok()?.spec?.replicas == Some(2)).then_some(())
     })
     .await;
+    // The VM's status follows what its groups take: 7 cores less 2 x 2.
+    eventually("api-b's VM shows 3 cores left", CONVERGE, || async {
+        (vms(client, &ns).get("api-b").await.ok()?.status?.available?.cpu == 3).then_some(())
+    })
+    .await;
 
     sets.delete("api-b", &DeleteParams::default()).await.unwrap();
     eventually("api-b recreated", CONVERGE, || async {

@@ -98,6 +98,11 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                         .collect::<Vec<_>>()
                 },
             )
+            // What a VM's node still offers (status.available) changes with its ServiceGroups.
+            .watches(scoped::<DeserializeGuard<ServiceGroup>>(&client, ns), watcher::Config::default(), |group| {
+                let group = group.0.as_ref().ok()?;
+                Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
+            })
             // A VM's node joining or going NotReady changes the VM's status.
             .watches(Api::<Node>::all(client.clone()), watcher::Config::default().labels(labels::VM), |node| {
                 let value = node.labels().get(labels::VM)?;
