@@ -116,7 +116,7 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
 }
 
 #[test]
-fn non_default_values_render_one_namespace_one_replica_and_a_service_monitor() {
+fn non_default_values_render_two_namespaces_one_replica_and_a_service_monitor() {
     let rendered = documents(&run(
         "helm",
         &["template", "catalyst", CHART, "-f", "charts/catalyst-operator/ci/non-default-values.yaml"],
@@ -125,7 +125,7 @@ fn non_default_values_render_one_namespace_one_replica_and_a_service_monitor() {
     assert_eq!(kinds(&rendered), expected.iter().map(|k| k.to_string()).collect(), "no CRDs, no PDB, no lease Role");
     let container = &of_kind(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert!(args.contains(&"--namespace=telecom") && args.contains(&"--leader-elect=false"), "{args:?}");
+    assert!(args.contains(&"--namespace=telecom,billing") && args.contains(&"--leader-elect=false"), "{args:?}");
     assert_eq!(container["image"], "registry.example.com/platform/catalyst-operator:0.1.0-rc.1");
     assert_eq!(of_kind(&rendered, "ServiceMonitor")[0]["metadata"]["labels"]["release"], "prometheus");
 }

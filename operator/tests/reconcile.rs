@@ -388,8 +388,9 @@ async fn a_host_keeps_a_fresh_placement_its_cache_has_not_seen_and_drops_a_delet
         fake.requests(),
         [format!("GET {VMS}/fresh"), format!("GET {VMS}/deleted"), format!("PUT {HOSTS}/small-1/status"),]
     );
-    let ledger = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"]["vms"];
-    assert_eq!(ledger, &json!(["catalyst-demo/fresh"]));
+    let status = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"];
+    assert_eq!(status["vms"], json!(["catalyst-demo/fresh"]));
+    assert_eq!(status["summary"]["cpu"], "9/30", "the unseen VM's cores count");
 }
 
 #[tokio::test]
@@ -496,4 +497,21 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     };
     let unused: Vec<_> = granted.difference(&observed).filter(|g| !by_design(g)).collect();
     assert!(unused.is_empty(), "grants no call needs: {unused:?}");
+}
+
+#[tokio::test]
+async fn objects_of_namespaces_the_operator_does_not_manage_are_left_alone() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let mut ctx = Context::new(client.clone(), context(client, &world, vec![]).stores.clone(), Overhead::default());
+    ctx.namespaces = vec!["billing".into(), "telecom".into()];
+    let ctx = Arc::new(ctx);
+    let action = controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(fake.requests(), Vec::<String>::new());
+    // Hosts are cluster-scoped: every operator keeps their status.
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(world.hosts[0].clone()))), ctx).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PUT {HOSTS}/small-1/status")]);
 }

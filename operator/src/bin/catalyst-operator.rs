@@ -16,9 +16,10 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "catalyst-operator", version, about = "Reconciles Catalyst layouts into KubeVirt VMs and pinned pods")]
 struct Args {
-    /// Namespace of the CatalystVMs and ServiceGroups to manage (CatalystHosts are cluster-scoped); all when unset.
-    #[arg(long, env = "CATALYST_NAMESPACE")]
-    namespace: Option<String>,
+    /// Namespaces of the CatalystVMs and ServiceGroups to manage, repeated or comma-separated
+    /// (CatalystHosts are cluster-scoped); all when unset.
+    #[arg(long = "namespace", env = "CATALYST_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -97,7 +98,7 @@ async fn main() -> ExitCode {
         }
     };
     let config = Config {
-        namespace: args.namespace.clone(),
+        namespaces: args.namespaces.clone(),
         overhead: Overhead { fixed: args.overhead_fixed, per_vcpu: args.overhead_per_vcpu, ..Overhead::default() },
     };
     let synced = {

@@ -7,7 +7,7 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
-use super::{Context, Error, key_of, reconcile_guarded, valid};
+use super::{Context, Error, key_of, read_unseen, reconcile_guarded, valid};
 use crate::api::host::{CatalystHostStatus, HostSummary};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::planner::{HostModel, Res, VmModel};
@@ -38,33 +38,18 @@ fn resources(res: Res) -> Resources {
     Resources { cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(res.memory)) }
 }
 
-/// Ledger entries whose VM the API server no longer has. Entries the cache does not know are
-/// checked with a read: a cache that lags behind a fresh placement must not drop it.
-async fn gone_from_ledger(host: &CatalystHost, ctx: &Context) -> Result<BTreeSet<String>, Error> {
-    let guards = ctx.stores.vms.state();
-    let known: BTreeSet<String> = valid(&guards).map(key_of).collect();
-    let mut gone = BTreeSet::new();
-    for key in host.status.iter().flat_map(|s| &s.vms).filter(|k| !known.contains(*k)) {
-        let exists = match key.split_once('/') {
-            Some((namespace, name)) => {
-                Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?.is_some()
-            }
-            None => false,
-        };
-        if !exists {
-            gone.insert(key.clone());
-        }
-    }
-    Ok(gone)
-}
-
-/// The status the host should have, from the VMs the stores know, less the ledger entries
-/// whose VM is `gone`.
-pub fn desired_status(host: &CatalystHost, ctx: &Context, gone: &BTreeSet<String>) -> CatalystHostStatus {
+/// The status the host should have, from the VMs the cache knows and the `unseen` ones its
+/// ledger holds, less the ledger entries whose VM is `gone`.
+pub fn desired_status(
+    host: &CatalystHost,
+    ctx: &Context,
+    unseen: &[CatalystVM],
+    gone: &BTreeSet<String>,
+) -> CatalystHostStatus {
     let name = host.name_any();
     let old = host.status.clone().unwrap_or_default();
     let guards = ctx.stores.vms.state();
-    let vms: Vec<_> = valid(&guards).collect();
+    let vms: Vec<&CatalystVM> = valid(&guards).chain(unseen).collect();
     let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
     ledger.extend(
         vms.iter().filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name)).map(|vm| key_of(*vm)),
@@ -128,8 +113,9 @@ pub fn desired_status(host: &CatalystHost, ctx: &Context, gone: &BTreeSet<String
 }
 
 async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
-    let gone = gone_from_ledger(host, ctx).await?;
-    let status = desired_status(host, ctx, &gone);
+    let ledger = host.status.as_ref().map(|s| s.vms.clone()).unwrap_or_default();
+    let (unseen, gone) = read_unseen(ctx, &ledger).await?;
+    let status = desired_status(host, ctx, &unseen, &gone);
     let allocatable = HostModel::from_host(host).allocatable;
     let allocated = status.allocated.as_ref().map(res_of).unwrap_or_default();
     ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);

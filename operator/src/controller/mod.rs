@@ -73,6 +73,33 @@ impl Stores {
     }
 }
 
+/// The ledger entries (`namespace/name`) the VM cache has not seen, read from the API server:
+/// the VMs that exist, and the keys of those that do not. A cache lagging behind a placement
+/// must neither hide a VM's cores and spread group nor drop its ledger entry.
+pub async fn read_unseen(
+    ctx: &Context,
+    keys: &[String],
+) -> Result<(Vec<CatalystVM>, std::collections::BTreeSet<String>), Error> {
+    let mut found = Vec::new();
+    let mut gone = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some((namespace, name)) = key.split_once('/') else {
+            gone.insert(key.clone());
+            continue;
+        };
+        if ctx.stores.vm(namespace, name).is_some() {
+            continue;
+        }
+        match Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await? {
+            Some(vm) => found.push(vm),
+            None => {
+                gone.insert(key.clone());
+            }
+        }
+    }
+    Ok((found, gone))
+}
+
 /// Valid objects of a store of guarded ones.
 pub fn valid<K: Clone>(guards: &[Arc<DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
     guards.iter().filter_map(|g| g.0.as_ref().ok())
@@ -113,6 +140,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Placements take turns within the process; see [`vm`].
     pub placement: tokio::sync::Mutex<()>,
+    /// The namespaces this operator manages; all when empty.
+    pub namespaces: Vec<String>,
 }
 
 /// The current time, for conditions.
@@ -132,6 +161,7 @@ impl Context {
             clock: now,
             metrics: Arc::default(),
             placement: tokio::sync::Mutex::new(()),
+            namespaces: Vec::new(),
         }
     }
 
@@ -205,6 +235,13 @@ where
     Fut: Future<Output = Result<Action, Error>>,
 {
     let Ok(object) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    if let Some(namespace) = object.namespace()
+        && !ctx.namespaces.is_empty()
+        && !ctx.namespaces.contains(&namespace)
+    {
+        // Another operator's, when several namespaces are watched cluster-wide.
+        return Ok(Action::await_change());
+    }
     let key = key_of(object);
     let span = tracing::info_span!("reconcile", kind, object = %key);
     let started = std::time::Instant::now();

@@ -21,19 +21,20 @@ use std::sync::Arc;
 /// What the operator watches and how it models VMs.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Namespace of the CatalystVMs and ServiceGroups to manage; all when `None`.
-    pub namespace: Option<String>,
+    /// Namespaces of the CatalystVMs and ServiceGroups to manage; all when empty. One is
+    /// watched on its own; several are watched cluster-wide and the others left alone.
+    pub namespaces: Vec<String>,
     pub overhead: Overhead,
 }
 
-fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+fn scoped<K>(client: &Client, namespaces: &[String]) -> Api<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>,
     K::DynamicType: Default,
 {
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
+    match namespaces {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
     }
 }
 
@@ -55,7 +56,7 @@ fn managed() -> watcher::Config {
 /// Runs the three controllers until SIGTERM or SIGINT, after the caches have synced.
 /// `ready` is called once they have.
 pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: impl FnOnce()) {
-    let ns = &config.namespace;
+    let ns = &config.namespaces;
     let (hosts, hosts_feed) =
         cache(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), watcher::Config::default());
     let (vms, vms_feed) = cache(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default());
@@ -81,6 +82,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let stores = Stores { hosts: hosts.clone(), vms: vms.clone(), groups: groups.clone(), nodes };
     let mut ctx = Context::new(client.clone(), stores, config.overhead);
     ctx.metrics = metrics;
+    ctx.namespaces = config.namespaces.clone();
     let ctx = Arc::new(ctx);
 
     let unplaced_vms = vms.clone();

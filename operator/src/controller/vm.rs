@@ -14,7 +14,7 @@
 
 use super::apply;
 use super::conditions::{self, NODE_JOINED, READY, SCHEDULED, Wanted, wanted};
-use super::{Context, Error, FINALIZER, key_of, patch_status, reconcile_guarded, valid};
+use super::{Context, Error, FINALIZER, key_of, patch_status, read_unseen, reconcile_guarded, valid};
 use crate::api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::kubevirt::VirtualMachine;
@@ -250,7 +250,8 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     // election), planned from the hosts' ledgers as the API server has them now.
     let _one_at_a_time = ctx.placement.lock().await;
     let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&Default::default()).await?.items;
-    let unseen = unseen_vms(ctx, &fresh).await?;
+    let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
+    let (unseen, _) = read_unseen(ctx, &keys).await?;
     let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
     if let Some(adopted) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
         tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
@@ -269,22 +270,6 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     tracing::info!(%host, "placed");
     ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
     Ok(Placement::On(host))
-}
-
-/// The VMs the hosts' ledgers hold that the cache has not seen yet, read from the API server:
-/// a cache lagging behind a placement must neither hide its cores nor its spread group.
-async fn unseen_vms(ctx: &Context, hosts: &[CatalystHost]) -> Result<Vec<CatalystVM>, Error> {
-    let keys: Vec<String> = hosts.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
-    let mut unseen = Vec::new();
-    for key in &keys {
-        let Some((namespace, name)) = key.split_once('/') else { continue };
-        if ctx.stores.vm(namespace, name).is_none()
-            && let Some(vm) = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?
-        {
-            unseen.push(vm);
-        }
-    }
-    Ok(unseen)
 }
 
 /// Appends `key` to the ledger of `host` (as just read) with a compare-and-swap on the
