@@ -255,4 +255,16 @@ pub struct VirtualMachineStatus {
     pub ready: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
+    /// Such as Ready, Paused, Failure and RestartRequired (a spec change waits for a restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<VirtualMachineCondition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct VirtualMachineCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

@@ -515,3 +515,21 @@ async fn objects_of_namespaces_the_operator_does_not_manage_are_left_alone() {
     controller::host::reconcile(Arc::new(DeserializeGuard(Ok(world.hosts[0].clone()))), ctx).await.unwrap();
     assert_eq!(fake.writes(), [format!("PUT {HOSTS}/small-1/status")]);
 }
+
+#[tokio::test]
+async fn a_spec_change_kubevirt_holds_for_a_restart_is_reported() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    let machine = format!("{MACHINES}/api-a");
+    let mut live = fake.get(&machine).unwrap();
+    live["status"] = json!({"printableStatus": "Running", "ready": true,
+        "conditions": [{"type": "RestartRequired", "status": "True", "message": "a non-live-updatable field was changed"}]});
+    fake.insert(&machine, live);
+    let mut resized = settled;
+    resized.vms[0].spec.cpu = 10;
+    controller::vm::reconcile(vm_guard(&resized, "api-a"), context(client, &resized, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let restart =
+        vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "RestartRequired").unwrap();
+    assert_eq!((&restart["status"], &restart["reason"]), (&json!("True"), &json!("SpecChangePending")));
+    assert!(restart["message"].as_str().unwrap().ends_with("a non-live-updatable field was changed"));
+}

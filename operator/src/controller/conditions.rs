@@ -7,6 +7,7 @@ pub const READY: &str = "Ready";
 pub const SCHEDULED: &str = "Scheduled";
 pub const NODE_JOINED: &str = "NodeJoined";
 pub const OVERCOMMITTED: &str = "Overcommitted";
+pub const RESTART_REQUIRED: &str = "RestartRequired";
 
 /// A condition as the reconciler decides it, before times and generations are filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! between finds the VM in a ledger on restart and adopts that host.
 
 use super::apply;
-use super::conditions::{self, NODE_JOINED, READY, SCHEDULED, Wanted, wanted};
+use super::conditions::{self, NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
 use super::{Context, Error, FINALIZER, key_of, patch_status, read_unseen, reconcile_guarded, valid};
 use crate::api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use crate::api::{CatalystHost, CatalystVM, Resources};
@@ -192,7 +192,17 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     };
     let scheduled =
         wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name));
-    report(vm, ctx, status, &[scheduled, joined, ready], false, Action::requeue(RESYNC)).await
+    // KubeVirt applies some spec changes (cores, memory) only at the next start.
+    let restart = match machine_status.conditions.iter().find(|c| c.type_ == RESTART_REQUIRED && c.status == "True") {
+        Some(pending) => wanted(
+            RESTART_REQUIRED,
+            true,
+            "SpecChangePending",
+            format!("restart the VM to apply its new spec: {}", pending.message.clone().unwrap_or_default()),
+        ),
+        None => wanted(RESTART_REQUIRED, false, "UpToDate", "the VM runs its current spec"),
+    };
+    report(vm, ctx, status, &[scheduled, joined, ready, restart], false, Action::requeue(RESYNC)).await
 }
 
 fn node_is_ready(node: &Node) -> bool {
