@@ -533,3 +533,16 @@ async fn a_spec_change_kubevirt_holds_for_a_restart_is_reported() {
     assert_eq!((&restart["status"], &restart["reason"]), (&json!("True"), &json!("SpecChangePending")));
     assert!(restart["message"].as_str().unwrap().ends_with("a non-live-updatable field was changed"));
 }
+
+#[tokio::test]
+async fn a_new_pin_on_a_placed_vm_is_reported_and_not_followed() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    settled.vms[0].spec.host = Some("small-2".into());
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["host"], "small-1");
+    let scheduled = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
+    assert_eq!(scheduled["reason"], "PinIgnored");
+    let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
+    assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
+}

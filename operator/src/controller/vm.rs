@@ -190,8 +190,18 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         VmPhase::Halted => wanted(READY, false, "Halted", "runStrategy is Halted"),
         _ => wanted(READY, false, "Provisioning", format!("VirtualMachine {name} is {printable}")),
     };
-    let scheduled =
-        wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name));
+    let scheduled = match &vm.spec.host {
+        // A placed VM never moves; a new pin is reported, not followed.
+        Some(pin) if *pin != host_name => wanted(
+            SCHEDULED,
+            true,
+            "PinIgnored",
+            format!(
+                "spec.host names {pin}, but a placed VM never moves: it stays on CatalystHost {host_name} (re-create it to move it)"
+            ),
+        ),
+        _ => wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name)),
+    };
     // KubeVirt applies some spec changes (cores, memory) only at the next start.
     let restart = match machine_status.conditions.iter().find(|c| c.type_ == RESTART_REQUIRED && c.status == "True") {
         Some(pending) => wanted(
