@@ -54,10 +54,6 @@ impl Elector {
         Self { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     fn held_spec(&self, now: Timestamp, previous: Option<&LeaseSpec>, taking_over: bool) -> LeaseSpec {
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {

@@ -21,12 +21,6 @@ pub enum SchemaViolation {
     BadRef { path: String, reference: String },
 }
 
-impl SchemaViolation {
-    pub fn is_unknown_field(&self) -> bool {
-        matches!(self, SchemaViolation::Unknown { .. })
-    }
-}
-
 impl fmt::Display for SchemaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

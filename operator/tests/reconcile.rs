@@ -546,3 +546,20 @@ async fn a_new_pin_on_a_placed_vm_is_reported_and_not_followed() {
     let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
     assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
 }
+
+#[tokio::test]
+async fn a_virtual_machine_that_cannot_start_fails_its_catalyst_vm() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    let machine = format!("{MACHINES}/api-a");
+    let mut live = fake.get(&machine).unwrap();
+    live["status"] = json!({"printableStatus": "ErrorUnschedulable", "ready": false});
+    fake.insert(&machine, live);
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["phase"], "Failed");
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(
+        (&ready["reason"], &ready["message"]),
+        (&json!("VirtualMachineFailed"), &json!("VirtualMachine api-a is ErrorUnschedulable"))
+    );
+}

@@ -26,7 +26,7 @@ if ready.status == "True" then
 end
 local degraded = {
   InvalidSpec = true, Unschedulable = true, DoesNotFitHost = true, HostMissing = true,
-  JoinSecretMissing = true, JoinSecretInvalid = true,
+  JoinSecretMissing = true, JoinSecretInvalid = true, VirtualMachineFailed = true,
 }
 if degraded[ready.reason] then
   return { status = "Degraded", message = ready.reason .. ": " .. ready.message }

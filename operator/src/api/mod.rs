@@ -37,8 +37,3 @@ pub struct Resources {
     /// Memory, as a quantity such as 512Gi.
     pub memory: Quantity,
 }
-
-/// Standard Kubernetes condition types used by all three kinds.
-pub mod condition {
-    pub const READY: &str = "Ready";
-}

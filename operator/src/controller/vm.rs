@@ -161,10 +161,17 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let node_ready = node.as_deref().is_some_and(node_is_ready);
     let machine_status = machine.status.unwrap_or_default();
     let printable = machine_status.printable_status.clone().unwrap_or_else(|| "Unknown".into());
+    // KubeVirt's printable statuses for a VM that cannot start: ErrorUnschedulable,
+    // ErrImagePull, ImagePullBackOff, CrashLoopBackOff, ErrorPvcNotFound, DataVolumeError ...
+    let failing = printable.starts_with("Err")
+        || printable.ends_with("Error")
+        || printable.ends_with("BackOff")
+        || printable.ends_with("NotFound");
     let phase = match (vm.spec.run_strategy, machine_status.ready == Some(true), node_ready) {
         (RunStrategy::Halted, false, _) => VmPhase::Halted,
         (_, true, true) => VmPhase::Ready,
         (_, true, false) => VmPhase::Running,
+        _ if failing => VmPhase::Failed,
         _ if printable == "Stopped" || printable == "Unknown" => VmPhase::Scheduled,
         _ => VmPhase::Provisioning,
     };
@@ -188,6 +195,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let ready = match phase {
         VmPhase::Ready => wanted(READY, true, "Ready", "the VM runs and its node is Ready"),
         VmPhase::Halted => wanted(READY, false, "Halted", "runStrategy is Halted"),
+        VmPhase::Failed => {
+            wanted(READY, false, "VirtualMachineFailed", format!("VirtualMachine {name} is {printable}"))
+        }
         _ => wanted(READY, false, "Provisioning", format!("VirtualMachine {name} is {printable}")),
     };
     let scheduled = match &vm.spec.host {
