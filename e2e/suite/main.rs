@@ -215,6 +215,25 @@ async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_placed_vm_cannot_be_pinned_to_another_host() {
+    let (cluster, ns, _operator, layout) = running_minimal("pin").await;
+    let client = &cluster.client;
+    let host = placed_host(client, &ns, "api-a").await;
+    let other = layout.hosts.iter().map(|h| h.name_any()).find(|h| *h != host).unwrap();
+    let mut moved = layout.vms[0].clone();
+    moved.spec.host = Some(other);
+    let params = kube::api::PatchParams::apply(harness::MANAGER).force();
+    let error =
+        vms(client, &ns).patch("api-a", &params, &kube::api::Patch::Apply(&moved)).await.unwrap_err().to_string();
+    assert!(error.contains("a placed VM never moves"), "{error}");
+    assert_eq!(vms(client, &ns).get("api-a").await.unwrap().spec.host, None, "nothing changed");
+    let mut pinned_here = layout.vms[0].clone();
+    pinned_here.spec.host = Some(host.clone());
+    apply(&vms(client, &ns), &pinned_here).await;
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_vm_removes_its_virtual_machine_and_releases_its_host() {
     let (cluster, ns, _operator, layout) = running_minimal("delete").await;
     let client = &cluster.client;

@@ -239,6 +239,19 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     c.finish()
 }
 
+/// The rules of a change to a CatalystVM (those with `oldSelf`): `new` must keep them given `old`.
+pub fn validate_vm_update(old: &CatalystVM, new: &CatalystVM) -> Result<(), Vec<FieldError>> {
+    let mut c = Checker::new(ObjectRef::of(new));
+    let placed = old.status.as_ref().and_then(|s| s.host.as_deref());
+    if let (Some(placed), Some(pin)) = (placed, new.spec.host.as_deref())
+        && old.spec.host.as_deref() != Some(pin)
+        && pin != placed
+    {
+        c.fail("spec.host", pin, &rules::VM_PLACED_HOST_IS_FIXED);
+    }
+    c.finish()
+}
+
 /// The longest value a Kubernetes label may have.
 const MAX_LABEL_VALUE: usize = 63;
 

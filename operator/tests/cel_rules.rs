@@ -2,7 +2,7 @@
 //! and one that breaks it, and agrees with the offline Rust validation on those same objects.
 
 use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup, rules};
-use catalyst::validation::{FieldError, validate_group, validate_host, validate_vm};
+use catalyst::validation::{FieldError, validate_group, validate_host, validate_vm, validate_vm_update};
 use kube::CustomResourceExt;
 use kube::core::cel::{ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
 use serde_json::{Value, json};
@@ -89,6 +89,72 @@ fn cel_failures(kind: &str, object: &Value) -> BTreeSet<(String, String)> {
                 (e.field_path.clone(), e.message.clone())
             })
             .collect(),
+    }
+}
+
+/// The transition rules (with `oldSelf`) a change from `old` to `new` breaks, in CEL.
+fn cel_update_failures(kind: &str, old: &Value, new: &Value) -> BTreeSet<(String, String)> {
+    match Validator::new().validate(&schema_of(kind), new, Some(old)) {
+        Ok(()) => BTreeSet::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e.kind,
+                    ErrorKind::ValidationFailure,
+                    "rule {:?} did not evaluate cleanly: {}",
+                    e.rule,
+                    e.message
+                );
+                // kube-cel joins a root rule's fieldPath to the empty root path as `.spec.host`;
+                // the API server reports `spec.host`.
+                (e.field_path.trim_start_matches('.').to_string(), e.message.clone())
+            })
+            .collect(),
+    }
+}
+
+/// A VM change: (old spec.host, old status.host, new spec.host) and whether it is refused.
+const VM_HOST_CHANGES: [(Option<&str>, Option<&str>, Option<&str>, bool); 7] = [
+    (None, None, Some("h2"), false),       // not placed yet: pin freely
+    (Some("h1"), None, Some("h2"), false), // not placed yet: re-pin freely
+    (None, Some("h1"), Some("h2"), true),  // placed on h1: another host is refused
+    (Some("h1"), Some("h1"), Some("h2"), true),
+    (None, Some("h1"), Some("h1"), false),       // naming the host it runs on
+    (Some("h1"), Some("h1"), None, false),       // removing the pin
+    (Some("h2"), Some("h1"), Some("h2"), false), // an old mismatch is left as it was
+];
+
+fn vm_with_host(spec_host: Option<&str>, status_host: Option<&str>) -> Value {
+    let mut vm = valid("CatalystVM");
+    if let Some(host) = spec_host {
+        vm["spec"]["host"] = json!(host);
+    }
+    if let Some(host) = status_host {
+        vm["status"] = json!({"host": host});
+    }
+    vm
+}
+
+#[test]
+fn a_placed_vm_cannot_be_pinned_elsewhere_in_cel_and_in_rust() {
+    let refused = BTreeSet::from([("spec.host".to_string(), rules::VM_PLACED_HOST_IS_FIXED.message.to_string())]);
+    for (old_pin, placed, new_pin, is_refused) in VM_HOST_CHANGES {
+        let old = vm_with_host(old_pin, placed);
+        let new = vm_with_host(new_pin, placed);
+        let expected = if is_refused { refused.clone() } else { BTreeSet::new() };
+        let label = format!("pin {old_pin:?} -> {new_pin:?} while placed on {placed:?}");
+        assert_eq!(cel_update_failures("CatalystVM", &old, &new), expected, "CEL on {label}");
+        let rust: BTreeSet<(String, String)> = validate_vm_update(
+            &serde_json::from_value(old.clone()).unwrap(),
+            &serde_json::from_value(new.clone()).unwrap(),
+        )
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect();
+        assert_eq!(rust, expected, "Rust on {label}");
     }
 }
 
@@ -245,7 +311,10 @@ fn each_broken_rule_is_reported_alike_by_cel_and_rust() {
 #[test]
 fn every_rule_is_in_a_crd_and_broken_by_some_case() {
     let crds: String = ["CatalystHost", "CatalystVM", "ServiceGroup"].map(|k| schema_of(k).to_string()).concat();
-    let broken: BTreeSet<&str> = cases().iter().flat_map(|c| c.broken.iter().map(|(_, rule)| rule.cel)).collect();
+    let mut broken: BTreeSet<&str> = cases().iter().flat_map(|c| c.broken.iter().map(|(_, rule)| rule.cel)).collect();
+    if VM_HOST_CHANGES.iter().any(|(_, _, _, refused)| *refused) {
+        broken.insert(rules::VM_PLACED_HOST_IS_FIXED.cel);
+    }
     for rule in rules::ALL {
         assert!(crds.contains(&serde_json::to_string(rule.cel).unwrap()), "rule {:?} is in no CRD", rule.cel);
         assert!(broken.contains(rule.cel), "rule {:?} is never broken by a test case", rule.cel);

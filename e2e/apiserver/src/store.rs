@@ -207,7 +207,11 @@ impl Store {
         });
         if let Err(errors) = kube::core::cel::Validator::new().validate(schema, &defaulted, old_body.as_ref()) {
             return Err(invalid(
-                errors.iter().map(|e| format!("{}: Invalid value: {}", e.field_path, e.message)).collect(),
+                // kube-cel writes a root rule's field path with a leading dot; the API server does not.
+                errors
+                    .iter()
+                    .map(|e| format!("{}: Invalid value: {}", e.field_path.trim_start_matches('.'), e.message))
+                    .collect(),
             ));
         }
         for (key, value) in defaulted.as_object().into_iter().flatten() {

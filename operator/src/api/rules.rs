@@ -97,8 +97,17 @@ pub const BOOT_DISK_ONE_SOURCE: CelRule = CelRule {
 pub const REPLICAS_NON_NEGATIVE: CelRule =
     CelRule { cel: "self >= 0", message: "replicas must be 0 or more", field_path: None };
 
+/// A transition rule at the root of CatalystVM (so `self` is the whole object): once a VM is
+/// placed, `spec.host` may stay, be removed or name the host it runs on, never another one.
+pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
+    cel: "!has(oldSelf.status) || !has(oldSelf.status.host) || !has(self.spec.host) || \
+          (has(oldSelf.spec.host) && self.spec.host == oldSelf.spec.host) || self.spec.host == oldSelf.status.host",
+    message: "a placed VM never moves: spec.host may only name the host it runs on (re-create the VM to move it)",
+    field_path: Some(".spec.host"),
+};
+
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 12] = [
+pub const ALL: [&CelRule; 13] = [
     &AT_LEAST_ONE_CORE,
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
@@ -111,4 +120,5 @@ pub const ALL: [&CelRule; 12] = [
     &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
     &BOOT_DISK_ONE_SOURCE,
     &REPLICAS_NON_NEGATIVE,
+    &VM_PLACED_HOST_IS_FIXED,
 ];

@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Memory","type":"string","jsonPath":".spec.memory"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.nodeName"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = rules::VM_PLACED_HOST_IS_FIXED.to_kube()
 )]
 #[x_kube(
     validation = rules::VM_MEMORY_WHOLE_PAGES.to_kube(),
