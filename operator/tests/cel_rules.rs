@@ -114,8 +114,10 @@ fn cel_update_failures(kind: &str, old: &Value, new: &Value) -> BTreeSet<(String
     }
 }
 
-/// A VM change: (old spec.host, old status.host, new spec.host) and whether it is refused.
-const VM_HOST_CHANGES: [(Option<&str>, Option<&str>, Option<&str>, bool); 7] = [
+/// A VM change: old spec.host, old status.host, new spec.host, and whether it is refused.
+type HostChange = (Option<&'static str>, Option<&'static str>, Option<&'static str>, bool);
+
+const VM_HOST_CHANGES: [HostChange; 7] = [
     (None, None, Some("h2"), false),       // not placed yet: pin freely
     (Some("h1"), None, Some("h2"), false), // not placed yet: re-pin freely
     (None, Some("h1"), Some("h2"), true),  // placed on h1: another host is refused
