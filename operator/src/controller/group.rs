@@ -5,9 +5,8 @@
 //! and nothing already running is touched.
 
 use super::apply;
-use super::conditions::{self, READY, Wanted, wanted};
-use super::{Context, Error, key_of, patch_status, reconcile_guarded, valid};
-use crate::api::group::ServiceGroupStatus;
+use super::conditions::{READY, wanted};
+use super::{Context, Error, key_of, reconcile_guarded, report, valid};
 use crate::api::{CatalystVM, Resources, ServiceGroup};
 use crate::planner::{self, GroupModel, VmModel};
 use crate::quantity::format_bytes;
@@ -18,8 +17,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,28 +25,6 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Context>) -> Result<Action, Error> {
     reconcile_guarded("ServiceGroup", guard, ctx, |group, ctx| async move { apply(&group, &ctx).await }).await
-}
-
-async fn report(
-    group: &ServiceGroup,
-    ctx: &Context,
-    mut status: ServiceGroupStatus,
-    wanted: &[Wanted],
-    problem: bool,
-    after: Action,
-) -> Result<Action, Error> {
-    let api: Api<ServiceGroup> = Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    let generation = group.metadata.generation;
-    status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
-    status.observed_generation = generation;
-    let written = patch_status(&api, &group.name_any(), group.status.as_ref(), &status).await?;
-    if written
-        && problem
-        && let Some(failing) = wanted.iter().find(|w| !w.status)
-    {
-        ctx.event(&group.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
-    }
-    Ok(after)
 }
 
 /// Whether the group fits what its VM's node offers, and if not, why.
@@ -82,17 +58,17 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
         let message =
             errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
         let invalid = wanted(READY, false, "InvalidSpec", format!("{message}; nothing running was touched"));
-        return report(group, ctx, status, &[invalid], true, Action::await_change()).await;
+        return report(group, group.status.as_ref(), status, ctx, &[invalid], true, Action::await_change()).await;
     }
     let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
         let missing =
             format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
         let missing = [wanted(READY, false, "VMNotFound", missing)];
-        return report(group, ctx, status, &missing, true, Action::await_change()).await;
+        return report(group, group.status.as_ref(), status, ctx, &missing, true, Action::await_change()).await;
     };
     if let Err(why) = fit(group, &vm, ctx) {
         let refusal = wanted(READY, false, "DoesNotFit", format!("{why}; nothing running was touched"));
-        return report(group, ctx, status, &[refusal], true, Action::await_change()).await;
+        return report(group, group.status.as_ref(), status, ctx, &[refusal], true, Action::await_change()).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -108,5 +84,5 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     } else {
         wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     };
-    report(group, ctx, status, &[ready], false, Action::requeue(RESYNC)).await
+    report(group, group.status.as_ref(), status, ctx, &[ready], false, Action::requeue(RESYNC)).await
 }

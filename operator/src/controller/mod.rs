@@ -203,6 +203,61 @@ where
     Ok(true)
 }
 
+/// A status with standard conditions and an observed generation.
+pub trait Reported: Serialize + PartialEq {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
+    fn observed_generation(&mut self) -> &mut Option<i64>;
+}
+
+impl Reported for crate::api::CatalystVMStatus {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+    fn observed_generation(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+impl Reported for crate::api::ServiceGroupStatus {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+    fn observed_generation(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+/// Writes a namespaced object's `status` (from `old`) with the `wanted` conditions set, then
+/// waits `after`. A `problem` (the user must act) is also a Warning event, published when the
+/// status changed.
+pub async fn report<K, S>(
+    object: &K,
+    old: Option<&S>,
+    mut status: S,
+    ctx: &Context,
+    wanted: &[conditions::Wanted],
+    problem: bool,
+    after: Action,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    S: Reported,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let generation = object.meta().generation;
+    let merged = conditions::merge(status.conditions(), wanted, generation, &(ctx.clock)());
+    *status.conditions() = merged;
+    *status.observed_generation() = generation;
+    let written = patch_status(&api, &object.name_any(), old, &status).await?;
+    if written
+        && problem
+        && let Some(failing) = wanted.iter().find(|w| !w.status)
+    {
+        ctx.event(&object.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
+    }
+    Ok(after)
+}
+
 /// Warns about an object that does not deserialize, and waits for it to change.
 pub async fn report_malformed<K: Resource<DynamicType = ()>>(ctx: &Context, guard: &DeserializeGuard<K>) -> Action {
     if let Err(invalid) = &guard.0 {

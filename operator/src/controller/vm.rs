@@ -13,9 +13,9 @@
 //! between finds the VM in a ledger on restart and adopts that host.
 
 use super::apply;
-use super::conditions::{self, NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
-use super::{Context, Error, FINALIZER, key_of, patch_status, read_unseen, reconcile_guarded, valid};
-use crate::api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
+use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, wanted};
+use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, report, valid};
+use crate::api::vm::{RunStrategy, VmPhase};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::kubevirt::VirtualMachine;
 use crate::planner::model::node_allocatable;
@@ -61,30 +61,6 @@ enum Placement {
     Nowhere(String),
 }
 
-/// Writes the VM's status with `wanted` conditions, then waits `after`. A `problem` (the
-/// user must act) is also a Warning event, published when the status changes.
-async fn report(
-    vm: &CatalystVM,
-    ctx: &Context,
-    mut status: CatalystVMStatus,
-    wanted: &[Wanted],
-    problem: bool,
-    after: Action,
-) -> Result<Action, Error> {
-    let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
-    let generation = vm.metadata.generation;
-    status.conditions = conditions::merge(&status.conditions, wanted, generation, &(ctx.clock)());
-    status.observed_generation = generation;
-    let written = patch_status(&api, &vm.name_any(), vm.status.as_ref(), &status).await?;
-    if written
-        && problem
-        && let Some(failing) = wanted.iter().find(|w| !w.status)
-    {
-        ctx.event(&vm.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
-    }
-    Ok(after)
-}
-
 async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let name = vm.name_any();
     let namespace = vm.namespace().unwrap_or_default();
@@ -94,7 +70,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         let message =
             errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
         let not_ready = wanted(READY, false, "InvalidSpec", format!("{message}; nothing was changed"));
-        return report(vm, ctx, status, &[not_ready], true, Action::await_change()).await;
+        return report(vm, vm.status.as_ref(), status, ctx, &[not_ready], true, Action::await_change()).await;
     }
 
     let host_name = match place(vm, ctx).await? {
@@ -104,18 +80,26 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             status.phase = Some(VmPhase::Pending);
             let unscheduled =
                 [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
-            return report(vm, ctx, status, &unscheduled, true, Action::requeue(RESYNC)).await;
+            return report(vm, vm.status.as_ref(), status, ctx, &unscheduled, true, Action::requeue(RESYNC)).await;
         }
     };
     status.host = Some(host_name.clone());
     let Some(host) = ctx.stores.host(&host_name) else {
         let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
-        return report(vm, ctx, status, &[wanted(READY, false, "HostMissing", gone)], true, Action::requeue(WAIT))
-            .await;
+        return report(
+            vm,
+            vm.status.as_ref(),
+            status,
+            ctx,
+            &[wanted(READY, false, "HostMissing", gone)],
+            true,
+            Action::requeue(WAIT),
+        )
+        .await;
     };
     if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
         let refusal = wanted(READY, false, "DoesNotFitHost", format!("{overcommit}; the running VM is left as it was"));
-        return report(vm, ctx, status, &[refusal], true, Action::await_change()).await;
+        return report(vm, vm.status.as_ref(), status, ctx, &[refusal], true, Action::await_change()).await;
     }
 
     let join = match &vm.spec.node.join_secret_name {
@@ -126,8 +110,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                     let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
                     return report(
                         vm,
-                        ctx,
+                        vm.status.as_ref(),
                         status,
+                        ctx,
                         &[wanted(READY, false, "JoinSecretMissing", missing)],
                         true,
                         Action::requeue(WAIT),
@@ -139,8 +124,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                     Err(why) => {
                         return report(
                             vm,
-                            ctx,
+                            vm.status.as_ref(),
                             status,
+                            ctx,
                             &[wanted(READY, false, "JoinSecretInvalid", why)],
                             true,
                             Action::requeue(WAIT),
@@ -222,7 +208,8 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         ),
         None => wanted(RESTART_REQUIRED, false, "UpToDate", "the VM runs its current spec"),
     };
-    report(vm, ctx, status, &[scheduled, joined, ready, restart], false, Action::requeue(RESYNC)).await
+    report(vm, vm.status.as_ref(), status, ctx, &[scheduled, joined, ready, restart], false, Action::requeue(RESYNC))
+        .await
 }
 
 fn node_is_ready(node: &Node) -> bool {
