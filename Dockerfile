@@ -3,7 +3,10 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+# The whole workspace: cargo reads every member's manifest (e2e/ holds the emulator crate and
+# the suite, which only the tests use).
 COPY operator ./operator
+COPY e2e ./e2e
 RUN cargo build --release --locked --bin catalyst-operator --bin kubectl-catalyst
 
 # Final stage: distroless (glibc, CA certificates, no shell), running as a non-root user.
