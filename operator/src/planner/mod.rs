@@ -202,7 +202,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     // 2. Pinned VMs go to their host or nowhere.
     let mut pinned: Vec<usize> =
         (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_some()).collect();
-    pinned.sort_by(|&a, &b| size_order(vms[a], vms[b]));
+    pinned.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
     for v in pinned {
         let vm = vms[v];
         let host_name = vm.pinned.as_deref().unwrap_or_default();
@@ -231,7 +231,7 @@ pub fn plan(input: &PlanInput) -> Plan {
 
     // 3. The rest: best-fit decreasing.
     let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
-    free.sort_by(|&a, &b| size_order(vms[a], vms[b]));
+    free.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
     let mut unplaced = Vec::new();
     for v in free {
         let vm = vms[v];
@@ -297,14 +297,14 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 }
 
-/// Largest first: cores, then memory; spread-group members before loose VMs; then by name.
+/// Largest first: cores, then memory; spread-group members before loose VMs. Ties fall to
+/// the VMs' positions, which are in name order (cheaper than comparing the names again).
 fn size_order(a: &VmModel, b: &VmModel) -> std::cmp::Ordering {
     b.demand
         .cpu
         .cmp(&a.demand.cpu)
         .then(b.demand.memory.cmp(&a.demand.memory))
         .then(b.spread_group.is_some().cmp(&a.spread_group.is_some()))
-        .then(a.key.cmp(&b.key))
 }
 
 fn vm_object(vm: &VmModel) -> String {
