@@ -563,3 +563,22 @@ async fn a_virtual_machine_that_cannot_start_fails_its_catalyst_vm() {
         (&json!("VirtualMachineFailed"), &json!("VirtualMachine api-a is ErrorUnschedulable"))
     );
 }
+
+#[tokio::test]
+async fn a_status_field_no_longer_true_is_removed_and_then_quiet() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    // The VM's status named a node that has since gone away.
+    let path = format!("{VMS}/api-a");
+    let mut vm = fake.get(&path).unwrap();
+    vm["status"]["nodeName"] = json!("api-a.catalyst-demo");
+    fake.insert(&path, vm.clone());
+    settled.vms[0] = serde_json::from_value(vm).unwrap();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client.clone(), &settled, vec![])).await.unwrap();
+    assert_eq!(fake.body_of(&format!("PATCH {VMS}/api-a/status")).unwrap()["status"]["nodeName"], Value::Null);
+    let vm = fake.get(&path).unwrap();
+    assert_eq!(vm["status"].get("nodeName"), None);
+    settled.vms[0] = serde_json::from_value(vm).unwrap();
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new(), "no write once the status says what is true");
+}

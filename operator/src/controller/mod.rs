@@ -198,9 +198,54 @@ where
     if old == Some(status) {
         return Ok(false);
     }
-    let patch = serde_json::json!({ "status": status });
+    let old = old.map(|o| serde_json::to_value(o).expect("a status serializes")).unwrap_or(serde_json::Value::Null);
+    let new = serde_json::to_value(status).expect("a status serializes");
+    let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(true)
+}
+
+/// The JSON merge patch that turns `old` into `new`: a field `new` no longer has is sent as
+/// null, since a merge patch keeps every field it does not mention (a status field the
+/// operator stopped setting, such as the node of a VM whose node went away, would otherwise
+/// stay, and the status would never match what the operator wants: a write on every
+/// reconcile).
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    match (old.as_object(), new.as_object()) {
+        (Some(old), Some(new)) => {
+            let mut patch = new.clone();
+            for (key, was) in old {
+                match new.get(key) {
+                    None => {
+                        patch.insert(key.clone(), serde_json::Value::Null);
+                    }
+                    Some(now) => {
+                        patch.insert(key.clone(), merge_patch(was, now));
+                    }
+                }
+            }
+            serde_json::Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_removes_what_the_new_status_no_longer_has() {
+        let old =
+            json!({"phase": "Ready", "nodeName": "n", "available": {"cpu": 1, "memory": "1Gi"}, "conditions": [1, 2]});
+        let new = json!({"phase": "Running", "available": {"cpu": 2, "memory": "1Gi"}, "conditions": [1]});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"phase": "Running", "nodeName": null, "available": {"cpu": 2, "memory": "1Gi"}, "conditions": [1]})
+        );
+        assert_eq!(merge_patch(&json!(null), &new), new);
+    }
 }
 
 /// A status with standard conditions and an observed generation.
