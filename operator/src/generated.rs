@@ -43,11 +43,20 @@ fn role(kind: &str, name: &str, grants: &[rbac::Grant]) -> String {
     )
 }
 
+/// Each kind's health check as Argo CD runs it: the shared preamble, then the kind's own part.
+pub fn health_checks(root: &Path) -> std::io::Result<Vec<(&'static str, String)>> {
+    let dir = root.join("config/argocd/health");
+    let preamble = std::fs::read_to_string(dir.join("preamble.lua"))?;
+    HEALTH_CHECKS
+        .iter()
+        .map(|kind| Ok((*kind, format!("{preamble}{}", std::fs::read_to_string(dir.join(format!("{kind}.lua")))?))))
+        .collect()
+}
+
 /// The argocd-cm entries that register the health checks (merge them into Argo CD's ConfigMap).
 fn argocd_health(root: &Path) -> std::io::Result<String> {
     let mut data = serde_json::Map::new();
-    for kind in HEALTH_CHECKS {
-        let script = std::fs::read_to_string(root.join(format!("config/argocd/health/{kind}.lua")))?;
+    for (kind, script) in health_checks(root)? {
         data.insert(format!("resource.customizations.health.catalyst.io_{kind}"), script.into());
     }
     let config_map = serde_json::json!({

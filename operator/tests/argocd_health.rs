@@ -1,17 +1,20 @@
-//! The Argo CD health checks (config/argocd/health/*.lua), run in a real Lua 5.1 interpreter
-//! (the language Argo CD's gopher-lua speaks) against the statuses the operator writes.
+//! The Argo CD health checks (config/argocd/health/: a shared preamble and one part per kind,
+//! joined as the generated argocd-cm holds them), run in a real Lua 5.1 interpreter (the
+//! language Argo CD's gopher-lua speaks) against the statuses the operator writes.
 
 use mlua::{Lua, LuaSerdeExt, Value as LuaValue};
 use serde_json::{Value, json};
 use std::path::Path;
 
+/// Runs the health check of `kind` exactly as the generated argocd-cm entry holds it.
 fn health(kind: &str, object: Value) -> (String, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/argocd/health/{kind}.lua"));
-    let script = std::fs::read_to_string(path).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scripts = catalyst::generated::health_checks(&root).unwrap();
+    let script = &scripts.iter().find(|(k, _)| *k == kind).unwrap().1;
     let lua = Lua::new();
     let obj = lua.to_value(&object).unwrap();
     lua.globals().set("obj", obj).unwrap();
-    let result: mlua::Table = lua.load(&script).eval().unwrap();
+    let result: mlua::Table = lua.load(script.as_str()).eval().unwrap();
     let status: String = result.get("status").unwrap();
     let message: LuaValue = result.get("message").unwrap();
     (status, message.as_string().map(|m| m.to_str().unwrap().to_string()).unwrap_or_default())

@@ -1,13 +1,4 @@
--- Argo CD health of a CatalystVM, from the conditions the operator writes.
-local hs = { status = "Progressing", message = "waiting for the operator" }
-if obj.status == nil then
-  return hs
-end
-local generation = obj.metadata.generation
-if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.observedGeneration < generation) then
-  hs.message = "the operator has not yet observed generation " .. generation
-  return hs
-end
+-- Argo CD health of a CatalystVM, from the conditions the operator writes (after preamble.lua).
 local ready = nil
 for _, condition in ipairs(obj.status.conditions or {}) do
   if condition.type == "Ready" then
