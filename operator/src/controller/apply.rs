@@ -4,6 +4,7 @@
 //! Catalyst stopped setting, which a subset check cannot), or when someone changed a field
 //! Catalyst owns.
 
+use crate::quantity::parse_bytes;
 use crate::render::FIELD_MANAGER;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
@@ -29,13 +30,28 @@ pub fn with_hash<K: Resource + Serialize>(mut desired: K) -> K {
 }
 
 /// Every field of `desired` is in `live` with the same value (lists element by element).
+/// Quantities of memory and storage compare by their bytes: the API server stores `1.5Gi` as
+/// `1536Mi`.
 pub fn contains(live: &Value, desired: &Value) -> bool {
+    contains_at(live, desired, "")
+}
+
+/// Keys whose string values are memory or storage quantities in what Catalyst renders.
+const QUANTITY_KEYS: [&str; 4] = ["memory", "storage", "guest", "ephemeral-storage"];
+
+fn contains_at(live: &Value, desired: &Value, key: &str) -> bool {
     match (live, desired) {
         (Value::Object(live), Value::Object(desired)) => {
-            desired.iter().all(|(key, value)| live.get(key).is_some_and(|l| contains(l, value)))
+            desired.iter().all(|(key, value)| live.get(key).is_some_and(|l| contains_at(l, value, key)))
         }
         (Value::Array(live), Value::Array(desired)) => {
-            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains_at(l, d, key))
+        }
+        (Value::String(live), Value::String(desired)) if QUANTITY_KEYS.contains(&key) => {
+            match (parse_bytes(live), parse_bytes(desired)) {
+                (Ok(live), Ok(desired)) => live == desired,
+                _ => live == desired,
+            }
         }
         _ => live == desired,
     }
@@ -83,6 +99,21 @@ mod tests {
         assert!(!contains(&live, &json!({"spec": {"replicas": 4}})));
         assert!(!contains(&live, &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})));
         assert!(!contains(&live, &json!({"spec": {"paused": true}})));
+    }
+
+    #[test]
+    fn memory_and_storage_compare_as_quantities_and_nothing_else_does() {
+        let live = json!({"resources": {"requests": {"memory": "1536Mi", "storage": "1Ti"}}, "guest": "1536Mi", "image": "app:1.0"});
+        assert!(contains(
+            &live,
+            &json!({"resources": {"requests": {"memory": "1.5Gi", "storage": "1024Gi"}}, "guest": "1.5Gi"})
+        ));
+        assert!(!contains(&live, &json!({"resources": {"requests": {"memory": "1.5G"}}})));
+        assert!(!contains(&live, &json!({"image": "app:1"})));
+        assert!(
+            !contains(&json!({"version": "1.0"}), &json!({"version": "1"})),
+            "only quantity keys compare as quantities"
+        );
     }
 
     fn config_map(data: &[(&str, &str)]) -> ConfigMap {
