@@ -82,6 +82,17 @@ impl Cluster {
         self.emulator.is_some()
     }
 
+    /// A cluster for a test that needs the emulator's own endpoints; on a real cluster `None`,
+    /// and the test says it is skipped and why.
+    pub async fn start_emulated(needs: &str) -> Option<Cluster> {
+        let cluster = Cluster::start().await;
+        if !cluster.emulated() {
+            eprintln!("skipped: {needs} needs the emulator");
+            return None;
+        }
+        Some(cluster)
+    }
+
     async fn install_crds(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let mut names = Vec::new();

@@ -368,11 +368,7 @@ async fn an_operator_killed_mid_convergence_converges_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_recovers_from_conflicts_server_errors_and_expired_watches() {
-    let cluster = Cluster::start().await;
-    if !cluster.emulated() {
-        eprintln!("skipped: injecting faults needs the emulator");
-        return;
-    }
+    let Some(cluster) = Cluster::start_emulated("injecting faults").await else { return };
     let ns = cluster.namespace("faults").await;
     let layout = crowded(&ns);
     layout.apply(&cluster.client).await;
@@ -447,11 +443,7 @@ async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_converged_world_costs_no_write() {
-    let cluster = Cluster::start().await;
-    if !cluster.emulated() {
-        eprintln!("skipped: counting requests needs the emulator");
-        return;
-    }
+    let Some(cluster) = Cluster::start_emulated("counting requests").await else { return };
     let ns = cluster.namespace("quiet").await;
     let _operator = Operator::start(&cluster, &ns);
     let layout = Layout::minimal(&ns);
