@@ -47,6 +47,11 @@ pub struct FieldError {
     pub cel_rule: Option<&'static str>,
 }
 
+/// The errors of one object in one line for a condition: `field = value: rule; ...`.
+pub fn summary(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ")
+}
+
 /// Collects the errors of one object.
 struct Checker {
     object: ObjectRef,

@@ -7,14 +7,12 @@
 use super::apply;
 use super::conditions::{READY, wanted};
 use super::{Context, Error, key_of, reconcile_guarded, report, valid};
-use crate::api::{CatalystVM, Resources, ServiceGroup};
+use crate::api::{CatalystVM, ServiceGroup};
 use crate::planner::{self, GroupModel, VmModel};
-use crate::quantity::format_bytes;
 use crate::render;
-use crate::validation::validate_group;
+use crate::validation::{summary, validate_group};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -49,14 +47,10 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     let namespace = group.namespace().unwrap_or_default();
     let mut status = group.status.clone().unwrap_or_default();
     let demand = GroupModel::from_group(group).demand;
-    status.requested = Some(Resources {
-        cpu: u32::try_from(demand.cpu).unwrap_or(u32::MAX),
-        memory: Quantity(format_bytes(demand.memory)),
-    });
+    status.requested = Some(demand.into());
 
     if let Err(errors) = validate_group(group) {
-        let message =
-            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
+        let message = summary(&errors);
         let invalid = wanted(READY, false, "InvalidSpec", format!("{message}; nothing running was touched"));
         return report(group, group.status.as_ref(), status, ctx, &[invalid], true, Action::await_change()).await;
     }

@@ -9,11 +9,10 @@
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
 use super::{Context, Error, key_of, read_unseen, reconcile_guarded, valid};
 use crate::api::host::{CatalystHostStatus, HostSummary};
-use crate::api::{CatalystHost, CatalystVM, Resources};
+use crate::api::{CatalystHost, CatalystVM};
 use crate::planner::{HostModel, Res, VmModel};
-use crate::quantity::{HumanBytes, format_bytes};
-use crate::validation::validate_host;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use crate::quantity::HumanBytes;
+use crate::validation::{summary, validate_host};
 use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -28,14 +27,6 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Context>) -> Result<Action, Error> {
     reconcile_guarded("CatalystHost", guard, ctx, |host, ctx| async move { apply(&host, &ctx).await }).await
-}
-
-fn res_of(resources: &Resources) -> Res {
-    Res::new(resources.cpu.into(), crate::quantity::parse_bytes(&resources.memory.0).unwrap_or(0))
-}
-
-fn resources(res: Res) -> Resources {
-    Resources { cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(res.memory)) }
 }
 
 /// The status the host should have, from the VMs the cache knows and the `unseen` ones its
@@ -68,12 +59,7 @@ pub fn desired_status(
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.status == "True");
     let mut wanted_conditions = vec![match (validate_host(host), node_ready) {
-        (Err(errors), _) => wanted(
-            READY,
-            false,
-            "InvalidSpec",
-            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; "),
-        ),
+        (Err(errors), _) => wanted(READY, false, "InvalidSpec", summary(&errors)),
         (Ok(()), Some(true)) => wanted(READY, true, "NodeReady", format!("node {} is Ready", host.spec.node_name)),
         (Ok(()), Some(false)) => {
             wanted(READY, false, "NodeNotReady", format!("node {} is not Ready", host.spec.node_name))
@@ -98,9 +84,9 @@ pub fn desired_status(
     });
     let generation = host.metadata.generation;
     CatalystHostStatus {
-        allocatable: Some(resources(allocatable)),
-        allocated: Some(resources(allocated)),
-        free: Some(resources(allocatable - allocated)),
+        allocatable: Some(allocatable.into()),
+        allocated: Some(allocated.into()),
+        free: Some((allocatable - allocated).into()),
         summary: Some(HostSummary {
             cpu: format!("{}/{}", allocated.cpu, allocatable.cpu),
             memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
@@ -117,7 +103,7 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     let (unseen, gone) = read_unseen(ctx, &ledger).await?;
     let status = desired_status(host, ctx, &unseen, &gone);
     let allocatable = HostModel::from_host(host).allocatable;
-    let allocated = status.allocated.as_ref().map(res_of).unwrap_or_default();
+    let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();
     ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
     if host.status.as_ref() == Some(&status) {
         return Ok(Action::requeue(RESYNC));

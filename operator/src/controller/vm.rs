@@ -22,9 +22,8 @@ use crate::planner::model::node_allocatable;
 use crate::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
 use crate::quantity::format_bytes;
 use crate::render::{self, JoinCredentials, labels};
-use crate::validation::{node_label_value, validate_vm};
+use crate::validation::{node_label_value, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -67,8 +66,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let mut status = vm.status.clone().unwrap_or_default();
 
     if let Err(errors) = validate_vm(vm) {
-        let message =
-            errors.iter().map(|e| format!("{} = {}: {}", e.field, e.value, e.message)).collect::<Vec<_>>().join("; ");
+        let message = summary(&errors);
         let not_ready = wanted(READY, false, "InvalidSpec", format!("{message}; nothing was changed"));
         return report(vm, vm.status.as_ref(), status, ctx, &[not_ready], true, Action::await_change()).await;
     }
@@ -354,7 +352,7 @@ fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
     let (plans, _) = planner::fit_groups(&groups, &[&model]);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
     let left = node_allocatable(&vm.spec) - taken;
-    Resources { cpu: u32::try_from(left.cpu).unwrap_or(u32::MAX), memory: Quantity(format_bytes(left.memory)) }
+    left.into()
 }
 
 /// Deletes the VirtualMachine, waits for it to be gone, then releases the VM's place in its

@@ -62,6 +62,22 @@ impl Sub for Res {
     }
 }
 
+/// The figures as the API writes them in statuses (whole cores, memory as a quantity).
+impl From<Res> for crate::api::Resources {
+    fn from(res: Res) -> Self {
+        Self {
+            cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX),
+            memory: k8s_openapi::apimachinery::pkg::api::resource::Quantity(format_bytes(res.memory)),
+        }
+    }
+}
+
+impl From<&crate::api::Resources> for Res {
+    fn from(resources: &crate::api::Resources) -> Self {
+        Res::new(resources.cpu.into(), bytes(&resources.memory.0))
+    }
+}
+
 /// What one VM costs its host beyond the guest's own memory: the virt-launcher pod's
 /// processes and page tables, following KubeVirt's `GetMemoryOverhead` (KVM):
 /// virt-launcher-monitor 25Mi + virt-launcher 100Mi + virtlogd 25Mi + virtqemud 40Mi +
