@@ -6,7 +6,7 @@
 
 use super::apply;
 use super::conditions::{READY, wanted};
-use super::{Context, Error, key_of, reconcile_guarded, report, valid};
+use super::{Context, Error, key_of, reconcile_guarded, refuse, report, valid};
 use crate::api::{CatalystVM, ServiceGroup};
 use crate::planner::{self, GroupModel, VmModel};
 use crate::render;
@@ -50,19 +50,17 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     status.requested = Some(demand.into());
 
     if let Err(errors) = validate_group(group) {
-        let message = summary(&errors);
-        let invalid = wanted(READY, false, "InvalidSpec", format!("{message}; nothing running was touched"));
-        return report(group, group.status.as_ref(), status, ctx, &[invalid], true, Action::await_change()).await;
+        let message = format!("{}; nothing running was touched", summary(&errors));
+        return refuse(group, group.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
     }
     let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
         let missing =
             format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
-        let missing = [wanted(READY, false, "VMNotFound", missing)];
-        return report(group, group.status.as_ref(), status, ctx, &missing, true, Action::await_change()).await;
+        return refuse(group, group.status.as_ref(), status, ctx, "VMNotFound", missing, Action::await_change()).await;
     };
     if let Err(why) = fit(group, &vm, ctx) {
-        let refusal = wanted(READY, false, "DoesNotFit", format!("{why}; nothing running was touched"));
-        return report(group, group.status.as_ref(), status, ctx, &[refusal], true, Action::await_change()).await;
+        let message = format!("{why}; nothing running was touched");
+        return refuse(group, group.status.as_ref(), status, ctx, "DoesNotFit", message, Action::await_change()).await;
     }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);

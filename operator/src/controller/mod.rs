@@ -303,6 +303,25 @@ where
     Ok(after)
 }
 
+/// Reports a problem the user must act on: `Ready=False` for `reason`, a Warning event when
+/// the status changes, then waits `after`.
+pub async fn refuse<K, S>(
+    object: &K,
+    old: Option<&S>,
+    status: S,
+    ctx: &Context,
+    reason: &'static str,
+    message: String,
+    after: Action,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    S: Reported,
+{
+    let not_ready = conditions::wanted(conditions::READY, false, reason, message);
+    report(object, old, status, ctx, &[not_ready], true, after).await
+}
+
 /// Warns about an object that does not deserialize, and waits for it to change.
 pub async fn report_malformed<K: Resource<DynamicType = ()>>(ctx: &Context, guard: &DeserializeGuard<K>) -> Action {
     if let Err(invalid) = &guard.0 {

@@ -14,7 +14,7 @@
 
 use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, wanted};
-use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, report, valid};
+use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, refuse, report, valid};
 use crate::api::vm::{RunStrategy, VmPhase};
 use crate::api::{CatalystHost, CatalystVM, Resources};
 use crate::kubevirt::VirtualMachine;
@@ -66,9 +66,8 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let mut status = vm.status.clone().unwrap_or_default();
 
     if let Err(errors) = validate_vm(vm) {
-        let message = summary(&errors);
-        let not_ready = wanted(READY, false, "InvalidSpec", format!("{message}; nothing was changed"));
-        return report(vm, vm.status.as_ref(), status, ctx, &[not_ready], true, Action::await_change()).await;
+        let message = format!("{}; nothing was changed", summary(&errors));
+        return refuse(vm, vm.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
     }
 
     let host_name = match place(vm, ctx).await? {
@@ -84,20 +83,11 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.host = Some(host_name.clone());
     let Some(host) = ctx.stores.host(&host_name) else {
         let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
-        return report(
-            vm,
-            vm.status.as_ref(),
-            status,
-            ctx,
-            &[wanted(READY, false, "HostMissing", gone)],
-            true,
-            Action::requeue(WAIT),
-        )
-        .await;
+        return refuse(vm, vm.status.as_ref(), status, ctx, "HostMissing", gone, Action::requeue(WAIT)).await;
     };
     if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
-        let refusal = wanted(READY, false, "DoesNotFitHost", format!("{overcommit}; the running VM is left as it was"));
-        return report(vm, vm.status.as_ref(), status, ctx, &[refusal], true, Action::await_change()).await;
+        let message = format!("{overcommit}; the running VM is left as it was");
+        return refuse(vm, vm.status.as_ref(), status, ctx, "DoesNotFitHost", message, Action::await_change()).await;
     }
 
     let join = match &vm.spec.node.join_secret_name {
@@ -106,13 +96,13 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             match Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await? {
                 None => {
                     let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
-                    return report(
+                    return refuse(
                         vm,
                         vm.status.as_ref(),
                         status,
                         ctx,
-                        &[wanted(READY, false, "JoinSecretMissing", missing)],
-                        true,
+                        "JoinSecretMissing",
+                        missing,
                         Action::requeue(WAIT),
                     )
                     .await;
@@ -120,13 +110,13 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                 Some(secret) => match JoinCredentials::from_secret(&secret) {
                     Ok(credentials) => Some(credentials),
                     Err(why) => {
-                        return report(
+                        return refuse(
                             vm,
                             vm.status.as_ref(),
                             status,
                             ctx,
-                            &[wanted(READY, false, "JoinSecretInvalid", why)],
-                            true,
+                            "JoinSecretInvalid",
+                            why,
                             Action::requeue(WAIT),
                         )
                         .await;
