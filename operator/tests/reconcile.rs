@@ -582,3 +582,24 @@ async fn a_status_field_no_longer_true_is_removed_and_then_quiet() {
     controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
     assert_eq!(fake.writes(), Vec::<String>::new(), "no write once the status says what is true");
 }
+
+#[tokio::test]
+async fn a_resize_that_no_longer_fits_its_host_is_refused_and_the_vm_left_as_it_was() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    settled.vms[0].spec.cpu = 30; // 31 cores with the emulator thread; small-1 offers 30
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client.clone(), &settled, vec![])).await.unwrap();
+    assert_eq!(
+        fake.writes(),
+        [format!("PATCH {VMS}/api-a/status"), format!("POST {EVENTS}")],
+        "no VirtualMachine write"
+    );
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(ready["reason"], "DoesNotFitHost");
+    assert!(ready["message"].as_str().unwrap().contains("need 31 cores"), "{ready}");
+    // The same size fits once it is within the host.
+    settled.vms[0].spec.cpu = 20;
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert!(fake.writes().contains(&format!("PATCH {MACHINES}/api-a")));
+}

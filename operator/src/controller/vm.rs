@@ -30,7 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -312,11 +312,20 @@ async fn reserve(
 /// When a placed VM's new size no longer fits its host (with everything else the host holds),
 /// the reason; the planner never moves a running VM, so the change is refused.
 fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
-    let guards = ctx.stores.hosts();
-    let input = plan_input(ctx, vm, &valid(&guards).collect::<Vec<_>>(), &[]);
+    // Only the VMs on this host are modelled: this runs on every reconcile of a placed VM.
     let host_name = host.name_any();
-    let used =
-        input.vms.iter().filter(|m| m.placed.as_deref() == Some(&host_name)).fold(Res::ZERO, |sum, m| sum + m.demand);
+    let ledger: BTreeSet<&String> = host.status.iter().flat_map(|s| &s.vms).collect();
+    let key = key_of(vm);
+    let on_host = |candidate: &CatalystVM| match candidate.status.as_ref().and_then(|s| s.host.as_ref()) {
+        Some(placed) => *placed == host_name,
+        None => ledger.contains(&key_of(candidate)),
+    };
+    let guards = ctx.stores.vms.state();
+    let used = valid(&guards)
+        .filter(|other| key_of(*other) != key)
+        .chain(std::iter::once(vm))
+        .filter(|candidate| on_host(candidate))
+        .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
     (!allocatable.covers(&used)).then(|| {
         format!(
