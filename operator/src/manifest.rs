@@ -6,7 +6,7 @@
 use crate::api::{API_VERSION, CatalystHost, CatalystVM, ServiceGroup};
 use crate::schema::unknown_fields;
 use crate::validation::{FieldError, ObjectRef, validate_group, validate_host, validate_vm};
-use kube::{CustomResourceExt, Resource};
+use kube::Resource;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -159,7 +159,7 @@ impl Loader {
     /// the object when it decodes at all (so its rules are still checked) and whether it was clean.
     fn decode<K>(&mut self, location: &Location, value: Value) -> Option<(K, bool)>
     where
-        K: Resource<DynamicType = ()> + CustomResourceExt + DeserializeOwned,
+        K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<no name>");
         let object = match value.pointer("/metadata/namespace").and_then(Value::as_str) {
@@ -170,9 +170,7 @@ impl Loader {
         if value.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
             problems.push("metadata.name is required".to_string());
         }
-        let crd = K::crd();
-        let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
-        let schema = serde_json::to_value(schema).expect("a CRD schema serializes");
+        let schema = schema_of(&K::kind(&()));
         let checked = Value::Object(
             value
                 .as_object()
@@ -182,7 +180,7 @@ impl Loader {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        problems.extend(unknown_fields(&schema, &checked, "").into_iter().map(|path| format!("{path}: unknown field")));
+        problems.extend(unknown_fields(schema, &checked, "").into_iter().map(|path| format!("{path}: unknown field")));
         let decoded = match serde_path_to_error::deserialize::<_, K>(value) {
             Ok(object) => Some(object),
             Err(error) => {
@@ -220,6 +218,21 @@ impl Loader {
                 .extend(errors.into_iter().map(|error| ManifestError::Invalid { location: location.clone(), error })),
         }
     }
+}
+
+/// The structural schema of a Catalyst kind's CRD, generated once for all documents.
+fn schema_of(kind: &str) -> &'static Value {
+    static SCHEMAS: std::sync::OnceLock<BTreeMap<String, Value>> = std::sync::OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        crate::crd::all()
+            .into_iter()
+            .map(|(_, crd)| {
+                let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+                (crd.spec.names.kind.clone(), serde_json::to_value(schema).expect("a CRD schema serializes"))
+            })
+            .collect()
+    });
+    &schemas[kind]
 }
 
 /// Gives a namespaced object without a namespace the default one.
