@@ -21,6 +21,15 @@ use std::time::{Duration, Instant};
 
 pub const MANAGER: &str = "catalyst-e2e";
 
+/// The label that puts a test's CatalystHosts in the pool of that test's operator alone
+/// (`--host-selector`): hosts are cluster-scoped, and on a shared cluster every test's
+/// operator would otherwise place VMs on every test's hosts.
+pub const POOL: &str = "catalyst.io/pool";
+
+/// How long clean-up waits for finalizers and namespace deletion (a real namespace controller
+/// takes some seconds).
+const CLEAN_UP: Duration = Duration::from_secs(120);
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -150,14 +159,59 @@ impl Cluster {
         Some(serde_json::from_value(counts).unwrap())
     }
 
-    /// Deletes what a test created outside its namespace, and the namespace.
-    pub async fn clean_up(&self, namespace: &str, hosts: &[CatalystHost]) {
+    /// Deletes a test's Catalyst objects while its operator still runs, waits for the operator
+    /// to release them (finalizers: VirtualMachines deleted, ledger entries returned), then
+    /// deletes the test's hosts and waits for them to go.
+    pub async fn release(&self, namespace: &str, hosts: &[CatalystHost]) {
+        let groups: Api<ServiceGroup> = Api::namespaced(self.client.clone(), namespace);
+        let vms: Api<CatalystVM> = Api::namespaced(self.client.clone(), namespace);
+        let everything = DeleteParams::default();
+        for group in groups.list(&Default::default()).await.unwrap() {
+            let _ = groups.delete(&group.name_any(), &everything).await;
+        }
+        for vm in vms.list(&Default::default()).await.unwrap() {
+            let _ = vms.delete(&vm.name_any(), &everything).await;
+        }
+        eventually(&format!("the operator to release every CatalystVM of {namespace}"), CLEAN_UP, || async {
+            vms.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+        })
+        .await;
+        let host_api: Api<CatalystHost> = Api::all(self.client.clone());
+        eventually("every ledger entry of the test's hosts released", CLEAN_UP, || async {
+            for host in hosts {
+                let status = host_api.get_opt(&host.name_any()).await.ok()?.and_then(|h| h.status);
+                status.is_none_or(|s| s.vms.is_empty()).then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+        for host in hosts {
+            let _ = host_api.delete(&host.name_any(), &everything).await;
+        }
+        eventually("the test's hosts gone", CLEAN_UP, || async {
+            for host in hosts {
+                host_api.get_opt(&host.name_any()).await.ok()?.is_none().then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+    }
+
+    /// Deletes the namespace and waits until it is gone (not left `Terminating`).
+    pub async fn delete_namespace(&self, namespace: &str) {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.delete(namespace, &DeleteParams::default()).await;
-        let host_api: Api<CatalystHost> = Api::all(self.client.clone());
-        for host in hosts {
-            let _ = host_api.delete(&host.name_any(), &DeleteParams::default()).await;
-        }
+        eventually(&format!("namespace {namespace} gone"), CLEAN_UP, || async {
+            api.get_opt(namespace).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// Leaves nothing of a test behind: its Catalyst objects released by its still running
+    /// operator, its hosts and its namespace deleted, each waited for.
+    pub async fn clean_up(&self, namespace: &str, hosts: &[CatalystHost]) {
+        self.release(namespace, hosts).await;
+        self.delete_namespace(namespace).await;
     }
 }
 
@@ -193,8 +247,11 @@ impl Layout {
             .replace("catalyst-demo", namespace)
             .replace("small-", &format!("{prefix}-small-"))
             .replace("worker-", &format!("{prefix}-worker-"));
-        let (manifests, errors) = manifest::parse("minimal", &text);
+        let (mut manifests, errors) = manifest::parse("minimal", &text);
         assert!(errors.is_empty(), "{errors:?}");
+        for host in &mut manifests.hosts {
+            host.labels_mut().insert(POOL.into(), namespace.into());
+        }
         Layout { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
     }
 
@@ -212,8 +269,8 @@ impl Layout {
     }
 }
 
-/// The operator: its real binary with a kubeconfig for the cluster, or (with
-/// `CATALYST_E2E_OPERATOR=installed`) the one the cluster already runs.
+/// The operator: its real binary with a kubeconfig for the cluster, scoped to one test's
+/// namespace and pool of hosts.
 pub struct Operator {
     child: Option<Child>,
     args: Vec<String>,
@@ -227,15 +284,13 @@ impl Drop for Operator {
     }
 }
 
-pub fn installed_operator() -> bool {
-    std::env::var("CATALYST_E2E_OPERATOR").as_deref() == Ok("installed")
-}
-
 impl Operator {
-    /// Starts an operator that manages `namespace` and elects its leader on a Lease there.
+    /// Starts an operator that manages `namespace` and the hosts of the pool of the same name
+    /// (see [`Layout::minimal`]), and elects its leader on a Lease there.
     pub fn start(cluster: &Cluster, namespace: &str) -> Operator {
         let args = [
             format!("--namespace={namespace}"),
+            format!("--host-selector={POOL}={namespace}"),
             format!("--lease-namespace={namespace}"),
             "--lease-duration-seconds=4".into(),
             "--lease-renew-seconds=1".into(),
@@ -254,9 +309,6 @@ impl Operator {
     }
 
     fn spawn(&mut self) {
-        if installed_operator() {
-            return;
-        }
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_catalyst-operator"))
             .args(&self.args)

@@ -1,14 +1,15 @@
 //! The end-to-end suite: the real operator binary, talking HTTP to an API server, reconciling
 //! real manifests, checked the way a user would check them. It runs on the API-server emulator
 //! (the default, on every `cargo test`) and unchanged on a real cluster with
-//! `CATALYST_E2E_CLUSTER=kubeconfig` (see e2e/kind/run.sh). Every test makes its own namespace
-//! and host names, and cleans up after itself.
+//! `CATALYST_E2E_CLUSTER=kubeconfig` (see e2e/kind/run.sh). Every test makes its own namespace,
+//! its own pool of hosts (labelled for its operator's `--host-selector`) and its own operator
+//! processes, and cleans up after itself while its operator still runs: nothing is left behind.
 
 mod harness;
 
 use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst::kubevirt::VirtualMachine;
-use harness::{Cluster, Layout, Operator, apply, eventually, installed_operator};
+use harness::{Cluster, Layout, Operator, apply, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{DeleteParams, PostParams};
@@ -137,6 +138,39 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
     })
     .await;
     cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_with_disjoint_host_pools_share_a_cluster_without_touching_each_others_hosts() {
+    let cluster = Cluster::start().await;
+    let client = &cluster.client;
+    let mut teams = Vec::new();
+    for prefix in ["pool-a", "pool-b"] {
+        let ns = cluster.namespace(prefix).await;
+        let operator = Operator::start(&cluster, &ns);
+        let layout = Layout::minimal(&ns);
+        layout.apply(client).await;
+        teams.push((ns, operator, layout));
+    }
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    for (ns, _, layout) in &teams {
+        let own: Vec<String> = layout.hosts.iter().map(|h| h.name_any()).collect();
+        for vm in &layout.vms {
+            let host = placed_host(client, ns, &vm.name_any()).await;
+            assert!(own.contains(&host), "{ns}/{} placed on {host}, outside its pool {own:?}", vm.name_any());
+        }
+        for host in &own {
+            let ledger = eventually(&format!("{host}'s ledger"), CONVERGE, || async {
+                let vms = hosts.get(host).await.ok()?.status?.vms;
+                (!vms.is_empty()).then_some(vms)
+            })
+            .await;
+            assert!(ledger.iter().all(|key| key.starts_with(&format!("{ns}/"))), "{host} holds {ledger:?}");
+        }
+    }
+    for (ns, _, layout) in &teams {
+        cluster.clean_up(ns, &layout.hosts).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -403,10 +437,6 @@ async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
     let cluster = Cluster::start().await;
-    if installed_operator() {
-        eprintln!("skipped: needs operator processes of its own");
-        return;
-    }
     let ns = cluster.namespace("leader").await;
     let client = &cluster.client;
     let mut first = Operator::start(&cluster, &ns);
@@ -430,6 +460,8 @@ async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
     apply(&vms(client, &ns), &late).await;
     virtual_machine(client, &ns, "api-c").await;
 
+    // The leader releases what the test made before it is stopped.
+    cluster.release(&ns, &layout.hosts).await;
     assert_eq!(second.terminate(), Some(0), "a clean shutdown: {}", second.log());
     assert!(!second.running());
     eventually("the lease released", CONVERGE, || async {
@@ -438,7 +470,7 @@ async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
         spec.holder_identity.is_none_or(|h| h.is_empty()).then_some(())
     })
     .await;
-    cluster.clean_up(&ns, &layout.hosts).await;
+    cluster.delete_namespace(&ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

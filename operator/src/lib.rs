@@ -12,6 +12,7 @@ pub mod lease;
 pub mod manifest;
 pub mod metrics;
 pub mod planner;
+pub mod pool;
 pub mod quantity;
 pub mod rbac;
 pub mod render;

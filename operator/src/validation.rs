@@ -257,8 +257,65 @@ pub fn validate_vm_update(old: &CatalystVM, new: &CatalystVM) -> Result<(), Vec<
     c.finish()
 }
 
-/// The longest value a Kubernetes label may have.
+/// The longest value a Kubernetes label may have (apimachinery `validation.LabelValueMaxLength`).
 const MAX_LABEL_VALUE: usize = 63;
+/// The longest DNS subdomain, a label key's prefix (apimachinery `validation.DNS1123SubdomainMaxLength`).
+const MAX_SUBDOMAIN: usize = 253;
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`: the name part of a qualified name and a label
+/// value (apimachinery `validation.qualifiedNameFmt`, `labelValueFmt`).
+fn is_label_name(text: &str) -> bool {
+    let alphanumeric_ends = |t: &str| {
+        t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && t.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+    };
+    alphanumeric_ends(text) && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A DNS-1123 subdomain: dot-separated lowercase labels (apimachinery `IsDNS1123Subdomain`).
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= MAX_SUBDOMAIN
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// Checks a label key as the API server does (apimachinery `validation.IsQualifiedName`, as
+/// `IsValidLabelKey` uses it): an optional DNS-subdomain prefix and `/`, then a name of 1 to
+/// 63 characters. The reason, when it is not one.
+pub fn qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && !is_dns_subdomain(prefix)
+    {
+        return Err(format!(
+            "the prefix {prefix:?} must be a lowercase DNS subdomain of at most {MAX_SUBDOMAIN} characters"
+        ));
+    }
+    if name.is_empty() || name.len() > MAX_LABEL_VALUE || !is_label_name(name) {
+        return Err(format!(
+            "the name must be 1 to {MAX_LABEL_VALUE} alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a label value as the API server does (apimachinery `validation.IsValidLabelValue`):
+/// empty, or up to 63 alphanumerics, `-`, `_` and `.`, alphanumeric at both ends.
+pub fn label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || (value.len() <= MAX_LABEL_VALUE && is_label_name(value)) {
+        return Ok(());
+    }
+    Err(format!(
+        "must be empty or 1 to {MAX_LABEL_VALUE} alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+    ))
+}
 
 /// The value of the `catalyst.io/vm` label on the VM's node: `namespace.name`.
 pub fn node_label_value(vm: &CatalystVM) -> String {

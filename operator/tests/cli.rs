@@ -99,3 +99,28 @@ fn validate_accepts_the_samples_and_crds_prints_every_kind() {
     }
     assert_eq!(crds.matches("\n---\n").count(), 2);
 }
+
+#[test]
+fn plan_uses_only_the_hosts_of_its_pool() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let layout = std::fs::read_to_string(repo().join("config/samples/minimal/layout.yaml")).unwrap();
+    let labelled = layout.replacen("  name: small-1\n", "  name: small-1\n  labels: {catalyst.io/pool: blue}\n", 1);
+    let file = dir.join("layout.yaml");
+    std::fs::write(&file, labelled).unwrap();
+    let file = file.to_str().unwrap();
+
+    // The whole layout fits on both hosts; in the pool of one host, the spread pair does not.
+    assert_eq!(run(&["plan", "-f", file]).status.code(), Some(0));
+    let output = run(&["plan", "-f", file, "--host-selector", "catalyst.io/pool=blue", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hosts: Vec<&str> = report["hosts"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["small-1"]);
+
+    let output = run(&["plan", "-f", file, "--host-selector", "catalyst.io/pool in blue"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("host selector \"catalyst.io/pool in blue\""), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -111,12 +111,12 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
         args.contains(&"--leader-elect=true") && args.contains(&"--lease-name=catalyst-catalyst-operator"),
         "{args:?}"
     );
-    assert!(!args.iter().any(|a| a.starts_with("--namespace")));
+    assert!(!args.iter().any(|a| a.starts_with("--namespace") || a.starts_with("--host-selector")));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
 }
 
 #[test]
-fn non_default_values_render_two_namespaces_one_replica_and_a_service_monitor() {
+fn non_default_values_render_two_namespaces_a_host_pool_one_replica_and_a_service_monitor() {
     let rendered = documents(&run(
         "helm",
         &["template", "catalyst", CHART, "-f", "charts/catalyst-operator/ci/non-default-values.yaml"],
@@ -126,6 +126,7 @@ fn non_default_values_render_two_namespaces_one_replica_and_a_service_monitor() 
     let container = &of_kind(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.contains(&"--namespace=telecom,billing") && args.contains(&"--leader-elect=false"), "{args:?}");
+    assert!(args.contains(&"--host-selector=catalyst.io/pool in (telecom,billing)"), "{args:?}");
     assert_eq!(container["image"], "registry.example.com/platform/catalyst-operator:0.1.0-rc.1");
     assert_eq!(of_kind(&rendered, "ServiceMonitor")[0]["metadata"]["labels"]["release"], "prometheus");
 }

@@ -370,6 +370,21 @@ async fn deleting_a_vm_removes_its_virtual_machine_then_releases_the_host() {
 }
 
 #[tokio::test]
+async fn a_host_never_takes_back_a_vm_whose_deletion_released_it() {
+    // api-a's clean-up released its ledger entry; the host's reconcile still finds api-a, being
+    // deleted, in a cache that has not seen it go.
+    let (mut placed, fake, client) = with_api_a_placed().await;
+    placed.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let mut host = placed.hosts[0].clone();
+    host.status.get_or_insert_default().vms.clear();
+    fake.insert(&format!("{HOSTS}/small-1"), serde_json::to_value(&host).unwrap());
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(host))), context(client, &placed, vec![])).await.unwrap();
+    let status = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"];
+    assert_eq!(status.get("vms"), None, "{status}");
+    assert_eq!(status["summary"]["vmCount"], 0);
+}
+
+#[tokio::test]
 async fn a_host_keeps_a_fresh_placement_its_cache_has_not_seen_and_drops_a_deleted_vm() {
     let world = world();
     let (fake, client) = FakeApi::start();

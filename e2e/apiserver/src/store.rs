@@ -237,10 +237,21 @@ impl Store {
             },
         };
         let namespace = if resource.namespaced { namespace.unwrap_or("default").to_string() } else { String::new() };
-        if resource.namespaced
-            && !self.objects.contains_key(&(String::new(), "namespaces".into(), String::new(), namespace.clone()))
-        {
-            return Err(ApiError::not_found(&format!("namespaces \"{namespace}\"")));
+        if resource.namespaced {
+            let Some(holder) = self.objects.get(&namespace_key(&namespace)) else {
+                return Err(ApiError::not_found(&format!("namespaces \"{namespace}\"")));
+            };
+            // The NamespaceLifecycle admission plugin (k8s.io/apiserver/pkg/admission/plugin/
+            // namespace/lifecycle/admission.go, v1.32): no new content while it terminates.
+            if holder["metadata"].get("deletionTimestamp").is_some() {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{plural} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
+                    ),
+                ));
+            }
         }
         let key = (group.to_string(), plural.to_string(), namespace.clone(), name.clone());
         if self.objects.contains_key(&key) {
@@ -381,15 +392,10 @@ impl Store {
         let mut object =
             self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&format!("{plural} \"{name}\"")))?;
         if plural == "namespaces" {
-            let contained: Vec<Key> = self.objects.keys().filter(|(_, _, ns, _)| *ns == name).cloned().collect();
-            for (g, p, ns, n) in contained {
-                let _ = self.delete(&g, &p, Some(&ns), &n);
-                // A namespace going away takes its objects with it, finalizers or not.
-                self.remove(&(g, p, ns, n));
-            }
+            return Ok(self.terminate_namespace(name, object));
         }
         let finalizers = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-        if finalizers && plural != "namespaces" {
+        if finalizers {
             if object["metadata"].get("deletionTimestamp").is_none() {
                 object["metadata"]["deletionTimestamp"] = json!(now());
                 object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -400,6 +406,34 @@ impl Store {
             return Ok(object);
         }
         Ok(self.remove(&key).unwrap_or(object))
+    }
+
+    /// Deletes a namespace as the namespace controller does (k8s.io/kubernetes
+    /// pkg/controller/namespace/deletion/namespaced_resources_deleter.go, v1.32): it becomes
+    /// `Terminating`, everything in it is deleted, and it goes only once the last object has,
+    /// so an object whose finalizer is never removed keeps it `Terminating` for good.
+    fn terminate_namespace(&mut self, name: &str, mut namespace: Value) -> Value {
+        if namespace["metadata"].get("deletionTimestamp").is_none() {
+            namespace["metadata"]["deletionTimestamp"] = json!(now());
+            namespace["status"]["phase"] = json!("Terminating");
+            self.stamp(&mut namespace);
+            self.objects.insert(namespace_key(name), namespace.clone());
+            self.record("", "namespaces", "", "MODIFIED", namespace.clone());
+        }
+        let contained: Vec<Key> = self.objects.keys().filter(|(_, _, ns, _)| ns == name).cloned().collect();
+        for (group, plural, ns, object) in contained {
+            let _ = self.delete(&group, &plural, Some(&ns), &object);
+        }
+        self.remove_namespace_when_empty(name);
+        self.objects.get(&namespace_key(name)).cloned().unwrap_or(namespace)
+    }
+
+    fn remove_namespace_when_empty(&mut self, name: &str) {
+        let key = namespace_key(name);
+        let terminating = self.objects.get(&key).is_some_and(|n| n["metadata"].get("deletionTimestamp").is_some());
+        if terminating && !self.objects.keys().any(|(_, _, ns, _)| ns == name) {
+            self.remove(&key);
+        }
     }
 
     fn remove(&mut self, key: &Key) -> Option<Value> {
@@ -418,8 +452,15 @@ impl Store {
         for (group, plural, namespace, name) in owned {
             let _ = self.delete(&group, &plural, Some(&namespace), &name);
         }
+        if !key.2.is_empty() {
+            self.remove_namespace_when_empty(&key.2);
+        }
         Some(object)
     }
+}
+
+fn namespace_key(name: &str) -> Key {
+    (String::new(), "namespaces".into(), String::new(), name.to_string())
 }
 
 /// A CRD's status once it is served.

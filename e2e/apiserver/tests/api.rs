@@ -109,6 +109,36 @@ async fn holds_objects_with_finalizers_and_collects_what_they_own() {
 }
 
 #[tokio::test]
+async fn a_namespace_terminates_until_its_last_finalizer_is_removed() {
+    let (_emulator, client) = start().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let team: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    namespaces.create(&PostParams::default(), &team).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    let mut held = config_map("held", json!({}));
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    api.create(&PostParams::default(), &config_map("free", json!({}))).await.unwrap();
+
+    namespaces.delete("team", &DeleteParams::default()).await.unwrap();
+    let terminating = namespaces.get("team").await.unwrap();
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert!(api.get_opt("free").await.unwrap().is_none());
+    assert!(api.get("held").await.unwrap().metadata.deletion_timestamp.is_some(), "held by its finalizer");
+    let error = api.create(&PostParams::default(), &config_map("late", json!({}))).await.unwrap_err();
+    assert!(
+        matches!(error, kube::Error::Api(ref e) if e.code == 403
+            && e.message.contains("unable to create new content in namespace team because it is being terminated")),
+        "{error}"
+    );
+
+    let release = json!({"metadata": {"finalizers": null}});
+    api.patch("held", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    assert!(api.get_opt("held").await.unwrap().is_none());
+    assert!(namespaces.get_opt("team").await.unwrap().is_none(), "gone with its last object");
+}
+
+#[tokio::test]
 async fn validates_custom_resources_against_their_crd_and_serves_tables() {
     let (_emulator, client) = start().await;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =

@@ -5,6 +5,7 @@ use catalyst::controller::runtime::Config;
 use catalyst::lease::Elector;
 use catalyst::metrics::Metrics;
 use catalyst::planner::Overhead;
+use catalyst::pool::HostPool;
 use catalyst::quantity::parse_bytes;
 use catalyst::serve::{self, Health, Phase};
 use clap::Parser;
@@ -20,6 +21,11 @@ struct Args {
     /// (CatalystHosts are cluster-scoped); all when unset.
     #[arg(long = "namespace", env = "CATALYST_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
+    /// The CatalystHosts this operator places VMs on, as a label selector (such as
+    /// `catalyst.io/pool=blue`); every host when unset. Operators with disjoint pools share a
+    /// cluster without touching each other's hosts.
+    #[arg(long, env = "CATALYST_HOST_SELECTOR", default_value = "", value_parser = host_pool)]
+    host_selector: HostPool,
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -58,6 +64,10 @@ struct Args {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn host_pool(text: &str) -> Result<HostPool, String> {
+    HostPool::parse(text).map_err(|e| e.to_string())
 }
 
 fn quantity(text: &str) -> Result<u64, String> {
@@ -99,6 +109,7 @@ async fn main() -> ExitCode {
     };
     let config = Config {
         namespaces: args.namespaces.clone(),
+        host_pool: args.host_selector.clone(),
         overhead: Overhead { fixed: args.overhead_fixed, per_vcpu: args.overhead_per_vcpu, ..Overhead::default() },
     };
     let synced = {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use catalyst::manifest;
 use catalyst::planner::{self, Overhead, PlanInput, whatif};
+use catalyst::pool::HostPool;
 use catalyst::quantity::parse_bytes;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ enum Command {
         /// Memory overhead per vCPU of each VM.
         #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
         overhead_per_vcpu: u64,
+        /// Plan only on the CatalystHosts this label selector matches (as the operator's
+        /// `--host-selector`); every host when unset.
+        #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
+        host_selector: HostPool,
     },
     /// Print, offline, every object the operator would create for these manifests
     /// (VirtualMachines, cloud-init Secrets with credentials redacted, StatefulSets, Services)
@@ -53,6 +58,10 @@ enum Command {
         /// Files or directories of YAML manifests (multi-document files are fine).
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Plan only on the CatalystHosts this label selector matches (as the operator's
+        /// `--host-selector`); every host when unset.
+        #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
+        host_selector: HostPool,
     },
     /// Write every generated file (CRDs, the chart's copies, RBAC rules, kustomize bases)
     /// into the repository at ROOT.
@@ -95,10 +104,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render { files } => render(&files),
-        Command::Plan { files, output, add_hosts_like, check_host_loss, overhead_fixed, overhead_per_vcpu } => {
+        Command::Render { files, host_selector } => render(&files, &host_selector),
+        Command::Plan {
+            files,
+            output,
+            add_hosts_like,
+            check_host_loss,
+            overhead_fixed,
+            overhead_per_vcpu,
+            host_selector,
+        } => {
             let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };
-            plan(&files, output, add_hosts_like.as_deref(), check_host_loss, &overhead)
+            plan(&files, output, add_hosts_like.as_deref(), check_host_loss, &overhead, &host_selector)
         }
     }
 }
@@ -108,6 +125,10 @@ enum Output {
     Table,
     Json,
     Yaml,
+}
+
+fn parse_pool(text: &str) -> Result<HostPool, String> {
+    HostPool::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_quantity(text: &str) -> Result<u64, String> {
@@ -146,9 +167,10 @@ fn plan(
     add_hosts_like: Option<&str>,
     check_host_loss: bool,
     overhead: &Overhead,
+    pool: &HostPool,
 ) -> anyhow::Result<ExitCode> {
     let Some(manifests) = load_valid(files, "planned") else { return Ok(ExitCode::from(2)) };
-    let input = PlanInput::from_manifests(&manifests, overhead);
+    let input = PlanInput::from_manifests(&manifests, overhead, pool);
     let plan = planner::plan(&input);
     let more = match add_hosts_like {
         Some(like) => match whatif::hosts_needed(&input, like) {
@@ -209,9 +231,9 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn render(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
     let Some(manifests) = load_valid(files, "rendered") else { return Ok(ExitCode::from(2)) };
-    let plan = planner::plan(&PlanInput::from_manifests(&manifests, &Overhead::default()));
+    let plan = planner::plan(&PlanInput::from_manifests(&manifests, &Overhead::default(), pool));
     let rendered = catalyst::render::offline::render_plan(&manifests, &plan);
     for skipped in &rendered.skipped {
         eprintln!("not rendered: {skipped}");

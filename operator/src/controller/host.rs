@@ -2,8 +2,8 @@
 //! from its Node, and `Overcommitted` when what it holds exceeds what it offers.
 //!
 //! The ledger (`status.vms`) is written by the VM reconciler's compare-and-swap; this
-//! reconciler keeps it whole (a VM whose status names the host is added, a VM that no longer
-//! exists is dropped) and writes with the same compare-and-swap, so neither loses the other's
+//! reconciler keeps it whole (a VM whose status names the host is added unless it is being
+//! deleted, a VM that no longer exists is dropped) and writes with the same compare-and-swap, so neither loses the other's
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
@@ -42,8 +42,13 @@ pub fn desired_status(
     let guards = ctx.stores.vms.state();
     let vms: Vec<&CatalystVM> = valid(&guards).chain(unseen).collect();
     let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
+    // A VM whose status names this host but which the ledger lacks is put back, unless it is
+    // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
     ledger.extend(
-        vms.iter().filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name)).map(|vm| key_of(*vm)),
+        vms.iter()
+            .filter(|vm| vm.metadata.deletion_timestamp.is_none())
+            .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
+            .map(|vm| key_of(*vm)),
     );
     let allocated = vms
         .iter()

@@ -142,6 +142,8 @@ pub struct Context {
     pub placement: tokio::sync::Mutex<()>,
     /// The namespaces this operator manages; all when empty.
     pub namespaces: Vec<String>,
+    /// The CatalystHosts this operator manages.
+    pub host_pool: crate::pool::HostPool,
 }
 
 /// The current time, for conditions.
@@ -162,6 +164,7 @@ impl Context {
             metrics: Arc::default(),
             placement: tokio::sync::Mutex::new(()),
             namespaces: Vec::new(),
+            host_pool: crate::pool::HostPool::default(),
         }
     }
 

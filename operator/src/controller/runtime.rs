@@ -5,6 +5,7 @@ use crate::api::{CatalystHost, CatalystVM, ServiceGroup};
 use crate::kubevirt::VirtualMachine;
 use crate::metrics::Metrics;
 use crate::planner::Overhead;
+use crate::pool::HostPool;
 use crate::render::labels;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -24,7 +25,17 @@ pub struct Config {
     /// Namespaces of the CatalystVMs and ServiceGroups to manage; all when empty. One is
     /// watched on its own; several are watched cluster-wide and the others left alone.
     pub namespaces: Vec<String>,
+    /// The CatalystHosts this operator places VMs on, reports on and watches; all by default.
+    pub host_pool: HostPool,
     pub overhead: Overhead,
+}
+
+/// The watch of the pool's hosts: the API server filters by the pool's selector.
+fn pool_hosts(pool: &HostPool) -> watcher::Config {
+    match pool.label_selector() {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
 }
 
 fn scoped<K>(client: &Client, namespaces: &[String]) -> Api<K>
@@ -58,7 +69,7 @@ fn managed() -> watcher::Config {
 pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: impl FnOnce()) {
     let ns = &config.namespaces;
     let (hosts, hosts_feed) =
-        cache(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), watcher::Config::default());
+        cache(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), pool_hosts(&config.host_pool));
     let (vms, vms_feed) = cache(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default());
     let (groups, groups_feed) =
         cache(scoped::<DeserializeGuard<ServiceGroup>>(&client, ns), watcher::Config::default());
@@ -83,6 +94,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let mut ctx = Context::new(client.clone(), stores, config.overhead);
     ctx.metrics = metrics;
     ctx.namespaces = config.namespaces.clone();
+    ctx.host_pool = config.host_pool.clone();
     let ctx = Arc::new(ctx);
 
     let unplaced_vms = vms.clone();
@@ -92,7 +104,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             // Room freed on a host may let a waiting VM in.
             .watches(
                 Api::<DeserializeGuard<CatalystHost>>::all(client.clone()),
-                watcher::Config::default(),
+                pool_hosts(&config.host_pool),
                 move |_| {
                     valid(&unplaced_vms.state())
                         .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_ref()).is_none())
@@ -132,7 +144,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
 
     let hosts_of_node = hosts.clone();
     let host_controller =
-        Controller::new(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), watcher::Config::default())
+        Controller::new(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), pool_hosts(&config.host_pool))
             .watches(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default(), |vm| {
                 let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
                 Some(ObjectRef::new(&host))

@@ -254,7 +254,11 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     // One placement at a time in this process (exactly one process writes, by leader
     // election), planned from the hosts' ledgers as the API server has them now.
     let _one_at_a_time = ctx.placement.lock().await;
-    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&Default::default()).await?.items;
+    let pool = kube::api::ListParams {
+        label_selector: ctx.host_pool.label_selector().map(str::to_string),
+        ..Default::default()
+    };
+    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await?.items;
     let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
     let (unseen, _) = read_unseen(ctx, &keys).await?;
     let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
@@ -366,19 +370,26 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         return Err(Error::WaitingForDeletion(key));
     }
     let api: Api<CatalystHost> = Api::all(ctx.client.clone());
-    for guard in ctx.stores.hosts() {
-        let Ok(cached) = &guard.0 else { continue };
-        if !cached.status.iter().any(|s| s.vms.contains(&key)) {
+    // The host the VM's status names is read even when the cache has not yet seen the
+    // placement's ledger write; the cached ledgers add a host whose write the VM's status missed.
+    let mut holders: BTreeSet<String> = vm.status.iter().filter_map(|s| s.host.clone()).collect();
+    holders.extend(
+        valid(&ctx.stores.hosts())
+            .filter(|cached| cached.status.iter().any(|s| s.vms.contains(&key)))
+            .map(ResourceExt::name_any),
+    );
+    for holder in holders {
+        let Some(mut host) = api.get_opt(&holder).await? else { continue };
+        let mut status = host.status.clone().unwrap_or_default();
+        if !status.vms.contains(&key) {
             continue;
         }
-        let mut host = api.get(&cached.name_any()).await?;
-        let mut status = host.status.clone().unwrap_or_default();
         status.vms.retain(|k| *k != key);
         host.status = Some(status);
-        match api.replace_status(&cached.name_any(), &PostParams::default(), &host).await {
-            Ok(_) => tracing::info!(host = %cached.name_any(), "released"),
+        match api.replace_status(&holder, &PostParams::default(), &host).await {
+            Ok(_) => tracing::info!(host = %holder, "released"),
             Err(kube::Error::Api(response)) if response.code == 409 => {
-                return Err(Error::PlacementRace { vm: key, host: cached.name_any() });
+                return Err(Error::PlacementRace { vm: key, host: holder });
             }
             Err(error) => return Err(error.into()),
         }

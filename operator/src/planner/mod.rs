@@ -45,9 +45,15 @@ pub struct PlanInput {
 }
 
 impl PlanInput {
-    pub fn from_manifests(manifests: &Manifests, overhead: &Overhead) -> Self {
+    /// The layout of `manifests` on the hosts of `pool` (the others are not the planner's to use).
+    pub fn from_manifests(manifests: &Manifests, overhead: &Overhead, pool: &crate::pool::HostPool) -> Self {
         Self {
-            hosts: manifests.hosts.iter().map(HostModel::from_host).collect(),
+            hosts: manifests
+                .hosts
+                .iter()
+                .filter(|h| pool.contains(kube::ResourceExt::labels(*h)))
+                .map(HostModel::from_host)
+                .collect(),
             vms: manifests.vms.iter().map(|vm| VmModel::from_vm(vm, overhead)).collect(),
             groups: manifests.groups.iter().map(GroupModel::from_group).collect(),
         }
