@@ -108,13 +108,10 @@ impl Cluster {
         for (_, crd) in catalyst::crd::all() {
             names.push(apply(&crds, &crd).await.name_any());
         }
-        // Without KubeVirt, the VirtualMachine CRD derived from KubeVirt's own OpenAPI.
+        // Without KubeVirt, the VirtualMachine CRD derived from KubeVirt's own OpenAPI (vendored).
         if crds.get_opt("virtualmachines.kubevirt.io").await.unwrap().is_none() {
-            let dir = std::env::var_os("CATALYST_KUBEVIRT_REFERENCE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo().join("../shared/reference/kubevirt"));
-            let text = std::fs::read_to_string(dir.join("virtualmachines-crd.yaml")).unwrap();
-            let crd: CustomResourceDefinition = serde_norway::from_str(&text).unwrap();
+            let text = include_str!("../../vendor/kubevirt/virtualmachines-crd.yaml");
+            let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
             names.push(apply(&crds, &crd).await.name_any());
         }
         for name in names {

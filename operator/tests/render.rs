@@ -14,18 +14,13 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// KubeVirt's swagger.json, from `../shared/reference/kubevirt/` beside the repository
-/// (or the directory `CATALYST_KUBEVIRT_REFERENCE` names).
+/// KubeVirt's API definitions for a VirtualMachine, vendored in `vendor/kubevirt/` (its README
+/// names the KubeVirt commit).
 fn swagger() -> &'static Value {
     static SWAGGER: OnceLock<Value> = OnceLock::new();
     SWAGGER.get_or_init(|| {
-        let dir = std::env::var_os("CATALYST_KUBEVIRT_REFERENCE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("../shared/reference/kubevirt"));
-        let path = dir.join("swagger.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("KubeVirt's swagger.json at {}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap()
+        let text = include_str!("../../vendor/kubevirt/swagger-virtualmachine.json");
+        serde_json::from_str(text).unwrap()
     })
 }
 
