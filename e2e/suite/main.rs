@@ -474,7 +474,7 @@ async fn two_replicas_elect_one_leader_fail_over_and_release_on_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_converged_world_costs_no_write() {
+async fn a_converged_world_costs_no_write_and_the_operator_names_itself() {
     let Some(cluster) = Cluster::start_emulated("counting requests").await else { return };
     let ns = cluster.namespace("quiet").await;
     let _operator = Operator::start(&cluster, &ns);
@@ -502,6 +502,11 @@ async fn a_converged_world_costs_no_write() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(writes(cluster.request_counts().await.unwrap()), before, "{:?}", cluster.request_counts().await);
+
+    // The operator says who it is, as an API server's audit log records it.
+    let agents = cluster.emulator_call("GET", "/emulator/user-agents", Value::Null).await.unwrap();
+    let operator = format!("catalyst-operator/{}", env!("CARGO_PKG_VERSION"));
+    assert!(agents[&operator].as_u64().unwrap_or(0) > 10, "{agents}");
     cluster.clean_up(&ns, &layout.hosts).await;
 }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod generated;
+pub mod identity;
 pub mod kubevirt;
 pub mod lease;
 pub mod manifest;

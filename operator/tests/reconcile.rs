@@ -227,7 +227,25 @@ async fn an_invalid_spec_changes_nothing_but_its_status() {
     let ready = &status["status"]["conditions"][0];
     assert_eq!(ready["reason"], "InvalidSpec");
     assert!(ready["message"].as_str().unwrap().starts_with("spec.cpu = 0: must be at least 1 whole core"), "{ready}");
+    assert_eq!(status["status"]["phase"], "Pending", "every state has a phase");
     assert_eq!(fake.body_of(&format!("POST {EVENTS}")).unwrap()["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_vm_waiting_for_its_join_secret_is_scheduled_and_says_so() {
+    let mut world = world();
+    world.vms[0].spec.node.join_secret_name = Some("join".into());
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!((&vm["status"]["phase"], &vm["status"]["host"]), (&json!("Scheduled"), &json!("small-1")));
+    let ready = &vm["status"]["conditions"][0];
+    assert_eq!(
+        (&ready["reason"], &ready["message"]),
+        (&json!("JoinSecretMissing"), &json!("join Secret join not found in namespace catalyst-demo"))
+    );
+    assert!(fake.get(&format!("{MACHINES}/api-a")).is_none(), "no VirtualMachine without its join Secret");
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ struct Shared {
     faults: Mutex<Vec<Fault>>,
     /// Requests served, by `METHOD plural` (`WATCH plural` for watches).
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Requests served, by the `User-Agent` they carried (an API server's audit log records it).
+    user_agents: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A running emulator; it stops when dropped.
@@ -61,8 +63,12 @@ impl Emulator {
     pub async fn start(address: Option<SocketAddr>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(address.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
         let address = listener.local_addr()?;
-        let shared =
-            Arc::new(Shared { store: Mutex::new(Store::new()), faults: Mutex::default(), counts: Mutex::default() });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            faults: Mutex::default(),
+            counts: Mutex::default(),
+            user_agents: Mutex::default(),
+        });
         let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
@@ -187,12 +193,14 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             return respond(200, &json!({}));
         }
         ("GET", "/emulator/requests") => return respond(200, &json!(*shared.counts.lock().unwrap())),
+        ("GET", "/emulator/user-agents") => return respond(200, &json!(*shared.user_agents.lock().unwrap())),
         _ => {}
     }
     if let Some(Target::Object { plural, .. }) = resources::parse_path(&path) {
         let watching = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
         let verb = if watching { "WATCH" } else { method.as_str() };
         *shared.counts.lock().unwrap().entry(format!("{verb} {plural}")).or_insert(0) += 1;
+        *shared.user_agents.lock().unwrap().entry(header("user-agent")).or_insert(0) += 1;
     }
     if let Some(code) = injected_fault(&shared, &method, &path) {
         let reason = if code == 409 { "Conflict" } else { "InternalError" };

@@ -210,6 +210,20 @@ pub enum VmPhase {
     Failed,
 }
 
+impl VmPhase {
+    /// The phase of a VM whose spec or surroundings the operator refuses (an invalid spec, a
+    /// missing host or join Secret, a resize that does not fit): nothing is changed, so a VM
+    /// keeps the phase it had; one that never had one is `Pending` until it is placed and
+    /// `Scheduled` after (its host is held, its VirtualMachine not yet made).
+    pub fn while_refused(previous: Option<VmPhase>, placed: bool) -> VmPhase {
+        match (previous, placed) {
+            (Some(phase), _) => phase,
+            (None, false) => VmPhase::Pending,
+            (None, true) => VmPhase::Scheduled,
+        }
+    }
+}
+
 /// What the operator observed of the VM.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -232,4 +246,17 @@ pub struct CatalystVMStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VmPhase;
+
+    #[test]
+    fn a_refused_vm_keeps_its_phase_or_says_how_far_it_got() {
+        assert_eq!(VmPhase::while_refused(Some(VmPhase::Ready), true), VmPhase::Ready);
+        assert_eq!(VmPhase::while_refused(Some(VmPhase::Pending), false), VmPhase::Pending);
+        assert_eq!(VmPhase::while_refused(None, false), VmPhase::Pending);
+        assert_eq!(VmPhase::while_refused(None, true), VmPhase::Scheduled);
+    }
 }

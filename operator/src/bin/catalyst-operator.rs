@@ -100,7 +100,10 @@ async fn main() -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let server = tokio::spawn(serve::serve(args.metrics_address, metrics.clone(), health.clone()));
-    let client = match kube::Client::try_default().await {
+    let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(|mut config| {
+        catalyst::identity::identify(&mut config, "catalyst-operator");
+        kube::Client::try_from(config)
+    }) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)");

@@ -66,6 +66,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let mut status = vm.status.clone().unwrap_or_default();
 
     if let Err(errors) = validate_vm(vm) {
+        status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
         let message = format!("{}; nothing was changed", summary(&errors));
         return refuse(vm, vm.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
     }
@@ -81,6 +82,8 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         }
     };
     status.host = Some(host_name.clone());
+    // Until the VirtualMachine is applied below, every way out is a refusal that changes nothing.
+    status.phase = Some(VmPhase::while_refused(status.phase, true));
     let Some(host) = ctx.stores.host(&host_name) else {
         let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
         return refuse(vm, vm.status.as_ref(), status, ctx, "HostMissing", gone, Action::requeue(WAIT)).await;
