@@ -302,7 +302,7 @@ async fn invalid_manifests_are_rejected_with_a_clear_message_and_change_nothing(
     let mut bad = layout.vms[0].clone();
     bad.spec.cpu = 0;
     let error = api.create(&PostParams::default(), &bad).await.unwrap_err().to_string();
-    assert!(error.contains("must be at least 1 whole core"), "{error}");
+    assert!(error.contains("spec.cpu") && error.contains("should be greater than or equal to 1"), "{error}");
     assert!(api.get_opt("api-a").await.unwrap().is_none());
 
     let hosts: Api<CatalystHost> = Api::all(cluster.client.clone());

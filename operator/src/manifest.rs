@@ -4,7 +4,7 @@
 //! problem is collected, not just the first, so one run shows a user all they must fix.
 
 use crate::api::{API_VERSION, CatalystHost, CatalystVM, ServiceGroup};
-use crate::schema::unknown_fields;
+use crate::schema::{self, SchemaViolation};
 use crate::validation::{FieldError, ObjectRef, validate_group, validate_host, validate_vm};
 use kube::Resource;
 use serde::Deserialize;
@@ -180,12 +180,21 @@ impl Loader {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        problems.extend(unknown_fields(schema, &checked, "").into_iter().map(|path| format!("{path}: unknown field")));
-        let decoded = match serde_path_to_error::deserialize::<_, K>(value) {
-            Ok(object) => Some(object),
-            Err(error) => {
-                problems.push(format!("{}: {}", error.path(), error.inner()));
-                None
+        // Every schema violation at once, as the API server reports them; one that leaves the
+        // object in a shape its rules were not written for keeps the rules unchecked, as there.
+        let violations = schema::validate(schema, schema, &checked, "");
+        let blocked = violations.iter().any(SchemaViolation::blocks_rules);
+        problems.extend(violations.iter().map(ToString::to_string));
+        let decoded = if blocked {
+            problems.push(schema::RULES_NOT_CHECKED.to_string());
+            None
+        } else {
+            match serde_path_to_error::deserialize::<_, K>(value) {
+                Ok(object) => Some(object),
+                Err(error) => {
+                    problems.push(format!("{}: {}", error.path(), error.inner()));
+                    None
+                }
             }
         };
         let clean = problems.is_empty();
@@ -293,11 +302,37 @@ spec: {vm: a, replicas: three, cpu: 1, memory: 1Gi, template: {image: i}}
         assert_eq!(
             messages(&errors),
             [
+                "bad.yaml (document 1): CatalystVM team/a: spec.cpu = 0: should be greater than or equal to 1",
                 "bad.yaml (document 1): CatalystVM team/a: spec.memroy: unknown field",
-                "bad.yaml (document 1): CatalystVM team/a: spec.cpu = 0: must be at least 1 whole core",
                 "bad.yaml (document 1): CatalystVM team/a: spec.node.reservedCpu = 1: node.reservedCpu must be less than the VM's cpu",
-                "bad.yaml (document 2): ServiceGroup default/g: spec.replicas: invalid type: string \"three\", expected i32",
+                "bad.yaml (document 2): ServiceGroup default/g: spec.replicas: expected integer",
+                "bad.yaml (document 2): ServiceGroup default/g: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
+        );
+    }
+
+    #[test]
+    fn reports_every_schema_error_of_an_object_at_once() {
+        // A missing bootDisk does not hide cpu: 0, nor a second unknown field the first.
+        let text = "apiVersion: catalyst.io/v1alpha1
+kind: CatalystVM
+metadata: {name: a}
+spec: {cpu: 0, memory: 8Gi, colour: red, node: {reservedCpu: 0, flavour: big}}
+";
+        let (manifests, errors) = parse("many.yaml", text);
+        assert!(manifests.vms.is_empty());
+        let prefix = "many.yaml (document 1): CatalystVM default/a: ";
+        assert_eq!(
+            messages(&errors),
+            [
+                "spec.bootDisk: required field missing",
+                "spec.colour: unknown field",
+                "spec.cpu = 0: should be greater than or equal to 1",
+                "spec.node.flavour: unknown field",
+                "spec.node.reservedCpu = 0: should be greater than or equal to 1",
+                schema::RULES_NOT_CHECKED,
+            ]
+            .map(|m| format!("{prefix}{m}"))
         );
     }
 

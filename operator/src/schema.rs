@@ -17,9 +17,38 @@ pub enum SchemaViolation {
     Required { path: String },
     /// A value outside the schema's enum.
     Enum { path: String },
+    /// A string longer than `maxLength` characters.
+    TooLong { path: String, max: u64 },
+    /// A list with more than `maxItems` items, or a map with more than `maxProperties` keys.
+    TooMany { path: String, max: u64, items: &'static str },
+    /// A string shorter than `minLength`, a list shorter than `minItems`.
+    TooShort { path: String, min: u64, items: &'static str },
+    /// A number below `minimum` or above `maximum`.
+    OutOfRange { path: String, value: String, bound: String },
     /// A `$ref` the document does not define.
     BadRef { path: String, reference: String },
 }
+
+impl SchemaViolation {
+    /// Whether the API server, finding this, leaves the CEL rules unchecked: a value of the
+    /// wrong shape (type, required, enum, too long, too many) is not what the rules were
+    /// written for (apiextensions-apiserver `pkg/registry/customresource/strategy.go`,
+    /// `hasBlockingErr`, v1.32). Unknown fields and range errors do not block.
+    pub fn blocks_rules(&self) -> bool {
+        matches!(
+            self,
+            SchemaViolation::Type { .. }
+                | SchemaViolation::Required { .. }
+                | SchemaViolation::Enum { .. }
+                | SchemaViolation::TooLong { .. }
+                | SchemaViolation::TooMany { .. }
+        )
+    }
+}
+
+/// What the API server adds when a blocking violation kept it from checking the CEL rules
+/// (the same `hasBlockingErr`).
+pub const RULES_NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
 
 impl fmt::Display for SchemaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -28,6 +57,10 @@ impl fmt::Display for SchemaViolation {
             SchemaViolation::Type { path, expected } => write!(f, "{path}: expected {expected}"),
             SchemaViolation::Required { path } => write!(f, "{path}: required field missing"),
             SchemaViolation::Enum { path } => write!(f, "{path}: not one of the allowed values"),
+            SchemaViolation::TooLong { path, max } => write!(f, "{path}: may not be longer than {max} characters"),
+            SchemaViolation::TooMany { path, max, items } => write!(f, "{path}: must have at most {max} {items}"),
+            SchemaViolation::TooShort { path, min, items } => write!(f, "{path}: must have at least {min} {items}"),
+            SchemaViolation::OutOfRange { path, value, bound } => write!(f, "{path} = {value}: should be {bound}"),
             SchemaViolation::BadRef { path, reference } => write!(f, "{path}: unresolved $ref {reference}"),
         }
     }
@@ -39,17 +72,6 @@ pub fn validate(document: &Value, schema: &Value, value: &Value, path: &str) -> 
     let mut found = Vec::new();
     walk(document, schema, value, path, &mut found);
     found
-}
-
-/// Paths of the fields in `value` that `schema` does not declare.
-pub fn unknown_fields(schema: &Value, value: &Value, path: &str) -> Vec<String> {
-    validate(schema, schema, value, path)
-        .into_iter()
-        .filter_map(|v| match v {
-            SchemaViolation::Unknown { path } => Some(path),
-            _ => None,
-        })
-        .collect()
 }
 
 fn resolve<'a>(document: &'a Value, schema: &'a Value) -> Result<&'a Value, String> {
@@ -110,6 +132,7 @@ fn walk(document: &Value, schema: &Value, value: &Value, path: &str, found: &mut
     {
         found.push(SchemaViolation::Enum { path: path.to_string() });
     }
+    bounds(schema, value, path, found);
     match value {
         Value::Object(fields) => {
             for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
@@ -143,6 +166,43 @@ fn walk(document: &Value, schema: &Value, value: &Value, path: &str, found: &mut
     }
 }
 
+/// The size and range limits of a schema node (`maxLength`, `maxItems`, `maxProperties`,
+/// `minLength`, `minItems`, `minimum`, `maximum`).
+fn bounds(schema: &Value, value: &Value, path: &str, found: &mut Vec<SchemaViolation>) {
+    let limit = |name: &str| schema.get(name).and_then(Value::as_u64);
+    let path = path.to_string();
+    let (size, max, min, items) = match value {
+        // Characters, as go-openapi's MaxLength counts them (utf8.RuneCountInString).
+        Value::String(text) => (text.chars().count(), limit("maxLength"), limit("minLength"), "characters"),
+        Value::Array(list) => (list.len(), limit("maxItems"), limit("minItems"), "items"),
+        Value::Object(map) => (map.len(), limit("maxProperties"), limit("minProperties"), "properties"),
+        Value::Number(number) => {
+            let value = number.to_string();
+            let number = number.as_f64().unwrap_or_default();
+            if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64)
+                && number < minimum
+            {
+                let bound = format!("greater than or equal to {minimum}");
+                found.push(SchemaViolation::OutOfRange { path, value, bound });
+            } else if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64)
+                && number > maximum
+            {
+                let bound = format!("less than or equal to {maximum}");
+                found.push(SchemaViolation::OutOfRange { path, value, bound });
+            }
+            return;
+        }
+        _ => return,
+    };
+    let size = size as u64;
+    match (max, min) {
+        (Some(max), _) if size > max && value.is_string() => found.push(SchemaViolation::TooLong { path, max }),
+        (Some(max), _) if size > max => found.push(SchemaViolation::TooMany { path, max, items }),
+        (_, Some(min)) if size < min => found.push(SchemaViolation::TooShort { path, min, items }),
+        _ => {}
+    }
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
 }
@@ -170,7 +230,8 @@ mod tests {
             "free": {"x": {"y": 1}},
             "opaque": {"z": 1}
         }});
-        assert_eq!(unknown_fields(&schema, &value, ""), vec!["spec.cpus", "spec.ports[1].protocl"]);
+        let unknown: Vec<String> = validate(&schema, &schema, &value, "").iter().map(ToString::to_string).collect();
+        assert_eq!(unknown, ["spec.cpus: unknown field", "spec.ports[1].protocl: unknown field"]);
     }
 
     #[test]
@@ -207,5 +268,33 @@ mod tests {
             ]
         );
         assert!(validate(&document, &schema, &json!({"memory": 5, "cpu": {"cores": 2}}), "").is_empty());
+    }
+
+    #[test]
+    fn checks_sizes_and_ranges_and_says_which_violations_block_the_rules() {
+        let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 3, "minLength": 1},
+            "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+            "labels": {"type": "object", "maxProperties": 1, "additionalProperties": {"type": "string"}},
+            "cpu": {"type": "integer", "minimum": 1, "maximum": 4}
+        }});
+        let value = json!({"name": "héllo", "tags": ["a", "b", "c"], "labels": {"a": "1", "b": "2"}, "cpu": 0});
+        let found = validate(&schema, &schema, &value, "spec");
+        let messages: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "spec.cpu = 0: should be greater than or equal to 1",
+                "spec.labels: must have at most 1 properties",
+                "spec.name: may not be longer than 3 characters",
+                "spec.tags: must have at most 2 items",
+            ]
+        );
+        assert_eq!(found.iter().map(SchemaViolation::blocks_rules).collect::<Vec<_>>(), [false, true, true, true]);
+        let fine = json!({"name": "é", "tags": [], "labels": {}, "cpu": 4});
+        assert!(validate(&schema, &schema, &fine, "").is_empty());
+        let short = validate(&schema, &schema, &json!({"name": "", "cpu": 5}), "");
+        let short: Vec<String> = short.iter().map(ToString::to_string).collect();
+        assert_eq!(short, ["cpu = 5: should be less than or equal to 4", "name: must have at least 1 characters"]);
     }
 }

@@ -128,7 +128,6 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(host));
     let spec = &host.spec;
     c.non_empty("spec.nodeName", &spec.node_name);
-    c.check(spec.capacity.cpu >= 1, "spec.capacity.cpu", spec.capacity.cpu, &rules::AT_LEAST_ONE_CORE);
     let capacity_memory = c.quantity("spec.capacity.memory", &spec.capacity.memory, &rules::POSITIVE_QUANTITY);
     if let Some(storage) = &spec.capacity.storage {
         c.quantity("spec.capacity.storage", storage, &rules::POSITIVE_QUANTITY);
@@ -157,7 +156,6 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     }
     let mut numa_memory = Some(0u64);
     for (i, cell) in spec.numa.iter().enumerate() {
-        c.check(cell.cpu >= 1, &format!("spec.numa[{i}].cpu"), cell.cpu, &rules::AT_LEAST_ONE_CORE);
         let cell_memory = c.quantity(&format!("spec.numa[{i}].memory"), &cell.memory, &rules::POSITIVE_QUANTITY);
         numa_memory = numa_memory.zip(cell_memory).map(|(sum, cell)| sum.saturating_add(cell));
     }
@@ -186,7 +184,6 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
 pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(vm));
     let spec = &vm.spec;
-    c.check(spec.cpu >= 1, "spec.cpu", spec.cpu, &rules::AT_LEAST_ONE_CORE);
     let memory = c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
     if let Some(size) = &spec.hugepages {
         match parse_page_size(size) {
@@ -201,7 +198,6 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     if let Some(host) = &spec.host {
         c.non_empty("spec.host", host);
     }
-    c.check(spec.node.reserved_cpu >= 1, "spec.node.reservedCpu", spec.node.reserved_cpu, &rules::AT_LEAST_ONE_CORE);
     c.check(
         spec.node.reserved_cpu < spec.cpu,
         "spec.node.reservedCpu",
@@ -329,8 +325,6 @@ pub fn validate_group(group: &ServiceGroup) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(group));
     let spec = &group.spec;
     c.non_empty("spec.vm", &spec.vm);
-    c.check(spec.replicas >= 0, "spec.replicas", spec.replicas, &rules::REPLICAS_NON_NEGATIVE);
-    c.check(spec.cpu >= 1, "spec.cpu", spec.cpu, &rules::AT_LEAST_ONE_CORE);
     c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
     c.non_empty("spec.template.image", &spec.template.image);
     for (i, storage) in spec.template.storage.iter().enumerate() {

@@ -178,11 +178,7 @@ fn cases() -> Vec<Case> {
             "CatalystHost",
             "spec.capacity.cpu",
             json!(0),
-            &[
-                ("spec.capacity.cpu", &AT_LEAST_ONE_CORE),
-                ("spec.reserved.cpu", &HOST_RESERVED_CPU_BELOW_CAPACITY),
-                ("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY),
-            ],
+            &[("spec.reserved.cpu", &HOST_RESERVED_CPU_BELOW_CAPACITY), ("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)],
         ),
         case(
             "CatalystHost",
@@ -214,14 +210,8 @@ fn cases() -> Vec<Case> {
             &[("spec.reserved.memory", &NON_NEGATIVE_QUANTITY)],
         ),
         case("CatalystHost", "spec.numa.0.cpu", json!(129), &[("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)]),
-        case("CatalystHost", "spec.numa.1.cpu", json!(0), &[("spec.numa[1].cpu", &AT_LEAST_ONE_CORE)]),
         case("CatalystHost", "spec.numa.1.memory", json!("1KB"), &[("spec.numa[1].memory", &POSITIVE_QUANTITY)]),
-        case(
-            "CatalystVM",
-            "spec.cpu",
-            json!(0),
-            &[("spec.cpu", &AT_LEAST_ONE_CORE), ("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)],
-        ),
+        case("CatalystVM", "spec.cpu", json!(0), &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)]),
         case(
             "CatalystVM",
             "spec.memory",
@@ -236,7 +226,6 @@ fn cases() -> Vec<Case> {
             json!(96),
             &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)],
         ),
-        case("CatalystVM", "spec.node.reservedCpu", json!(0), &[("spec.node.reservedCpu", &AT_LEAST_ONE_CORE)]),
         case(
             "CatalystVM",
             "spec.node.reservedMemory",
@@ -262,8 +251,6 @@ fn cases() -> Vec<Case> {
             json!("0"),
             &[("spec.bootDisk.dataVolume.size", &POSITIVE_QUANTITY)],
         ),
-        case("ServiceGroup", "spec.replicas", json!(-1), &[("spec.replicas", &REPLICAS_NON_NEGATIVE)]),
-        case("ServiceGroup", "spec.cpu", json!(0), &[("spec.cpu", &AT_LEAST_ONE_CORE)]),
         case("ServiceGroup", "spec.memory", json!("42 GB"), &[("spec.memory", &POSITIVE_QUANTITY)]),
         case(
             "ServiceGroup",
@@ -293,6 +280,30 @@ fn each_broken_rule_is_reported_alike_by_cel_and_rust() {
         let label = format!("{} with {} = {}", case.kind, case.path, case.value);
         assert_eq!(cel_failures(case.kind, &object), expected(&case), "CEL on {label}");
         assert_eq!(rust_failures(case.kind, &object), expected(&case), "Rust on {label}");
+    }
+}
+
+/// Whole cores and replicas are plain OpenAPI bounds (`minimum`), checked by the schema with
+/// the types, not by CEL.
+#[test]
+fn whole_cores_and_replicas_are_bounded_by_the_schema() {
+    for (kind, path, value, field, bound) in [
+        ("CatalystHost", "spec.capacity.cpu", json!(0), "spec.capacity.cpu", "greater than or equal to 1"),
+        ("CatalystHost", "spec.numa.1.cpu", json!(0), "spec.numa[1].cpu", "greater than or equal to 1"),
+        ("CatalystVM", "spec.cpu", json!(0), "spec.cpu", "greater than or equal to 1"),
+        ("CatalystVM", "spec.node.reservedCpu", json!(0), "spec.node.reservedCpu", "greater than or equal to 1"),
+        ("ServiceGroup", "spec.replicas", json!(-1), "spec.replicas", "greater than or equal to 0"),
+        ("ServiceGroup", "spec.cpu", json!(0), "spec.cpu", "greater than or equal to 1"),
+    ] {
+        let object = with(valid(kind), path, value.clone());
+        let schema = schema_of(kind);
+        let found: Vec<String> = catalyst::schema::validate(&schema, &schema, &object, "")
+            .iter()
+            .filter(|v| !matches!(v, catalyst::schema::SchemaViolation::Unknown { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found, [format!("{field} = {value}: should be {bound}")], "{kind} {path}");
+        assert!(Validator::new().validate(&schema, &valid(kind), None).is_ok());
     }
 }
 

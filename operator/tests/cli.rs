@@ -80,7 +80,7 @@ fn bad_input_exits_2_and_plans_nothing() {
     std::fs::write(&bad, "apiVersion: catalyst.io/v1alpha1\nkind: CatalystVM\nmetadata: {name: x}\nspec: {cpu: 0, memory: 1Gi, bootDisk: {containerDisk: {image: i}}}\n").unwrap();
     let output = run(&["plan", "-f", bad.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("spec.cpu = 0: must be at least 1 whole core"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spec.cpu = 0: should be greater than or equal to 1"));
     assert!(output.stdout.is_empty());
     let output = run(&["plan", "-f", "config/samples/minimal/", "--add-hosts-like", "no-such-host"]);
     assert_eq!(output.status.code(), Some(2));

@@ -217,7 +217,7 @@ async fn an_owned_child_deleted_by_hand_is_recreated() {
 #[tokio::test]
 async fn an_invalid_spec_changes_nothing_but_its_status() {
     let mut world = world();
-    world.vms[0].spec.cpu = 0;
+    world.vms[0].spec.cpu = 1;
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
     let action = controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
@@ -226,7 +226,11 @@ async fn an_invalid_spec_changes_nothing_but_its_status() {
     let status = fake.body_of(&format!("PATCH {VMS}/api-a/status")).unwrap();
     let ready = &status["status"]["conditions"][0];
     assert_eq!(ready["reason"], "InvalidSpec");
-    assert!(ready["message"].as_str().unwrap().starts_with("spec.cpu = 0: must be at least 1 whole core"), "{ready}");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.node.reservedCpu = 1: node.reservedCpu must be less than the VM's cpu"),
+        "{ready}"
+    );
     assert_eq!(status["status"]["phase"], "Pending", "every state has a phase");
     assert_eq!(fake.body_of(&format!("POST {EVENTS}")).unwrap()["reason"], "InvalidSpec");
 }

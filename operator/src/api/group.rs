@@ -40,10 +40,10 @@ pub struct ServiceGroupSpec {
     #[schemars(length(min = 1, max = 253))]
     pub vm: String,
     /// Number of replicas.
-    #[x_kube(validation = rules::REPLICAS_NON_NEGATIVE.to_kube())]
+    #[schemars(range(min = 0))]
     pub replicas: i32,
     /// Dedicated whole cores per replica.
-    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    #[schemars(range(min = 1))]
     pub cpu: u32,
     /// Dedicated memory per replica, such as 42Gi.
     #[schemars(schema_with = "super::quantity_schema")]

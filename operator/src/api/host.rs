@@ -62,7 +62,7 @@ fn default_true() -> bool {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct HostCapacity {
     /// Whole cores (hardware threads the hypervisor can pin).
-    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    #[schemars(range(min = 1))]
     pub cpu: u32,
     /// Memory, such as 2Ti.
     #[schemars(schema_with = "super::quantity_schema")]
@@ -102,7 +102,7 @@ fn zero_quantity() -> Quantity {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NumaCell {
     /// Whole cores in this cell.
-    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    #[schemars(range(min = 1))]
     pub cpu: u32,
     /// Memory local to this cell.
     #[schemars(schema_with = "super::quantity_schema")]

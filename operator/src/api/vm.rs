@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct CatalystVMSpec {
     /// Dedicated whole cores.
-    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    #[schemars(range(min = 1))]
     pub cpu: u32,
     /// Dedicated memory, such as 512Gi.
     #[schemars(schema_with = "super::quantity_schema")]
@@ -155,7 +155,7 @@ pub struct NodeSettings {
     /// Whole cores kept for the guest OS and the kubelet (the kubelet's reservedSystemCPUs);
     /// the rest go to ServiceGroups. The static CPU manager needs at least one.
     #[serde(default = "default_reserved_cpu")]
-    #[x_kube(validation = rules::AT_LEAST_ONE_CORE.to_kube())]
+    #[schemars(range(min = 1))]
     pub reserved_cpu: u32,
     /// Memory kept for the guest OS and the kubelet.
     #[serde(default = "default_reserved_memory")]
