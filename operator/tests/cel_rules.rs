@@ -1,20 +1,14 @@
 //! Every CEL rule in the CRDs compiles where it sits, is exercised by an object that keeps it
 //! and one that breaks it, and agrees with the offline Rust validation on those same objects.
 
-use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup, rules};
+use catalyst::api::rules;
 use catalyst::validation::{FieldError, validate_group, validate_host, validate_vm, validate_vm_update};
-use kube::CustomResourceExt;
 use kube::core::cel::{ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 fn schema_of(kind: &str) -> Value {
-    let crd = match kind {
-        "CatalystHost" => CatalystHost::crd(),
-        "CatalystVM" => CatalystVM::crd(),
-        "ServiceGroup" => ServiceGroup::crd(),
-        other => panic!("unknown kind {other}"),
-    };
+    let crd = catalyst::crd::of_kind(kind).unwrap_or_else(|| panic!("unknown kind {kind}"));
     let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
     serde_json::to_value(schema).unwrap()
 }
