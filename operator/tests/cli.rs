@@ -124,3 +124,19 @@ fn plan_uses_only_the_hosts_of_its_pool() {
     assert!(error.contains("host selector \"catalyst.io/pool in blue\""), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn hostile_input_is_refused_before_it_is_parsed() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 200 KB of nested brackets, the shape that made the YAML parser run for minutes.
+    let deep = dir.join("deep.yaml");
+    std::fs::write(&deep, format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000))).unwrap();
+    let output = run(&["validate", "-f", deep.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("nested deeper than 128 levels; not parsed"), "{}", stdout(&output));
+    let output = run(&["plan", "-f", deep.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}

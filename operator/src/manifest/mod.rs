@@ -2,6 +2,9 @@
 //!
 //! Objects of other kinds are counted and ignored (they are other people's manifests). Every
 //! problem is collected, not just the first, so one run shows a user all they must fix.
+//! Input too large or nested too deep is refused before it is parsed ([`bounds`]).
+
+pub mod bounds;
 
 use crate::api::{API_VERSION, CatalystHost, CatalystVM, ServiceGroup};
 use crate::schema::{self, SchemaViolation};
@@ -45,6 +48,16 @@ impl fmt::Display for Location {
 pub enum ManifestError {
     #[error("{path}: {source}")]
     Read { path: String, source: std::io::Error },
+    #[error(
+        "{path}: {size} bytes would take the input past {} bytes (4 MiB), the most one run reads; split the layout",
+        bounds::MAX_INPUT_BYTES
+    )]
+    TooLarge { path: String, size: u64 },
+    #[error(
+        "{file}: line {line}, column {column}: flow collections ([...] or {{...}}) nested deeper than {} levels; not parsed",
+        bounds::MAX_FLOW_DEPTH
+    )]
+    TooDeep { file: String, line: usize, column: usize },
     #[error("{location}: not valid YAML: {message}")]
     Yaml { location: Location, message: String },
     #[error("{location}: {object}: {message}")]
@@ -58,19 +71,34 @@ pub enum ManifestError {
 /// Reads every file and directory (recursively: `*.yaml`, `*.yml`, `*.json`) in name order.
 pub fn load(paths: &[PathBuf]) -> (Manifests, Vec<ManifestError>) {
     let mut loader = Loader::default();
+    let mut read = 0u64;
     for path in paths {
-        match files_under(path) {
-            Ok(files) => {
-                for file in files {
-                    match std::fs::read_to_string(&file) {
-                        Ok(text) => loader.add_text(&file.display().to_string(), &text),
-                        Err(source) => {
-                            loader.errors.push(ManifestError::Read { path: file.display().to_string(), source })
-                        }
-                    }
-                }
+        let files = match files_under(path) {
+            Ok(files) => files,
+            Err(source) => {
+                loader.errors.push(ManifestError::Read { path: path.display().to_string(), source });
+                continue;
             }
-            Err(source) => loader.errors.push(ManifestError::Read { path: path.display().to_string(), source }),
+        };
+        for file in files {
+            let name = file.display().to_string();
+            // The size is checked before the file is read, so a huge file costs nothing.
+            let size = match std::fs::metadata(&file) {
+                Ok(metadata) => metadata.len(),
+                Err(source) => {
+                    loader.errors.push(ManifestError::Read { path: name, source });
+                    continue;
+                }
+            };
+            if read + size > bounds::MAX_INPUT_BYTES {
+                loader.errors.push(ManifestError::TooLarge { path: name, size });
+                return (loader.manifests, loader.errors);
+            }
+            read += size;
+            match std::fs::read_to_string(&file) {
+                Ok(text) => loader.add_text(&name, &text),
+                Err(source) => loader.errors.push(ManifestError::Read { path: name, source }),
+            }
         }
     }
     (loader.manifests, loader.errors)
@@ -110,6 +138,10 @@ struct Loader {
 
 impl Loader {
     fn add_text(&mut self, file: &str, text: &str) {
+        if let Some((line, column)) = bounds::too_deep(text) {
+            self.errors.push(ManifestError::TooDeep { file: file.to_string(), line, column });
+            return;
+        }
         for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
             let location = Location { file: file.to_string(), document: index + 1 };
             match Value::deserialize(document) {
@@ -352,6 +384,37 @@ spec: {cpu: 0, memory: 8Gi, colour: red, node: {reservedCpu: 0, flavour: big}}
         assert!(matches!(errors.as_slice(), [ManifestError::Yaml { .. }]), "{:?}", messages(&errors));
         let (_, errors) = parse("anon.yaml", &VM.replace("metadata: {name: a}", "metadata: {}"));
         assert!(messages(&errors).iter().any(|m| m.ends_with("metadata.name is required")), "{:?}", messages(&errors));
+    }
+
+    #[test]
+    fn refuses_flow_collections_nested_past_the_limit_without_parsing() {
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let (_, errors) = parse("deep.yaml", &format!("{VM}---\n{deep}"));
+        assert_eq!(
+            messages(&errors),
+            [
+                "deep.yaml: line 6, column 132: flow collections ([...] or {...}) nested deeper than 128 levels; not parsed"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_input_past_the_size_limit_before_reading_it() {
+        let dir = std::env::temp_dir().join(format!("catalyst-manifest-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), VM).unwrap();
+        let big = std::fs::File::create(dir.join("b.yaml")).unwrap();
+        big.set_len(bounds::MAX_INPUT_BYTES).unwrap();
+        let (manifests, errors) = load(std::slice::from_ref(&dir));
+        assert_eq!(manifests.vms.len(), 1, "what came before the limit is read");
+        let b = dir.join("b.yaml").display().to_string();
+        assert_eq!(
+            messages(&errors),
+            [format!(
+                "{b}: 4194304 bytes would take the input past 4194304 bytes (4 MiB), the most one run reads; split the layout"
+            )]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
