@@ -1,0 +1,22 @@
+//! Whatever bytes a pull request holds, the offline path (load, validate, plan, render) answers
+//! without a panic, a hang or unbounded memory.
+#![no_main]
+
+use catalyst::manifest;
+use catalyst::planner::{self, Overhead, PlanInput, whatif};
+use catalyst::pool::HostPool;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (manifests, errors) = manifest::parse("fuzz.yaml", text);
+    if !errors.is_empty() {
+        return;
+    }
+    let input = PlanInput::from_manifests(&manifests, &Overhead::default(), &HostPool::default());
+    let plan = planner::plan(&input);
+    let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?));
+    let loss = whatif::host_loss(&input, &plan);
+    let _ = planner::report::table(&plan, more.as_ref(), Some(&loss));
+    let _ = catalyst::render::offline::render_plan(&manifests, &plan);
+});
