@@ -567,3 +567,47 @@ async fn kubectl_explain_describes_the_catalyst_kinds() {
     assert!(explain("chost.spec.reserved").contains("What is kept for the hypervisor and host OS"));
     assert!(explain("sg.spec.template.storage").contains("mountPath"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_installs_the_crds_and_the_api_server_refuses_a_crd_over_its_cel_budget() {
+    let cluster = Cluster::start().await;
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new(tools::tool("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let output = kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        harness::MANAGER,
+        "-f",
+        "../crds/",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // The ServiceGroup CRD as it was before its lists were bounded, under a group of its own
+    // so that nothing real is touched even if a server accepted it.
+    let mut crd = serde_json::to_value(catalyst::crd::of_kind("ServiceGroup").unwrap()).unwrap();
+    let storage = crd
+        .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/template/properties/storage")
+        .unwrap();
+    storage.as_object_mut().unwrap().remove("maxItems");
+    crd["spec"]["group"] = json!("budget.e2e.catalyst.io");
+    crd["metadata"]["name"] = json!("servicegroups.budget.e2e.catalyst.io");
+    let file = cluster.dir.join("over-budget.json");
+    std::fs::write(&file, serde_json::to_vec(&crd).unwrap()).unwrap();
+    let output = kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        error.contains(
+            "spec.validation.openAPIV3Schema.properties[spec].properties[template].properties[storage].items.properties[size].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of 5.9x"
+        ),
+        "{error}"
+    );
+}

@@ -2,6 +2,7 @@
 //! HTTP on 127.0.0.1, the subset of the Kubernetes API that the operator, the suite and
 //! kubectl use; README.md lists every way it differs from a real API server.
 
+pub mod cel_cost;
 pub mod openapi;
 pub mod resources;
 pub mod select;

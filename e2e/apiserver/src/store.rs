@@ -258,6 +258,9 @@ impl Store {
             return Err(ApiError::new(409, "AlreadyExists", format!("{plural} \"{name}\" already exists")));
         }
         Self::admit(&resource, &mut object, None)?;
+        if plural == "customresourcedefinitions" {
+            admit_crd(&object)?;
+        }
         object["apiVersion"] = json!(resource.api_version());
         object["kind"] = json!(resource.kind);
         object["metadata"]["name"] = json!(name);
@@ -344,6 +347,9 @@ impl Store {
         object["apiVersion"] = old["apiVersion"].clone();
         object["kind"] = old["kind"].clone();
         Self::admit(&resource, &mut object, Some(&old))?;
+        if plural == "customresourcedefinitions" && !status_only {
+            admit_crd(&object)?;
+        }
         let spec_of = |o: &Value| {
             let mut o = o.clone();
             if let Some(fields) = o.as_object_mut() {
@@ -461,6 +467,26 @@ impl Store {
 
 fn namespace_key(name: &str) -> Key {
     (String::new(), "namespaces".into(), String::new(), name.to_string())
+}
+
+/// Refuses a CRD whose CEL rules could cost more than the API server's budgets, as
+/// apiextensions-apiserver's CRD validation does (422 Invalid, one `Forbidden` cause per rule).
+fn admit_crd(crd: &Value) -> Result<(), ApiError> {
+    let refusals = crate::cel_cost::check_crd(crd);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<String> = refusals.iter().map(|r| format!("{}: Forbidden: {}", r.path, r.message)).collect();
+    let causes = match causes.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!("CustomResourceDefinition.apiextensions.k8s.io \"{name}\" is invalid: {causes}"),
+    ))
 }
 
 /// A CRD's status once it is served.
