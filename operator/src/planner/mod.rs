@@ -27,9 +27,11 @@
 
 pub mod model;
 pub mod report;
+pub mod search;
 pub mod whatif;
 
 pub use model::{GroupModel, HostModel, Overhead, Res, VmModel};
+pub use search::SearchBudget;
 
 use crate::manifest::Manifests;
 use crate::quantity::HumanBytes;
@@ -141,10 +143,26 @@ pub struct Totals {
     pub shortfall: Res,
 }
 
+/// How sure the plan's answer is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Verdict {
+    /// Everything fits: the plan shows the packing.
+    Fits,
+    /// Proven: no packing fits; `proof` says which bound or search shows it.
+    #[serde(rename_all = "camelCase")]
+    DoesNotFit { proof: String },
+    /// The heuristic left VMs out and the search ran out of its budget after `searched`
+    /// placements, before finding a packing or proving there is none.
+    #[serde(rename_all = "camelCase")]
+    NotFoundWithinBudget { searched: u64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub fits: bool,
+    pub verdict: Verdict,
     pub totals: Totals,
     pub hosts: Vec<HostPlan>,
     /// In plan order: running VMs, pinned VMs, then the rest largest first; unplaced last.
@@ -160,8 +178,15 @@ impl Plan {
     }
 }
 
-/// Plans a layout. Inputs are sorted first, so their order never matters.
+/// Plans a layout with the default search budget. Inputs are sorted first, so their order
+/// never matters.
 pub fn plan(input: &PlanInput) -> Plan {
+    plan_within(input, SearchBudget::default())
+}
+
+/// Plans a layout: the heuristic, then, when it leaves a VM out, the exact search within
+/// `budget` ([`search`]).
+pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
     let mut hosts: Vec<&HostModel> = input.hosts.iter().collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut vms: Vec<&VmModel> = input.vms.iter().collect();
@@ -235,23 +260,42 @@ pub fn plan(input: &PlanInput) -> Plan {
         order.push((v, placed, if placed.is_some() { Decision::Pinned } else { Decision::Unplaced }));
     }
 
-    // 3. The rest: best-fit decreasing.
+    // 3. The rest: best-fit decreasing; when that leaves a VM out, the exact search.
     let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
     free.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
+    let settled = engine.clone();
     let mut unplaced = Vec::new();
-    for v in free {
+    let mut placed_freely = Vec::with_capacity(free.len());
+    for &v in &free {
         let vm = vms[v];
         match engine.best_fit(vm) {
             Some((h, cells)) => {
                 engine.commit(vm, h, &cells);
-                order.push((v, Some(h), Decision::Planned));
+                placed_freely.push((v, Some(h), Decision::Planned));
             }
             None => {
                 unplaced.push(v);
-                order.push((v, None, Decision::Unplaced));
+                placed_freely.push((v, None, Decision::Unplaced));
             }
         }
     }
+    let mut searched = None;
+    if !unplaced.is_empty() {
+        let mut exact = settled;
+        match search::pack(&mut exact, &vms, &free, budget) {
+            search::Outcome::Packed(packing) => {
+                placed_freely.clear();
+                for (v, h, cells) in packing {
+                    exact.commit(vms[v], h, &cells);
+                    placed_freely.push((v, Some(h), Decision::Planned));
+                }
+                engine = exact;
+                unplaced.clear();
+            }
+            outcome => searched = Some(outcome),
+        }
+    }
+    order.extend(placed_freely);
     // Explained against the final state, so the numbers match the hosts table.
     for v in unplaced {
         violations.extend(engine.diagnose(vms[v]));
@@ -293,8 +337,19 @@ pub fn plan(input: &PlanInput) -> Plan {
 
     let demand = input.vms.iter().fold(Res::ZERO, |sum, vm| sum + vm.demand);
     let allocatable = input.hosts.iter().fold(Res::ZERO, |sum, host| sum + host.allocatable);
+    let verdict = match (violations.is_empty(), searched) {
+        (true, _) => Verdict::Fits,
+        (false, Some(search::Outcome::OutOfBudget(searched))) => Verdict::NotFoundWithinBudget { searched },
+        (false, Some(search::Outcome::Impossible(proof))) => Verdict::DoesNotFit { proof },
+        (false, _) => Verdict::DoesNotFit {
+            proof: "every VM the planner may place has a host; what does not fit concerns running or pinned VMs, \
+                    or ServiceGroups in their VMs, which no packing changes"
+                .into(),
+        },
+    };
     Plan {
         fits: violations.is_empty(),
+        verdict,
         totals: Totals { demand, allocatable, shortfall: demand - allocatable },
         hosts: host_plans,
         vms: vm_plans,
@@ -418,6 +473,7 @@ impl Refusal {
 }
 
 /// Mutable placement state over the sorted hosts.
+#[derive(Clone)]
 struct Engine<'a> {
     hosts: &'a [&'a HostModel],
     by_name: HashMap<&'a str, usize>,
@@ -539,6 +595,25 @@ impl<'a> Engine<'a> {
         }
         if let Some(group) = &vm.spread_group {
             self.spread.entry(group.as_str()).or_default().push(self.domain[h]);
+        }
+    }
+
+    /// Undoes [`Engine::commit`] of the last VM committed to `h` (the search backtracks in
+    /// the reverse order of its commits).
+    fn uncommit(&mut self, vm: &'a VmModel, h: usize, cells: &[(usize, Res)]) {
+        let before = self.free(h);
+        self.used[h] = self.used[h] - vm.demand;
+        for &(c, part) in cells {
+            self.cells_free[h][c] += part;
+        }
+        if self.index.remove(&(before.cpu, before.memory, h)) {
+            let after = self.free(h);
+            self.index.insert((after.cpu, after.memory, h));
+        }
+        if let Some(group) = &vm.spread_group
+            && let Some(domains) = self.spread.get_mut(group.as_str())
+        {
+            domains.pop();
         }
     }
 

@@ -367,3 +367,175 @@ proptest! {
         prop_assert_eq!(plan.fits, plan.violations.is_empty());
     }
 }
+
+/// Two hosts of 12 cores and VMs of 5, 5, 4, 4, 3, 3 cores (4, 4, 3, 3, 2, 2 plus each one's
+/// emulator thread): best fit decreasing puts 5 + 5 on one host and strands a VM; the search
+/// finds {5, 4, 3} + {5, 4, 3}.
+#[test]
+fn a_layout_best_fit_decreasing_refuses_is_packed_by_the_search() {
+    let sizes = [5, 5, 4, 4, 3, 3];
+    let vms = sizes.iter().enumerate().map(|(i, &cpu)| vm(&format!("v{i}"), cpu, 1)).collect();
+    let plan = plan(&input(vec![host("a", 12, 64), host("b", 12, 64)], vms));
+    assert!(plan.fits, "{:?}", plan.violations);
+    assert_eq!(plan.verdict, Verdict::Fits);
+    for h in &plan.hosts {
+        assert_eq!(h.allocated.cpu, 12, "{} holds {:?}", h.name, h.vms);
+    }
+}
+
+#[test]
+fn a_misfit_says_what_proves_it() {
+    // The totals: 13 cores on 12.
+    let over = plan(&input(vec![host("a", 6, 64), host("b", 6, 64)], vec![vm("x", 7, 1), vm("y", 6, 1)]));
+    assert!(
+        matches!(&over.verdict, Verdict::DoesNotFit { proof } if proof.starts_with("capacity bound")),
+        "{:?}",
+        over.verdict
+    );
+    // One VM larger than any host.
+    let big = plan(&input(vec![host("a", 6, 64), host("b", 6, 64)], vec![vm("x", 7, 1)]));
+    assert!(
+        matches!(&big.verdict, Verdict::DoesNotFit { proof } if proof.contains("ns/x fits no host")),
+        "{:?}",
+        big.verdict
+    );
+    // Three spread members, two failure domains.
+    let members = (0..3).map(|i| spread(vm(&format!("m{i}"), 1, 1), "g")).collect();
+    let spread_out = plan(&input(vec![host("a", 8, 64), host("b", 8, 64)], members));
+    assert!(
+        matches!(&spread_out.verdict, Verdict::DoesNotFit { proof } if proof.starts_with("spread bound")),
+        "{:?}",
+        spread_out.verdict
+    );
+    // Room in total, but only a search shows no packing: 4 + 4 + 4 on hosts of 6 and 6.
+    let search =
+        plan(&input(vec![host("a", 6, 64), host("b", 6, 64)], (0..3).map(|i| vm(&format!("v{i}"), 4, 1)).collect()));
+    assert!(
+        matches!(&search.verdict, Verdict::DoesNotFit { proof } if proof.starts_with("an exhaustive search")),
+        "{:?}",
+        search.verdict
+    );
+}
+
+#[test]
+fn a_search_that_runs_out_of_budget_says_so() {
+    // 40 hosts of 4 cores and 41 VMs of 3: the totals allow it (160 cores for 123), but each
+    // host holds one VM. Ten placements are not enough to find that out.
+    let hosts = (0..40).map(|i| host(&format!("h{i:02}"), 4, 64)).collect();
+    let vms = (0..41).map(|i| vm(&format!("v{i:02}"), 3, 1)).collect();
+    let tight = SearchBudget { nodes: 10, time: std::time::Duration::from_secs(60) };
+    let plan = plan_within(&input(hosts, vms), tight);
+    assert_eq!(plan.verdict, Verdict::NotFoundWithinBudget { searched: 11 });
+}
+
+/// Every assignment of VMs to hosts, written plainly: whether one keeps every constraint.
+fn oracle_packs(layout: &PlanInput) -> bool {
+    fn place(layout: &PlanInput, i: usize, used: &mut Vec<Res>, taken: &mut Vec<(String, String)>) -> bool {
+        let Some(vm) = layout.vms.get(i) else { return true };
+        for (h, host) in layout.hosts.iter().enumerate() {
+            if !host.schedulable || !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
+                continue;
+            }
+            if !host.allocatable.covers(&(used[h] + vm.demand)) {
+                continue;
+            }
+            if let Some(group) = &vm.spread_group
+                && taken.iter().any(|(g, d)| g == group && *d == host.failure_domain)
+            {
+                continue;
+            }
+            used[h] += vm.demand;
+            if let Some(group) = &vm.spread_group {
+                taken.push((group.clone(), host.failure_domain.clone()));
+            }
+            let packed = place(layout, i + 1, used, taken);
+            used[h] = used[h] - vm.demand;
+            if vm.spread_group.is_some() {
+                taken.pop();
+            }
+            if packed {
+                return true;
+            }
+        }
+        false
+    }
+    place(layout, 0, &mut vec![Res::ZERO; layout.hosts.len()], &mut Vec::new())
+}
+
+/// Small tight layouts: 2 to 4 hosts (some sharing a rack, some labelled), 4 to 12 VMs that
+/// together fill most of them, some in spread groups or with a selector.
+fn tight_layout() -> impl Strategy<Value = PlanInput> {
+    let hosts = prop::collection::vec((6u64..=16, 0u8..3, any::<bool>()), 2..=4);
+    (hosts, 4usize..=12, any::<u64>()).prop_map(|(hosts, count, seed)| {
+        let mut state = seed | 1;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let hosts: Vec<HostModel> = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (cpu, rack, labelled))| {
+                let mut h = host(&format!("h{i}"), cpu, 64);
+                if rack > 0 {
+                    h.failure_domain = format!("rack-{rack}");
+                }
+                if labelled {
+                    h.labels.insert("tier".into(), "fast".into());
+                }
+                h
+            })
+            .collect();
+        // Fill 85 to 100% of the cores with VMs of 1 to 6 cores.
+        let total: u64 = hosts.iter().map(|h| h.allocatable.cpu).sum();
+        let target = total * (85 + next(16)) / 100;
+        let mut vms = Vec::new();
+        let mut filled = 0;
+        while vms.len() < count && filled < target {
+            let cpu = (1 + next(6)).min(target - filled).max(1);
+            let mut v = vm(&format!("v{:02}", vms.len()), cpu, 1 + next(8));
+            match next(6) {
+                0 | 1 => v.spread_group = Some(format!("ns/g{}", next(2))),
+                2 => {
+                    v.host_selector.insert("tier".into(), "fast".into());
+                }
+                _ => {}
+            }
+            filled += cpu;
+            vms.push(v);
+        }
+        PlanInput { hosts, vms, groups: Vec::new() }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_refuses_a_layout_an_exhaustive_search_packs(layout in tight_layout()) {
+        let plan = plan(&layout);
+        let packs = oracle_packs(&layout);
+        prop_assert_eq!(plan.fits, packs, "plan {:?} vs oracle {}", plan.verdict, packs);
+        if !packs {
+            prop_assert!(matches!(plan.verdict, Verdict::DoesNotFit { .. }), "a small misfit is proven: {:?}", plan.verdict);
+        }
+        // What it places keeps every constraint.
+        let domain: BTreeMap<&str, &str> = plan.hosts.iter().map(|h| (h.name.as_str(), h.failure_domain.as_str())).collect();
+        let mut groups_in: Vec<(String, &str)> = Vec::new();
+        for h in &plan.hosts {
+            prop_assert!(h.allocatable.covers(&h.allocated), "{} overcommitted", h.name);
+        }
+        for p in plan.vms.iter().filter(|p| p.host.is_some()) {
+            let vm = layout.vms.iter().find(|v| v.key == p.vm).unwrap();
+            let host = layout.hosts.iter().find(|h| Some(&h.name) == p.host.as_ref()).unwrap();
+            prop_assert!(vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)));
+            if let Some(group) = &vm.spread_group {
+                let d = domain[host.name.as_str()];
+                prop_assert!(!groups_in.contains(&(group.clone(), d)), "{} breaks spread group {}", p.vm, group);
+                groups_in.push((group.clone(), d));
+            }
+        }
+    }
+}
