@@ -611,3 +611,39 @@ async fn kubectl_installs_the_crds_and_the_api_server_refuses_a_crd_over_its_cel
         "{error}"
     );
 }
+
+/// Two hosts of 12 cores and VMs of 4, 4, 3, 3, 2, 2 cores (5, 5, 4, 4, 3, 3 with their
+/// emulator threads): they fit only as {5, 4, 3} + {5, 4, 3}, which best fit decreasing alone
+/// misses. Applied together, before the operator starts, as a GitOps sync delivers them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_places_a_layout_only_an_exact_search_packs() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("exact").await;
+    let mut layout = Layout::minimal(&ns);
+    for host in &mut layout.hosts {
+        host.spec.capacity.cpu = 12;
+        host.spec.reserved.cpu = 0;
+    }
+    let template = layout.vms[0].clone();
+    layout.vms = [4, 4, 3, 3, 2, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, &cpu)| {
+            let mut vm = template.clone();
+            vm.metadata.name = Some(format!("vm-{i}"));
+            vm.spec.cpu = cpu;
+            vm.spec.placement = Default::default();
+            vm
+        })
+        .collect();
+    layout.groups.clear();
+    layout.apply(&cluster.client).await;
+    let _operator = Operator::start(&cluster, &ns);
+    assert_consistent(&cluster.client, &ns, &layout).await;
+    let hosts: Api<CatalystHost> = Api::all(cluster.client.clone());
+    for host in &layout.hosts {
+        let status = hosts.get(&host.name_any()).await.unwrap().status.unwrap();
+        assert_eq!(status.allocated.map(|a| a.cpu), Some(12), "{} holds {:?}", host.name_any(), status.vms);
+    }
+    cluster.clean_up(&ns, &layout.hosts).await;
+}

@@ -3,7 +3,7 @@
 #![no_main]
 
 use catalyst::manifest;
-use catalyst::planner::{self, Overhead, PlanInput, whatif};
+use catalyst::planner::{self, Overhead, PlanInput, SearchBudget, whatif};
 use catalyst::pool::HostPool;
 use libfuzzer_sys::fuzz_target;
 
@@ -15,8 +15,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let input = PlanInput::from_manifests(&manifests, &Overhead::default(), &HostPool::default());
     let plan = planner::plan(&input);
-    let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?));
-    let loss = whatif::host_loss(&input, &plan);
+    let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?, SearchBudget::default()));
+    let loss = whatif::host_loss(&input, &plan, SearchBudget::default());
     let _ = planner::report::table(&plan, more.as_ref(), Some(&loss));
     let _ = catalyst::render::offline::render_plan(&manifests, &plan);
 });

@@ -140,3 +140,51 @@ fn hostile_input_is_refused_before_it_is_parsed() {
     assert!(output.stdout.is_empty());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Two hosts of 12 cores and six VMs that fit exactly, which best fit decreasing alone refuses.
+fn twelve_core_layout(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for host in ["a", "b"] {
+        text.push_str(&format!(
+            "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystHost\nmetadata: {{name: {host}}}\n\
+             spec: {{nodeName: {host}, capacity: {{cpu: 12, memory: 256Gi}}, reserved: {{cpu: 0, memory: \"0\"}}}}\n"
+        ));
+    }
+    for (i, cpu) in [4, 4, 3, 3, 2, 2].iter().enumerate() {
+        text.push_str(&format!(
+            "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystVM\nmetadata: {{name: vm-{i}, namespace: team}}\n\
+             spec: {{cpu: {cpu}, memory: 8Gi, node: {{reservedCpu: 1}}, bootDisk: {{containerDisk: {{image: img}}}}}}\n"
+        ));
+    }
+    let file = dir.join("twelve.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn plan_packs_what_best_fit_decreasing_refuses_and_says_how_sure_it_is() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-search-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = twelve_core_layout(&dir);
+    let file = file.to_str().unwrap();
+    let output = run(&["plan", "-f", file, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], serde_json::json!({"outcome": "fits"}));
+
+    // One core less: proven, by the totals.
+    let smaller = std::fs::read_to_string(file).unwrap().replacen("cpu: 12,", "cpu: 11,", 1);
+    std::fs::write(dir.join("smaller.yaml"), smaller).unwrap();
+    let output = run(&["plan", "-f", dir.join("smaller.yaml").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("does NOT fit (1 violations), proven: capacity bound"), "{}", stdout(&output));
+
+    // No budget: the heuristic's refusal stands, but it is not a proof.
+    let output = run(&["plan", "-f", file, "--search-nodes", "0", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"]["outcome"], "notFoundWithinBudget");
+    let output = run(&["plan", "-f", file, "--search-time", "soon"]);
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}

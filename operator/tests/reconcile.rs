@@ -283,6 +283,42 @@ async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
     assert!(waiting["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "Unschedulable"));
 }
 
+/// Two hosts of 12 cores and VMs of 5, 5, 4, 4, 3, 3 cores with their emulator threads,
+/// reconciled in name order: placed one at a time by best fit decreasing alone, the last one
+/// finds no room; each placement takes its host from a plan that packs them all.
+#[tokio::test]
+async fn vms_placed_one_by_one_follow_a_packing_of_them_all() {
+    let mut world = world();
+    for host in &mut world.hosts {
+        host.spec.capacity.cpu = 12;
+        host.spec.reserved.cpu = 0;
+    }
+    let template = world.vms[0].clone();
+    world.vms = [4, 4, 3, 3, 2, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, &cpu)| {
+            let mut vm = template.clone();
+            vm.metadata.name = Some(format!("vm-{i}"));
+            vm.metadata.uid = Some(format!("uid-vm-{i}"));
+            vm.spec.cpu = cpu;
+            vm.spec.placement = Default::default();
+            vm
+        })
+        .collect();
+    world.groups.clear();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    for i in 0..6 {
+        controller::vm::reconcile(vm_guard(&world, &format!("vm-{i}")), ctx.clone()).await.unwrap();
+    }
+    for host in ["small-1", "small-2"] {
+        let ledger = &fake.get(&format!("{HOSTS}/{host}")).unwrap()["status"]["vms"];
+        assert_eq!(ledger.as_array().map(Vec::len), Some(3), "{host} holds {ledger}");
+    }
+}
+
 #[tokio::test]
 async fn a_stale_cache_cannot_double_book_a_host() {
     let mut world = one_small_host();

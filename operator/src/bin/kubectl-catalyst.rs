@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use catalyst::manifest;
-use catalyst::planner::{self, Overhead, PlanInput, whatif};
+use catalyst::planner::{self, Overhead, PlanInput, SearchBudget, Verdict, whatif};
 use catalyst::pool::HostPool;
 use catalyst::quantity::parse_bytes;
 use clap::{Parser, Subcommand};
@@ -25,7 +25,8 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Plan a layout offline: where each VM goes, whether each ServiceGroup fits its VM, and
-    /// every violation. Exit 0 when it fits, 1 when it does not, 2 on bad input.
+    /// every violation. Exit 0 when it fits, 1 when it is proven not to, 3 when no packing was
+    /// found within the search budget and none was ruled out, 2 on bad input.
     Plan {
         /// Files or directories of YAML manifests (multi-document files are fine).
         #[arg(short = 'f', long = "filename", required = true)]
@@ -49,6 +50,13 @@ enum Command {
         /// `--host-selector`); every host when unset.
         #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
         host_selector: HostPool,
+        /// How long the exact search may run, per plan, when the heuristic leaves a VM out
+        /// (such as 500ms or 10s).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        search_time: std::time::Duration,
+        /// How many placements the exact search may try, per plan.
+        #[arg(long, value_name = "PLACEMENTS", default_value_t = SearchBudget::default().nodes)]
+        search_nodes: u64,
     },
     /// Print, offline, every object the operator would create for these manifests
     /// (VirtualMachines, cloud-init Secrets with credentials redacted, StatefulSets, Services)
@@ -113,9 +121,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overhead_fixed,
             overhead_per_vcpu,
             host_selector,
+            search_time,
+            search_nodes,
         } => {
             let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };
-            plan(&files, output, add_hosts_like.as_deref(), check_host_loss, &overhead, &host_selector)
+            let budget = SearchBudget { nodes: search_nodes, time: search_time };
+            let questions = Questions { add_hosts_like: add_hosts_like.as_deref(), check_host_loss, budget };
+            plan(&files, output, &questions, &overhead, &host_selector)
         }
     }
 }
@@ -125,6 +137,19 @@ enum Output {
     Table,
     Json,
     Yaml,
+}
+
+/// A duration such as `500ms`, `2s` or `1m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and a unit, such as 2s"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(number)),
+        "s" | "" => Ok(std::time::Duration::from_secs(number)),
+        "m" => Ok(std::time::Duration::from_secs(number.saturating_mul(60))),
+        other => Err(format!("{text:?}: unknown unit {other:?} (ms, s or m)")),
+    }
 }
 
 fn parse_pool(text: &str) -> Result<HostPool, String> {
@@ -161,19 +186,30 @@ fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
     None
 }
 
+/// What `plan` is asked besides the plan itself, and how hard it may search.
+struct Questions<'a> {
+    add_hosts_like: Option<&'a str>,
+    check_host_loss: bool,
+    budget: SearchBudget,
+}
+
+/// Exit code of a plan that was not found within the search budget (0 fits, 1 proven misfit,
+/// 2 bad input).
+const NOT_FOUND_WITHIN_BUDGET: u8 = 3;
+
 fn plan(
     files: &[PathBuf],
     output: Output,
-    add_hosts_like: Option<&str>,
-    check_host_loss: bool,
+    questions: &Questions,
     overhead: &Overhead,
     pool: &HostPool,
 ) -> anyhow::Result<ExitCode> {
     let Some(manifests) = load_valid(files, "planned") else { return Ok(ExitCode::from(2)) };
     let input = PlanInput::from_manifests(&manifests, overhead, pool);
-    let plan = planner::plan(&input);
-    let more = match add_hosts_like {
-        Some(like) => match whatif::hosts_needed(&input, like) {
+    let budget = questions.budget;
+    let plan = planner::plan_within(&input, budget);
+    let more = match questions.add_hosts_like {
+        Some(like) => match whatif::hosts_needed(&input, like, budget) {
             Some(more) => Some(more),
             None => {
                 eprintln!("--add-hosts-like: {like} is not a CatalystHost in these manifests");
@@ -182,7 +218,7 @@ fn plan(
         },
         None => None,
     };
-    let loss = check_host_loss.then(|| whatif::host_loss(&input, &plan));
+    let loss = questions.check_host_loss.then(|| whatif::host_loss(&input, &plan, budget));
     match output {
         Output::Table => print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref())),
         Output::Json | Output::Yaml => {
@@ -194,8 +230,15 @@ fn plan(
             print!("{text}");
         }
     }
-    let stranded = loss.iter().flatten().any(|l| !l.stranded.is_empty());
-    Ok(if plan.fits && !stranded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let stranded = loss.iter().flatten().filter(|l| !l.stranded.is_empty());
+    let undecided = |verdict: &Verdict| matches!(verdict, Verdict::NotFoundWithinBudget { .. });
+    Ok(if plan.fits && stranded.clone().next().is_none() {
+        ExitCode::SUCCESS
+    } else if undecided(&plan.verdict) || (plan.fits && stranded.clone().all(|l| undecided(&l.verdict))) {
+        ExitCode::from(NOT_FOUND_WITHIN_BUDGET)
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! the totals and the answer.
 
 use super::whatif::{HostLoss, MoreHosts};
-use super::{Plan, Res};
+use super::{Plan, Res, Verdict};
 use crate::quantity::HumanBytes;
 use std::fmt::Write;
 
@@ -145,9 +145,14 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
                 let _ = writeln!(out, "none needed: every VM has a host");
             }
             Some(add) => {
+                let least = if more.proven_least {
+                    "proven the least"
+                } else {
+                    "fewer not ruled out: the search ran out of its budget"
+                };
                 let _ = writeln!(
                     out,
-                    "add {add} (then {} hosts in all) to place every VM; the totals alone need at least {} more",
+                    "add {add} (then {} hosts in all) to place every VM ({least}); the totals alone need at least {} more",
                     plan.hosts.len() + add,
                     more.lower_bound
                 );
@@ -187,8 +192,16 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
     }
 
     let stranded: usize = loss.into_iter().flatten().map(|l| l.stranded.len()).sum();
-    let verdict =
-        if plan.fits { "fits".to_string() } else { format!("does NOT fit ({} violations)", plan.violations.len()) };
+    let verdict = match &plan.verdict {
+        Verdict::Fits => "fits".to_string(),
+        Verdict::DoesNotFit { proof } => {
+            format!("does NOT fit ({} violations), proven: {proof}", plan.violations.len())
+        }
+        Verdict::NotFoundWithinBudget { searched } => format!(
+            "does NOT fit within the search budget ({} violations; {searched} placements searched, no packing found and none ruled out)",
+            plan.violations.len()
+        ),
+    };
     let _ = match stranded {
         0 => writeln!(out, "\nRESULT: {verdict}"),
         _ => writeln!(out, "\nRESULT: {verdict}; losing a host would strand {stranded} VM(s)"),

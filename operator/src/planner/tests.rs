@@ -237,13 +237,14 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
 #[test]
 fn adding_hosts_answers_with_the_fewest_that_place_every_vm() {
     let layout = input(vec![host("a", 10, 100)], (1..=5).map(|i| vm(&format!("v{i}"), 6, 1)).collect());
-    let more = hosts_needed(&layout, "a").unwrap();
+    let more = hosts_needed(&layout, "a", SearchBudget::default()).unwrap();
     assert_eq!(more.add, Some(4), "one 6-core VM per 10-core host");
     assert_eq!(more.lower_bound, 2, "the totals alone: 24 cores short / 10 per host");
+    assert!(more.proven_least, "three more are proven too few by the search");
     let layout = input(vec![host("a", 10, 100)], vec![vm("giant", 11, 1)]);
-    let more = hosts_needed(&layout, "a").unwrap();
+    let more = hosts_needed(&layout, "a", SearchBudget::default()).unwrap();
     assert_eq!((more.add, more.never_fit.as_slice()), (None, &["ns/giant".to_string()][..]));
-    assert!(hosts_needed(&layout, "nope").is_none());
+    assert!(hosts_needed(&layout, "nope", SearchBudget::default()).is_none());
 }
 
 #[test]
@@ -251,12 +252,15 @@ fn losing_a_host_strands_spread_members_that_have_nowhere_else_to_go() {
     let vms = vec![spread(vm("k1", 4, 1), "kafka"), spread(vm("k2", 4, 1), "kafka"), vm("loose", 4, 1)];
     let layout = input(vec![host("a", 100, 100), host("b", 100, 100)], vms);
     let base = plan(&layout);
-    let loss = host_loss(&layout, &base);
+    let loss = host_loss(&layout, &base, SearchBudget::default());
     assert_eq!(loss.len(), 2);
     for lost in &loss {
         let kafka_here =
             base.hosts.iter().find(|h| h.name == lost.host).unwrap().vms.iter().filter(|v| v.contains("/k")).count();
         assert_eq!(lost.stranded.len(), kafka_here, "{lost:?}");
+        if kafka_here > 0 {
+            assert!(matches!(lost.verdict, Verdict::DoesNotFit { .. }), "{lost:?}");
+        }
         assert!(lost.replaced.iter().all(|(_, to)| *to != lost.host));
     }
 }

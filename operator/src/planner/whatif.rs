@@ -1,7 +1,7 @@
 //! The two questions asked before buying or draining a server: how many more hosts of a
 //! given shape make the layout fit, and can each host's VMs be re-placed if it is lost.
 
-use super::{Decision, HostModel, Plan, PlanInput, Res, plan};
+use super::{Decision, HostModel, Plan, PlanInput, Res, SearchBudget, Verdict, plan_within};
 use serde::Serialize;
 
 /// The answer to `--add-hosts-like HOST`.
@@ -12,6 +12,9 @@ pub struct MoreHosts {
     pub like: String,
     /// How many hosts of that shape to add so every VM is placed; `None` when no number will do.
     pub add: Option<usize>,
+    /// Whether `add` is proven the least: one fewer is ruled out by the totals or by a proof
+    /// that no packing fits (not merely by a search that ran out of budget).
+    pub proven_least: bool,
     /// The smallest count the totals alone allow (cores and memory), before any packing.
     pub lower_bound: usize,
     /// VMs that no number of such hosts can take (too large for an empty one, or constraints).
@@ -22,25 +25,38 @@ pub struct MoreHosts {
 
 /// Finds the fewest copies of `like` that make every VM placeable. Copies are new failure
 /// domains, with the template's labels. `None` when the template is not in the layout.
-pub fn hosts_needed(input: &PlanInput, like: &str) -> Option<MoreHosts> {
+pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Option<MoreHosts> {
     let template = input.hosts.iter().find(|h| h.name == like)?.clone();
-    let base = plan(input);
+    let base = plan_within(input, budget);
     let unplaced: Vec<&str> = base.unplaced().map(|vm| vm.vm.as_str()).collect();
-    let never_fit = never_fitting(input, &template, &unplaced);
+    let never_fit = never_fitting(input, &template, &unplaced, budget);
     let not_about_hosts = base.violations.len() - count_placement_violations(&base);
 
     let lower_bound = lower_bound(&base, &template);
-    let add = if !never_fit.is_empty() {
-        None
+    let (add, proven_least) = if !never_fit.is_empty() {
+        (None, true)
     } else if unplaced.is_empty() {
-        Some(0)
+        (Some(0), true)
     } else {
         // Every added host takes at least one of the unplaced VMs (each fits an empty one),
         // so this many always suffice unless constraints interfere.
-        let ceiling = lower_bound.max(1) + unplaced.len() + input.hosts.len();
-        (lower_bound.max(1)..=ceiling).find(|&k| plan(&with_copies(input, &template, k)).unplaced().next().is_none())
+        let first = lower_bound.max(1);
+        let ceiling = first + unplaced.len() + input.hosts.len();
+        // Fewer than `first` are ruled out by the totals (or, for one, by the base plan's own
+        // verdict); each count that fails says whether its failure is proven.
+        let mut proven = lower_bound >= 1 || matches!(base.verdict, Verdict::DoesNotFit { .. });
+        let mut found = None;
+        for k in first..=ceiling {
+            let trial = plan_within(&with_copies(input, &template, k), budget);
+            if trial.unplaced().next().is_none() {
+                found = Some(k);
+                break;
+            }
+            proven = matches!(trial.verdict, Verdict::DoesNotFit { .. });
+        }
+        (found, found.is_some() && proven)
     };
-    Some(MoreHosts { like: like.to_string(), add, lower_bound, never_fit, not_about_hosts })
+    Some(MoreHosts { like: like.to_string(), add, proven_least, lower_bound, never_fit, not_about_hosts })
 }
 
 fn count_placement_violations(plan: &Plan) -> usize {
@@ -60,7 +76,7 @@ fn lower_bound(base: &Plan, template: &HostModel) -> usize {
 }
 
 /// Unplaced VMs that an empty copy of the template cannot hold whatever the count.
-fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str]) -> Vec<String> {
+fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str], budget: SearchBudget) -> Vec<String> {
     let empty = PlanInput { hosts: vec![copy(template, 0)], vms: Vec::new(), groups: Vec::new() };
     unplaced
         .iter()
@@ -70,7 +86,7 @@ fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str]) -> 
             alone.pinned = None;
             alone.placed = None;
             let trial = PlanInput { vms: vec![alone], ..empty.clone() };
-            plan(&trial).unplaced().next().is_some()
+            plan_within(&trial, budget).unplaced().next().is_some()
         })
         .map(|key| key.to_string())
         .collect()
@@ -102,11 +118,13 @@ pub struct HostLoss {
     pub replaced: Vec<(String, String)>,
     /// Its VMs that do not.
     pub stranded: Vec<String>,
+    /// How sure the re-placement's answer is.
+    pub verdict: Verdict,
 }
 
 /// For each host: take it away, keep every other VM where the plan put it, and re-place the
 /// lost host's VMs under the same constraints. A VM pinned to the lost host is stranded.
-pub fn host_loss(input: &PlanInput, base: &Plan) -> Vec<HostLoss> {
+pub fn host_loss(input: &PlanInput, base: &Plan, budget: SearchBudget) -> Vec<HostLoss> {
     let placed_on: std::collections::HashMap<&str, &str> =
         base.vms.iter().filter_map(|vm| Some((vm.vm.as_str(), vm.host.as_deref()?))).collect();
     base.hosts
@@ -132,7 +150,7 @@ pub fn host_loss(input: &PlanInput, base: &Plan) -> Vec<HostLoss> {
                     None => {}
                 }
             }
-            let outcome = plan(&scenario);
+            let outcome = plan_within(&scenario, budget);
             let mut replaced = Vec::new();
             let mut stranded = Vec::new();
             for vm in outcome.vms.iter().filter(|vm| lost.vms.contains(&vm.vm)) {
@@ -141,7 +159,7 @@ pub fn host_loss(input: &PlanInput, base: &Plan) -> Vec<HostLoss> {
                     _ => stranded.push(vm.vm.clone()),
                 }
             }
-            HostLoss { host: lost.name.clone(), replaced, stranded }
+            HostLoss { host: lost.name.clone(), replaced, stranded, verdict: outcome.verdict }
         })
         .collect()
 }
