@@ -1,11 +1,14 @@
-//! Planner benchmark: generated layouts of 100 / 1,000 / 10,000 VMs on 10 / 100 / 1,000
-//! hosts with spread groups, planned by Catalyst's best-fit decreasing and, in the same run,
-//! by a naive first-fit baseline. Prints the median time of several runs and the hosts each
-//! needs to place the same VMs. Single-threaded, so the figures are one core's.
+//! Planner benchmark, two tables in one run, single-threaded (one core's figures):
+//! 1. Generated layouts of 100 / 1,000 / 10,000 (/ 100,000) VMs on 10 / 100 / 1,000 hosts with
+//!    spread groups, planned by Catalyst (best-fit decreasing, then the exact search where it
+//!    leaves a VM out) and by a naive first-fit baseline: the median time of several runs, and
+//!    the fewest hosts each needs to place the same VMs, against the cores' lower bound.
+//! 2. Tight layouts (95 to 100% of the cores) where best-fit decreasing alone often fails:
+//!    how many the heuristic alone, the heuristic with the search, and first fit place.
 //!
 //! Run: `cargo bench --bench planner` (add `-- --quick` for one run per size).
 
-use catalyst::planner::{HostModel, PlanInput, Res, VmModel, plan};
+use catalyst::planner::{HostModel, PlanInput, Res, SearchBudget, Verdict, VmModel, plan, plan_within};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -96,7 +99,13 @@ fn first_fit(input: &PlanInput) -> (usize, usize) {
 /// A duration with a unit that keeps three significant figures readable.
 fn shown(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
-    if micros < 1000.0 { format!("{micros:.0} µs") } else { format!("{:.2} ms", micros / 1000.0) }
+    if micros < 1000.0 {
+        format!("{micros:.0} µs")
+    } else if micros < 1e6 {
+        format!("{:.2} ms", micros / 1000.0)
+    } else {
+        format!("{:.2} s", micros / 1e6)
+    }
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -131,12 +140,99 @@ fn fewest_hosts(input: &PlanInput, unplaced: impl Fn(&PlanInput) -> usize) -> us
     }
 }
 
+/// The heuristic alone: no search.
+fn heuristic(input: &PlanInput) -> catalyst::planner::Plan {
+    plan_within(input, SearchBudget { nodes: 0, time: Duration::ZERO })
+}
+
+/// The cores' lower bound on hosts: what the VMs need over what one host offers.
+fn lower_bound(input: &PlanInput) -> usize {
+    let cores: u64 = input.vms.iter().map(|vm| vm.demand.cpu).sum();
+    cores.div_ceil(input.hosts[0].allocatable.cpu) as usize
+}
+
+/// Small and mid-sized layouts packed to 95-100% of their cores with VMs of 1 to 24 cores,
+/// some in spread groups: where the heuristic's greed shows.
+fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
+    let hosts: Vec<HostModel> = (0..hosts)
+        .map(|i| HostModel {
+            name: format!("host-{i:03}"),
+            node_name: format!("node-{i:03}"),
+            failure_domain: format!("host-{i:03}"),
+            schedulable: true,
+            labels: BTreeMap::new(),
+            allocatable: Res::new(64, 512 * GI),
+            cells: Vec::new(),
+        })
+        .collect();
+    let total = 64 * hosts.len() as u64;
+    let target = total * (95 + rng.next() % 6) / 100;
+    let mut left = target;
+    let mut list = Vec::new();
+    for i in 0..vms {
+        let remaining = (vms - i) as u64;
+        // Sizes that add up to the target: a random share of what is left, at least 1 core.
+        let cores = if remaining == 1 {
+            left
+        } else {
+            (1 + rng.next() % (2 * left / remaining).max(1)).min(left - (remaining - 1))
+        };
+        left -= cores;
+        list.push(VmModel {
+            key: format!("ns/vm-{i:04}"),
+            demand: Res::new(cores, cores * 4 * GI),
+            pinned: None,
+            placed: None,
+            spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
+            host_selector: BTreeMap::new(),
+            numa_aware: false,
+            for_groups: Res::new(cores, cores * 4 * GI),
+        });
+    }
+    PlanInput { hosts, vms: list, groups: Vec::new() }
+}
+
+fn tight_table(quick: bool) {
+    println!(
+        "\n| tight layouts | hosts | VMs | heuristic alone places all | time | with the search: places all | proven misfit | over budget | time | first fit places all | time |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let shapes: &[(usize, usize, usize)] = if quick {
+        &[(200, 3, 10), (20, 20, 120)]
+    } else {
+        &[(1000, 3, 10), (200, 8, 40), (50, 20, 120), (10, 100, 600)]
+    };
+    for &(count, hosts, vms) in shapes {
+        let mut rng = Rng(0x7161_u64 + hosts as u64);
+        let layouts: Vec<PlanInput> = (0..count).map(|_| tight_layout(vms, hosts, &mut rng)).collect();
+        let started = Instant::now();
+        let alone = layouts.iter().filter(|l| heuristic(l).fits).count();
+        let alone_time = started.elapsed();
+        let started = Instant::now();
+        let verdicts: Vec<Verdict> = layouts.iter().map(|l| plan(l).verdict).collect();
+        let search_time = started.elapsed();
+        let fits = verdicts.iter().filter(|v| **v == Verdict::Fits).count();
+        let proven = verdicts.iter().filter(|v| matches!(v, Verdict::DoesNotFit { .. })).count();
+        let over = verdicts.iter().filter(|v| matches!(v, Verdict::NotFoundWithinBudget { .. })).count();
+        let started = Instant::now();
+        let first = layouts.iter().filter(|l| first_fit(l).1 == 0).count();
+        let first_time = started.elapsed();
+        let per = |d: Duration| shown(d / count as u32);
+        println!(
+            "| {count} | {hosts} | {vms} | {alone} | {} | {fits} | {proven} | {over} | {} | {first} | {} |",
+            per(alone_time),
+            per(search_time),
+            per(first_time)
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     println!(
-        "| VMs | hosts | best-fit decreasing | per VM | unplaced | fewest hosts | first fit | unplaced | fewest hosts |"
+        "| VMs | hosts | plan | per VM | unplaced | fewest hosts: heuristic | with search | cores' lower bound | first fit | unplaced | fewest hosts |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut previous: Option<(usize, Duration)> = None;
     let sizes: &[(usize, usize)] = if quick {
         &[(100, 10), (1_000, 100), (10_000, 1_000)]
@@ -151,12 +247,14 @@ fn main() {
         let (ff_time, (_, ff_unplaced)) = time(runs, || first_fit(&input));
         // Fewest hosts: from a pool twice as large, so both can always get there.
         let pool = layout(vms, hosts * 2, 0x00C0_FFEE);
-        let bfd_hosts = fewest_hosts(&pool, |trial| plan(trial).unplaced().count());
+        let heuristic_hosts = fewest_hosts(&pool, |trial| heuristic(trial).unplaced().count());
+        let search_hosts = fewest_hosts(&pool, |trial| plan(trial).unplaced().count());
         let ff_hosts = fewest_hosts(&pool, |trial| first_fit(trial).1);
         println!(
-            "| {vms} | {hosts} | {} | {:.2} µs | {bfd_unplaced} | {bfd_hosts} | {} | {ff_unplaced} | {ff_hosts} |",
+            "| {vms} | {hosts} | {} | {:.2} µs | {bfd_unplaced} | {heuristic_hosts} | {search_hosts} | {} | {} | {ff_unplaced} | {ff_hosts} |",
             shown(bfd_time),
             bfd_time.as_secs_f64() * 1e6 / vms as f64,
+            lower_bound(&pool),
             shown(ff_time),
         );
         if let Some((n, t)) = previous {
@@ -169,4 +267,5 @@ fn main() {
         }
         previous = Some((vms, bfd_time));
     }
+    tight_table(quick);
 }
