@@ -263,14 +263,15 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
     // 3. The rest: best-fit decreasing; when that leaves a VM out, the exact search.
     let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
     free.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
-    let settled = engine.clone();
     let mut unplaced = Vec::new();
     let mut placed_freely = Vec::with_capacity(free.len());
+    let mut committed = Vec::with_capacity(free.len());
     for &v in &free {
         let vm = vms[v];
         match engine.best_fit(vm) {
             Some((h, cells)) => {
                 engine.commit(vm, h, &cells);
+                committed.push((v, h, cells));
                 placed_freely.push((v, Some(h), Decision::Planned));
             }
             None => {
@@ -281,18 +282,25 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
     }
     let mut searched = None;
     if !unplaced.is_empty() {
-        let mut exact = settled;
-        match search::pack(&mut exact, &vms, &free, budget) {
+        // The search starts where the heuristic did: running and pinned VMs only.
+        for (v, h, cells) in committed.iter().rev() {
+            engine.uncommit(vms[*v], *h, cells);
+        }
+        match search::pack(&mut engine, &vms, &free, budget) {
             search::Outcome::Packed(packing) => {
                 placed_freely.clear();
                 for (v, h, cells) in packing {
-                    exact.commit(vms[v], h, &cells);
+                    engine.commit(vms[v], h, &cells);
                     placed_freely.push((v, Some(h), Decision::Planned));
                 }
-                engine = exact;
                 unplaced.clear();
             }
-            outcome => searched = Some(outcome),
+            outcome => {
+                for (v, h, cells) in &committed {
+                    engine.commit(vms[*v], *h, cells);
+                }
+                searched = Some(outcome);
+            }
         }
     }
     order.extend(placed_freely);
@@ -473,7 +481,6 @@ impl Refusal {
 }
 
 /// Mutable placement state over the sorted hosts.
-#[derive(Clone)]
 struct Engine<'a> {
     hosts: &'a [&'a HostModel],
     by_name: HashMap<&'a str, usize>,
