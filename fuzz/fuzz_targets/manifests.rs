@@ -18,5 +18,6 @@ fuzz_target!(|data: &[u8]| {
     let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?, SearchBudget::default()));
     let loss = whatif::host_loss(&input, &plan, SearchBudget::default());
     let _ = planner::report::table(&plan, more.as_ref(), Some(&loss));
+    let _ = planner::picture::html(&plan);
     let _ = catalyst::render::offline::render_plan(&manifests, &plan);
 });

@@ -33,7 +33,21 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
         role("Role", "leader-election-role", rbac::LEADER_ELECTION),
     ));
     files.push(("config/argocd/argocd-cm-health.yaml".into(), argocd_health(root)?));
+    files.push((REFERENCE_PICTURE.into(), reference_picture(root)));
     Ok(files)
+}
+
+/// The plan of the reference layout as a picture, shown in the README.
+pub const REFERENCE_PICTURE: &str = "docs/plan-catalyst-v3.svg";
+
+fn reference_picture(root: &Path) -> String {
+    let (manifests, _) = crate::manifest::load(&[root.join("config/samples/catalyst-v3")]);
+    let input = crate::planner::PlanInput::from_manifests(
+        &manifests,
+        &crate::planner::Overhead::default(),
+        &crate::pool::HostPool::default(),
+    );
+    crate::planner::picture::svg(&crate::planner::plan(&input))
 }
 
 fn role(kind: &str, name: &str, grants: &[rbac::Grant]) -> String {

@@ -137,6 +137,11 @@ enum Output {
     Table,
     Json,
     Yaml,
+    /// The plan as a picture: hosts as bars of cores and memory, VMs and groups inside them,
+    /// in red what does not fit.
+    Svg,
+    /// A page that shows the picture and lists the violations.
+    Html,
 }
 
 /// A duration such as `500ms`, `2s` or `1m`.
@@ -221,6 +226,8 @@ fn plan(
     let loss = questions.check_host_loss.then(|| whatif::host_loss(&input, &plan, budget));
     match output {
         Output::Table => print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref())),
+        Output::Svg => print!("{}", planner::picture::svg(&plan)),
+        Output::Html => print!("{}", planner::picture::html(&plan)),
         Output::Json | Output::Yaml => {
             let report = PlanReport { overhead, plan: &plan, more_hosts: more.as_ref(), host_loss: loss.as_deref() };
             let text = match output {

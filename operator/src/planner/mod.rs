@@ -26,6 +26,7 @@
 //! memory, spread, selector or NUMA cost a step each; the benchmark measures real layouts.
 
 pub mod model;
+pub mod picture;
 pub mod report;
 pub mod search;
 pub mod whatif;

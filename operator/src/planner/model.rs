@@ -43,8 +43,10 @@ impl Res {
 
 impl Add for Res {
     type Output = Res;
+    /// Saturating: totals of hosts or VMs of absurd sizes (a user may write `9Ei`) stay
+    /// totals, never an overflow.
     fn add(self, other: Res) -> Res {
-        Res { cpu: self.cpu + other.cpu, memory: self.memory + other.memory }
+        Res { cpu: self.cpu.saturating_add(other.cpu), memory: self.memory.saturating_add(other.memory) }
     }
 }
 
