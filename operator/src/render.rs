@@ -10,8 +10,7 @@ use crate::kubevirt::{
     Memory, Network, Numa, Resources, StorageResources, StorageSpec, TemplateMeta, UrlSource, VirtualMachine,
     VirtualMachineSpec, Volume,
 };
-use crate::planner::model::EVICTION_HARD_MEMORY;
-use crate::quantity::format_bytes;
+use crate::planner::model::EVICTION_HARD;
 use crate::validation::node_label_value;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetOrdinals, StatefulSetSpec};
@@ -257,7 +256,7 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
         "topologyManagerPolicy": "single-numa-node",
         "topologyManagerScope": "pod",
         "systemReserved": {"memory": node.reserved_memory.0},
-        "evictionHard": {"memory.available": format_bytes(EVICTION_HARD_MEMORY)},
+        "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),
     });
     let mut node_labels = vec![format!("{}={}", labels::VM, node_label_value(vm))];
     node_labels.extend(node.labels.iter().map(|(k, v)| format!("{k}={v}")));

@@ -195,6 +195,23 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
             }
         }
     }
+    for (key, value) in &spec.node.labels {
+        let field = format!("spec.node.labels[{key:?}]");
+        if let Err(why) = qualified_name(key) {
+            c.fail_schema(&field, key, format!("not a label key: {why}"));
+        } else if let Err(why) = kubelet_may_set(key) {
+            c.fail_schema(&field, key, why);
+        }
+        if let Err(why) = label_value(value) {
+            c.fail_schema(&field, format!("{value:?}"), format!("not a label value: {why}"));
+        }
+    }
+    c.check(
+        !spec.numa_passthrough || spec.hugepages.is_some(),
+        "spec.numaPassthrough",
+        spec.numa_passthrough,
+        &rules::VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
+    );
     if let Some(host) = &spec.host {
         c.non_empty("spec.host", host);
     }
@@ -302,6 +319,41 @@ pub fn qualified_name(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The labels in the `kubernetes.io` and `k8s.io` namespaces a kubelet may set on its own Node
+/// (`k8s.io/kubelet/pkg/apis/well_known_labels.go`, `kubeletLabels`).
+const KUBELET_LABELS: [&str; 11] = [
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+/// Whether the kubelet accepts `key` in `--node-labels`: it refuses to start on a key in the
+/// `kubernetes.io` or `k8s.io` namespaces unless the key is one of [`KUBELET_LABELS`] or its
+/// namespace is `kubelet.kubernetes.io` or `node.kubernetes.io` (or under them)
+/// (`cmd/kubelet/app/options/options.go`, `ValidateKubeletFlags`, and `IsKubeletLabel`).
+pub fn kubelet_may_set(key: &str) -> Result<(), String> {
+    let Some((namespace, _)) = key.split_once('/') else { return Ok(()) };
+    let within = |domain: &str| namespace == domain || namespace.ends_with(&format!(".{domain}"));
+    if !within("kubernetes.io") && !within("k8s.io") {
+        return Ok(());
+    }
+    if KUBELET_LABELS.contains(&key) || within("kubelet.kubernetes.io") || within("node.kubernetes.io") {
+        return Ok(());
+    }
+    Err(format!(
+        "the kubelet refuses to start with {key:?} in --node-labels: of the kubernetes.io and k8s.io namespaces it may set only \
+         kubelet.kubernetes.io/, node.kubernetes.io/ and the well-known labels (such as topology.kubernetes.io/zone)"
+    ))
+}
+
 /// Checks a label value as the API server does (apimachinery `validation.IsValidLabelValue`):
 /// empty, or up to 63 alphanumerics, `-`, `_` and `.`, alphanumeric at both ends.
 pub fn label_value(value: &str) -> Result<(), String> {
@@ -347,5 +399,47 @@ pub fn parse_page_size(size: &str) -> Option<u64> {
         "2Mi" => Some(2 << 20),
         "1Gi" => Some(1 << 30),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm_with_labels(labels: &[(&str, &str)]) -> CatalystVM {
+        let mut vm: CatalystVM = serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+            "metadata": {"name": "a", "namespace": "team"},
+            "spec": {"cpu": 4, "memory": "8Gi", "bootDisk": {"containerDisk": {"image": "img"}}}
+        }))
+        .unwrap();
+        vm.spec.node.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        vm
+    }
+
+    fn messages(vm: &CatalystVM) -> Vec<String> {
+        validate_vm(vm).err().unwrap_or_default().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn node_labels_are_checked_as_the_api_server_and_the_kubelet_check_them() {
+        let fine = [
+            ("team", "billing"),
+            ("example.com/tier", "gold"),
+            ("node.kubernetes.io/pool", "fast"),
+            ("topology.kubernetes.io/zone", "a"),
+            ("empty", ""),
+        ];
+        assert_eq!(messages(&vm_with_labels(&fine)), Vec::<String>::new());
+        // The kubelet refuses to start with this one (cmd/kubelet/app/options/options.go).
+        let role = messages(&vm_with_labels(&[("node-role.kubernetes.io/worker", "")]));
+        assert!(role[0].contains("the kubelet refuses to start"), "{role:?}");
+        // A value that would inject a second label into --node-labels.
+        let injected = messages(&vm_with_labels(&[("foo", "bar,baz=1")]));
+        assert!(injected[0].contains("not a label value"), "{injected:?}");
+        let bad_key = messages(&vm_with_labels(&[("Bad Key", "x")]));
+        assert!(bad_key[0].contains("not a label key"), "{bad_key:?}");
+        let long = "x".repeat(64);
+        assert!(messages(&vm_with_labels(&[("a", &long)]))[0].contains("not a label value"));
     }
 }

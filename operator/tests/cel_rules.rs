@@ -28,7 +28,7 @@ fn valid(kind: &str) -> Value {
             "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
             "metadata": {"name": "kafka-1", "namespace": "messaging"},
             "spec": {
-                "cpu": 96, "memory": "512Gi", "hugepages": "1Gi",
+                "cpu": 96, "memory": "512Gi", "hugepages": "1Gi", "numaPassthrough": true,
                 "bootDisk": {"dataVolume": {"storageClassName": "ceph-rbd", "size": "100Gi", "imageUrl": "docker://quay.io/containerdisks/ubuntu:22.04"}},
                 "node": {"reservedCpu": 2, "reservedMemory": "8Gi"}
             }
@@ -214,6 +214,12 @@ fn cases() -> Vec<Case> {
         ),
         case("CatalystVM", "spec.memory", json!("9217Mi"), &[("spec.memory", &VM_MEMORY_WHOLE_PAGES)]),
         case("CatalystVM", "spec.hugepages", json!("4Mi"), &[("spec.hugepages", &HUGEPAGE_SIZE)]),
+        case(
+            "CatalystVM",
+            "spec.hugepages",
+            Value::Null,
+            &[("spec.numaPassthrough", &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES)],
+        ),
         case(
             "CatalystVM",
             "spec.node.reservedCpu",

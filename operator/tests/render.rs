@@ -110,6 +110,12 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     assert_eq!(kubelet["reservedSystemCPUs"], "0-1");
     assert_eq!(kubelet["topologyManagerPolicy"], "single-numa-node");
     assert_eq!(kubelet["systemReserved"]["memory"], "4Gi");
+    // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go): setting
+    // only memory.available would turn disk-pressure eviction off.
+    assert_eq!(
+        kubelet["evictionHard"],
+        json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%", "imagefs.available": "15%"})
+    );
     let join_config: Value = serde_norway::from_str(files[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(join_config["nodeRegistration"]["name"], "kafka-2.catalyst-v3");
     assert_eq!(join_config["nodeRegistration"]["kubeletExtraArgs"][0]["value"], "catalyst.io/vm=catalyst-v3.kafka-2");

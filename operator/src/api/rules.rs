@@ -76,6 +76,15 @@ pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
     field_path: Some(".memory"),
 };
 
+/// KubeVirt refuses a VM that asks for NUMA passthrough without hugepages
+/// (`pkg/virt-api/webhooks/validating-webhook/admitters/vmi-create-admitter.go`:
+/// "spec.domain.memory.hugepages must be requested when NUMA topology strategy is set").
+pub const VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES: CelRule = CelRule {
+    cel: "!has(self.numaPassthrough) || !self.numaPassthrough || has(self.hugepages)",
+    message: "numaPassthrough needs hugepages: KubeVirt refuses a NUMA-passthrough VM whose memory is not backed by hugepages",
+    field_path: Some(".numaPassthrough"),
+};
+
 pub const VM_NODE_RESERVED_CPU_BELOW_CPU: CelRule = CelRule {
     cel: "!has(self.node) || !has(self.node.reservedCpu) || self.node.reservedCpu < self.cpu",
     message: "node.reservedCpu must be less than the VM's cpu",
@@ -106,7 +115,7 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 11] = [
+pub const ALL: [&CelRule; 12] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
@@ -114,6 +123,7 @@ pub const ALL: [&CelRule; 11] = [
     &HOST_NUMA_CPU_WITHIN_CAPACITY,
     &HUGEPAGE_SIZE,
     &VM_MEMORY_WHOLE_PAGES,
+    &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
     &VM_NODE_RESERVED_CPU_BELOW_CPU,
     &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
     &BOOT_DISK_ONE_SOURCE,

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 )]
 #[x_kube(
     validation = rules::VM_MEMORY_WHOLE_PAGES.to_kube(),
+    validation = rules::VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES.to_kube(),
     validation = rules::VM_NODE_RESERVED_CPU_BELOW_CPU.to_kube(),
     validation = rules::VM_NODE_RESERVED_MEMORY_BELOW_MEMORY.to_kube()
 )]
@@ -59,7 +60,8 @@ pub struct CatalystVMSpec {
     /// dedicated cores. Costs one more core on the host.
     #[serde(default = "default_true")]
     pub isolate_emulator_thread: bool,
-    /// Expose the host's NUMA layout to the guest (KubeVirt's guestMappingPassthrough).
+    /// Expose the host's NUMA layout to the guest (KubeVirt's guestMappingPassthrough). Needs
+    /// `hugepages`, and KubeVirt's `NUMA` and `CPUManager` feature gates.
     #[serde(default)]
     pub numa_passthrough: bool,
     #[serde(default)]

@@ -194,8 +194,21 @@ impl VmModel {
 /// for every 4 KiB page, are taken at boot and never counted in MemTotal.
 pub const GUEST_MEMMAP_DIVISOR: u64 = 64;
 
-/// The kubelet's hard eviction threshold, as Catalyst renders it into the VM's node.
+/// The kubelet's hard eviction threshold for memory, as Catalyst renders it into the VM's
+/// node: the kubelet's own default (see [`EVICTION_HARD`]).
 pub const EVICTION_HARD_MEMORY: u64 = 100 << 20;
+
+/// The kubelet's default hard-eviction thresholds on Linux (kubernetes
+/// `pkg/kubelet/eviction/defaults_linux.go`, `DefaultEvictionHard`). The kubelet applies them
+/// only when `evictionHard` is unset (unless `mergeDefaultEvictionSettings` is on): a config
+/// that sets one signal turns the others off, disk-pressure eviction included. So Catalyst
+/// renders all of them.
+pub const EVICTION_HARD: [(&str, &str); 4] = [
+    ("memory.available", "100Mi"),
+    ("nodefs.available", "10%"),
+    ("nodefs.inodesFree", "5%"),
+    ("imagefs.available", "15%"),
+];
 
 /// What the VM's node offers pods (its allocatable): cores less `node.reservedCpu`; memory less
 /// the guest kernel's page structures, `node.reservedMemory` and the eviction threshold.

@@ -543,3 +543,9 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_memory_the_node_keeps_for_eviction_is_the_threshold_the_kubelet_is_given() {
+    let rendered = model::EVICTION_HARD.iter().find(|(signal, _)| *signal == "memory.available").unwrap().1;
+    assert_eq!(crate::quantity::parse_bytes(rendered).unwrap(), model::EVICTION_HARD_MEMORY);
+}
