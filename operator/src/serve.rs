@@ -47,11 +47,22 @@ pub fn respond(path: &str, metrics: &Metrics, health: &Health) -> (StatusCode, &
 }
 
 /// Serves until the process ends.
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>, health: Arc<Health>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+/// Serves /metrics, /healthz and /readyz on `listener` (bound by the caller, so that an
+/// address already in use stops the process at start instead of leaving the probes to fail).
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, health: Arc<Health>) {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    }
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Such as too many open files: the next connection may well be accepted.
+            Err(error) => {
+                tracing::warn!(%error, "could not accept a metrics connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (metrics, health) = (metrics.clone(), health.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {

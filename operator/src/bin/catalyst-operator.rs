@@ -99,7 +99,14 @@ async fn main() -> ExitCode {
     init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let server = tokio::spawn(serve::serve(args.metrics_address, metrics.clone(), health.clone()));
+    let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, address = %args.metrics_address, "cannot serve /metrics, /healthz and /readyz");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = tokio::spawn(serve::serve(listener, metrics.clone(), health.clone()));
     let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(|mut config| {
         catalyst::identity::identify(&mut config, "catalyst-operator");
         kube::Client::try_from(config)
