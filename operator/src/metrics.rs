@@ -34,6 +34,8 @@ pub struct Metrics {
     pub host_cpu_free: Family<HostLabel, Gauge>,
     pub host_memory_allocated: Family<HostLabel, Gauge<f64, AtomicU64>>,
     pub host_memory_free: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    /// Hosts that have gauges, so a deleted host's can be removed.
+    hosts: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,7 @@ impl Default for Metrics {
             host_cpu_free,
             host_memory_allocated,
             host_memory_free,
+            hosts: std::sync::Mutex::default(),
         }
     }
 }
@@ -89,11 +92,26 @@ impl Metrics {
 
     /// Sets a host's allocation gauges.
     pub fn host(&self, host: &str, allocated: crate::planner::Res, free: crate::planner::Res) {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host.to_string());
         let label = HostLabel { host: host.to_string() };
         self.host_cpu_allocated.get_or_create(&label).set(i64::try_from(allocated.cpu).unwrap_or(i64::MAX));
         self.host_cpu_free.get_or_create(&label).set(i64::try_from(free.cpu).unwrap_or(i64::MAX));
         self.host_memory_allocated.get_or_create(&label).set(allocated.memory as f64);
         self.host_memory_free.get_or_create(&label).set(free.memory as f64);
+    }
+
+    /// Removes the gauges of hosts not in `present` (hosts deleted, or out of the pool), so a
+    /// dashboard does not show a host that is gone.
+    pub fn forget_hosts_except(&self, present: &std::collections::BTreeSet<String>) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in hosts.iter().filter(|h| !present.contains(*h)) {
+            let label = HostLabel { host: gone.clone() };
+            self.host_cpu_allocated.remove(&label);
+            self.host_cpu_free.remove(&label);
+            self.host_memory_allocated.remove(&label);
+            self.host_memory_free.remove(&label);
+        }
+        hosts.retain(|h| present.contains(h));
     }
 
     /// The OpenMetrics text exposition.
@@ -129,5 +147,16 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_host_that_is_gone_loses_its_gauges() {
+        let metrics = Metrics::default();
+        metrics.host("host-1", Res::new(1, 1), Res::new(1, 1));
+        metrics.host("host-2", Res::new(2, 2), Res::new(2, 2));
+        metrics.forget_hosts_except(&["host-2".to_string()].into());
+        let text = metrics.encode();
+        assert!(!text.contains("host=\"host-1\""), "{text}");
+        assert!(text.contains("catalyst_host_cpu_free_cores{host=\"host-2\"} 2"), "{text}");
     }
 }

@@ -110,6 +110,7 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     let allocatable = HostModel::from_host(host).allocatable;
     let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();
     ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
+    ctx.metrics.forget_hosts_except(&valid(&ctx.stores.hosts()).map(ResourceExt::name_any).collect());
     if host.status.as_ref() == Some(&status) {
         return Ok(Action::requeue(RESYNC));
     }
