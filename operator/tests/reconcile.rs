@@ -393,7 +393,7 @@ async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
     controller::host::reconcile(host, context(client.clone(), &placed, vec![])).await.unwrap();
     assert_eq!(fake.requests(), [format!("PUT {HOSTS}/small-1/status")]);
     let status = fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].clone();
-    assert_eq!(status["summary"], json!({"cpu": "9/30", "memory": "32.3Gi/120Gi", "vmCount": 1}));
+    assert_eq!(status["summary"], json!({"cpu": "9/30", "memory": "32.5Gi/120Gi", "vmCount": 1}));
     assert_eq!(status["free"]["cpu"], 21);
     let settled = reread(&fake, &placed);
     fake.forget_requests();

@@ -53,11 +53,15 @@ struct Args {
     #[arg(long, env = "CATALYST_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
     lease_renew_deadline_seconds: u64,
     /// Fixed memory overhead of each VM's launcher pod, as the planner counts it.
-    #[arg(long, env = "CATALYST_OVERHEAD_FIXED", default_value = "228Mi", value_parser = quantity)]
+    #[arg(long, env = "CATALYST_OVERHEAD_FIXED", default_value = "328Mi", value_parser = quantity)]
     overhead_fixed: u64,
     /// Memory overhead per vCPU of each VM's launcher pod.
     #[arg(long, env = "CATALYST_OVERHEAD_PER_VCPU", default_value = "8Mi", value_parser = quantity)]
     overhead_per_vcpu: u64,
+    /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
+    /// disableSerialConsoleLog.
+    #[arg(long, env = "CATALYST_OVERHEAD_CONSOLE_LOG", default_value = "60M", value_parser = quantity)]
+    overhead_console_log: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -120,7 +124,12 @@ async fn main() -> ExitCode {
     let config = Config {
         namespaces: args.namespaces.clone(),
         host_pool: args.host_selector.clone(),
-        overhead: Overhead { fixed: args.overhead_fixed, per_vcpu: args.overhead_per_vcpu, ..Overhead::default() },
+        overhead: Overhead {
+            fixed: args.overhead_fixed,
+            per_vcpu: args.overhead_per_vcpu,
+            console_log: args.overhead_console_log,
+            ..Overhead::default()
+        },
     };
     let synced = {
         let health = health.clone();

@@ -41,11 +41,15 @@ enum Command {
         #[arg(long)]
         check_host_loss: bool,
         /// Fixed memory overhead of each VM's launcher pod (KubeVirt's virt-launcher processes).
-        #[arg(long, value_name = "QUANTITY", default_value = "228Mi", value_parser = parse_quantity)]
+        #[arg(long, value_name = "QUANTITY", default_value = "328Mi", value_parser = parse_quantity)]
         overhead_fixed: u64,
         /// Memory overhead per vCPU of each VM.
         #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
         overhead_per_vcpu: u64,
+        /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
+        /// disableSerialConsoleLog.
+        #[arg(long, value_name = "QUANTITY", default_value = "60M", value_parser = parse_quantity)]
+        overhead_console_log: u64,
         /// Plan only on the CatalystHosts this label selector matches (as the operator's
         /// `--host-selector`); every host when unset.
         #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
@@ -120,11 +124,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check_host_loss,
             overhead_fixed,
             overhead_per_vcpu,
+            overhead_console_log,
             host_selector,
             search_time,
             search_nodes,
         } => {
-            let overhead = Overhead { fixed: overhead_fixed, per_vcpu: overhead_per_vcpu, ..Overhead::default() };
+            let overhead = Overhead {
+                fixed: overhead_fixed,
+                per_vcpu: overhead_per_vcpu,
+                console_log: overhead_console_log,
+                ..Overhead::default()
+            };
             let budget = SearchBudget { nodes: search_nodes, time: search_time };
             let questions = Questions { add_hosts_like: add_hosts_like.as_deref(), check_host_loss, budget };
             plan(&files, output, &questions, &overhead, &host_selector)

@@ -80,30 +80,56 @@ impl From<&crate::api::Resources> for Res {
     }
 }
 
+/// KubeVirt v1.9.0's launcher processes (`pkg/hypervisor/kvm/hypervisorbackend.go`,
+/// `GetMemoryOverhead`): virt-launcher-monitor 25Mi + virt-launcher 100Mi + virtlogd 25Mi +
+/// virtqemud 40Mi + qemu 30Mi, plus the one IO thread it always counts, 8Mi.
+const LAUNCHER_PROCESSES: u64 = (25 + 100 + 25 + 40 + 30 + 8) << 20;
+/// The same function's term for a VM with dedicated CPUs, which every Catalyst VM is.
+const DEDICATED_CPUS: u64 = 100 << 20;
+/// The `guest-console-log` sidecar of the launcher pod, present unless the KubeVirt CR sets
+/// `disableSerialConsoleLog`: 60M of memory, requests equal to limits for a dedicated-CPU VM
+/// (`pkg/virt-controller/services/serialconsolelog.go`). Its 15m of CPU is not modelled yet.
+const CONSOLE_LOG: u64 = 60_000_000;
+
 /// What one VM costs its host beyond the guest's own memory: the virt-launcher pod's
-/// processes and page tables, following KubeVirt's `GetMemoryOverhead` (KVM):
-/// virt-launcher-monitor 25Mi + virt-launcher 100Mi + virtlogd 25Mi + virtqemud 40Mi +
-/// qemu 30Mi + one IO thread 8Mi = 228Mi fixed, 8Mi per vCPU, and guest memory / 512 for
-/// page tables. No video RAM: Catalyst renders VMs without a graphics device.
+/// processes, its page tables and its console-log sidecar, as KubeVirt v1.9.0 counts them
+/// (`GetMemoryOverhead` for KVM): 228Mi for the processes and an IO thread, 100Mi for
+/// dedicated CPUs, 8Mi per vCPU, guest memory / 512 for page tables, and the sidecar's 60M. No
+/// video RAM: Catalyst renders VMs without a graphics device. A 96-vCPU, 512Gi VM: 2,120Mi from
+/// `GetMemoryOverhead`, as KubeVirt computes it, and 2,177.2Mi with the sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Overhead {
+    /// The processes, the IO thread and the dedicated-CPU term.
     #[serde(serialize_with = "as_quantity")]
     pub fixed: u64,
     #[serde(serialize_with = "as_quantity")]
     pub per_vcpu: u64,
     pub pagetable_divisor: u64,
+    /// The console-log sidecar's memory (0 when KubeVirt runs without it).
+    #[serde(serialize_with = "as_quantity")]
+    pub console_log: u64,
 }
 
 impl Default for Overhead {
     fn default() -> Self {
-        Self { fixed: 228 << 20, per_vcpu: 8 << 20, pagetable_divisor: 512 }
+        Self {
+            fixed: LAUNCHER_PROCESSES + DEDICATED_CPUS,
+            per_vcpu: 8 << 20,
+            pagetable_divisor: 512,
+            console_log: CONSOLE_LOG,
+        }
     }
 }
 
 impl Overhead {
     /// Memory the launcher pod needs on top of the guest's `memory` for `vcpus` vCPUs.
     pub fn memory(&self, memory: u64, vcpus: u64) -> u64 {
+        self.launcher(memory, vcpus) + self.console_log
+    }
+
+    /// What KubeVirt's `GetMemoryOverhead` gives (without the sidecar).
+    pub fn launcher(&self, memory: u64, vcpus: u64) -> u64 {
         self.fixed + self.per_vcpu * vcpus + memory.div_ceil(self.pagetable_divisor.max(1))
     }
 }

@@ -549,3 +549,13 @@ fn the_memory_the_node_keeps_for_eviction_is_the_threshold_the_kubelet_is_given(
     let rendered = model::EVICTION_HARD.iter().find(|(signal, _)| *signal == "memory.available").unwrap().1;
     assert_eq!(crate::quantity::parse_bytes(rendered).unwrap(), model::EVICTION_HARD_MEMORY);
 }
+
+/// KubeVirt v1.9.0's `GetMemoryOverhead` for a 96-vCPU, 512Gi VM with dedicated CPUs and no
+/// graphics device: 1024Mi of page tables + 220Mi of processes + 8Mi IO thread + 768Mi for
+/// the vCPUs + 100Mi for dedicated CPUs = 2,120Mi; the console-log sidecar adds 60M.
+#[test]
+fn the_launcher_overhead_is_kubevirts() {
+    let overhead = Overhead::default();
+    assert_eq!(overhead.launcher(512 << 30, 96), 2120 << 20);
+    assert_eq!(overhead.memory(512 << 30, 96), (2120 << 20) + 60_000_000);
+}
