@@ -71,7 +71,7 @@ fn cell(table: &Value, row_name: &str, column: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
-    let (cluster, ns, _operator, layout) = running_minimal("converge").await;
+    let (cluster, ns, operator, layout) = running_minimal("converge").await;
     let client = &cluster.client;
 
     let host_a = placed_host(client, &ns, "api-a").await;
@@ -126,17 +126,16 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
 
     // The event a user sees in `kubectl describe`.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    eventually("a Placed event on api-a", CONVERGE, || async {
+    let placed = eventually("a Placed event on api-a", CONVERGE, || async {
         let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Placed")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api-a")
-            })
-            .then_some(())
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("Placed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api-a")
+        })
     })
     .await;
+    // The replica that wrote it, as the operator was told its name (its pod's, in a cluster).
+    assert_eq!(placed.reporting_instance, operator.identity());
     cluster.clean_up(&ns, &layout.hosts).await;
 }
 

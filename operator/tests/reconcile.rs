@@ -91,7 +91,7 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         groups: store(guarded(&world.groups)),
         nodes: store(nodes),
     };
-    let mut ctx = Context::new(client, stores, Overhead::default());
+    let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;
     Arc::new(ctx)
 }
@@ -577,7 +577,8 @@ async fn objects_of_namespaces_the_operator_does_not_manage_are_left_alone() {
     let world = world();
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
-    let mut ctx = Context::new(client.clone(), context(client, &world, vec![]).stores.clone(), Overhead::default());
+    let mut ctx =
+        Context::new(client.clone(), context(client, &world, vec![]).stores.clone(), Overhead::default(), None);
     ctx.namespaces = vec!["billing".into(), "telecom".into()];
     let ctx = Arc::new(ctx);
     let action = controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();

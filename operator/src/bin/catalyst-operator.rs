@@ -121,9 +121,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let identity = args.identity.clone().unwrap_or_else(|| format!("catalyst-operator-{}", std::process::id()));
     let config = Config {
         namespaces: args.namespaces.clone(),
         host_pool: args.host_selector.clone(),
+        instance: Some(identity.clone()),
         overhead: Overhead {
             fixed: args.overhead_fixed,
             per_vcpu: args.overhead_per_vcpu,
@@ -142,7 +144,6 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let identity = args.identity.clone().unwrap_or_else(|| format!("catalyst-operator-{}", std::process::id()));
     let elector = Elector::new(
         client.clone(),
         &args.lease_namespace,

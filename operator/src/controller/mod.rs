@@ -152,8 +152,9 @@ pub fn now() -> Time {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, overhead: Overhead) -> Self {
-        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: std::env::var("POD_NAME").ok() };
+    /// `instance` names this replica in the events it publishes (its pod, in a cluster).
+    pub fn new(client: Client, stores: Stores, overhead: Overhead, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,

@@ -28,6 +28,8 @@ pub struct Config {
     /// The CatalystHosts this operator places VMs on, reports on and watches; all by default.
     pub host_pool: HostPool,
     pub overhead: Overhead,
+    /// This replica's name in the events it publishes (its pod name, in a cluster).
+    pub instance: Option<String>,
 }
 
 /// The watch of the pool's hosts: the API server filters by the pool's selector.
@@ -91,7 +93,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ready();
     tracing::info!("caches synced; reconciling");
     let stores = Stores { hosts: hosts.clone(), vms: vms.clone(), groups: groups.clone(), nodes };
-    let mut ctx = Context::new(client.clone(), stores, config.overhead);
+    let mut ctx = Context::new(client.clone(), stores, config.overhead, config.instance.clone());
     ctx.metrics = metrics;
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
