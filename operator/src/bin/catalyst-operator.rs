@@ -26,6 +26,10 @@ struct Args {
     /// cluster without touching each other's hosts.
     #[arg(long, env = "CATALYST_HOST_SELECTOR", default_value = "", value_parser = host_pool)]
     host_selector: HostPool,
+    /// How long one placement may search for a packing when the heuristic leaves a VM out
+    /// (milliseconds). Placements take turns, so this bounds how long one can hold the others.
+    #[arg(long, env = "CATALYST_SEARCH_MILLISECONDS", default_value_t = 200)]
+    search_milliseconds: u64,
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -126,6 +130,10 @@ async fn main() -> ExitCode {
         namespaces: args.namespaces.clone(),
         host_pool: args.host_selector.clone(),
         instance: Some(identity.clone()),
+        search: catalyst::planner::SearchBudget {
+            time: Duration::from_millis(args.search_milliseconds),
+            ..catalyst::planner::SearchBudget::default()
+        },
         overhead: Overhead {
             fixed: args.overhead_fixed,
             per_vcpu: args.overhead_per_vcpu,

@@ -144,6 +144,9 @@ pub struct Context {
     pub namespaces: Vec<String>,
     /// The CatalystHosts this operator manages.
     pub host_pool: crate::pool::HostPool,
+    /// How long a placement may search for a packing when the heuristic leaves a VM out; it
+    /// holds the placement turn meanwhile, so it is shorter than `plan`'s.
+    pub search: crate::planner::SearchBudget,
 }
 
 /// The current time, for conditions.
@@ -166,6 +169,7 @@ impl Context {
             placement: tokio::sync::Mutex::new(()),
             namespaces: Vec::new(),
             host_pool: crate::pool::HostPool::default(),
+            search: crate::planner::SearchBudget::default(),
         }
     }
 

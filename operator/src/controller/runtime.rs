@@ -30,6 +30,8 @@ pub struct Config {
     pub overhead: Overhead,
     /// This replica's name in the events it publishes (its pod name, in a cluster).
     pub instance: Option<String>,
+    /// The exact search's budget per placement.
+    pub search: crate::planner::SearchBudget,
 }
 
 /// The watch of the pool's hosts: the API server filters by the pool's selector.
@@ -97,6 +99,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.metrics = metrics;
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
+    ctx.search = config.search;
     let ctx = Arc::new(ctx);
 
     let unplaced_vms = vms.clone();

@@ -269,7 +269,7 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
         return Ok(Placement::On(adopted));
     }
-    let plan = planner::plan(&input);
+    let plan = planner::plan_within(&input, ctx.search);
     let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
         let object = format!("CatalystVM {key}");
         let why: Vec<&str> =
