@@ -7,6 +7,9 @@ use catalyst::planner::{self, Overhead, PlanInput, SearchBudget, whatif};
 use catalyst::pool::HostPool;
 use libfuzzer_sys::fuzz_target;
 
+/// A small budget: the search is exercised, and one input stays far below libFuzzer's timeout.
+const BUDGET: SearchBudget = SearchBudget { nodes: 20_000, time: std::time::Duration::from_millis(100) };
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let (manifests, errors) = manifest::parse("fuzz.yaml", text);
@@ -14,9 +17,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let input = PlanInput::from_manifests(&manifests, &Overhead::default(), &HostPool::default());
-    let plan = planner::plan(&input);
-    let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?, SearchBudget::default()));
-    let loss = whatif::host_loss(&input, &plan, SearchBudget::default());
+    let plan = planner::plan_within(&input, BUDGET);
+    let more = manifests.hosts.first().and_then(|h| whatif::hosts_needed(&input, h.metadata.name.as_deref()?, BUDGET));
+    let loss = whatif::host_loss(&input, &plan, BUDGET);
     let _ = planner::report::table(&plan, more.as_ref(), Some(&loss));
     let _ = planner::picture::html(&plan);
     let _ = catalyst::render::offline::render_plan(&manifests, &plan);

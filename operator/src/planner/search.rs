@@ -40,6 +40,28 @@ impl Default for SearchBudget {
     }
 }
 
+impl SearchBudget {
+    /// A clock for several plans that share this budget's time: each gets what is left.
+    pub fn shared(self) -> SharedBudget {
+        SharedBudget { budget: self, deadline: Instant::now() + self.time }
+    }
+}
+
+/// One search budget spread over several plans (the what-ifs of one `plan` command), so that
+/// their searches together take no longer than the budget's time.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedBudget {
+    budget: SearchBudget,
+    deadline: Instant,
+}
+
+impl SharedBudget {
+    /// The budget of the next plan: the same placements, the time left.
+    pub fn next(&self) -> SearchBudget {
+        SearchBudget { time: self.deadline.saturating_duration_since(Instant::now()), ..self.budget }
+    }
+}
+
 mod millis {
     pub fn serialize<S: serde::Serializer>(duration: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(duration.as_millis() as u64)

@@ -1,6 +1,7 @@
 //! The two questions asked before buying or draining a server: how many more hosts of a
 //! given shape make the layout fit, and can each host's VMs be re-placed if it is lost.
 
+use super::search::SharedBudget;
 use super::{Decision, HostModel, Plan, PlanInput, Res, SearchBudget, Verdict, plan_within};
 use serde::Serialize;
 
@@ -27,7 +28,9 @@ pub struct MoreHosts {
 /// domains, with the template's labels. `None` when the template is not in the layout.
 pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Option<MoreHosts> {
     let template = input.hosts.iter().find(|h| h.name == like)?.clone();
-    let base = plan_within(input, budget);
+    // All the plans below share one budget's time.
+    let budget = budget.shared();
+    let base = plan_within(input, budget.next());
     let unplaced: Vec<&str> = base.unplaced().map(|vm| vm.vm.as_str()).collect();
     let never_fit = never_fitting(input, &template, &unplaced, budget);
     let not_about_hosts = base.violations.len() - count_placement_violations(&base);
@@ -47,7 +50,7 @@ pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Opti
         let mut proven = lower_bound >= 1 || matches!(base.verdict, Verdict::DoesNotFit { .. });
         let mut found = None;
         for k in first..=ceiling {
-            let trial = plan_within(&with_copies(input, &template, k), budget);
+            let trial = plan_within(&with_copies(input, &template, k), budget.next());
             if trial.unplaced().next().is_none() {
                 found = Some(k);
                 break;
@@ -76,7 +79,7 @@ fn lower_bound(base: &Plan, template: &HostModel) -> usize {
 }
 
 /// Unplaced VMs that an empty copy of the template cannot hold whatever the count.
-fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str], budget: SearchBudget) -> Vec<String> {
+fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str], budget: SharedBudget) -> Vec<String> {
     let empty = PlanInput { hosts: vec![copy(template, 0)], vms: Vec::new(), groups: Vec::new() };
     unplaced
         .iter()
@@ -86,7 +89,7 @@ fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str], bud
             alone.pinned = None;
             alone.placed = None;
             let trial = PlanInput { vms: vec![alone], ..empty.clone() };
-            plan_within(&trial, budget).unplaced().next().is_some()
+            plan_within(&trial, budget.next()).unplaced().next().is_some()
         })
         .map(|key| key.to_string())
         .collect()
@@ -125,6 +128,8 @@ pub struct HostLoss {
 /// For each host: take it away, keep every other VM where the plan put it, and re-place the
 /// lost host's VMs under the same constraints. A VM pinned to the lost host is stranded.
 pub fn host_loss(input: &PlanInput, base: &Plan, budget: SearchBudget) -> Vec<HostLoss> {
+    // One budget's time for all the scenarios together.
+    let budget = budget.shared();
     let placed_on: std::collections::HashMap<&str, &str> =
         base.vms.iter().filter_map(|vm| Some((vm.vm.as_str(), vm.host.as_deref()?))).collect();
     base.hosts
@@ -150,7 +155,7 @@ pub fn host_loss(input: &PlanInput, base: &Plan, budget: SearchBudget) -> Vec<Ho
                     None => {}
                 }
             }
-            let outcome = plan_within(&scenario, budget);
+            let outcome = plan_within(&scenario, budget.next());
             let mut replaced = Vec::new();
             let mut stranded = Vec::new();
             for vm in outcome.vms.iter().filter(|vm| lost.vms.contains(&vm.vm)) {
