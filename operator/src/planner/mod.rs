@@ -262,49 +262,8 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
     }
 
     // 3. The rest: best-fit decreasing; when that leaves a VM out, the exact search.
-    let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
-    free.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
-    let mut unplaced = Vec::new();
-    let mut placed_freely = Vec::with_capacity(free.len());
-    let mut committed = Vec::with_capacity(free.len());
-    for &v in &free {
-        let vm = vms[v];
-        match engine.best_fit(vm) {
-            Some((h, cells)) => {
-                engine.commit(vm, h, &cells);
-                committed.push((v, h, cells));
-                placed_freely.push((v, Some(h), Decision::Planned));
-            }
-            None => {
-                unplaced.push(v);
-                placed_freely.push((v, None, Decision::Unplaced));
-            }
-        }
-    }
-    let mut searched = None;
-    if !unplaced.is_empty() {
-        // The search starts where the heuristic did: running and pinned VMs only.
-        for (v, h, cells) in committed.iter().rev() {
-            engine.uncommit(vms[*v], *h, cells);
-        }
-        match search::pack(&mut engine, &vms, &free, budget) {
-            search::Outcome::Packed(packing) => {
-                placed_freely.clear();
-                for (v, h, cells) in packing {
-                    engine.commit(vms[v], h, &cells);
-                    placed_freely.push((v, Some(h), Decision::Planned));
-                }
-                unplaced.clear();
-            }
-            outcome => {
-                for (v, h, cells) in &committed {
-                    engine.commit(vms[*v], *h, cells);
-                }
-                searched = Some(outcome);
-            }
-        }
-    }
-    order.extend(placed_freely);
+    let FreePlacements { placed, unplaced, searched } = place_the_rest(&mut engine, &vms, budget);
+    order.extend(placed);
     // Explained against the final state, so the numbers match the hosts table.
     for v in unplaced {
         violations.extend(engine.diagnose(vms[v]));
@@ -364,6 +323,64 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
         vms: vm_plans,
         groups,
         violations,
+    }
+}
+
+/// Where the VMs neither running nor pinned go, and what the search concluded when it ran.
+struct FreePlacements {
+    /// (VM, host, decision) in placement order.
+    placed: Vec<(usize, Option<usize>, Decision)>,
+    unplaced: Vec<usize>,
+    searched: Option<search::Outcome>,
+}
+
+/// Step 3 of [`plan_within`]: best-fit decreasing over the VMs neither running nor pinned;
+/// when that leaves one out, the heuristic's placements are undone and the exact search runs
+/// from the same state, and its packing replaces them when it finds one.
+fn place_the_rest<'a>(engine: &mut Engine<'a>, vms: &[&'a VmModel], budget: SearchBudget) -> FreePlacements {
+    let mut free: Vec<usize> = (0..vms.len()).filter(|&v| vms[v].placed.is_none() && vms[v].pinned.is_none()).collect();
+    free.sort_by(|&a, &b| size_order(vms[a], vms[b]).then(a.cmp(&b)));
+    let mut unplaced = Vec::new();
+    let mut placed = Vec::with_capacity(free.len());
+    let mut committed = Vec::with_capacity(free.len());
+    for &v in &free {
+        let vm = vms[v];
+        match engine.best_fit(vm) {
+            Some((h, cells)) => {
+                engine.commit(vm, h, &cells);
+                committed.push((v, h, cells));
+                placed.push((v, Some(h), Decision::Planned));
+            }
+            None => {
+                unplaced.push(v);
+                placed.push((v, None, Decision::Unplaced));
+            }
+        }
+    }
+    if unplaced.is_empty() {
+        return FreePlacements { placed, unplaced, searched: None };
+    }
+    // The search starts where the heuristic did: running and pinned VMs only.
+    for (v, h, cells) in committed.iter().rev() {
+        engine.uncommit(vms[*v], *h, cells);
+    }
+    match search::pack(engine, vms, &free, budget) {
+        search::Outcome::Packed(packing) => {
+            let placed = packing
+                .into_iter()
+                .map(|(v, h, cells)| {
+                    engine.commit(vms[v], h, &cells);
+                    (v, Some(h), Decision::Planned)
+                })
+                .collect();
+            FreePlacements { placed, unplaced: Vec::new(), searched: None }
+        }
+        outcome => {
+            for (v, h, cells) in &committed {
+                engine.commit(vms[*v], *h, cells);
+            }
+            FreePlacements { placed, unplaced, searched: Some(outcome) }
+        }
     }
 }
 
