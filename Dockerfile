@@ -4,8 +4,9 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 # The whole workspace: cargo reads every member's manifest (e2e/ holds the emulator crate and
-# the suite, which only the tests use).
-COPY operator ./operator
+# the suite, xtask/ the repository's maintenance; only the tests use them).
+COPY crates ./crates
+COPY xtask ./xtask
 COPY e2e ./e2e
 RUN cargo build --release --locked --bin catalyst-operator --bin kubectl-catalyst
 

@@ -3,8 +3,8 @@
 //! its real binary, unique names, and waiting for the world to converge.
 
 use apiserver_emulator::Emulator;
-use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
-use catalyst::manifest;
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::manifest;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -31,7 +31,7 @@ pub const POOL: &str = "catalyst.io/pool";
 const CLEAN_UP: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
 }
 
 /// A name no other test (or earlier run) uses.
@@ -105,7 +105,7 @@ impl Cluster {
     async fn install_crds(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let mut names = Vec::new();
-        for (_, crd) in catalyst::crd::all() {
+        for (_, crd) in catalyst_core::crd::all() {
             names.push(apply(&crds, &crd).await.name_any());
         }
         // Without KubeVirt, the VirtualMachine CRD derived from KubeVirt's own OpenAPI (vendored).

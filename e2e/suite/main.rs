@@ -7,8 +7,8 @@
 
 mod harness;
 
-use catalyst::api::{CatalystHost, CatalystVM, ServiceGroup};
-use catalyst::kubevirt::VirtualMachine;
+use catalyst_api::kubevirt::VirtualMachine;
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use harness::{Cluster, Layout, Operator, apply, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -418,7 +418,7 @@ async fn the_operator_recovers_from_conflicts_server_errors_and_expired_watches(
     // Every watch ends and its resourceVersion expires (410 Gone): the operator lists again.
     cluster.emulator_call("POST", "/emulator/compact", Value::Null).await;
     let mut changed = layout.vms[0].clone();
-    changed.spec.run_strategy = catalyst::api::vm::RunStrategy::Halted;
+    changed.spec.run_strategy = catalyst_api::vm::RunStrategy::Halted;
     apply(&vms(&cluster.client, &ns), &changed).await;
     let machines: Api<VirtualMachine> = Api::namespaced(cluster.client.clone(), &ns);
     eventually("the change reconciled after the watches expired", CONVERGE, || async {
@@ -509,7 +509,6 @@ async fn a_converged_world_costs_no_write_and_the_operator_names_itself() {
     cluster.clean_up(&ns, &layout.hosts).await;
 }
 
-#[path = "../../operator/tests/support/tools.rs"]
 mod tools;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -526,14 +525,19 @@ async fn kubectl_accepts_what_render_prints() {
         .chain(layout.groups.iter().map(|g| serde_norway::to_string(g).unwrap()))
         .collect();
     std::fs::write(&manifests, text.join("---\n")).unwrap();
-    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst"))
-        .args(["render", "-f"])
-        .arg(&manifests)
-        .output()
-        .unwrap();
-    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    // What `kubectl catalyst render` prints: the plan's objects as YAML documents.
+    let (loaded, errors) = catalyst_core::manifest::load(std::slice::from_ref(&manifests));
+    assert!(errors.is_empty(), "{errors:?}");
+    let plan = catalyst_core::planner::plan(&catalyst_core::planner::PlanInput::from_manifests(
+        &loaded,
+        &Default::default(),
+        &Default::default(),
+    ));
+    let rendered = catalyst_core::render::offline::render_plan(&loaded, &plan);
+    assert!(rendered.skipped.is_empty(), "{:?}", rendered.skipped);
+    let documents: Vec<String> = rendered.objects.iter().map(|o| serde_norway::to_string(o).unwrap()).collect();
     let yaml = cluster.dir.join("rendered.yaml");
-    std::fs::write(&yaml, &rendered.stdout).unwrap();
+    std::fs::write(&yaml, documents.join("---\n")).unwrap();
     let output = std::process::Command::new(tools::tool("kubectl"))
         .args(["apply", "--dry-run=client", "-o", "name", "-f"])
         .arg(&yaml)
@@ -585,13 +589,13 @@ async fn kubectl_installs_the_crds_and_the_api_server_refuses_a_crd_over_its_cel
         "--field-manager",
         harness::MANAGER,
         "-f",
-        "../crds/",
+        "../../crds/",
     ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     // The ServiceGroup CRD as it was before its lists were bounded, under a group of its own
     // so that nothing real is touched even if a server accepted it.
-    let mut crd = serde_json::to_value(catalyst::crd::of_kind("ServiceGroup").unwrap()).unwrap();
+    let mut crd = serde_json::to_value(catalyst_core::crd::of_kind("ServiceGroup").unwrap()).unwrap();
     let storage = crd
         .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/template/properties/storage")
         .unwrap();

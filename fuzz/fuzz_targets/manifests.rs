@@ -2,9 +2,9 @@
 //! without a panic, a hang or unbounded memory.
 #![no_main]
 
-use catalyst::manifest;
-use catalyst::planner::{self, Overhead, PlanInput, SearchBudget, whatif};
-use catalyst::pool::HostPool;
+use catalyst_core::manifest;
+use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget, whatif};
+use catalyst_core::pool::HostPool;
 use libfuzzer_sys::fuzz_target;
 
 /// A small budget: the search is exercised, and one input stays far below libFuzzer's timeout.
@@ -22,5 +22,5 @@ fuzz_target!(|data: &[u8]| {
     let loss = whatif::host_loss(&input, &plan, BUDGET);
     let _ = planner::report::table(&plan, more.as_ref(), Some(&loss));
     let _ = planner::picture::html(&plan);
-    let _ = catalyst::render::offline::render_plan(&manifests, &plan);
+    let _ = catalyst_core::render::offline::render_plan(&manifests, &plan);
 });

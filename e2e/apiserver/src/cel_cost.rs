@@ -527,7 +527,7 @@ mod tests {
     use serde_json::json;
 
     fn crd_of(kind: &str) -> Value {
-        serde_json::to_value(catalyst::crd::of_kind(kind).unwrap()).unwrap()
+        serde_json::to_value(catalyst_core::crd::of_kind(kind).unwrap()).unwrap()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::resources::{self, Resource};
 use crate::select::{Selector, json_path};
-use catalyst::schema;
+use catalyst_core::schema;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -143,10 +143,10 @@ async fn validates_custom_resources_against_their_crd_and_serves_tables() {
     let (_emulator, client) = start().await;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
-    for (_, crd) in catalyst::crd::all() {
+    for (_, crd) in catalyst_core::crd::all() {
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
-    let hosts: Api<catalyst::api::CatalystHost> = Api::all(client.clone());
+    let hosts: Api<catalyst_api::CatalystHost> = Api::all(client.clone());
     let host: Value = json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
         "spec": {"nodeName": "n", "capacity": {"cpu": 8, "memory": "16Gi"}}});
     let created = hosts.create(&PostParams::default(), &serde_json::from_value(host.clone()).unwrap()).await.unwrap();
@@ -154,7 +154,7 @@ async fn validates_custom_resources_against_their_crd_and_serves_tables() {
     assert!(created.spec.schedulable);
 
     let dynamic: Api<kube::api::DynamicObject> =
-        Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst::api::CatalystHost>(&()));
+        Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst_api::CatalystHost>(&()));
     let mut unknown = host.clone();
     unknown["metadata"]["name"] = json!("u");
     unknown["spec"]["capacty"] = json!({});

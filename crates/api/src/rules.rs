@@ -1,0 +1,131 @@
+//! The validation rules of the three kinds, written once.
+//!
+//! Each rule is both a CEL expression that the API server enforces (it is placed in the CRD's
+//! `x-kubernetes-validations` at the schema node named in `sits_on`, so `self` is that node)
+//! and the message the offline Rust validation in `catalyst_core::validation` reports. The tests
+//! evaluate every CEL rule against objects that keep and break it, and check that the Rust
+//! validation reports exactly the same rules on the same objects.
+//!
+//! What a plain OpenAPI bound says (whole cores `minimum: 1`, replicas `minimum: 0`, sizes
+//! of strings, lists and maps) is in the schema instead, not in CEL: the API server checks
+//! such bounds together with the types and reports them with every other schema error, and
+//! they cost nothing of the CEL budget.
+
+/// A CEL validation rule and the message both the API server and the offline check print.
+#[derive(Debug, PartialEq)]
+pub struct CelRule {
+    /// The CEL expression; `self` is the schema node the rule sits on.
+    pub cel: &'static str,
+    /// What the user reads when the rule is broken.
+    pub message: &'static str,
+    /// Relative path (from the node the rule sits on) of the field to blame, if not the node itself.
+    pub field_path: Option<&'static str>,
+}
+
+impl CelRule {
+    /// The rule in the form kube's schema derive places into `x-kubernetes-validations`.
+    pub fn to_kube(&self) -> kube::core::Rule {
+        let rule = kube::core::Rule::new(self.cel).message(self.message);
+        match self.field_path {
+            Some(path) => rule.field_path(path),
+            None => rule,
+        }
+    }
+}
+
+pub const POSITIVE_QUANTITY: CelRule = CelRule {
+    cel: "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+    message: "must be a positive quantity such as 512Gi",
+    field_path: None,
+};
+
+pub const NON_NEGATIVE_QUANTITY: CelRule = CelRule {
+    cel: "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+    message: "must be a quantity such as 64Gi (0 or more)",
+    field_path: None,
+};
+
+pub const HOST_RESERVED_CPU_BELOW_CAPACITY: CelRule = CelRule {
+    cel: "self.reserved.cpu < self.capacity.cpu",
+    message: "reserved cpu must be less than capacity cpu",
+    field_path: Some(".reserved.cpu"),
+};
+
+// Malformed quantities are reported by the field's own rule; the guards keep this rule from
+// failing with an evaluation error on top of it.
+pub const HOST_RESERVED_MEMORY_BELOW_CAPACITY: CelRule = CelRule {
+    cel: "!isQuantity(self.reserved.memory) || !isQuantity(self.capacity.memory) || \
+          quantity(self.reserved.memory).isLessThan(quantity(self.capacity.memory))",
+    message: "reserved memory must be less than capacity memory",
+    field_path: Some(".reserved.memory"),
+};
+
+pub const HOST_NUMA_CPU_WITHIN_CAPACITY: CelRule = CelRule {
+    cel: "!has(self.numa) || self.numa.map(c, c.cpu).sum() <= self.capacity.cpu",
+    message: "the NUMA cells' cpu must add up to no more than capacity cpu",
+    field_path: Some(".numa"),
+};
+
+pub const HUGEPAGE_SIZE: CelRule =
+    CelRule { cel: "self in ['2Mi', '1Gi']", message: "hugepages must be 2Mi or 1Gi", field_path: None };
+
+pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
+    cel: "!has(self.hugepages) || !(self.hugepages in ['2Mi', '1Gi']) || !isQuantity(self.memory) || \
+          quantity(self.memory).asInteger() % quantity(self.hugepages).asInteger() == 0",
+    message: "memory must be a whole number of hugepages",
+    field_path: Some(".memory"),
+};
+
+/// KubeVirt refuses a VM that asks for NUMA passthrough without hugepages
+/// (`pkg/virt-api/webhooks/validating-webhook/admitters/vmi-create-admitter.go`:
+/// "spec.domain.memory.hugepages must be requested when NUMA topology strategy is set").
+pub const VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES: CelRule = CelRule {
+    cel: "!has(self.numaPassthrough) || !self.numaPassthrough || has(self.hugepages)",
+    message: "numaPassthrough needs hugepages: KubeVirt refuses a NUMA-passthrough VM whose memory is not backed by hugepages",
+    field_path: Some(".numaPassthrough"),
+};
+
+pub const VM_NODE_RESERVED_CPU_BELOW_CPU: CelRule = CelRule {
+    cel: "!has(self.node) || !has(self.node.reservedCpu) || self.node.reservedCpu < self.cpu",
+    message: "node.reservedCpu must be less than the VM's cpu",
+    field_path: Some(".node.reservedCpu"),
+};
+
+pub const VM_NODE_RESERVED_MEMORY_BELOW_MEMORY: CelRule = CelRule {
+    cel: "!has(self.node) || !has(self.node.reservedMemory) || !isQuantity(self.node.reservedMemory) || \
+          !isQuantity(self.memory) || quantity(self.node.reservedMemory).isLessThan(quantity(self.memory))",
+    message: "node.reservedMemory must be less than the VM's memory",
+    field_path: Some(".node.reservedMemory"),
+};
+
+pub const BOOT_DISK_ONE_SOURCE: CelRule = CelRule {
+    cel: "(has(self.containerDisk) ? 1 : 0) + (has(self.dataVolume) ? 1 : 0) + \
+          (has(self.persistentVolumeClaim) ? 1 : 0) == 1",
+    message: "exactly one of containerDisk, dataVolume or persistentVolumeClaim must be set",
+    field_path: None,
+};
+
+/// A transition rule at the root of CatalystVM (so `self` is the whole object): once a VM is
+/// placed, `spec.host` may stay, be removed or name the host it runs on, never another one.
+pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
+    cel: "!has(oldSelf.status) || !has(oldSelf.status.host) || !has(self.spec.host) || \
+          (has(oldSelf.spec.host) && self.spec.host == oldSelf.spec.host) || self.spec.host == oldSelf.status.host",
+    message: "a placed VM never moves: spec.host may only name the host it runs on (re-create the VM to move it)",
+    field_path: Some(".spec.host"),
+};
+
+/// Every rule, for tests that check each one is placed in a CRD and exercised.
+pub const ALL: [&CelRule; 12] = [
+    &POSITIVE_QUANTITY,
+    &NON_NEGATIVE_QUANTITY,
+    &HOST_RESERVED_CPU_BELOW_CAPACITY,
+    &HOST_RESERVED_MEMORY_BELOW_CAPACITY,
+    &HOST_NUMA_CPU_WITHIN_CAPACITY,
+    &HUGEPAGE_SIZE,
+    &VM_MEMORY_WHOLE_PAGES,
+    &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
+    &VM_NODE_RESERVED_CPU_BELOW_CPU,
+    &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
+    &BOOT_DISK_ONE_SOURCE,
+    &VM_PLACED_HOST_IS_FIXED,
+];

@@ -1,0 +1,512 @@
+//! Desired state: what the operator creates for each CatalystVM and ServiceGroup, as pure,
+//! deterministic functions of the objects. The reconcilers and `kubectl catalyst render` both
+//! call these, so a reviewer sees in a pull request exactly what a merge will do.
+
+use crate::planner::model::EVICTION_HARD;
+use crate::validation::node_label_value;
+use catalyst_api::kubevirt::{
+    ClaimRef, CloudInitNoCloud, ContainerDisk, Cpu, DataVolumeRef, DataVolumeSource, DataVolumeSpec,
+    DataVolumeTemplate, Devices, Disk, DiskTarget, Domain, Empty, Hugepages, InstanceSpec, InstanceTemplate, Interface,
+    Memory, Network, Numa, Resources, StorageResources, StorageSpec, TemplateMeta, UrlSource, VirtualMachine,
+    VirtualMachineSpec, Volume,
+};
+use catalyst_api::vm::RunStrategy;
+use catalyst_api::{CatalystVM, ServiceGroup};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetOrdinals, StatefulSetSpec};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Container, LocalObjectReference, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    Secret, Service, ServicePort, ServiceSpec, Toleration, Volume as PodVolume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The one field manager every write of the operator uses.
+pub const FIELD_MANAGER: &str = "catalyst-operator";
+
+/// Labels and taints Catalyst sets and selects on.
+pub mod labels {
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGER: &str = "catalyst";
+    /// On a VM's node, its VirtualMachine and launcher pod: `namespace.name` of the CatalystVM.
+    pub const VM: &str = "catalyst.io/vm";
+    /// On a ServiceGroup's StatefulSet, Service and pods: the group's name.
+    pub const SERVICE_GROUP: &str = "catalyst.io/service-group";
+    /// Taint on a VM's node, so only the workloads pinned to that VM run there.
+    pub const DEDICATED_TAINT: &str = "catalyst.io/dedicated";
+}
+
+/// The kubeadm join credentials, read from the Secret `spec.node.joinSecretName` names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinCredentials {
+    pub api_server_endpoint: String,
+    pub token: String,
+    pub ca_cert_hash: String,
+}
+
+/// Never prints the values, so credentials cannot leak through a log or an error.
+impl std::fmt::Debug for JoinCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinCredentials { <redacted> }")
+    }
+}
+
+/// The keys a join Secret must have.
+pub const JOIN_KEYS: [&str; 3] = ["apiServerEndpoint", "token", "caCertHash"];
+
+/// Placeholder for a secret value in offline output.
+pub const REDACTED: &str = "<redacted>";
+
+impl JoinCredentials {
+    /// Stand-ins for `kubectl catalyst render`, which never reads a Secret.
+    pub fn redacted() -> Self {
+        Self { api_server_endpoint: REDACTED.into(), token: REDACTED.into(), ca_cert_hash: REDACTED.into() }
+    }
+
+    /// Reads the credentials; the error names the Secret and the missing keys, never a value.
+    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
+        let data = secret.data.clone().unwrap_or_default();
+        let read =
+            |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string());
+        let missing: Vec<&str> = JOIN_KEYS.into_iter().filter(|k| read(k).is_none_or(|v| v.is_empty())).collect();
+        if !missing.is_empty() {
+            return Err(format!("Secret {} lacks the key(s) {}", secret.name_any(), missing.join(", ")));
+        }
+        Ok(Self {
+            api_server_endpoint: read("apiServerEndpoint").unwrap_or_default(),
+            token: read("token").unwrap_or_default(),
+            ca_cert_hash: read("caCertHash").unwrap_or_default(),
+        })
+    }
+}
+
+/// The controller owner reference to `owner`, when it exists in the API server (has a uid).
+pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> Option<OwnerReference> {
+    owner.controller_owner_ref(&())
+}
+
+fn managed_labels(extra: impl IntoIterator<Item = (&'static str, String)>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([(labels::MANAGED_BY.to_string(), labels::MANAGER.to_string())]);
+    labels.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    labels
+}
+
+fn meta(
+    name: String,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    owner: Option<OwnerReference>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace,
+        labels: Some(labels),
+        owner_references: owner.map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Name of the VM's cloud-init Secret.
+pub fn cloud_init_secret_name(vm: &CatalystVM) -> String {
+    format!("{}-cloud-init", vm.name_any())
+}
+
+/// Name of the Kubernetes node the VM becomes: `name.namespace`, unique in the cluster.
+pub fn node_name(vm: &CatalystVM) -> String {
+    format!("{}.{}", vm.name_any(), vm.namespace().unwrap_or_default())
+}
+
+const BOOT_DISK: &str = "boot";
+const CLOUD_INIT_DISK: &str = "cloudinit";
+const POD_NETWORK: &str = "default";
+
+/// The KubeVirt VirtualMachine for a CatalystVM placed on the host whose node is `host_node`:
+/// dedicated cores (and an isolated emulator thread), requests == limits so the launcher pod is
+/// Guaranteed, hugepages and NUMA passthrough as asked, pinned to the host's node, booting from
+/// the asked disk with cloud-init from the VM's Secret.
+pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
+    let spec = &vm.spec;
+    let name = vm.name_any();
+    let memory = spec.memory.clone();
+    let cpu = Quantity(spec.cpu.to_string());
+    let resources = BTreeMap::from([("cpu".to_string(), cpu), ("memory".to_string(), memory.clone())]);
+    let disk = &spec.boot_disk;
+    let boot_volume_name = format!("{name}-boot");
+    let boot_source = Volume {
+        name: BOOT_DISK.into(),
+        container_disk: disk.container_disk.as_ref().map(|c| ContainerDisk { image: c.image.clone() }),
+        data_volume: disk.data_volume.as_ref().map(|_| DataVolumeRef { name: boot_volume_name.clone() }),
+        persistent_volume_claim: disk
+            .persistent_volume_claim
+            .as_ref()
+            .map(|p| ClaimRef { claim_name: p.claim_name.clone() }),
+        cloud_init_no_cloud: None,
+    };
+    let data_volume_templates = disk
+        .data_volume
+        .iter()
+        .map(|dv| {
+            let source = match dv.image_url.strip_prefix("docker://") {
+                Some(_) => DataVolumeSource { registry: Some(UrlSource { url: dv.image_url.clone() }), http: None },
+                None => DataVolumeSource { http: Some(UrlSource { url: dv.image_url.clone() }), registry: None },
+            };
+            DataVolumeTemplate {
+                metadata: ObjectMeta { name: Some(boot_volume_name.clone()), ..ObjectMeta::default() },
+                spec: DataVolumeSpec {
+                    source,
+                    storage: StorageSpec {
+                        storage_class_name: Some(dv.storage_class_name.clone()),
+                        resources: StorageResources { requests: BTreeMap::from([("storage".into(), dv.size.clone())]) },
+                    },
+                },
+            }
+        })
+        .collect();
+    let vm_label = node_label_value(vm);
+    VirtualMachine {
+        metadata: meta(
+            name.clone(),
+            vm.namespace(),
+            managed_labels([(labels::VM, vm_label.clone())]),
+            owner_reference(vm),
+        ),
+        spec: VirtualMachineSpec {
+            run_strategy: Some(run_strategy(spec.run_strategy).into()),
+            data_volume_templates,
+            template: InstanceTemplate {
+                metadata: Some(TemplateMeta { labels: managed_labels([(labels::VM, vm_label)]) }),
+                spec: InstanceSpec {
+                    domain: Domain {
+                        cpu: Some(Cpu {
+                            cores: Some(spec.cpu),
+                            sockets: Some(1),
+                            threads: Some(1),
+                            dedicated_cpu_placement: Some(true),
+                            isolate_emulator_thread: Some(spec.isolate_emulator_thread),
+                            numa: spec.numa_passthrough.then_some(Numa { guest_mapping_passthrough: Some(Empty {}) }),
+                        }),
+                        memory: Some(Memory {
+                            guest: Some(memory),
+                            hugepages: spec.hugepages.clone().map(|page_size| Hugepages { page_size }),
+                        }),
+                        resources: Some(Resources { requests: resources.clone(), limits: resources }),
+                        devices: Devices {
+                            autoattach_graphics_device: Some(false),
+                            disks: vec![
+                                Disk { name: BOOT_DISK.into(), disk: Some(virtio()), boot_order: Some(1) },
+                                Disk { name: CLOUD_INIT_DISK.into(), disk: Some(virtio()), boot_order: None },
+                            ],
+                            interfaces: vec![Interface { name: POD_NETWORK.into(), masquerade: Some(Empty {}) }],
+                        },
+                    },
+                    node_selector: BTreeMap::from([("kubernetes.io/hostname".to_string(), host_node.to_string())]),
+                    networks: vec![Network { name: POD_NETWORK.into(), pod: Some(Empty {}) }],
+                    volumes: vec![
+                        boot_source,
+                        Volume {
+                            name: CLOUD_INIT_DISK.into(),
+                            cloud_init_no_cloud: Some(CloudInitNoCloud {
+                                secret_ref: Some(LocalObjectReference { name: cloud_init_secret_name(vm) }),
+                            }),
+                            ..Volume::default()
+                        },
+                    ],
+                    termination_grace_period_seconds: Some(180),
+                },
+            },
+        },
+        status: None,
+    }
+}
+
+fn virtio() -> DiskTarget {
+    DiskTarget { bus: Some("virtio".into()) }
+}
+
+fn run_strategy(strategy: RunStrategy) -> &'static str {
+    match strategy {
+        RunStrategy::Always => "Always",
+        RunStrategy::RerunOnFailure => "RerunOnFailure",
+        RunStrategy::Manual => "Manual",
+        RunStrategy::Halted => "Halted",
+        RunStrategy::Once => "Once",
+    }
+}
+
+/// The cloud-init user data that makes the VM a node only its own workloads use: the kubelet
+/// with the static CPU manager (its reserved cores first), `single-numa-node` topology, the
+/// VM's reserved memory and eviction threshold, the `catalyst.io/vm` label and the
+/// `catalyst.io/dedicated` taint; then `kubeadm join` when there are credentials.
+pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> String {
+    let node = &vm.spec.node;
+    let node_name = node_name(vm);
+    let reserved_cpus = match node.reserved_cpu {
+        0 | 1 => "0".to_string(),
+        n => format!("0-{}", n - 1),
+    };
+    let kubelet = json!({
+        "cpuManagerPolicy": "static",
+        "cpuManagerPolicyOptions": {"full-pcpus-only": "true"},
+        "reservedSystemCPUs": reserved_cpus,
+        "topologyManagerPolicy": "single-numa-node",
+        "topologyManagerScope": "pod",
+        "systemReserved": {"memory": node.reserved_memory.0},
+        "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),
+    });
+    let mut node_labels = vec![format!("{}={}", labels::VM, node_label_value(vm))];
+    node_labels.extend(node.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut files = vec![json!({
+        "path": "/etc/kubernetes/catalyst/patches/kubeletconfiguration+merge.yaml",
+        "permissions": "0644",
+        "content": to_yaml(&kubelet),
+    })];
+    let mut config = json!({"hostname": node_name, "write_files": []});
+    if let Some(join) = join {
+        let join_config = json!({
+            "apiVersion": "kubeadm.k8s.io/v1beta4",
+            "kind": "JoinConfiguration",
+            "discovery": {"bootstrapToken": {
+                "apiServerEndpoint": join.api_server_endpoint,
+                "token": join.token,
+                "caCertHashes": [join.ca_cert_hash],
+            }},
+            "nodeRegistration": {
+                "name": node_name,
+                "kubeletExtraArgs": [{"name": "node-labels", "value": node_labels.join(",")}],
+                "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
+            },
+            "patches": {"directory": "/etc/kubernetes/catalyst/patches"},
+        });
+        files.push(json!({"path": "/etc/kubernetes/catalyst/join.yaml", "permissions": "0600", "content": to_yaml(&join_config)}));
+        config["runcmd"] = json!([["kubeadm", "join", "--config", "/etc/kubernetes/catalyst/join.yaml"]]);
+    }
+    config["write_files"] = json!(files);
+    format!("#cloud-config\n{}", to_yaml(&config))
+}
+
+fn to_yaml(value: &serde_json::Value) -> String {
+    serde_norway::to_string(value).expect("JSON values always serialize to YAML")
+}
+
+/// The Secret KubeVirt reads the VM's cloud-init user data from.
+pub fn cloud_init_secret(vm: &CatalystVM, join: Option<&JoinCredentials>) -> Secret {
+    Secret {
+        metadata: meta(
+            cloud_init_secret_name(vm),
+            vm.namespace(),
+            managed_labels([(labels::VM, node_label_value(vm))]),
+            owner_reference(vm),
+        ),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([("userdata".to_string(), ByteString(cloud_init_user_data(vm, join).into_bytes()))])),
+        ..Secret::default()
+    }
+}
+
+fn group_labels(group: &ServiceGroup) -> BTreeMap<String, String> {
+    managed_labels([(labels::SERVICE_GROUP, group.name_any())])
+}
+
+/// The StatefulSet of a ServiceGroup: replicas named `<group>-1` ... `<group>-N`, started in
+/// parallel (independent processors: one failing replica holds back no other), pinned to the
+/// VM's node by label and toleration, with requests == limits in whole cores (Guaranteed QoS,
+/// so the static CPU manager gives each replica exclusive cores).
+pub fn stateful_set(group: &ServiceGroup, vm: &CatalystVM) -> StatefulSet {
+    let spec = &group.spec;
+    let template = &spec.template;
+    let name = group.name_any();
+    let resources = BTreeMap::from([
+        ("cpu".to_string(), Quantity(spec.cpu.to_string())),
+        ("memory".to_string(), spec.memory.clone()),
+    ]);
+    let mut mounts: Vec<VolumeMount> = template.volume_mounts.clone();
+    mounts.extend(template.storage.iter().map(|s| VolumeMount {
+        name: s.name.clone(),
+        mount_path: s.mount_path.clone(),
+        ..VolumeMount::default()
+    }));
+    let volumes: Vec<PodVolume> = template
+        .volumes
+        .iter()
+        .map(|v| PodVolume {
+            name: v.name.clone(),
+            config_map: v.config_map.clone(),
+            secret: v.secret.clone(),
+            empty_dir: v.empty_dir.clone(),
+            persistent_volume_claim: v.persistent_volume_claim.clone(),
+            ..PodVolume::default()
+        })
+        .collect();
+    let claims: Vec<PersistentVolumeClaim> = template
+        .storage
+        .iter()
+        .map(|s| PersistentVolumeClaim {
+            metadata: ObjectMeta { name: Some(s.name.clone()), ..ObjectMeta::default() },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: s.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".into(), s.size.clone())])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        })
+        .collect();
+    let mut pod_labels = template.labels.clone();
+    pod_labels.extend(group_labels(group));
+    let non_empty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    StatefulSet {
+        metadata: meta(name.clone(), group.namespace(), group_labels(group), owner_reference(group)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            ordinals: Some(StatefulSetOrdinals { start: Some(1) }),
+            pod_management_policy: Some("Parallel".into()),
+            service_name: Some(name.clone()),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(labels::SERVICE_GROUP.to_string(), name.clone())])),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    node_selector: Some(BTreeMap::from([(labels::VM.to_string(), node_label_value(vm))])),
+                    tolerations: Some(vec![Toleration {
+                        key: Some(labels::DEDICATED_TAINT.into()),
+                        operator: Some("Equal".into()),
+                        value: Some(vm.name_any()),
+                        effect: Some("NoSchedule".into()),
+                        ..Toleration::default()
+                    }]),
+                    containers: vec![Container {
+                        name: name.clone(),
+                        image: Some(template.image.clone()),
+                        image_pull_policy: template.image_pull_policy.clone(),
+                        command: non_empty(template.command.clone()),
+                        args: non_empty(template.args.clone()),
+                        env: (!template.env.is_empty()).then(|| template.env.clone()),
+                        ports: (!template.ports.is_empty()).then(|| template.ports.clone()),
+                        readiness_probe: template.readiness_probe.clone(),
+                        liveness_probe: template.liveness_probe.clone(),
+                        startup_probe: template.startup_probe.clone(),
+                        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(resources.clone()),
+                            limits: Some(resources),
+                            ..ResourceRequirements::default()
+                        }),
+                        ..Container::default()
+                    }],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: (!claims.is_empty()).then_some(claims),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The headless Service a StatefulSet requires: stable DNS names `<group>-N.<group>`.
+pub fn headless_service(group: &ServiceGroup) -> Service {
+    let name = group.name_any();
+    let ports: Vec<ServicePort> = group
+        .spec
+        .template
+        .ports
+        .iter()
+        .map(|p| ServicePort {
+            name: p.name.clone(),
+            port: p.container_port,
+            protocol: p.protocol.clone(),
+            ..ServicePort::default()
+        })
+        .collect();
+    Service {
+        metadata: meta(name.clone(), group.namespace(), group_labels(group), owner_reference(group)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(BTreeMap::from([(labels::SERVICE_GROUP.to_string(), name)])),
+            ports: (!ports.is_empty()).then_some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The offline side: everything the operator would create for a set of manifests, in plan order.
+pub mod offline {
+    use super::*;
+    use crate::manifest::Manifests;
+    use crate::planner::Plan;
+
+    pub struct Rendered {
+        /// VirtualMachine and its cloud-init Secret per placed VM in plan order, then a
+        /// Service and StatefulSet per group that fits.
+        pub objects: Vec<serde_json::Value>,
+        /// What is left out, and why.
+        pub skipped: Vec<String>,
+    }
+
+    pub fn render_plan(manifests: &Manifests, plan: &Plan) -> Rendered {
+        let key = |namespace: Option<String>, name: String| format!("{}/{name}", namespace.unwrap_or_default());
+        let vms: BTreeMap<String, &CatalystVM> =
+            manifests.vms.iter().map(|vm| (key(vm.namespace(), vm.name_any()), vm)).collect();
+        let nodes: BTreeMap<&str, &str> = manifests
+            .hosts
+            .iter()
+            .map(|h| (h.metadata.name.as_deref().unwrap_or_default(), h.spec.node_name.as_str()))
+            .collect();
+        let mut objects = Vec::new();
+        let mut skipped = Vec::new();
+        for placement in &plan.vms {
+            let vm = vms[&placement.vm];
+            match placement.host.as_deref().and_then(|h| nodes.get(h)) {
+                Some(node) => {
+                    objects.push(serde_json::to_value(virtual_machine(vm, node)).expect("serializable"));
+                    let join = vm.spec.node.join_secret_name.as_ref().map(|_| JoinCredentials::redacted());
+                    objects.push(redacted(cloud_init_secret(vm, join.as_ref())));
+                }
+                None => skipped
+                    .push(format!("CatalystVM {}: no host can take it (see `kubectl catalyst plan`)", placement.vm)),
+            }
+        }
+        for group_plan in &plan.groups {
+            let group = manifests.groups.iter().find(|g| key(g.namespace(), g.name_any()) == group_plan.group);
+            match (group, vms.get(&group_plan.vm)) {
+                (Some(group), Some(vm)) if group_plan.fits => {
+                    objects.push(serde_json::to_value(headless_service(group)).expect("serializable"));
+                    objects.push(serde_json::to_value(stateful_set(group, vm)).expect("serializable"));
+                }
+                _ => skipped.push(format!(
+                    "ServiceGroup {}: does not fit its VM (see `kubectl catalyst plan`)",
+                    group_plan.group
+                )),
+            }
+        }
+        Rendered { objects, skipped }
+    }
+
+    /// A Secret as a reviewer reads it: `stringData` instead of base64 `data`.
+    fn redacted(secret: Secret) -> serde_json::Value {
+        let mut value = serde_json::to_value(&secret).expect("serializable");
+        let text: BTreeMap<String, String> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect();
+        let object = value.as_object_mut().expect("a Secret is an object");
+        object.remove("data");
+        object.insert("stringData".into(), serde_json::to_value(text).expect("serializable"));
+        value
+    }
+}

@@ -1,0 +1,288 @@
+//! `kubectl catalyst`: the offline side of Catalyst, for a laptop or a GitOps pull-request check.
+
+use anyhow::Context;
+use catalyst_core::manifest;
+use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget, Verdict, whatif};
+use catalyst_core::pool::HostPool;
+use catalyst_core::quantity::parse_bytes;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kubectl-catalyst", version, about = "Plan, validate and render Catalyst layouts offline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions, or write one file per kind into a directory.
+    Crds {
+        /// Directory to write catalysthosts.yaml, catalystvms.yaml and servicegroups.yaml into.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Plan a layout offline: where each VM goes, whether each ServiceGroup fits its VM, and
+    /// every violation. Exit 0 when it fits, 1 when it is proven not to, 3 when no packing was
+    /// found within the search budget and none was ruled out, 2 on bad input.
+    Plan {
+        /// Files or directories of YAML manifests (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Also answer: how many more hosts shaped like this CatalystHost make every VM fit?
+        #[arg(long, value_name = "HOST")]
+        add_hosts_like: Option<String>,
+        /// Also answer the N+1 question: could each host's VMs be re-placed on the others?
+        /// A stranded VM then makes the exit code 1.
+        #[arg(long)]
+        check_host_loss: bool,
+        /// Fixed memory overhead of each VM's launcher pod (KubeVirt's virt-launcher processes).
+        #[arg(long, value_name = "QUANTITY", default_value = "328Mi", value_parser = parse_quantity)]
+        overhead_fixed: u64,
+        /// Memory overhead per vCPU of each VM.
+        #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
+        overhead_per_vcpu: u64,
+        /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
+        /// disableSerialConsoleLog.
+        #[arg(long, value_name = "QUANTITY", default_value = "60M", value_parser = parse_quantity)]
+        overhead_console_log: u64,
+        /// Plan only on the CatalystHosts this label selector matches (as the operator's
+        /// `--host-selector`); every host when unset.
+        #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
+        host_selector: HostPool,
+        /// How long the exact search may run, per plan, when the heuristic leaves a VM out
+        /// (such as 500ms or 10s).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        search_time: std::time::Duration,
+        /// How many placements the exact search may try, per plan.
+        #[arg(long, value_name = "PLACEMENTS", default_value_t = SearchBudget::default().nodes)]
+        search_nodes: u64,
+    },
+    /// Print, offline, every object the operator would create for these manifests
+    /// (VirtualMachines, cloud-init Secrets with credentials redacted, StatefulSets, Services)
+    /// in plan order, as YAML for review. Exit 1 when some VM or group cannot be placed (it is
+    /// left out and named on stderr), 2 on bad input.
+    Render {
+        /// Files or directories of YAML manifests (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Plan only on the CatalystHosts this label selector matches (as the operator's
+        /// `--host-selector`); every host when unset.
+        #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
+        host_selector: HostPool,
+    },
+    /// Check manifests offline; exit 1 when any Catalyst object is invalid. Other kinds are ignored.
+    Validate {
+        /// Files or directories of YAML manifests (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Crds { out_dir } => {
+            write_crds(out_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files } => Ok(validate(&files)),
+        Command::Render { files, host_selector } => render(&files, &host_selector),
+        Command::Plan {
+            files,
+            output,
+            add_hosts_like,
+            check_host_loss,
+            overhead_fixed,
+            overhead_per_vcpu,
+            overhead_console_log,
+            host_selector,
+            search_time,
+            search_nodes,
+        } => {
+            let overhead = Overhead {
+                fixed: overhead_fixed,
+                per_vcpu: overhead_per_vcpu,
+                console_log: overhead_console_log,
+                ..Overhead::default()
+            };
+            let budget = SearchBudget { nodes: search_nodes, time: search_time };
+            let questions = Questions { add_hosts_like: add_hosts_like.as_deref(), check_host_loss, budget };
+            plan(&files, output, &questions, &overhead, &host_selector)
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+    /// The plan as a picture: hosts as bars of cores and memory, VMs and groups inside them,
+    /// in red what does not fit.
+    Svg,
+    /// A page that shows the picture and lists the violations.
+    Html,
+}
+
+/// A duration such as `500ms`, `2s` or `1m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and a unit, such as 2s"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(number)),
+        "s" | "" => Ok(std::time::Duration::from_secs(number)),
+        "m" => Ok(std::time::Duration::from_secs(number.saturating_mul(60))),
+        other => Err(format!("{text:?}: unknown unit {other:?} (ms, s or m)")),
+    }
+}
+
+fn parse_pool(text: &str) -> Result<HostPool, String> {
+    HostPool::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_quantity(text: &str) -> Result<u64, String> {
+    parse_bytes(text).map_err(|e| e.to_string())
+}
+
+/// The plan and the answers to the questions asked with it, as `-o json|yaml` prints them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanReport<'a> {
+    overhead: &'a Overhead,
+    #[serde(flatten)]
+    plan: &'a planner::Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    more_hosts: Option<&'a whatif::MoreHosts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_loss: Option<&'a [whatif::HostLoss]>,
+}
+
+/// The manifests, or `None` after printing every error in them (bad input: nothing is `done`).
+fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
+    let (manifests, errors) = manifest::load(files);
+    if errors.is_empty() {
+        return Some(manifests);
+    }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    eprintln!("{} error(s) in the manifests: nothing {done}", errors.len());
+    None
+}
+
+/// What `plan` is asked besides the plan itself, and how hard it may search.
+struct Questions<'a> {
+    add_hosts_like: Option<&'a str>,
+    check_host_loss: bool,
+    budget: SearchBudget,
+}
+
+/// Exit code of a plan that was not found within the search budget (0 fits, 1 proven misfit,
+/// 2 bad input).
+const NOT_FOUND_WITHIN_BUDGET: u8 = 3;
+
+fn plan(
+    files: &[PathBuf],
+    output: Output,
+    questions: &Questions,
+    overhead: &Overhead,
+    pool: &HostPool,
+) -> anyhow::Result<ExitCode> {
+    let Some(manifests) = load_valid(files, "planned") else { return Ok(ExitCode::from(2)) };
+    let input = PlanInput::from_manifests(&manifests, overhead, pool);
+    let budget = questions.budget;
+    let plan = planner::plan_within(&input, budget);
+    let more = match questions.add_hosts_like {
+        Some(like) => match whatif::hosts_needed(&input, like, budget) {
+            Some(more) => Some(more),
+            None => {
+                eprintln!("--add-hosts-like: {like} is not a CatalystHost in these manifests");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    let loss = questions.check_host_loss.then(|| whatif::host_loss(&input, &plan, budget));
+    match output {
+        Output::Table => print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref())),
+        Output::Svg => print!("{}", planner::picture::svg(&plan)),
+        Output::Html => print!("{}", planner::picture::html(&plan)),
+        Output::Json | Output::Yaml => {
+            let report = PlanReport { overhead, plan: &plan, more_hosts: more.as_ref(), host_loss: loss.as_deref() };
+            let text = match output {
+                Output::Json => serde_json::to_string_pretty(&report)? + "\n",
+                _ => serde_norway::to_string(&report)?,
+            };
+            print!("{text}");
+        }
+    }
+    let stranded = loss.iter().flatten().filter(|l| !l.stranded.is_empty());
+    let undecided = |verdict: &Verdict| matches!(verdict, Verdict::NotFoundWithinBudget { .. });
+    Ok(if plan.fits && stranded.clone().next().is_none() {
+        ExitCode::SUCCESS
+    } else if undecided(&plan.verdict) || (plan.fits && stranded.clone().all(|l| undecided(&l.verdict))) {
+        ExitCode::from(NOT_FOUND_WITHIN_BUDGET)
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let crds = catalyst_core::crd::all();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, crd) in crds {
+                let path = dir.join(file);
+                std::fs::write(&path, catalyst_core::crd::to_yaml(&crd))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        None => {
+            let documents: Vec<String> = crds.iter().map(|(_, crd)| catalyst_core::crd::to_yaml(crd)).collect();
+            print!("{}", documents.join("---\n"));
+        }
+    }
+    Ok(())
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let (manifests, errors) = manifest::load(files);
+    for error in &errors {
+        println!("{error}");
+    }
+    let valid = manifests.hosts.len() + manifests.vms.len() + manifests.groups.len();
+    println!(
+        "{valid} valid Catalyst object(s), {} error(s), {} document(s) of other kinds ignored",
+        errors.len(),
+        manifests.ignored
+    );
+    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
+    let Some(manifests) = load_valid(files, "rendered") else { return Ok(ExitCode::from(2)) };
+    let plan = planner::plan(&PlanInput::from_manifests(&manifests, &Overhead::default(), pool));
+    let rendered = catalyst_core::render::offline::render_plan(&manifests, &plan);
+    for skipped in &rendered.skipped {
+        eprintln!("not rendered: {skipped}");
+    }
+    let documents: Vec<String> = rendered.objects.iter().map(serde_norway::to_string).collect::<Result<_, _>>()?;
+    print!("{}", documents.join("---\n"));
+    Ok(if rendered.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

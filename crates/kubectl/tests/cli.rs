@@ -1,0 +1,190 @@
+//! `kubectl-catalyst` as a user runs it: exit codes, and the answers the README promises.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst")).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_seed_layout_does_not_fit_three_hosts_and_needs_six() {
+    let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "--add-hosts-like", "host-1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    // 17 VMs: 1328 cores as listed plus one emulator-thread core each; 3 x (256 - 8) offered.
+    assert!(text.contains("demand:      1345 cores"), "{text}");
+    assert!(text.contains("allocatable: 744 cores, 5952Gi (3 hosts"), "{text}");
+    assert!(text.contains("shortfall:   601 cores"), "{text}");
+    assert!(text.contains("add 3 (then 6 hosts in all)"), "{text}");
+    assert!(text.contains("RESULT: does NOT fit"), "{text}");
+}
+
+#[test]
+fn the_seed_containers_do_not_fit_their_vms_once_the_node_keeps_a_core() {
+    let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let refused: Vec<&str> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["fits"] == false)
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert!(refused.contains(&"catalyst-v3/sms"), "12 x 8 cores = 96 > 96 - 1: {refused:?}");
+    let sms = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["object"] == "ServiceGroup catalyst-v3/sms")
+        .unwrap();
+    assert_eq!(
+        (&sms["resource"], &sms["requested"], &sms["available"], &sms["shortfall"]),
+        (&"cpu".into(), &"96".into(), &"95".into(), &"1".into())
+    );
+    assert_eq!(report["totals"]["demand"]["cpu"], 1345);
+    assert_eq!(report["fits"], false);
+}
+
+#[test]
+fn the_minimal_layout_fits_but_its_spread_pair_cannot_survive_losing_a_host() {
+    let output = run(&["plan", "-f", "config/samples/minimal/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("RESULT: fits"));
+    // Two hosts, two members of one spread group: the survivor already holds the other member.
+    let output = run(&["plan", "-f", "config/samples/minimal/", "--check-host-loss"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("small-1 ") && l.ends_with(" api-a")), "{text}");
+    assert!(text.contains("RESULT: fits; losing a host would strand 2 VM(s)"), "{text}");
+    let yaml = run(&["plan", "-f", "config/samples/minimal/", "-o", "yaml"]);
+    let report: serde_json::Value = serde_norway::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(report["fits"], true);
+    assert_eq!(report["hosts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_exits_2_and_plans_nothing() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: catalyst.io/v1alpha1\nkind: CatalystVM\nmetadata: {name: x}\nspec: {cpu: 0, memory: 1Gi, bootDisk: {containerDisk: {image: i}}}\n").unwrap();
+    let output = run(&["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spec.cpu = 0: should be greater than or equal to 1"));
+    assert!(output.stdout.is_empty());
+    let output = run(&["plan", "-f", "config/samples/minimal/", "--add-hosts-like", "no-such-host"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn validate_accepts_the_samples_and_crds_prints_every_kind() {
+    let output = run(&["validate", "-f", "config/samples/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let crds = stdout(&run(&["crds"]));
+    for kind in ["kind: CatalystHost", "kind: CatalystVM", "kind: ServiceGroup"] {
+        assert!(crds.contains(kind));
+    }
+    assert_eq!(crds.matches("\n---\n").count(), 2);
+}
+
+#[test]
+fn plan_uses_only_the_hosts_of_its_pool() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let layout = std::fs::read_to_string(repo().join("config/samples/minimal/layout.yaml")).unwrap();
+    let labelled = layout.replacen("  name: small-1\n", "  name: small-1\n  labels: {catalyst.io/pool: blue}\n", 1);
+    let file = dir.join("layout.yaml");
+    std::fs::write(&file, labelled).unwrap();
+    let file = file.to_str().unwrap();
+
+    // The whole layout fits on both hosts; in the pool of one host, the spread pair does not.
+    assert_eq!(run(&["plan", "-f", file]).status.code(), Some(0));
+    let output = run(&["plan", "-f", file, "--host-selector", "catalyst.io/pool=blue", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hosts: Vec<&str> = report["hosts"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["small-1"]);
+
+    let output = run(&["plan", "-f", file, "--host-selector", "catalyst.io/pool in blue"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("host selector \"catalyst.io/pool in blue\""), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn hostile_input_is_refused_before_it_is_parsed() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 200 KB of nested brackets, the shape that made the YAML parser run for minutes.
+    let deep = dir.join("deep.yaml");
+    std::fs::write(&deep, format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000))).unwrap();
+    let output = run(&["validate", "-f", deep.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("nested deeper than 128 levels; not parsed"), "{}", stdout(&output));
+    let output = run(&["plan", "-f", deep.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two hosts of 12 cores and six VMs that fit exactly, which best fit decreasing alone refuses.
+fn twelve_core_layout(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for host in ["a", "b"] {
+        text.push_str(&format!(
+            "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystHost\nmetadata: {{name: {host}}}\n\
+             spec: {{nodeName: {host}, capacity: {{cpu: 12, memory: 256Gi}}, reserved: {{cpu: 0, memory: \"0\"}}}}\n"
+        ));
+    }
+    for (i, cpu) in [4, 4, 3, 3, 2, 2].iter().enumerate() {
+        text.push_str(&format!(
+            "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystVM\nmetadata: {{name: vm-{i}, namespace: team}}\n\
+             spec: {{cpu: {cpu}, memory: 8Gi, node: {{reservedCpu: 1}}, bootDisk: {{containerDisk: {{image: img}}}}}}\n"
+        ));
+    }
+    let file = dir.join("twelve.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn plan_packs_what_best_fit_decreasing_refuses_and_says_how_sure_it_is() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-search-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = twelve_core_layout(&dir);
+    let file = file.to_str().unwrap();
+    let output = run(&["plan", "-f", file, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], serde_json::json!({"outcome": "fits"}));
+
+    // One core less: proven, by the totals.
+    let smaller = std::fs::read_to_string(file).unwrap().replacen("cpu: 12,", "cpu: 11,", 1);
+    std::fs::write(dir.join("smaller.yaml"), smaller).unwrap();
+    let output = run(&["plan", "-f", dir.join("smaller.yaml").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("does NOT fit (1 violations), proven: capacity bound"), "{}", stdout(&output));
+
+    // No budget: the heuristic's refusal stands, but it is not a proof.
+    let output = run(&["plan", "-f", file, "--search-nodes", "0", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"]["outcome"], "notFoundWithinBudget");
+    let output = run(&["plan", "-f", file, "--search-time", "soon"]);
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}

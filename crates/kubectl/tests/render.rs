@@ -1,0 +1,214 @@
+//! What the operator creates, rendered from the samples: VirtualMachines that KubeVirt's own
+//! OpenAPI accepts with every definition closed, cloud-init that makes a dedicated node, and
+//! StatefulSets whose replicas get exclusive cores.
+
+use catalyst_api::{CatalystVM, ServiceGroup};
+use catalyst_core::manifest::{self, Manifests};
+use catalyst_core::render::{self, JoinCredentials};
+use catalyst_core::schema;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
+}
+
+/// KubeVirt's API definitions for a VirtualMachine, vendored in `vendor/kubevirt/` (its README
+/// names the KubeVirt commit).
+fn swagger() -> &'static Value {
+    static SWAGGER: OnceLock<Value> = OnceLock::new();
+    SWAGGER.get_or_init(|| {
+        let text = include_str!("../../../vendor/kubevirt/swagger-virtualmachine.json");
+        serde_json::from_str(text).unwrap()
+    })
+}
+
+fn kubevirt_violations(vm: &Value) -> Vec<String> {
+    let schema = json!({"$ref": "#/definitions/v1.VirtualMachine"});
+    schema::validate(swagger(), &schema, vm, "").iter().map(ToString::to_string).collect()
+}
+
+fn samples() -> Manifests {
+    let (manifests, errors) = manifest::load(&[repo().join("config/samples")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    manifests
+}
+
+fn vm_named(name: &str) -> CatalystVM {
+    samples().vms.into_iter().find(|vm| vm.metadata.name.as_deref() == Some(name)).unwrap()
+}
+
+#[test]
+fn every_sample_vm_renders_into_a_virtual_machine_kubevirt_accepts() {
+    let manifests = samples();
+    assert_eq!(manifests.vms.len(), 19);
+    for vm in &manifests.vms {
+        let rendered = serde_json::to_value(render::virtual_machine(vm, "hv-1")).unwrap();
+        assert_eq!(kubevirt_violations(&rendered), Vec::<String>::new(), "{:?}", vm.metadata.name);
+    }
+}
+
+#[test]
+fn the_strict_check_refuses_a_misspelt_kubevirt_field() {
+    let mut rendered = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), "hv-1")).unwrap();
+    rendered["spec"]["template"]["spec"]["domain"]["cpu"]["dedicatedCPUPlacement"] = json!(true);
+    assert_eq!(kubevirt_violations(&rendered), ["spec.template.spec.domain.cpu.dedicatedCPUPlacement: unknown field"]);
+}
+
+#[test]
+fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
+    let kafka = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), "hv-2")).unwrap();
+    let spec = &kafka["spec"]["template"]["spec"];
+    let domain = &spec["domain"];
+    assert_eq!(
+        domain["cpu"],
+        json!({"cores": 96, "sockets": 1, "threads": 1, "dedicatedCpuPlacement": true,
+        "isolateEmulatorThread": true, "numa": {"guestMappingPassthrough": {}}})
+    );
+    assert_eq!(domain["memory"], json!({"guest": "512Gi", "hugepages": {"pageSize": "1Gi"}}));
+    assert_eq!(domain["resources"]["requests"], domain["resources"]["limits"]);
+    assert_eq!(domain["resources"]["requests"], json!({"cpu": "96", "memory": "512Gi"}));
+    assert_eq!(spec["nodeSelector"], json!({"kubernetes.io/hostname": "hv-2"}));
+    assert_eq!(kafka["spec"]["runStrategy"], "Always");
+    assert_eq!(
+        kafka["spec"]["dataVolumeTemplates"][0]["spec"],
+        json!({
+            "source": {"registry": {"url": "docker://quay.io/containerdisks/ubuntu:22.04"}},
+            "storage": {"storageClassName": "ceph-rbd", "resources": {"requests": {"storage": "200Gi"}}}
+        })
+    );
+    assert_eq!(spec["volumes"][0], json!({"name": "boot", "dataVolume": {"name": "kafka-1-boot"}}));
+    assert_eq!(spec["volumes"][1]["cloudInitNoCloud"]["secretRef"]["name"], "kafka-1-cloud-init");
+
+    let api = serde_json::to_value(render::virtual_machine(&vm_named("api-a"), "worker-1")).unwrap();
+    let domain = &api["spec"]["template"]["spec"]["domain"];
+    assert_eq!(domain["cpu"].get("numa"), None);
+    assert_eq!(domain["memory"], json!({"guest": "32Gi"}));
+    assert_eq!(
+        api["spec"]["template"]["spec"]["volumes"][0]["containerDisk"]["image"],
+        "quay.io/containerdisks/ubuntu:22.04"
+    );
+    assert_eq!(api["spec"].get("dataVolumeTemplates"), None);
+}
+
+#[test]
+fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
+    let mut vm = vm_named("kafka-2");
+    vm.spec.node.reserved_cpu = 2;
+    let join = JoinCredentials {
+        api_server_endpoint: "10.0.0.1:6443".into(),
+        token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: "sha256:00".into(),
+    };
+    let text = render::cloud_init_user_data(&vm, Some(&join));
+    assert!(text.starts_with("#cloud-config\n"));
+    let config: Value = serde_norway::from_str(&text).unwrap();
+    let files = config["write_files"].as_array().unwrap();
+    let kubelet: Value = serde_norway::from_str(files[0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(kubelet["cpuManagerPolicy"], "static");
+    assert_eq!(kubelet["reservedSystemCPUs"], "0-1");
+    assert_eq!(kubelet["topologyManagerPolicy"], "single-numa-node");
+    assert_eq!(kubelet["systemReserved"]["memory"], "4Gi");
+    // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go): setting
+    // only memory.available would turn disk-pressure eviction off.
+    assert_eq!(
+        kubelet["evictionHard"],
+        json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%", "imagefs.available": "15%"})
+    );
+    let join_config: Value = serde_norway::from_str(files[1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(join_config["nodeRegistration"]["name"], "kafka-2.catalyst-v3");
+    assert_eq!(join_config["nodeRegistration"]["kubeletExtraArgs"][0]["value"], "catalyst.io/vm=catalyst-v3.kafka-2");
+    assert_eq!(
+        join_config["nodeRegistration"]["taints"][0],
+        json!({"key": "catalyst.io/dedicated", "value": "kafka-2", "effect": "NoSchedule"})
+    );
+    assert_eq!(join_config["discovery"]["bootstrapToken"]["token"], "abcdef.0123456789abcdef");
+    assert_eq!(files[1]["permissions"], "0600");
+    assert_eq!(config["runcmd"][0][1], "join");
+    // Without credentials the VM boots with the kubelet settings but does not try to join.
+    let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, None)).unwrap();
+    assert_eq!(alone["write_files"].as_array().unwrap().len(), 1);
+    assert_eq!(alone.get("runcmd"), None);
+    assert_eq!(format!("{join:?}"), "JoinCredentials { <redacted> }");
+}
+
+#[test]
+fn join_credentials_name_missing_keys_but_never_values() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("catalyst-join".into());
+    secret.data = Some([("token".to_string(), ByteString(b"s3cr3t.token".to_vec()))].into());
+    let error = JoinCredentials::from_secret(&secret).unwrap_err();
+    assert_eq!(error, "Secret catalyst-join lacks the key(s) apiServerEndpoint, caCertHash");
+    assert!(!error.contains("s3cr3t"));
+}
+
+fn group_named(name: &str) -> ServiceGroup {
+    samples().groups.into_iter().find(|g| g.metadata.name.as_deref() == Some(name)).unwrap()
+}
+
+#[test]
+fn a_service_group_becomes_a_parallel_statefulset_of_guaranteed_pinned_replicas() {
+    let sts = serde_json::to_value(render::stateful_set(&group_named("kafka-broker-1"), &vm_named("kafka-1"))).unwrap();
+    let spec = &sts["spec"];
+    assert_eq!(spec["ordinals"]["start"], 1, "replicas are named kafka-broker-1-1 ...");
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+    assert_eq!(spec["serviceName"], "kafka-broker-1");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["nodeSelector"], json!({"catalyst.io/vm": "catalyst-v3.kafka-1"}));
+    assert_eq!(
+        pod["tolerations"][0],
+        json!({"key": "catalyst.io/dedicated", "operator": "Equal", "value": "kafka-1", "effect": "NoSchedule"})
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["requests"], json!({"cpu": "96", "memory": "500Gi"}));
+    assert_eq!(container["resources"]["requests"], container["resources"]["limits"]);
+    assert_eq!(container["volumeMounts"][0], json!({"name": "data", "mountPath": "/var/lib/kafka/data"}));
+    assert_eq!(spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "10Ti");
+    assert_eq!(spec["selector"]["matchLabels"], json!({"catalyst.io/service-group": "kafka-broker-1"}));
+    assert_eq!(spec["template"]["metadata"]["labels"]["catalyst.io/service-group"], "kafka-broker-1");
+    let service = serde_json::to_value(render::headless_service(&group_named("sms"))).unwrap();
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst")).args(args).current_dir(repo()).output().unwrap()
+}
+
+#[test]
+fn render_prints_what_a_merge_will_create_in_plan_order() {
+    let output = cli(&["render", "-f", "config/samples/minimal/"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let documents: Vec<Value> = text.split("\n---\n").map(|d| serde_norway::from_str(d).unwrap()).collect();
+    let kinds: Vec<(&str, &str)> =
+        documents.iter().map(|d| (d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("VirtualMachine", "api-a"),
+            ("Secret", "api-a-cloud-init"),
+            ("VirtualMachine", "api-b"),
+            ("Secret", "api-b-cloud-init"),
+            ("Service", "api-a"),
+            ("StatefulSet", "api-a"),
+            ("Service", "api-b"),
+            ("StatefulSet", "api-b"),
+        ]
+    );
+    for vm in documents.iter().filter(|d| d["kind"] == "VirtualMachine") {
+        assert!(kubevirt_violations(vm).is_empty());
+    }
+    assert!(documents[1].get("data").is_none() && documents[1]["stringData"]["userdata"].is_string());
+
+    let output = cli(&["render", "-f", "config/samples/catalyst-v3/"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("token: <redacted>"));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("not rendered: CatalystVM catalyst-v3/timescaledb: no host can take it"), "{stderr}");
+    assert!(stderr.contains("not rendered: ServiceGroup catalyst-v3/sms: does not fit its VM"), "{stderr}");
+}

@@ -1,0 +1,140 @@
+//! Writing children with server-side apply under one field manager, but only when needed: an
+//! unchanged world must cost no write. A child is re-applied when it is missing, when what
+//! Catalyst last applied differs from what it wants now (a hash in an annotation notices fields
+//! Catalyst stopped setting, which a subset check cannot), or when someone changed a field
+//! Catalyst owns.
+
+use catalyst_core::quantity::parse_bytes;
+use catalyst_core::render::FIELD_MANAGER;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt::Debug;
+
+/// Annotation holding the hash of what Catalyst last applied to a child.
+pub const APPLIED_HASH: &str = "catalyst.io/applied-hash";
+
+/// FNV-1a: stable across runs and Rust versions, unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `desired` with the hash of its own content in the applied-hash annotation.
+pub fn with_hash<K: Resource + Serialize>(mut desired: K) -> K {
+    let json = serde_json::to_vec(&desired).expect("Kubernetes objects serialize");
+    let hash = format!("{:016x}", fnv1a(&json));
+    desired.annotations_mut().insert(APPLIED_HASH.into(), hash);
+    desired
+}
+
+/// Every field of `desired` is in `live` with the same value (lists element by element).
+/// Quantities of memory and storage compare by their bytes: the API server stores `1.5Gi` as
+/// `1536Mi`.
+pub fn contains(live: &Value, desired: &Value) -> bool {
+    contains_at(live, desired, "")
+}
+
+/// Keys whose string values are memory or storage quantities in what Catalyst renders.
+const QUANTITY_KEYS: [&str; 4] = ["memory", "storage", "guest", "ephemeral-storage"];
+
+fn contains_at(live: &Value, desired: &Value, key: &str) -> bool {
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().all(|(key, value)| live.get(key).is_some_and(|l| contains_at(l, value, key)))
+        }
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains_at(l, d, key))
+        }
+        (Value::String(live), Value::String(desired)) if QUANTITY_KEYS.contains(&key) => {
+            match (parse_bytes(live), parse_bytes(desired)) {
+                (Ok(live), Ok(desired)) => live == desired,
+                _ => live == desired,
+            }
+        }
+        _ => live == desired,
+    }
+}
+
+/// Whether `live` is what applying `desired` (already hashed) would leave.
+pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
+    let hash = |k: &K| k.annotations().get(APPLIED_HASH).cloned();
+    hash(live) == hash(desired)
+        && contains(
+            &serde_json::to_value(live).expect("serializable"),
+            &serde_json::to_value(desired).expect("serializable"),
+        )
+}
+
+/// Applies `desired` unless the live object is already up to date; returns the live object
+/// and whether a write was made.
+pub async fn apply<K>(api: &Api<K>, desired: K) -> Result<(K, bool), kube::Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let desired = with_hash(desired);
+    let name = desired.name_any();
+    if let Some(live) = api.get_opt(&name).await?
+        && up_to_date(&live, &desired)
+    {
+        return Ok((live, false));
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api.patch(&name, &params, &Patch::Apply(&desired)).await?;
+    Ok((applied, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    #[test]
+    fn a_subset_check_ignores_what_the_server_adds() {
+        let live =
+            json!({"spec": {"replicas": 3, "revisionHistoryLimit": 10, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        assert!(contains(&live, &json!({"spec": {"replicas": 3, "ports": [{"port": 80}]}})));
+        assert!(!contains(&live, &json!({"spec": {"replicas": 4}})));
+        assert!(!contains(&live, &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})));
+        assert!(!contains(&live, &json!({"spec": {"paused": true}})));
+    }
+
+    #[test]
+    fn memory_and_storage_compare_as_quantities_and_nothing_else_does() {
+        let live = json!({"resources": {"requests": {"memory": "1536Mi", "storage": "1Ti"}}, "guest": "1536Mi", "image": "app:1.0"});
+        assert!(contains(
+            &live,
+            &json!({"resources": {"requests": {"memory": "1.5Gi", "storage": "1024Gi"}}, "guest": "1.5Gi"})
+        ));
+        assert!(!contains(&live, &json!({"resources": {"requests": {"memory": "1.5G"}}})));
+        assert!(!contains(&live, &json!({"image": "app:1"})));
+        assert!(
+            !contains(&json!({"version": "1.0"}), &json!({"version": "1"})),
+            "only quantity keys compare as quantities"
+        );
+    }
+
+    fn config_map(data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: kube::api::ObjectMeta { name: Some("c".into()), ..Default::default() },
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_hash_notices_a_field_catalyst_stopped_setting() {
+        let before = with_hash(config_map(&[("a", "1"), ("b", "2")]));
+        let after = with_hash(config_map(&[("a", "1")]));
+        assert!(up_to_date(&before, &before));
+        // `after` is a subset of `before`, but the hashes differ, so it is applied.
+        assert!(contains(
+            &serde_json::to_value(&before).unwrap(),
+            &serde_json::to_value(config_map(&[("a", "1")])).unwrap()
+        ));
+        assert!(!up_to_date(&before, &after));
+        assert_eq!(with_hash(config_map(&[("a", "1")])), after, "the hash is deterministic");
+    }
+}

@@ -1,0 +1,80 @@
+//! ServiceGroup -> a StatefulSet of pinned, Guaranteed replicas and its headless Service.
+//!
+//! A group that does not fit what its VM's node offers (after the groups before it, in name
+//! order), or whose VM does not exist, is refused: `Ready=False` with the reason and an event,
+//! and nothing already running is touched.
+
+use super::apply;
+use super::conditions::{READY, wanted};
+use super::{Context, Error, key_of, reconcile_guarded, refuse, report, valid};
+use catalyst_api::{CatalystVM, ServiceGroup};
+use catalyst_core::planner::{self, GroupModel, VmModel};
+use catalyst_core::render;
+use catalyst_core::validation::{summary, validate_group};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    reconcile_guarded("ServiceGroup", guard, ctx, |group, ctx| async move { apply(&group, &ctx).await }).await
+}
+
+/// Whether the group fits what its VM's node offers, and if not, why.
+fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), String> {
+    let guards = ctx.stores.groups.state();
+    let key = key_of(group);
+    let mut groups: Vec<GroupModel> = valid(&guards)
+        .filter(|g| g.namespace() == group.namespace() && g.spec.vm == group.spec.vm && key_of(*g) != key)
+        .map(GroupModel::from_group)
+        .collect();
+    groups.push(GroupModel::from_group(group));
+    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let (plans, violations) = planner::fit_groups(&groups, &[&model]);
+    if plans.iter().any(|p| p.group == key && p.fits) {
+        return Ok(());
+    }
+    let object = format!("ServiceGroup {key}");
+    Err(violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))
+}
+
+async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let mut status = group.status.clone().unwrap_or_default();
+    let demand = GroupModel::from_group(group).demand;
+    status.requested = Some(demand.into());
+
+    if let Err(errors) = validate_group(group) {
+        let message = format!("{}; nothing running was touched", summary(&errors));
+        return refuse(group, group.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
+    }
+    let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
+        let missing =
+            format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
+        return refuse(group, group.status.as_ref(), status, ctx, "VMNotFound", missing, Action::await_change()).await;
+    };
+    if let Err(why) = fit(group, &vm, ctx) {
+        let message = format!("{why}; nothing running was touched");
+        return refuse(group, group.status.as_ref(), status, ctx, "DoesNotFit", message, Action::await_change()).await;
+    }
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply::apply(&services, render::headless_service(group)).await?;
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (set, _) = apply::apply(&sets, render::stateful_set(group, &vm)).await?;
+
+    let observed = set.status.unwrap_or_default();
+    status.replicas = observed.replicas;
+    status.ready_replicas = observed.ready_replicas.unwrap_or(0);
+    let ready = if status.ready_replicas >= group.spec.replicas {
+        wanted(READY, true, "Ready", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
+    } else {
+        wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
+    };
+    report(group, group.status.as_ref(), status, ctx, &[ready], false, Action::requeue(RESYNC)).await
+}

@@ -1,0 +1,135 @@
+//! CatalystHost status: allocatable, allocated and free from the VMs in its ledger, `Ready`
+//! from its Node, and `Overcommitted` when what it holds exceeds what it offers.
+//!
+//! The ledger (`status.vms`) is written by the VM reconciler's compare-and-swap; this
+//! reconciler keeps it whole (a VM whose status names the host is added unless it is being
+//! deleted, a VM that no longer exists is dropped) and writes with the same compare-and-swap, so neither loses the other's
+//! update.
+
+use super::conditions::{self, OVERCOMMITTED, READY, wanted};
+use super::{Context, Error, key_of, read_unseen, reconcile_guarded, valid};
+use catalyst_api::host::{CatalystHostStatus, HostSummary};
+use catalyst_api::{CatalystHost, CatalystVM};
+use catalyst_core::planner::{HostModel, Res, VmModel};
+use catalyst_core::quantity::HumanBytes;
+use catalyst_core::validation::{summary, validate_host};
+use kube::api::PostParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    reconcile_guarded("CatalystHost", guard, ctx, |host, ctx| async move { apply(&host, &ctx).await }).await
+}
+
+/// The status the host should have, from the VMs the cache knows and the `unseen` ones its
+/// ledger holds, less the ledger entries whose VM is `gone`.
+pub fn desired_status(
+    host: &CatalystHost,
+    ctx: &Context,
+    unseen: &[CatalystVM],
+    gone: &BTreeSet<String>,
+) -> CatalystHostStatus {
+    let name = host.name_any();
+    let old = host.status.clone().unwrap_or_default();
+    let guards = ctx.stores.vms.state();
+    let vms: Vec<&CatalystVM> = valid(&guards).chain(unseen).collect();
+    let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
+    // A VM whose status names this host but which the ledger lacks is put back, unless it is
+    // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
+    ledger.extend(
+        vms.iter()
+            .filter(|vm| vm.metadata.deletion_timestamp.is_none())
+            .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
+            .map(|vm| key_of(*vm)),
+    );
+    let allocated = vms
+        .iter()
+        .filter(|vm| ledger.contains(&key_of(**vm)))
+        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &ctx.overhead).demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+
+    let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));
+    let node_ready = node
+        .as_deref()
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    let mut wanted_conditions = vec![match (validate_host(host), node_ready) {
+        (Err(errors), _) => wanted(READY, false, "InvalidSpec", summary(&errors)),
+        (Ok(()), Some(true)) => wanted(READY, true, "NodeReady", format!("node {} is Ready", host.spec.node_name)),
+        (Ok(()), Some(false)) => {
+            wanted(READY, false, "NodeNotReady", format!("node {} is not Ready", host.spec.node_name))
+        }
+        (Ok(()), None) => wanted(READY, false, "NodeNotFound", format!("node {} not found", host.spec.node_name)),
+    }];
+    wanted_conditions.push(if allocatable.covers(&allocated) {
+        wanted(OVERCOMMITTED, false, "WithinCapacity", "its VMs fit what it offers")
+    } else {
+        wanted(
+            OVERCOMMITTED,
+            true,
+            "VMsExceedCapacity",
+            format!(
+                "its VMs take {} cores and {}, it offers {} cores and {}",
+                allocated.cpu,
+                HumanBytes(allocated.memory),
+                allocatable.cpu,
+                HumanBytes(allocatable.memory)
+            ),
+        )
+    });
+    let generation = host.metadata.generation;
+    CatalystHostStatus {
+        allocatable: Some(allocatable.into()),
+        allocated: Some(allocated.into()),
+        free: Some((allocatable - allocated).into()),
+        summary: Some(HostSummary {
+            cpu: format!("{}/{}", allocated.cpu, allocatable.cpu),
+            memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
+            vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
+        }),
+        vms: ledger.into_iter().collect(),
+        conditions: conditions::merge(&old.conditions, &wanted_conditions, generation, &(ctx.clock)()),
+        observed_generation: generation,
+    }
+}
+
+async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
+    let ledger = host.status.as_ref().map(|s| s.vms.clone()).unwrap_or_default();
+    let (unseen, gone) = read_unseen(ctx, &ledger).await?;
+    let status = desired_status(host, ctx, &unseen, &gone);
+    let allocatable = HostModel::from_host(host).allocatable;
+    let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();
+    ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
+    ctx.metrics.forget_hosts_except(&valid(&ctx.stores.hosts()).map(ResourceExt::name_any).collect());
+    if host.status.as_ref() == Some(&status) {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let overcommitted = status.conditions.iter().any(|c| c.type_ == OVERCOMMITTED && c.status == "True");
+    let was_overcommitted =
+        host.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == OVERCOMMITTED && c.status == "True");
+    let mut updated = host.clone();
+    updated.status = Some(status.clone());
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    match api.replace_status(&host.name_any(), &PostParams::default(), &updated).await {
+        Ok(_) => {}
+        // Someone else (a placement) wrote first: the watch brings the new version.
+        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+        Err(error) => return Err(error.into()),
+    }
+    if overcommitted && !was_overcommitted {
+        let message =
+            status.conditions.iter().find(|c| c.type_ == OVERCOMMITTED).map(|c| c.message.clone()).unwrap_or_default();
+        ctx.event(&host.object_ref(&()), EventType::Warning, "Overcommitted", message).await;
+    }
+    Ok(Action::requeue(RESYNC))
+}

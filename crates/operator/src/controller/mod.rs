@@ -1,0 +1,396 @@
+//! The reconcilers: thin layers that read the world, render the desired state with the pure
+//! functions of [`catalyst_core::render`] and [`catalyst_core::planner`], apply it with server-side apply under
+//! one field manager, and report status, conditions and events.
+//!
+//! Errors: a malformed object (one that does not deserialize) never stops the watch of the
+//! others (each controller watches `DeserializeGuard<K>`); it gets a warning event and waits for
+//! a change. An invalid spec is reported in the object's status and also waits for a change.
+//! A transient error backs off exponentially per object ([`Backoff`]).
+
+pub mod apply;
+pub mod conditions;
+pub mod group;
+pub mod host;
+pub mod vm;
+
+use crate::metrics::Metrics;
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::planner::Overhead;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The finalizer on CatalystVMs: their VirtualMachine goes, and their host's capacity is
+/// released, before they do.
+pub const FINALIZER: &str = "catalyst.io/cleanup";
+
+/// Name the operator reports events as.
+pub const CONTROLLER_NAME: &str = "catalyst-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("placing {vm} on {host} raced with another placement; planning again")]
+    PlacementRace { vm: String, host: String },
+    #[error("waiting for VirtualMachine {0} to be deleted")]
+    WaitingForDeletion(String),
+}
+
+/// Caches the operator reads other objects from; the truth stays in the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub hosts: Store<DeserializeGuard<CatalystHost>>,
+    pub vms: Store<DeserializeGuard<CatalystVM>>,
+    pub groups: Store<DeserializeGuard<ServiceGroup>>,
+    pub nodes: Store<Node>,
+}
+
+impl Stores {
+    pub fn hosts(&self) -> Vec<Arc<DeserializeGuard<CatalystHost>>> {
+        self.hosts.state()
+    }
+
+    pub fn host(&self, name: &str) -> Option<CatalystHost> {
+        self.hosts.get(&ObjectRef::new(name)).and_then(|g| g.0.as_ref().ok().cloned())
+    }
+
+    pub fn vm(&self, namespace: &str, name: &str) -> Option<CatalystVM> {
+        self.vms.get(&ObjectRef::new(name).within(namespace)).and_then(|g| g.0.as_ref().ok().cloned())
+    }
+}
+
+/// The ledger entries (`namespace/name`) the VM cache has not seen, read from the API server:
+/// the VMs that exist, and the keys of those that do not. A cache lagging behind a placement
+/// must neither hide a VM's cores and spread group nor drop its ledger entry.
+pub async fn read_unseen(
+    ctx: &Context,
+    keys: &[String],
+) -> Result<(Vec<CatalystVM>, std::collections::BTreeSet<String>), Error> {
+    let mut found = Vec::new();
+    let mut gone = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some((namespace, name)) = key.split_once('/') else {
+            gone.insert(key.clone());
+            continue;
+        };
+        if ctx.stores.vm(namespace, name).is_some() {
+            continue;
+        }
+        match Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await? {
+            Some(vm) => found.push(vm),
+            None => {
+                gone.insert(key.clone());
+            }
+        }
+    }
+    Ok((found, gone))
+}
+
+/// Valid objects of a store of guarded ones.
+pub fn valid<K: Clone>(guards: &[Arc<DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
+    guards.iter().filter_map(|g| g.0.as_ref().ok())
+}
+
+/// Exponential backoff per object: 1s, 2s, 4s ... up to 5 minutes; reset by a success.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub const BASE: Duration = Duration::from_secs(1);
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        let delay = Self::BASE.saturating_mul(1u32 << (*count).min(16));
+        *count += 1;
+        delay.min(Self::MAX)
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub overhead: Overhead,
+    pub backoff: Backoff,
+    /// The time written into condition transitions; a clock in production, fixed in tests.
+    pub clock: fn() -> Time,
+    pub metrics: Arc<Metrics>,
+    /// Placements take turns within the process; see [`vm`].
+    pub placement: tokio::sync::Mutex<()>,
+    /// The namespaces this operator manages; all when empty.
+    pub namespaces: Vec<String>,
+    /// The CatalystHosts this operator manages.
+    pub host_pool: catalyst_core::pool::HostPool,
+    /// How long a placement may search for a packing when the heuristic leaves a VM out; it
+    /// holds the placement turn meanwhile, so it is shorter than `plan`'s.
+    pub search: catalyst_core::planner::SearchBudget,
+}
+
+/// The current time, for conditions.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+impl Context {
+    /// `instance` names this replica in the events it publishes (its pod, in a cluster).
+    pub fn new(client: Client, stores: Stores, overhead: Overhead, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            overhead,
+            backoff: Backoff::default(),
+            clock: now,
+            metrics: Arc::default(),
+            placement: tokio::sync::Mutex::new(()),
+            namespaces: Vec::new(),
+            host_pool: catalyst_core::pool::HostPool::default(),
+            search: catalyst_core::planner::SearchBudget::default(),
+        }
+    }
+
+    /// Records a finished reconcile of `kind` in the metrics.
+    pub fn reconciled<T, E>(&self, kind: &'static str, started: std::time::Instant, result: &Result<T, E>) {
+        self.metrics.reconciled(kind, result.is_ok(), started.elapsed());
+    }
+
+    /// Publishes an event on `object`; a failure to publish is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: String) {
+        let event =
+            Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    }
+}
+
+/// Object key for logs and backoff: `namespace/name` or `name`.
+pub fn key_of<K: Resource>(object: &K) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
+/// Merge-patches `status` onto the object's status subresource when it differs from `old`.
+/// Returns whether a write was made.
+pub async fn patch_status<K, S>(api: &Api<K>, name: &str, old: Option<&S>, status: &S) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    S: Serialize + PartialEq,
+{
+    if old == Some(status) {
+        return Ok(false);
+    }
+    let old = old.map(|o| serde_json::to_value(o).expect("a status serializes")).unwrap_or(serde_json::Value::Null);
+    let new = serde_json::to_value(status).expect("a status serializes");
+    let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
+
+/// The JSON merge patch that turns `old` into `new`: a field `new` no longer has is sent as
+/// null, since a merge patch keeps every field it does not mention (a status field the
+/// operator stopped setting, such as the node of a VM whose node went away, would otherwise
+/// stay, and the status would never match what the operator wants: a write on every
+/// reconcile).
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    match (old.as_object(), new.as_object()) {
+        (Some(old), Some(new)) => {
+            let mut patch = new.clone();
+            for (key, was) in old {
+                match new.get(key) {
+                    None => {
+                        patch.insert(key.clone(), serde_json::Value::Null);
+                    }
+                    Some(now) => {
+                        patch.insert(key.clone(), merge_patch(was, now));
+                    }
+                }
+            }
+            serde_json::Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_removes_what_the_new_status_no_longer_has() {
+        let old =
+            json!({"phase": "Ready", "nodeName": "n", "available": {"cpu": 1, "memory": "1Gi"}, "conditions": [1, 2]});
+        let new = json!({"phase": "Running", "available": {"cpu": 2, "memory": "1Gi"}, "conditions": [1]});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"phase": "Running", "nodeName": null, "available": {"cpu": 2, "memory": "1Gi"}, "conditions": [1]})
+        );
+        assert_eq!(merge_patch(&json!(null), &new), new);
+    }
+}
+
+/// A status with standard conditions and an observed generation.
+pub trait Reported: Serialize + PartialEq {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
+    fn observed_generation(&mut self) -> &mut Option<i64>;
+}
+
+impl Reported for catalyst_api::CatalystVMStatus {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+    fn observed_generation(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+impl Reported for catalyst_api::ServiceGroupStatus {
+    fn conditions(&mut self) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+    fn observed_generation(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+/// Writes a namespaced object's `status` (from `old`) with the `wanted` conditions set, then
+/// waits `after`. A `problem` (the user must act) is also a Warning event, published when the
+/// status changed.
+pub async fn report<K, S>(
+    object: &K,
+    old: Option<&S>,
+    mut status: S,
+    ctx: &Context,
+    wanted: &[conditions::Wanted],
+    problem: bool,
+    after: Action,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    S: Reported,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let generation = object.meta().generation;
+    let merged = conditions::merge(status.conditions(), wanted, generation, &(ctx.clock)());
+    *status.conditions() = merged;
+    *status.observed_generation() = generation;
+    let written = patch_status(&api, &object.name_any(), old, &status).await?;
+    if written
+        && problem
+        && let Some(failing) = wanted.iter().find(|w| !w.status)
+    {
+        ctx.event(&object.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
+    }
+    Ok(after)
+}
+
+/// Reports a problem the user must act on: `Ready=False` for `reason`, a Warning event when
+/// the status changes, then waits `after`.
+pub async fn refuse<K, S>(
+    object: &K,
+    old: Option<&S>,
+    status: S,
+    ctx: &Context,
+    reason: &'static str,
+    message: String,
+    after: Action,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    S: Reported,
+{
+    let not_ready = conditions::wanted(conditions::READY, false, reason, message);
+    report(object, old, status, ctx, &[not_ready], true, after).await
+}
+
+/// Warns about an object that does not deserialize, and waits for it to change.
+pub async fn report_malformed<K: Resource<DynamicType = ()>>(ctx: &Context, guard: &DeserializeGuard<K>) -> Action {
+    if let Err(invalid) = &guard.0 {
+        let reference = ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            name: invalid.metadata.name.clone(),
+            namespace: invalid.metadata.namespace.clone(),
+            uid: invalid.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "malformed object");
+        ctx.event(&reference, EventType::Warning, "Malformed", format!("cannot be read: {}", invalid.error)).await;
+    }
+    Action::await_change()
+}
+
+/// Runs one reconcile of a guarded object: a malformed one is reported and waits for a change;
+/// a valid one goes to `apply` inside a span naming it, timed into the metrics, its backoff
+/// reset when it succeeds.
+pub async fn reconcile_guarded<K, F, Fut>(
+    kind: &'static str,
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    apply: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    F: FnOnce(K, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let Ok(object) = &guard.0 else { return Ok(report_malformed(&ctx, &guard).await) };
+    if let Some(namespace) = object.namespace()
+        && !ctx.namespaces.is_empty()
+        && !ctx.namespaces.contains(&namespace)
+    {
+        // Another operator's, when several namespaces are watched cluster-wide.
+        return Ok(Action::await_change());
+    }
+    let key = key_of(object);
+    let span = tracing::info_span!("reconcile", kind, object = %key);
+    let started = std::time::Instant::now();
+    let result = tracing::Instrument::instrument(apply(object.clone(), ctx.clone()), span).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
+    ctx.reconciled(kind, started, &result);
+    result
+}
+
+/// The error policy of all three controllers: back off exponentially, per object.
+pub fn error_policy<K: Resource>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = match &guard.0 {
+        Ok(object) => key_of(object),
+        Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
+    };
+    let delay = ctx.backoff.failed(&key);
+    tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub mod runtime;
+
+pub use runtime::run;

@@ -1,0 +1,401 @@
+//! CatalystVM -> KubeVirt VirtualMachine (and its cloud-init Secret), placed by the planner.
+//!
+//! ## Placement that is safe under concurrency and restarts
+//! The truth is in the API server, never in memory. Each CatalystHost's `status.vms` is the
+//! ledger of the VMs it holds. To place a VM, the reconciler lists the hosts afresh, plans the
+//! whole layout from their ledgers (every placed VM sticky), then appends the VM to its host's
+//! ledger with a compare-and-swap: a `replace` of the host's status carrying the
+//! `resourceVersion` it listed, after checking the host still has room. Placements in one
+//! process take turns (the concurrent reconciles of a leader would otherwise plan from the same
+//! snapshot and break a spread group across two hosts); placements of two processes (a leader
+//! handing over) cannot both win the same host: the second write gets 409 Conflict and plans
+//! again. Only then is the host written into the VM's own status. An operator that dies in
+//! between finds the VM in a ledger on restart and adopts that host.
+
+use super::apply;
+use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, wanted};
+use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, refuse, report, valid};
+use catalyst_api::kubevirt::VirtualMachine;
+use catalyst_api::vm::{RunStrategy, VmPhase};
+use catalyst_api::{CatalystHost, CatalystVM, Resources};
+use catalyst_core::planner::model::node_allocatable;
+use catalyst_core::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
+use catalyst_core::quantity::format_bytes;
+use catalyst_core::render::{self, JoinCredentials, labels};
+use catalyst_core::validation::{node_label_value, summary, validate_vm};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::api::{DeleteParams, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a healthy VM is looked at again, to follow its VirtualMachine and node.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a VM waiting for something outside the operator's hands is looked at again.
+const WAIT: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    reconcile_guarded("CatalystVM", guard, ctx, |vm, ctx| async move {
+        let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+        finalizer(&api, FINALIZER, Arc::new(vm), |event| async {
+            match event {
+                Finalizer::Apply(vm) => apply(&vm, &ctx).await,
+                Finalizer::Cleanup(vm) => cleanup(&vm, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    })
+    .await
+}
+
+/// What became of the attempt to give the VM a host.
+enum Placement {
+    On(String),
+    Nowhere(String),
+}
+
+async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+    let name = vm.name_any();
+    let namespace = vm.namespace().unwrap_or_default();
+    let mut status = vm.status.clone().unwrap_or_default();
+
+    if let Err(errors) = validate_vm(vm) {
+        status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
+        let message = format!("{}; nothing was changed", summary(&errors));
+        return refuse(vm, vm.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
+    }
+
+    let host_name = match place(vm, ctx).await? {
+        Placement::On(host) => host,
+        Placement::Nowhere(why) => {
+            ctx.metrics.placement_failures.inc();
+            status.phase = Some(VmPhase::Pending);
+            let unscheduled =
+                [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
+            return report(vm, vm.status.as_ref(), status, ctx, &unscheduled, true, Action::requeue(RESYNC)).await;
+        }
+    };
+    status.host = Some(host_name.clone());
+    // Until the VirtualMachine is applied below, every way out is a refusal that changes nothing.
+    status.phase = Some(VmPhase::while_refused(status.phase, true));
+    let Some(host) = ctx.stores.host(&host_name) else {
+        let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
+        return refuse(vm, vm.status.as_ref(), status, ctx, "HostMissing", gone, Action::requeue(WAIT)).await;
+    };
+    if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
+        let message = format!("{overcommit}; the running VM is left as it was");
+        return refuse(vm, vm.status.as_ref(), status, ctx, "DoesNotFitHost", message, Action::await_change()).await;
+    }
+
+    let join = match &vm.spec.node.join_secret_name {
+        None => None,
+        Some(secret_name) => {
+            match Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await? {
+                None => {
+                    let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
+                    return refuse(
+                        vm,
+                        vm.status.as_ref(),
+                        status,
+                        ctx,
+                        "JoinSecretMissing",
+                        missing,
+                        Action::requeue(WAIT),
+                    )
+                    .await;
+                }
+                Some(secret) => match JoinCredentials::from_secret(&secret) {
+                    Ok(credentials) => Some(credentials),
+                    Err(why) => {
+                        return refuse(
+                            vm,
+                            vm.status.as_ref(),
+                            status,
+                            ctx,
+                            "JoinSecretInvalid",
+                            why,
+                            Action::requeue(WAIT),
+                        )
+                        .await;
+                    }
+                },
+            }
+        }
+    };
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply::apply(&secrets, render::cloud_init_secret(vm, join.as_ref())).await?;
+    let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &host.spec.node_name)).await?;
+
+    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_label_value(vm)));
+    let node_ready = node.as_deref().is_some_and(node_is_ready);
+    let machine_status = machine.status.unwrap_or_default();
+    let printable = machine_status.printable_status.clone().unwrap_or_else(|| "Unknown".into());
+    // KubeVirt's printable statuses for a VM that cannot start: ErrorUnschedulable,
+    // ErrImagePull, ImagePullBackOff, CrashLoopBackOff, ErrorPvcNotFound, DataVolumeError ...
+    let failing = printable.starts_with("Err")
+        || printable.ends_with("Error")
+        || printable.ends_with("BackOff")
+        || printable.ends_with("NotFound");
+    let phase = match (vm.spec.run_strategy, machine_status.ready == Some(true), node_ready) {
+        (RunStrategy::Halted, false, _) => VmPhase::Halted,
+        (_, true, true) => VmPhase::Ready,
+        (_, true, false) => VmPhase::Running,
+        _ if failing => VmPhase::Failed,
+        _ if printable == "Stopped" || printable == "Unknown" => VmPhase::Scheduled,
+        _ => VmPhase::Provisioning,
+    };
+    status.phase = Some(phase);
+    status.virtual_machine_name = Some(name.clone());
+    status.node_name = node.as_ref().map(|n| n.name_any());
+    status.available = Some(left_for_groups(vm, ctx));
+    let joined = match (&node, node_ready) {
+        (Some(node), true) => wanted(NODE_JOINED, true, "NodeReady", format!("node {} is Ready", node.name_any())),
+        (Some(node), false) => {
+            wanted(NODE_JOINED, false, "NodeNotReady", format!("node {} is not Ready", node.name_any()))
+        }
+        (None, _) if join.is_none() => wanted(
+            NODE_JOINED,
+            false,
+            "NoJoinSecret",
+            "spec.node.joinSecretName is not set: the VM does not join the cluster",
+        ),
+        (None, _) => wanted(NODE_JOINED, false, "Joining", "no node carries this VM's label yet"),
+    };
+    let ready = match phase {
+        VmPhase::Ready => wanted(READY, true, "Ready", "the VM runs and its node is Ready"),
+        VmPhase::Halted => wanted(READY, false, "Halted", "runStrategy is Halted"),
+        VmPhase::Failed => {
+            wanted(READY, false, "VirtualMachineFailed", format!("VirtualMachine {name} is {printable}"))
+        }
+        _ => wanted(READY, false, "Provisioning", format!("VirtualMachine {name} is {printable}")),
+    };
+    let scheduled = match &vm.spec.host {
+        // A placed VM never moves; a new pin is reported, not followed.
+        Some(pin) if *pin != host_name => wanted(
+            SCHEDULED,
+            true,
+            "PinIgnored",
+            format!(
+                "spec.host names {pin}, but a placed VM never moves: it stays on CatalystHost {host_name} (re-create it to move it)"
+            ),
+        ),
+        _ => wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name)),
+    };
+    // KubeVirt applies some spec changes (cores, memory) only at the next start.
+    let restart = match machine_status.conditions.iter().find(|c| c.type_ == RESTART_REQUIRED && c.status == "True") {
+        Some(pending) => wanted(
+            RESTART_REQUIRED,
+            true,
+            "SpecChangePending",
+            format!("restart the VM to apply its new spec: {}", pending.message.clone().unwrap_or_default()),
+        ),
+        None => wanted(RESTART_REQUIRED, false, "UpToDate", "the VM runs its current spec"),
+    };
+    report(vm, vm.status.as_ref(), status, ctx, &[scheduled, joined, ready, restart], false, Action::requeue(RESYNC))
+        .await
+}
+
+fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The host each VM holds a place on: its status, or a ledger entry not yet copied there.
+fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, String> {
+    let mut placed: HashMap<String, String> = HashMap::new();
+    for host in hosts {
+        for key in host.status.iter().flat_map(|s| &s.vms) {
+            placed.insert(key.clone(), host.name_any());
+        }
+    }
+    for vm in vms {
+        if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
+            placed.insert(key_of(*vm), host);
+        }
+    }
+    placed
+}
+
+/// The layout as the planner sees it: `hosts`, and the VMs of the store with `current` (the
+/// object being reconciled) in place of its possibly older copy.
+fn plan_input(ctx: &Context, current: &CatalystVM, hosts: &[&CatalystHost], unseen: &[CatalystVM]) -> PlanInput {
+    let vm_guards = ctx.stores.vms.state();
+    let current_key = key_of(current);
+    let mut vms: Vec<&CatalystVM> = valid(&vm_guards).filter(|vm| key_of(*vm) != current_key).collect();
+    vms.push(current);
+    vms.extend(unseen.iter().filter(|vm| key_of(*vm) != current_key));
+    let placed = placements(hosts, &vms);
+    PlanInput {
+        hosts: hosts.iter().map(|h| HostModel::from_host(h)).collect(),
+        vms: vms
+            .iter()
+            .map(|vm| {
+                let mut model = VmModel::from_vm(vm, &ctx.overhead);
+                model.placed = placed.get(&model.key).cloned();
+                model
+            })
+            .collect(),
+        groups: Vec::new(),
+    }
+}
+
+async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
+    if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
+        return Ok(Placement::On(host));
+    }
+    let key = key_of(vm);
+    // One placement at a time in this process (exactly one process writes, by leader
+    // election), planned from the hosts' ledgers as the API server has them now.
+    let _one_at_a_time = ctx.placement.lock().await;
+    let pool = kube::api::ListParams {
+        label_selector: ctx.host_pool.label_selector().map(str::to_string),
+        ..Default::default()
+    };
+    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await?.items;
+    let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
+    let (unseen, _) = read_unseen(ctx, &keys).await?;
+    let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
+    if let Some(adopted) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
+        tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
+        return Ok(Placement::On(adopted));
+    }
+    let plan = planner::plan_within(&input, ctx.search);
+    let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
+        let object = format!("CatalystVM {key}");
+        let why: Vec<&str> =
+            plan.violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect();
+        return Ok(Placement::Nowhere(why.join("; ")));
+    };
+    let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
+    let chosen = fresh.into_iter().find(|h| h.name_any() == host).expect("the plan chose a listed host");
+    reserve(ctx, chosen, &key, demand, &input).await?;
+    tracing::info!(%host, "placed");
+    ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
+    Ok(Placement::On(host))
+}
+
+/// Appends `key` to the ledger of `host` (as just read) with a compare-and-swap on the
+/// resourceVersion it was read at, after checking its ledger still leaves room for `demand`.
+async fn reserve(
+    ctx: &Context,
+    mut host: CatalystHost,
+    key: &str,
+    demand: Res,
+    input: &PlanInput,
+) -> Result<(), Error> {
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    let host_name = host.name_any();
+    let mut status = host.status.clone().unwrap_or_default();
+    if status.vms.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    // The plan's VMs include every ledger entry (those the cache had not seen were read).
+    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
+    let used = status.vms.iter().filter_map(|k| demands.get(k.as_str())).fold(demand, |sum, d| sum + *d);
+    let race = || Error::PlacementRace { vm: key.to_string(), host: host_name.to_string() };
+    if !HostModel::from_host(&host).allocatable.covers(&used) {
+        return Err(race());
+    }
+    status.vms.push(key.to_string());
+    status.vms.sort();
+    host.status = Some(status);
+    match api.replace_status(&host_name, &PostParams::default(), &host).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 409 => Err(race()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// When a placed VM's new size no longer fits its host (with everything else the host holds),
+/// the reason; the planner never moves a running VM, so the change is refused.
+fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
+    // Only the VMs on this host are modelled: this runs on every reconcile of a placed VM.
+    let host_name = host.name_any();
+    let ledger: BTreeSet<&String> = host.status.iter().flat_map(|s| &s.vms).collect();
+    let key = key_of(vm);
+    let on_host = |candidate: &CatalystVM| match candidate.status.as_ref().and_then(|s| s.host.as_ref()) {
+        Some(placed) => *placed == host_name,
+        None => ledger.contains(&key_of(candidate)),
+    };
+    let guards = ctx.stores.vms.state();
+    let used = valid(&guards)
+        .filter(|other| key_of(*other) != key)
+        .chain(std::iter::once(vm))
+        .filter(|candidate| on_host(candidate))
+        .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+    (!allocatable.covers(&used)).then(|| {
+        format!(
+            "with this spec the VMs on CatalystHost {host_name} need {} cores and {}, more than its {} cores and {}",
+            used.cpu,
+            format_bytes(used.memory),
+            allocatable.cpu,
+            format_bytes(allocatable.memory)
+        )
+    })
+}
+
+/// What the VM's node still offers after the ServiceGroups that fit in it.
+fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
+    let guards = ctx.stores.groups.state();
+    let namespace = vm.namespace();
+    let name = vm.name_any();
+    let groups: Vec<GroupModel> = valid(&guards)
+        .filter(|g| g.namespace() == namespace && g.spec.vm == name)
+        .map(GroupModel::from_group)
+        .collect();
+    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let (plans, _) = planner::fit_groups(&groups, &[&model]);
+    let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
+    let left = node_allocatable(&vm.spec) - taken;
+    left.into()
+}
+
+/// Deletes the VirtualMachine, waits for it to be gone, then releases the VM's place in its
+/// host's ledger. Until then the finalizer stays.
+async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+    let key = key_of(vm);
+    let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+    if let Some(machine) = machines.get_opt(&vm.name_any()).await? {
+        if machine.metadata.deletion_timestamp.is_none() {
+            machines.delete(&vm.name_any(), &DeleteParams::foreground()).await?;
+        }
+        return Err(Error::WaitingForDeletion(key));
+    }
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    // The host the VM's status names is read even when the cache has not yet seen the
+    // placement's ledger write; the cached ledgers add a host whose write the VM's status missed.
+    let mut holders: BTreeSet<String> = vm.status.iter().filter_map(|s| s.host.clone()).collect();
+    holders.extend(
+        valid(&ctx.stores.hosts())
+            .filter(|cached| cached.status.iter().any(|s| s.vms.contains(&key)))
+            .map(ResourceExt::name_any),
+    );
+    for holder in holders {
+        let Some(mut host) = api.get_opt(&holder).await? else { continue };
+        let mut status = host.status.clone().unwrap_or_default();
+        if !status.vms.contains(&key) {
+            continue;
+        }
+        status.vms.retain(|k| *k != key);
+        host.status = Some(status);
+        match api.replace_status(&holder, &PostParams::default(), &host).await {
+            Ok(_) => tracing::info!(host = %holder, "released"),
+            Err(kube::Error::Api(response)) if response.code == 409 => {
+                return Err(Error::PlacementRace { vm: key, host: holder });
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,189 @@
+//! `catalyst-operator`: reconciles CatalystHosts, CatalystVMs and ServiceGroups. With leader
+//! election (the default), any number of replicas can run and exactly one writes.
+
+use catalyst_core::planner::Overhead;
+use catalyst_core::pool::HostPool;
+use catalyst_core::quantity::parse_bytes;
+use catalyst_operator::controller::runtime::Config;
+use catalyst_operator::lease::Elector;
+use catalyst_operator::metrics::Metrics;
+use catalyst_operator::serve::{self, Health, Phase};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "catalyst-operator", version, about = "Reconciles Catalyst layouts into KubeVirt VMs and pinned pods")]
+struct Args {
+    /// Namespaces of the CatalystVMs and ServiceGroups to manage, repeated or comma-separated
+    /// (CatalystHosts are cluster-scoped); all when unset.
+    #[arg(long = "namespace", env = "CATALYST_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// The CatalystHosts this operator places VMs on, as a label selector (such as
+    /// `catalyst.io/pool=blue`); every host when unset. Operators with disjoint pools share a
+    /// cluster without touching each other's hosts.
+    #[arg(long, env = "CATALYST_HOST_SELECTOR", default_value = "", value_parser = host_pool)]
+    host_selector: HostPool,
+    /// How long one placement may search for a packing when the heuristic leaves a VM out
+    /// (milliseconds). Placements take turns, so this bounds how long one can hold the others.
+    #[arg(long, env = "CATALYST_SEARCH_MILLISECONDS", default_value_t = 200)]
+    search_milliseconds: u64,
+    /// Log format.
+    #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CATALYST_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica writes. Turn off only for a single replica.
+    #[arg(long, env = "CATALYST_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, env = "CATALYST_LEASE_NAME", default_value = "catalyst-operator")]
+    lease_name: String,
+    /// This replica's name in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// A Lease not renewed for this long may be taken over.
+    #[arg(long, env = "CATALYST_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// The leader renews this often...
+    #[arg(long, env = "CATALYST_LEASE_RENEW_SECONDS", default_value_t = 5)]
+    lease_renew_seconds: u64,
+    /// ...and stops at once when it could not renew for this long.
+    #[arg(long, env = "CATALYST_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    lease_renew_deadline_seconds: u64,
+    /// Fixed memory overhead of each VM's launcher pod, as the planner counts it.
+    #[arg(long, env = "CATALYST_OVERHEAD_FIXED", default_value = "328Mi", value_parser = quantity)]
+    overhead_fixed: u64,
+    /// Memory overhead per vCPU of each VM's launcher pod.
+    #[arg(long, env = "CATALYST_OVERHEAD_PER_VCPU", default_value = "8Mi", value_parser = quantity)]
+    overhead_per_vcpu: u64,
+    /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
+    /// disableSerialConsoleLog.
+    #[arg(long, env = "CATALYST_OVERHEAD_CONSOLE_LOG", default_value = "60M", value_parser = quantity)]
+    overhead_console_log: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn host_pool(text: &str) -> Result<HostPool, String> {
+    HostPool::parse(text).map_err(|e| e.to_string())
+}
+
+fn quantity(text: &str) -> Result<u64, String> {
+    parse_bytes(text).map_err(|e| e.to_string())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, address = %args.metrics_address, "cannot serve /metrics, /healthz and /readyz");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = tokio::spawn(serve::serve(listener, metrics.clone(), health.clone()));
+    let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(|mut config| {
+        catalyst_operator::identity::identify(&mut config, "catalyst-operator");
+        kube::Client::try_from(config)
+    }) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = args.identity.clone().unwrap_or_else(|| format!("catalyst-operator-{}", std::process::id()));
+    let config = Config {
+        namespaces: args.namespaces.clone(),
+        host_pool: args.host_selector.clone(),
+        instance: Some(identity.clone()),
+        search: catalyst_core::planner::SearchBudget {
+            time: Duration::from_millis(args.search_milliseconds),
+            ..catalyst_core::planner::SearchBudget::default()
+        },
+        overhead: Overhead {
+            fixed: args.overhead_fixed,
+            per_vcpu: args.overhead_per_vcpu,
+            console_log: args.overhead_console_log,
+            ..Overhead::default()
+        },
+    };
+    let synced = {
+        let health = health.clone();
+        move || health.set(Phase::Leading)
+    };
+    if !args.leader_elect {
+        health.set(Phase::Syncing);
+        catalyst_operator::controller::run(client, config, metrics, synced).await;
+        server.abort();
+        return ExitCode::SUCCESS;
+    }
+
+    let elector = Elector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_duration_seconds),
+    );
+    health.set(Phase::StandingBy);
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
+    tokio::select! {
+        () = elector.acquire(Duration::from_secs(args.lease_renew_seconds.max(1))) => {}
+        () = terminated() => {
+            tracing::info!("stopped while standing by");
+            return ExitCode::SUCCESS;
+        }
+    }
+    tracing::info!(%identity, "leading");
+    health.set(Phase::Syncing);
+    let renew = Duration::from_secs(args.lease_renew_seconds.max(1));
+    let deadline = Duration::from_secs(args.lease_renew_deadline_seconds);
+    tokio::select! {
+        () = catalyst_operator::controller::run(client, config, metrics, synced) => {
+            if let Err(error) = elector.release().await {
+                tracing::warn!(%error, "could not release the lease; a successor waits for it to expire");
+            }
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        // Losing the lease stops every write at once: the controllers are dropped mid-flight.
+        () = elector.hold(renew, deadline) => {
+            tracing::error!("lost the lease; exiting so that only the new leader writes");
+            ExitCode::from(3)
+        }
+    }
+}

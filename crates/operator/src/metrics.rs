@@ -1,0 +1,162 @@
+//! Prometheus metrics of the operator, served on `/metrics` in the OpenMetrics text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabel {
+    pub host: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub duration: Family<KindLabel, Histogram>,
+    pub placement_failures: Counter,
+    pub host_cpu_allocated: Family<HostLabel, Gauge>,
+    pub host_cpu_free: Family<HostLabel, Gauge>,
+    pub host_memory_allocated: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    pub host_memory_free: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    /// Hosts that have gauges, so a deleted host's can be removed.
+    hosts: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("catalyst");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles by kind and outcome (ok, error)", reconciles.clone());
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register("reconcile_duration_seconds", "Time one reconcile takes, by kind", duration.clone());
+        let placement_failures = Counter::default();
+        registry.register(
+            "placement_failures",
+            "Attempts to place a CatalystVM that found no host",
+            placement_failures.clone(),
+        );
+        let host_cpu_allocated = Family::<HostLabel, Gauge>::default();
+        registry.register(
+            "host_cpu_allocated_cores",
+            "Cores the VMs on a CatalystHost take",
+            host_cpu_allocated.clone(),
+        );
+        let host_cpu_free = Family::<HostLabel, Gauge>::default();
+        registry.register("host_cpu_free_cores", "Cores a CatalystHost has left", host_cpu_free.clone());
+        let host_memory_allocated = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "host_memory_allocated_bytes",
+            "Memory the VMs on a CatalystHost take",
+            host_memory_allocated.clone(),
+        );
+        let host_memory_free = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register("host_memory_free_bytes", "Memory a CatalystHost has left", host_memory_free.clone());
+        Self {
+            registry,
+            reconciles,
+            duration,
+            placement_failures,
+            host_cpu_allocated,
+            host_cpu_free,
+            host_memory_allocated,
+            host_memory_free,
+            hosts: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one reconcile of `kind` and records how long it took.
+    pub fn reconciled(&self, kind: &'static str, ok: bool, took: Duration) {
+        self.reconciles.get_or_create(&ReconcileLabels { kind, outcome: if ok { "ok" } else { "error" } }).inc();
+        self.duration.get_or_create(&KindLabel { kind }).observe(took.as_secs_f64());
+    }
+
+    /// Sets a host's allocation gauges.
+    pub fn host(&self, host: &str, allocated: catalyst_core::planner::Res, free: catalyst_core::planner::Res) {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host.to_string());
+        let label = HostLabel { host: host.to_string() };
+        self.host_cpu_allocated.get_or_create(&label).set(i64::try_from(allocated.cpu).unwrap_or(i64::MAX));
+        self.host_cpu_free.get_or_create(&label).set(i64::try_from(free.cpu).unwrap_or(i64::MAX));
+        self.host_memory_allocated.get_or_create(&label).set(allocated.memory as f64);
+        self.host_memory_free.get_or_create(&label).set(free.memory as f64);
+    }
+
+    /// Removes the gauges of hosts not in `present` (hosts deleted, or out of the pool), so a
+    /// dashboard does not show a host that is gone.
+    pub fn forget_hosts_except(&self, present: &std::collections::BTreeSet<String>) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in hosts.iter().filter(|h| !present.contains(*h)) {
+            let label = HostLabel { host: gone.clone() };
+            self.host_cpu_allocated.remove(&label);
+            self.host_cpu_free.remove(&label);
+            self.host_memory_allocated.remove(&label);
+            self.host_memory_free.remove(&label);
+        }
+        hosts.retain(|h| present.contains(h));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalyst_core::planner::Res;
+
+    #[test]
+    fn encodes_reconciles_durations_and_host_figures() {
+        let metrics = Metrics::default();
+        metrics.reconciled("CatalystVM", true, Duration::from_millis(3));
+        metrics.reconciled("CatalystVM", false, Duration::from_millis(3));
+        metrics.placement_failures.inc();
+        metrics.host("host-1", Res::new(226, 1 << 40), Res::new(22, 1 << 30));
+        let text = metrics.encode();
+        for line in [
+            "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"ok\"} 1",
+            "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"error\"} 1",
+            "catalyst_reconcile_duration_seconds_count{kind=\"CatalystVM\"} 2",
+            "catalyst_placement_failures_total 1",
+            "catalyst_host_cpu_allocated_cores{host=\"host-1\"} 226",
+            "catalyst_host_cpu_free_cores{host=\"host-1\"} 22",
+            "catalyst_host_memory_free_bytes{host=\"host-1\"} 1073741824.0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_host_that_is_gone_loses_its_gauges() {
+        let metrics = Metrics::default();
+        metrics.host("host-1", Res::new(1, 1), Res::new(1, 1));
+        metrics.host("host-2", Res::new(2, 2), Res::new(2, 2));
+        metrics.forget_hosts_except(&["host-2".to_string()].into());
+        let text = metrics.encode();
+        assert!(!text.contains("host=\"host-1\""), "{text}");
+        assert!(text.contains("catalyst_host_cpu_free_cores{host=\"host-2\"} 2"), "{text}");
+    }
+}

@@ -1,0 +1,679 @@
+//! The reconcilers against a fake API server: the exact requests each makes, that an unchanged
+//! world costs no write, and that bad input changes nothing but the object's own status.
+
+mod support;
+
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::manifest;
+use catalyst_core::planner::Overhead;
+use catalyst_operator::controller::{self, Context, Stores};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use support::FakeApi;
+
+const HOSTS: &str = "/apis/catalyst.io/v1alpha1/catalysthosts";
+const VMS: &str = "/apis/catalyst.io/v1alpha1/namespaces/catalyst-demo/catalystvms";
+const GROUPS: &str = "/apis/catalyst.io/v1alpha1/namespaces/catalyst-demo/servicegroups";
+const MACHINES: &str = "/apis/kubevirt.io/v1/namespaces/catalyst-demo/virtualmachines";
+const SECRETS: &str = "/api/v1/namespaces/catalyst-demo/secrets";
+const SETS: &str = "/apis/apps/v1/namespaces/catalyst-demo/statefulsets";
+const SERVICES: &str = "/api/v1/namespaces/catalyst-demo/services";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/catalyst-demo/events";
+
+fn fixed_time() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap())
+}
+
+/// The minimal sample, as the API server would hold it (uids, generations, the VM finalizer).
+struct World {
+    hosts: Vec<CatalystHost>,
+    vms: Vec<CatalystVM>,
+    groups: Vec<ServiceGroup>,
+}
+
+fn world() -> World {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/samples/minimal");
+    let (mut manifests, errors) = manifest::load(&[path]);
+    assert!(errors.is_empty());
+    for host in &mut manifests.hosts {
+        host.metadata.uid = Some(format!("uid-{}", host.metadata.name.clone().unwrap()));
+        host.metadata.generation = Some(1);
+    }
+    for vm in &mut manifests.vms {
+        vm.metadata.uid = Some(format!("uid-{}", vm.metadata.name.clone().unwrap()));
+        vm.metadata.generation = Some(1);
+        vm.metadata.finalizers = Some(vec![controller::FINALIZER.into()]);
+    }
+    for group in &mut manifests.groups {
+        group.metadata.uid = Some(format!("uid-group-{}", group.metadata.name.clone().unwrap()));
+        group.metadata.generation = Some(1);
+    }
+    World { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
+}
+
+/// The sample with one host of 12 cores (room for one VM) and no spread group.
+fn one_small_host() -> World {
+    let mut world = world();
+    world.hosts.truncate(1);
+    world.hosts[0].spec.capacity.cpu = 12;
+    for vm in &mut world.vms {
+        vm.spec.placement.spread_group = None;
+    }
+    world
+}
+
+fn store<K>(objects: impl IntoIterator<Item = K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(object));
+    }
+    store
+}
+
+fn guarded<K: Clone>(objects: &[K]) -> Vec<DeserializeGuard<K>> {
+    objects.iter().cloned().map(|o| DeserializeGuard(Ok(o))).collect()
+}
+
+fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context> {
+    let stores = Stores {
+        hosts: store(guarded(&world.hosts)),
+        vms: store(guarded(&world.vms)),
+        groups: store(guarded(&world.groups)),
+        nodes: store(nodes),
+    };
+    let mut ctx = Context::new(client, stores, Overhead::default(), None);
+    ctx.clock = fixed_time;
+    Arc::new(ctx)
+}
+
+/// Puts the world's objects into the fake server, as their paths.
+fn serve(fake: &FakeApi, world: &World) {
+    for host in &world.hosts {
+        fake.insert(&format!("{HOSTS}/{}", host.metadata.name.clone().unwrap()), serde_json::to_value(host).unwrap());
+    }
+    for vm in &world.vms {
+        fake.insert(&format!("{VMS}/{}", vm.metadata.name.clone().unwrap()), serde_json::to_value(vm).unwrap());
+    }
+    for group in &world.groups {
+        fake.insert(
+            &format!("{GROUPS}/{}", group.metadata.name.clone().unwrap()),
+            serde_json::to_value(group).unwrap(),
+        );
+    }
+}
+
+/// The world as the fake server now holds it (what the watches would bring the stores).
+fn reread(fake: &FakeApi, world: &World) -> World {
+    let read = |path: String| fake.get(&path).unwrap();
+    World {
+        hosts: world
+            .hosts
+            .iter()
+            .map(|h| serde_json::from_value(read(format!("{HOSTS}/{}", h.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+        vms: world
+            .vms
+            .iter()
+            .map(|v| serde_json::from_value(read(format!("{VMS}/{}", v.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+        groups: world
+            .groups
+            .iter()
+            .map(|g| serde_json::from_value(read(format!("{GROUPS}/{}", g.metadata.name.clone().unwrap()))).unwrap())
+            .collect(),
+    }
+}
+
+/// The sample after api-a's first reconcile, as the API server holds it, with the requests
+/// of that reconcile forgotten.
+async fn with_api_a_placed() -> (World, FakeApi, kube::Client) {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client.clone(), &world, vec![])).await.unwrap();
+    let placed = reread(&fake, &world);
+    fake.forget_requests();
+    (placed, fake, client)
+}
+
+fn vm_guard(world: &World, name: &str) -> Arc<DeserializeGuard<CatalystVM>> {
+    Arc::new(DeserializeGuard(Ok(world.vms.iter().find(|v| v.metadata.name.as_deref() == Some(name)).unwrap().clone())))
+}
+
+fn group_guard(world: &World, name: &str) -> Arc<DeserializeGuard<ServiceGroup>> {
+    Arc::new(DeserializeGuard(Ok(world
+        .groups
+        .iter()
+        .find(|g| g.metadata.name.as_deref() == Some(name))
+        .unwrap()
+        .clone())))
+}
+
+#[tokio::test]
+async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {HOSTS}"),
+            format!("PUT {HOSTS}/small-1/status"),
+            format!("POST {EVENTS}"),
+            format!("GET {SECRETS}/api-a-cloud-init"),
+            format!("PATCH {SECRETS}/api-a-cloud-init"),
+            format!("GET {MACHINES}/api-a"),
+            format!("PATCH {MACHINES}/api-a"),
+            format!("PATCH {VMS}/api-a/status"),
+        ]
+    );
+    let host = fake.get(&format!("{HOSTS}/small-1")).unwrap();
+    assert_eq!(host["status"]["vms"], json!(["catalyst-demo/api-a"]), "the ledger holds the VM");
+    let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
+    assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
+    assert_eq!(machine["metadata"]["ownerReferences"][0]["uid"], "uid-api-a");
+    assert_eq!(machine["metadata"]["ownerReferences"][0]["controller"], true);
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["host"], "small-1");
+    assert_eq!(vm["status"]["phase"], "Scheduled");
+    // The node offers 7 cores and 32Gi - 512Mi (page structures) - 4Gi - 100Mi = 28060Mi; the group takes 3 x (2, 8Gi).
+    assert_eq!(vm["status"]["available"], json!({"cpu": 1, "memory": "3484Mi"}));
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("Provisioning")));
+}
+
+#[tokio::test]
+async fn an_unchanged_world_costs_no_write() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    assert_eq!(fake.requests(), [format!("GET {SECRETS}/api-a-cloud-init"), format!("GET {MACHINES}/api-a")]);
+}
+
+#[tokio::test]
+async fn an_owned_child_deleted_by_hand_is_recreated() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    let machine = format!("{MACHINES}/api-a");
+    fake.insert(
+        &machine,
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "api-a"}, "spec": {}}),
+    );
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PATCH {MACHINES}/api-a")], "the hand-edited VirtualMachine is re-applied");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_changes_nothing_but_its_status() {
+    let mut world = world();
+    world.vms[0].spec.cpu = 1;
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let action = controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(fake.requests(), [format!("PATCH {VMS}/api-a/status"), format!("POST {EVENTS}")]);
+    let status = fake.body_of(&format!("PATCH {VMS}/api-a/status")).unwrap();
+    let ready = &status["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "InvalidSpec");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.node.reservedCpu = 1: node.reservedCpu must be less than the VM's cpu"),
+        "{ready}"
+    );
+    assert_eq!(status["status"]["phase"], "Pending", "every state has a phase");
+    assert_eq!(fake.body_of(&format!("POST {EVENTS}")).unwrap()["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_vm_waiting_for_its_join_secret_is_scheduled_and_says_so() {
+    let mut world = world();
+    world.vms[0].spec.node.join_secret_name = Some("join".into());
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!((&vm["status"]["phase"], &vm["status"]["host"]), (&json!("Scheduled"), &json!("small-1")));
+    let ready = &vm["status"]["conditions"][0];
+    assert_eq!(
+        (&ready["reason"], &ready["message"]),
+        (&json!("JoinSecretMissing"), &json!("join Secret join not found in namespace catalyst-demo"))
+    );
+    assert!(fake.get(&format!("{MACHINES}/api-a")).is_none(), "no VirtualMachine without its join Secret");
+}
+
+#[tokio::test]
+async fn losing_a_placement_race_writes_nothing_else_and_retries() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    fake.conflict_on(&format!("{HOSTS}/small-1/status"));
+    let error =
+        controller::vm::reconcile(vm_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap_err();
+    assert!(error.to_string().contains("raced with another placement"), "{error}");
+    assert_eq!(fake.requests(), [format!("GET {HOSTS}"), format!("PUT {HOSTS}/small-1/status")]);
+}
+
+#[tokio::test]
+async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
+    let world = one_small_host();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    let (a, b) = tokio::join!(
+        controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()),
+        controller::vm::reconcile(vm_guard(&world, "api-b"), ctx.clone()),
+    );
+    assert!(a.is_ok() && b.is_ok());
+    let host = fake.get(&format!("{HOSTS}/small-1")).unwrap();
+    assert_eq!(host["status"]["vms"], json!(["catalyst-demo/api-a"]));
+    assert_eq!(fake.writes().iter().filter(|r| r.starts_with(&format!("PATCH {MACHINES}"))).count(), 1);
+    let waiting = fake.get(&format!("{VMS}/api-b")).unwrap();
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert!(waiting["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "Unschedulable"));
+}
+
+/// Two hosts of 12 cores and VMs of 5, 5, 4, 4, 3, 3 cores with their emulator threads,
+/// reconciled in name order: placed one at a time by best fit decreasing alone, the last one
+/// finds no room; each placement takes its host from a plan that packs them all.
+#[tokio::test]
+async fn vms_placed_one_by_one_follow_a_packing_of_them_all() {
+    let mut world = world();
+    for host in &mut world.hosts {
+        host.spec.capacity.cpu = 12;
+        host.spec.reserved.cpu = 0;
+    }
+    let template = world.vms[0].clone();
+    world.vms = [4, 4, 3, 3, 2, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, &cpu)| {
+            let mut vm = template.clone();
+            vm.metadata.name = Some(format!("vm-{i}"));
+            vm.metadata.uid = Some(format!("uid-vm-{i}"));
+            vm.spec.cpu = cpu;
+            vm.spec.placement = Default::default();
+            vm
+        })
+        .collect();
+    world.groups.clear();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    for i in 0..6 {
+        controller::vm::reconcile(vm_guard(&world, &format!("vm-{i}")), ctx.clone()).await.unwrap();
+    }
+    for host in ["small-1", "small-2"] {
+        let ledger = &fake.get(&format!("{HOSTS}/{host}")).unwrap()["status"]["vms"];
+        assert_eq!(ledger.as_array().map(Vec::len), Some(3), "{host} holds {ledger}");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_cache_cannot_double_book_a_host() {
+    let mut world = one_small_host();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    // The API server's ledger already holds api-a (placed by another replica or before a
+    // restart); the caches have not seen it yet, so api-b's plan picks the same host.
+    let host_path = format!("{HOSTS}/small-1");
+    let mut host = fake.get(&host_path).unwrap();
+    host["status"] = json!({"vms": ["catalyst-demo/api-a"]});
+    fake.insert(&host_path, host);
+    world.vms[1].spec.cpu = 9; // larger, so a plan from the stale cache would place api-b first
+    let action = controller::vm::reconcile(vm_guard(&world, "api-b"), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(300)));
+    // Placements plan from the hosts as the API server has them, not from the cache.
+    assert_eq!(
+        fake.requests(),
+        [format!("GET {HOSTS}"), format!("PATCH {VMS}/api-b/status"), format!("POST {EVENTS}")]
+    );
+    let waiting = fake.get(&format!("{VMS}/api-b")).unwrap();
+    assert_eq!(waiting["status"]["phase"], "Pending");
+}
+
+#[tokio::test]
+async fn a_group_that_does_not_fit_is_refused_and_nothing_running_is_touched() {
+    let mut world = world();
+    world.groups[0].spec.replicas = 4; // 4 x 2 cores > the 7 the VM's node offers
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::group::reconcile(group_guard(&world, "api-a"), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), [format!("PATCH {GROUPS}/api-a/status"), format!("POST {EVENTS}")]);
+    let status = fake.get(&format!("{GROUPS}/api-a")).unwrap()["status"].clone();
+    let ready = &status["conditions"][0];
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("DoesNotFit")));
+    assert!(ready["message"].as_str().unwrap().contains("cpu: requested 8 cores, available 7, short by 1"), "{ready}");
+    assert_eq!(status["requested"], json!({"cpu": 8, "memory": "32Gi"}));
+}
+
+#[tokio::test]
+async fn a_group_that_fits_becomes_a_service_and_a_statefulset() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client.clone(), &world, vec![]);
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {SERVICES}/api-a"),
+            format!("PATCH {SERVICES}/api-a"),
+            format!("GET {SETS}/api-a"),
+            format!("PATCH {SETS}/api-a"),
+            format!("PATCH {GROUPS}/api-a/status"),
+        ]
+    );
+    let set: Value = fake.get(&format!("{SETS}/api-a")).unwrap();
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["metadata"]["ownerReferences"][0]["kind"], "ServiceGroup");
+    // Scaling rolls out: the StatefulSet is re-applied with the new count, and nothing else is written.
+    let mut scaled = reread(&fake, &world);
+    scaled.groups[0].spec.replicas = 2;
+    fake.forget_requests();
+    controller::group::reconcile(group_guard(&scaled, "api-a"), context(client, &scaled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PATCH {SETS}/api-a"), format!("PATCH {GROUPS}/api-a/status")]);
+    assert_eq!(fake.get(&format!("{SETS}/api-a")).unwrap()["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
+    let (placed, fake, client) = with_api_a_placed().await;
+    let host = Arc::new(DeserializeGuard(Ok(placed.hosts[0].clone())));
+    controller::host::reconcile(host, context(client.clone(), &placed, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), [format!("PUT {HOSTS}/small-1/status")]);
+    let status = fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].clone();
+    assert_eq!(status["summary"], json!({"cpu": "9/30", "memory": "32.5Gi/120Gi", "vmCount": 1}));
+    assert_eq!(status["free"]["cpu"], 21);
+    let settled = reread(&fake, &placed);
+    fake.forget_requests();
+    let host = Arc::new(DeserializeGuard(Ok(settled.hosts[0].clone())));
+    controller::host::reconcile(host, context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.requests(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn deleting_a_vm_removes_its_virtual_machine_then_releases_the_host() {
+    let (mut deleting, fake, client) = with_api_a_placed().await;
+    deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let first =
+        controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await;
+    assert!(first.is_err(), "waits for the VirtualMachine to go");
+    assert_eq!(fake.requests(), [format!("GET {MACHINES}/api-a"), format!("DELETE {MACHINES}/api-a")]);
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client, &deleting, vec![])).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [
+            format!("GET {MACHINES}/api-a"),
+            format!("GET {HOSTS}/small-1"),
+            format!("PUT {HOSTS}/small-1/status"),
+            format!("PATCH {VMS}/api-a"),
+        ]
+    );
+    assert_eq!(fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].get("vms"), None, "the ledger is empty");
+    let patch = fake.body_of(&format!("PATCH {VMS}/api-a")).unwrap();
+    assert_eq!(patch[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}), "{patch}");
+    assert_eq!(fake.get(&format!("{VMS}/api-a")).unwrap()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn a_host_never_takes_back_a_vm_whose_deletion_released_it() {
+    // api-a's clean-up released its ledger entry; the host's reconcile still finds api-a, being
+    // deleted, in a cache that has not seen it go.
+    let (mut placed, fake, client) = with_api_a_placed().await;
+    placed.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let mut host = placed.hosts[0].clone();
+    host.status.get_or_insert_default().vms.clear();
+    fake.insert(&format!("{HOSTS}/small-1"), serde_json::to_value(&host).unwrap());
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(host))), context(client, &placed, vec![])).await.unwrap();
+    let status = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"];
+    assert_eq!(status.get("vms"), None, "{status}");
+    assert_eq!(status["summary"]["vmCount"], 0);
+}
+
+#[tokio::test]
+async fn a_host_keeps_a_fresh_placement_its_cache_has_not_seen_and_drops_a_deleted_vm() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    fake.insert(&format!("{VMS}/fresh"), {
+        let mut fresh = serde_json::to_value(&world.vms[0]).unwrap();
+        fresh["metadata"]["name"] = json!("fresh");
+        fresh
+    });
+    let mut host = world.hosts[0].clone();
+    host.status =
+        Some(serde_json::from_value(json!({"vms": ["catalyst-demo/fresh", "catalyst-demo/deleted"]})).unwrap());
+    let ctx = context(client, &World { hosts: vec![host.clone()], vms: vec![], groups: vec![] }, vec![]);
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(host))), ctx).await.unwrap();
+    assert_eq!(
+        fake.requests(),
+        [format!("GET {VMS}/fresh"), format!("GET {VMS}/deleted"), format!("PUT {HOSTS}/small-1/status"),]
+    );
+    let status = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"];
+    assert_eq!(status["vms"], json!(["catalyst-demo/fresh"]));
+    assert_eq!(status["summary"]["cpu"], "9/30", "the unseen VM's cores count");
+}
+
+#[tokio::test]
+async fn a_malformed_object_gets_a_warning_and_waits_for_a_change() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    let malformed: DeserializeGuard<CatalystVM> = serde_json::from_value(json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+        "metadata": {"name": "broken", "namespace": "catalyst-demo", "uid": "uid-broken"},
+        "spec": {"cpu": "lots"}
+    }))
+    .unwrap();
+    assert!(malformed.0.is_err());
+    let action = controller::vm::reconcile(Arc::new(malformed), context(client, &world, vec![])).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(fake.requests(), [format!("POST {EVENTS}")]);
+    let event = fake.body_of(&format!("POST {EVENTS}")).unwrap();
+    assert_eq!(
+        (&event["reason"], &event["type"], &event["regarding"]["name"]),
+        (&json!("Malformed"), &json!("Warning"), &json!("broken"))
+    );
+}
+
+#[test]
+fn transient_errors_back_off_exponentially_per_object_and_reset_on_success() {
+    let backoff = controller::Backoff::default();
+    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("ns/a").as_secs()).collect();
+    assert_eq!(delays, [1, 2, 4, 8]);
+    assert_eq!(backoff.failed("ns/b").as_secs(), 1, "per object");
+    for _ in 0..20 {
+        backoff.failed("ns/a");
+    }
+    assert_eq!(backoff.failed("ns/a"), controller::Backoff::MAX);
+    backoff.succeeded("ns/a");
+    assert_eq!(backoff.failed("ns/a").as_secs(), 1);
+}
+
+/// (API group, resource with subresource, verb) of a request path, as RBAC sees it.
+fn authorization(request: &str) -> (String, String, String) {
+    let (method, path) = request.split_once(' ').unwrap();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts[0] {
+        "api" => (String::new(), &parts[2..]),
+        _ => (parts[1].to_string(), &parts[3..]),
+    };
+    let rest = if rest.first() == Some(&"namespaces") && rest.len() > 2 { &rest[2..] } else { rest };
+    let resource = match rest {
+        [resource, _name, sub] => format!("{resource}/{sub}"),
+        [resource, ..] => resource.to_string(),
+        [] => unreachable!(),
+    };
+    let verb = match (method, rest.len()) {
+        ("GET", 1) => "list",
+        ("GET", _) => "get",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => unreachable!(),
+    };
+    (group, resource, verb.to_string())
+}
+
+#[tokio::test]
+async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
+    let mut world = world();
+    world.vms[0].spec.node.join_secret_name = Some("join".into());
+    world.vms[1].metadata.finalizers = None;
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    fake.insert(
+        &format!("{SECRETS}/join"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "join"},
+        "data": {"apiServerEndpoint": "MTAuMC4wLjE6NjQ0Mw==", "token": "dG9rZW4=", "caCertHash": "c2hhMjU2OjAw"}}),
+    );
+    let ctx = || context(client.clone(), &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx()).await.unwrap();
+    controller::vm::reconcile(vm_guard(&world, "api-b"), ctx()).await.unwrap();
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx()).await.unwrap();
+    let mut placed = reread(&fake, &world);
+    placed.hosts[0].status.as_mut().unwrap().vms.push("catalyst-demo/unseen".into());
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(placed.hosts[0].clone()))), ctx()).await.unwrap();
+    let mut deleting = reread(&fake, &world);
+    deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await;
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await.unwrap();
+
+    let observed: std::collections::BTreeSet<(String, String, String)> =
+        fake.requests().iter().map(|r| authorization(r)).collect();
+    let granted: std::collections::BTreeSet<(String, String, String)> = catalyst_operator::rbac::CLUSTER
+        .iter()
+        .flat_map(|g| g.verbs.iter().map(move |v| (g.group.to_string(), g.resource.to_string(), v.to_string())))
+        .collect();
+    let missing: Vec<_> = observed.difference(&granted).collect();
+    assert!(missing.is_empty(), "calls the RBAC does not grant: {missing:?}");
+    // What these tests cannot see, by design: the watches (list, watch), the create that
+    // authorizes a server-side apply of a new object, and the recorder's aggregation patch.
+    let by_design = |(group, resource, verb): &(String, String, String)| {
+        verb == "list"
+            || verb == "watch"
+            || (verb == "create"
+                && ["virtualmachines", "secrets", "services", "statefulsets"].contains(&resource.as_str()))
+            || (group == "events.k8s.io" && verb == "patch")
+    };
+    let unused: Vec<_> = granted.difference(&observed).filter(|g| !by_design(g)).collect();
+    assert!(unused.is_empty(), "grants no call needs: {unused:?}");
+}
+
+#[tokio::test]
+async fn objects_of_namespaces_the_operator_does_not_manage_are_left_alone() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let mut ctx =
+        Context::new(client.clone(), context(client, &world, vec![]).stores.clone(), Overhead::default(), None);
+    ctx.namespaces = vec!["billing".into(), "telecom".into()];
+    let ctx = Arc::new(ctx);
+    let action = controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(fake.requests(), Vec::<String>::new());
+    // Hosts are cluster-scoped: every operator keeps their status.
+    controller::host::reconcile(Arc::new(DeserializeGuard(Ok(world.hosts[0].clone()))), ctx).await.unwrap();
+    assert_eq!(fake.writes(), [format!("PUT {HOSTS}/small-1/status")]);
+}
+
+#[tokio::test]
+async fn a_spec_change_kubevirt_holds_for_a_restart_is_reported() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    let machine = format!("{MACHINES}/api-a");
+    let mut live = fake.get(&machine).unwrap();
+    live["status"] = json!({"printableStatus": "Running", "ready": true,
+        "conditions": [{"type": "RestartRequired", "status": "True", "message": "a non-live-updatable field was changed"}]});
+    fake.insert(&machine, live);
+    let mut resized = settled;
+    resized.vms[0].spec.cpu = 10;
+    controller::vm::reconcile(vm_guard(&resized, "api-a"), context(client, &resized, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let restart =
+        vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "RestartRequired").unwrap();
+    assert_eq!((&restart["status"], &restart["reason"]), (&json!("True"), &json!("SpecChangePending")));
+    assert!(restart["message"].as_str().unwrap().ends_with("a non-live-updatable field was changed"));
+}
+
+#[tokio::test]
+async fn a_new_pin_on_a_placed_vm_is_reported_and_not_followed() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    settled.vms[0].spec.host = Some("small-2".into());
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["host"], "small-1");
+    let scheduled = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
+    assert_eq!(scheduled["reason"], "PinIgnored");
+    let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
+    assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
+}
+
+#[tokio::test]
+async fn a_virtual_machine_that_cannot_start_fails_its_catalyst_vm() {
+    let (settled, fake, client) = with_api_a_placed().await;
+    let machine = format!("{MACHINES}/api-a");
+    let mut live = fake.get(&machine).unwrap();
+    live["status"] = json!({"printableStatus": "ErrorUnschedulable", "ready": false});
+    fake.insert(&machine, live);
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    assert_eq!(vm["status"]["phase"], "Failed");
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(
+        (&ready["reason"], &ready["message"]),
+        (&json!("VirtualMachineFailed"), &json!("VirtualMachine api-a is ErrorUnschedulable"))
+    );
+}
+
+#[tokio::test]
+async fn a_status_field_no_longer_true_is_removed_and_then_quiet() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    // The VM's status named a node that has since gone away.
+    let path = format!("{VMS}/api-a");
+    let mut vm = fake.get(&path).unwrap();
+    vm["status"]["nodeName"] = json!("api-a.catalyst-demo");
+    fake.insert(&path, vm.clone());
+    settled.vms[0] = serde_json::from_value(vm).unwrap();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client.clone(), &settled, vec![])).await.unwrap();
+    assert_eq!(fake.body_of(&format!("PATCH {VMS}/api-a/status")).unwrap()["status"]["nodeName"], Value::Null);
+    let vm = fake.get(&path).unwrap();
+    assert_eq!(vm["status"].get("nodeName"), None);
+    settled.vms[0] = serde_json::from_value(vm).unwrap();
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new(), "no write once the status says what is true");
+}
+
+#[tokio::test]
+async fn a_resize_that_no_longer_fits_its_host_is_refused_and_the_vm_left_as_it_was() {
+    let (mut settled, fake, client) = with_api_a_placed().await;
+    settled.vms[0].spec.cpu = 30; // 31 cores with the emulator thread; small-1 offers 30
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client.clone(), &settled, vec![])).await.unwrap();
+    assert_eq!(
+        fake.writes(),
+        [format!("PATCH {VMS}/api-a/status"), format!("POST {EVENTS}")],
+        "no VirtualMachine write"
+    );
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(ready["reason"], "DoesNotFitHost");
+    assert!(ready["message"].as_str().unwrap().contains("need 31 cores"), "{ready}");
+    // The same size fits once it is within the host.
+    settled.vms[0].spec.cpu = 20;
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
+    assert!(fake.writes().contains(&format!("PATCH {MACHINES}/api-a")));
+}
