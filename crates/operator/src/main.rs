@@ -5,7 +5,7 @@ use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
 use catalyst_core::quantity::parse_bytes;
 use catalyst_operator::controller::runtime::Config;
-use catalyst_operator::lease::Elector;
+use catalyst_operator::lease::{Election, Elector, Lost, Timing};
 use catalyst_operator::metrics::Metrics;
 use catalyst_operator::serve::{self, Health, Phase};
 use clap::Parser;
@@ -105,6 +105,18 @@ async fn terminated() {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    // Checked first: bad settings are refused before anything starts.
+    let timing = match Timing::new(
+        Duration::from_secs(args.lease_duration_seconds),
+        Duration::from_secs(args.lease_renew_deadline_seconds),
+        Duration::from_secs(args.lease_renew_seconds),
+    ) {
+        Ok(timing) => timing,
+        Err(error) => {
+            tracing::error!(%error, "invalid leader election settings");
+            return ExitCode::from(2);
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
@@ -152,17 +164,11 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let elector = Elector::new(
-        client.clone(),
-        &args.lease_namespace,
-        &args.lease_name,
-        &identity,
-        Duration::from_secs(args.lease_duration_seconds),
-    );
+    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, timing);
     health.set(Phase::StandingBy);
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
     tokio::select! {
-        () = elector.acquire(Duration::from_secs(args.lease_renew_seconds.max(1))) => {}
+        () = elector.acquire() => {}
         () = terminated() => {
             tracing::info!("stopped while standing by");
             return ExitCode::SUCCESS;
@@ -170,8 +176,6 @@ async fn main() -> ExitCode {
     }
     tracing::info!(%identity, "leading");
     health.set(Phase::Syncing);
-    let renew = Duration::from_secs(args.lease_renew_seconds.max(1));
-    let deadline = Duration::from_secs(args.lease_renew_deadline_seconds);
     tokio::select! {
         () = catalyst_operator::controller::run(client, config, metrics, synced) => {
             if let Err(error) = elector.release().await {
@@ -181,8 +185,11 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         // Losing the lease stops every write at once: the controllers are dropped mid-flight.
-        () = elector.hold(renew, deadline) => {
-            tracing::error!("lost the lease; exiting so that only the new leader writes");
+        lost = elector.hold() => {
+            match lost {
+                Lost::Taken { holder } => tracing::error!(?holder, "the lease was taken; exiting so that only the new leader writes"),
+                Lost::Deadline => tracing::error!("could not renew the lease within its renew deadline; exiting so that a new leader can write"),
+            }
             ExitCode::from(3)
         }
     }

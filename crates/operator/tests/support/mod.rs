@@ -1,7 +1,8 @@
 //! A fake Kubernetes API behind kube's `Client`, for reconcile tests: it keeps objects by path,
 //! answers GET, PATCH (apply, merge, JSON), PUT of status with resourceVersion checks (409 on a
 //! stale one), POST of events and DELETE, and records every request so a test can assert the
-//! exact calls a reconcile makes. Patches are applied with the emulator's own functions.
+//! exact calls a reconcile makes. Patches are applied with the emulator's own functions. It can
+//! also hang (take requests and never answer) or fail every request with a status code.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,10 @@ pub struct FakeApi {
     requests: Arc<Mutex<Vec<(String, String, Value)>>>,
     conflicts: Arc<Mutex<BTreeSet<String>>>,
     version: Arc<Mutex<u64>>,
+    /// While set, requests are taken and never answered.
+    hanging: Arc<Mutex<bool>>,
+    /// While set, every request is answered with this status code.
+    failing: Arc<Mutex<Option<u16>>>,
 }
 
 impl FakeApi {
@@ -28,7 +33,19 @@ impl FakeApi {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let serving = fake.clone();
         tokio::spawn(async move {
+            let mut unanswered = Vec::new();
             while let Some((request, send)) = handle.next_request().await {
+                if *serving.hanging.lock().unwrap() {
+                    unanswered.push(send);
+                    continue;
+                }
+                if let Some(code) = *serving.failing.lock().unwrap() {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": "failing on purpose"});
+                    let response =
+                        Response::builder().status(code).body(Body::from(serde_json::to_vec(&status).unwrap()));
+                    send.send_response(response.unwrap());
+                    continue;
+                }
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -41,6 +58,16 @@ impl FakeApi {
             }
         });
         (fake, Client::new(service, "default"))
+    }
+
+    /// From now on, takes requests and never answers them (or answers again, with `false`).
+    pub fn hang(&self, hanging: bool) {
+        *self.hanging.lock().unwrap() = hanging;
+    }
+
+    /// From now on, answers every request with `code` (or serves again, with `None`).
+    pub fn fail(&self, code: Option<u16>) {
+        *self.failing.lock().unwrap() = code;
     }
 
     pub fn insert(&self, path: &str, object: Value) {
@@ -115,7 +142,14 @@ impl FakeApi {
                     .collect();
                 (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
             }
-            ("POST", _) => (201, body),
+            ("POST", _) => match body["metadata"]["name"].as_str().map(|name| format!("{path}/{name}")) {
+                Some(created) if self.get(&created).is_some() => (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409}),
+                ),
+                Some(created) => (201, self.store(&created, body)),
+                None => (201, body),
+            },
             ("DELETE", Some(object)) => {
                 self.objects.lock().unwrap().remove(object_path);
                 (200, object)
