@@ -218,16 +218,16 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 return error(ApiError::not_found("the server could not find the requested resource"));
             };
             let namespace = if resource.namespaced { namespace } else { None };
-            let table = header("accept").contains("as=Table");
+            let shape = Shape::from_accept(&header("accept"));
             let call =
                 Call { shared: &shared, resource: &resource, namespace: namespace.as_deref(), name: name.as_deref() };
             let status_only = subresource.as_deref() == Some("status");
             match (method, name.is_some()) {
-                (Method::GET, true) => call.get(table),
+                (Method::GET, true) => call.get(shape),
                 (Method::GET, false) if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) => {
-                    call.watch(&params)
+                    call.watch(&params, shape)
                 }
-                (Method::GET, false) => call.list(&params, table),
+                (Method::GET, false) => call.list(&params, shape),
                 (Method::POST, false) => match parse_body(&bytes) {
                     Ok(body) => {
                         let created = shared.store.lock().unwrap().create(
@@ -376,6 +376,41 @@ fn age(created: &Value) -> Value {
 }
 
 /// A `meta.k8s.io/v1` Table, as `kubectl get` asks for: the name, the CRD's printer columns.
+/// What a read returns, as its Accept header asks (kube-apiserver v1.32,
+/// `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/response.go`, `transformObject`):
+/// whole objects, a Table (kubectl get), or only metadata (`as=PartialObjectMetadata[List]`,
+/// what kube's metadata watches ask for, so that a controller can cache owned children lean).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Object,
+    Table,
+    Metadata,
+}
+
+impl Shape {
+    fn from_accept(accept: &str) -> Self {
+        if accept.contains("as=Table") {
+            Shape::Table
+        } else if accept.contains("as=PartialObjectMetadata") {
+            Shape::Metadata
+        } else {
+            Shape::Object
+        }
+    }
+
+    /// One object as this shape holds it (Tables are built from whole lists).
+    fn object(self, object: &Value) -> Value {
+        match self {
+            Shape::Metadata => partial_object_metadata(object),
+            _ => object.clone(),
+        }
+    }
+}
+
+fn partial_object_metadata(object: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
+}
+
 fn table(resource: &Resource, objects: &[Value], resource_version: u64) -> Value {
     let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "name"})];
     columns.extend(
@@ -398,7 +433,7 @@ fn table(resource: &Resource, objects: &[Value], resource_version: u64) -> Value
                 let value = select::json_path(object, &column.json_path).unwrap_or(Value::Null);
                 cells.push(if column.type_ == "date" { age(&value) } else { value });
             }
-            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]}})
+            json!({"cells": cells, "object": partial_object_metadata(object)})
         })
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version.to_string()},
@@ -410,30 +445,41 @@ impl Call<'_> {
         self.name.unwrap_or_default()
     }
 
-    fn get(&self, as_table: bool) -> Response<Body> {
+    fn get(&self, shape: Shape) -> Response<Body> {
         let store = self.shared.store.lock().unwrap();
         match store.get(&self.resource.group, &self.resource.plural, self.namespace, self.name()) {
-            Ok(object) if as_table => respond(200, &table(self.resource, &[object], store.resource_version())),
-            Ok(object) => respond(200, &object),
+            Ok(object) if shape == Shape::Table => {
+                respond(200, &table(self.resource, &[object], store.resource_version()))
+            }
+            Ok(object) => respond(200, &shape.object(&object)),
             Err(e) => error(e),
         }
     }
 
-    fn list(&self, params: &BTreeMap<String, String>, as_table: bool) -> Response<Body> {
+    fn list(&self, params: &BTreeMap<String, String>, shape: Shape) -> Response<Body> {
         let (labels, fields) = match selectors(params) {
             Ok(s) => s,
             Err(e) => return error(e),
         };
         let store = self.shared.store.lock().unwrap();
         let items = store.list(&self.resource.group, &self.resource.plural, self.namespace, &labels, &fields);
-        if as_table {
-            return respond(200, &table(self.resource, &items, store.resource_version()));
+        let version = json!({"resourceVersion": store.resource_version().to_string()});
+        match shape {
+            Shape::Table => return respond(200, &table(self.resource, &items, store.resource_version())),
+            Shape::Metadata => {
+                let items: Vec<Value> = items.iter().map(partial_object_metadata).collect();
+                return respond(
+                    200,
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": version, "items": items}),
+                );
+            }
+            Shape::Object => {}
         }
         respond(
             200,
             &json!({
                 "kind": format!("{}List", self.resource.kind), "apiVersion": self.resource.api_version(),
-                "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items,
+                "metadata": version, "items": items,
             }),
         )
     }
@@ -494,7 +540,7 @@ impl Call<'_> {
         self.write(object, status_only, expected)
     }
 
-    fn watch(&self, params: &BTreeMap<String, String>) -> Response<Body> {
+    fn watch(&self, params: &BTreeMap<String, String>, shape: Shape) -> Response<Body> {
         let (labels, fields) = match selectors(params) {
             Ok(s) => s,
             Err(e) => return error(e),
@@ -520,14 +566,14 @@ impl Call<'_> {
                     store
                         .list(&self.resource.group, &self.resource.plural, self.namespace, &labels, &fields)
                         .into_iter()
-                        .map(|object| json!({"type": "ADDED", "object": object}))
+                        .map(|object| json!({"type": "ADDED", "object": shape.object(&object)}))
                         .collect()
                 }
                 Some(since) => match store.changes_since(since) {
                     Some(changes) => changes
                         .iter()
                         .filter(|c| wanted(c))
-                        .map(|c| json!({"type": c.type_, "object": c.object}))
+                        .map(|c| json!({"type": c.type_, "object": shape.object(&c.object)}))
                         .collect(),
                     None => {
                         let gone = ApiError::new(
@@ -557,7 +603,7 @@ impl Call<'_> {
                         change = changes.recv() => match change {
                             Ok(change) if change.resource_version > last => {
                                 last = change.resource_version;
-                                if wanted(&change) && sender.send(frame(json!({"type": change.type_, "object": change.object}))).await.is_err() {
+                                if wanted(&change) && sender.send(frame(json!({"type": change.type_, "object": shape.object(&change.object)}))).await.is_err() {
                                     return;
                                 }
                             }

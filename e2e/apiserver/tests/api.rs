@@ -188,3 +188,50 @@ async fn injects_faults_and_counts_requests() {
     let counts = raw(&client, "GET", "/emulator/requests").await;
     assert_eq!(counts["POST configmaps"], 2);
 }
+
+/// As kube-apiserver answers `Accept: ...;as=PartialObjectMetadataList` and
+/// `as=PartialObjectMetadata`: names, labels and owners, never the body, so a controller that
+/// watches its children by metadata caches no Secret data and no spec.
+#[tokio::test]
+async fn metadata_reads_return_metadata_only() {
+    let (_emulator, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &config_map("a", json!({"team": "x"}))).await.unwrap();
+    let accept = |request: http::Request<Vec<u8>>, mime: &str| {
+        let (mut parts, body) = request.into_parts();
+        parts.headers.insert("accept", mime.parse().unwrap());
+        http::Request::from_parts(parts, body)
+    };
+    let list = http::Request::get("/api/v1/namespaces/default/configmaps").body(Vec::new()).unwrap();
+    let list: Value =
+        client.request(accept(list, "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")).await.unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["labels"]["team"], "x");
+    assert!(list["items"][0].get("data").is_none(), "{list}");
+
+    let version = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "w"}}))).await.unwrap();
+    let events: Vec<_> = api
+        .watch_metadata(&WatchParams::default().timeout(1), &version)
+        .await
+        .unwrap()
+        .take(1)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(matches!(&events[0], WatchEvent::Modified(m) if m.metadata.name.as_deref() == Some("a")), "{events:?}");
+    let watch = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&resourceVersion={version}"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let mut lines = client
+        .request_events::<Value>(accept(watch, "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"))
+        .await
+        .unwrap()
+        .boxed();
+    let Some(WatchEvent::Modified(object)) = lines.try_next().await.unwrap() else { panic!("expected MODIFIED") };
+    assert_eq!(object["kind"], "PartialObjectMetadata", "{object}");
+    assert!(object.get("data").is_none(), "{object}");
+}
