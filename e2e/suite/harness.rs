@@ -310,7 +310,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_catalyst-operator"))
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "info,catalyst=debug")
+            .env("RUST_LOG", "info,catalyst_operator=debug,catalyst_core=debug")
             .env_remove("POD_NAME")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -12,12 +12,16 @@ use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use harness::{Cluster, Layout, Operator, apply, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(60);
+/// How soon a child deleted by hand is back: its watch wakes the owner (a resync would take
+/// 5 minutes).
+const REPAIR: Duration = Duration::from_secs(20);
 
 /// A fresh cluster and namespace, the operator running, and the minimal layout applied.
 async fn running_minimal(prefix: &str) -> (Cluster, String, Operator, Layout) {
@@ -244,7 +248,24 @@ async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
         (machines.get_opt("api-a").await.ok()??.uid() != before).then_some(())
     })
     .await;
+    // The Service and the cloud-init Secret are owned and watched too: repaired at once, not
+    // at the next resync.
+    deleted_by_hand_comes_back(&Api::<Service>::namespaced(client.clone(), &ns), "api-b").await;
+    deleted_by_hand_comes_back(&Api::<Secret>::namespaced(client.clone(), &ns), "api-a-cloud-init").await;
     cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+/// Deletes a child and waits for the operator to make it again (a new uid) within [`REPAIR`].
+async fn deleted_by_hand_comes_back<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let before = eventually(&format!("{name} made"), CONVERGE, || async { api.get_opt(name).await.ok()? }).await.uid();
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(&format!("{name} made again"), REPAIR, || async {
+        (api.get_opt(name).await.ok()??.uid() != before).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,6 +522,22 @@ async fn a_converged_world_costs_no_write_and_the_operator_names_itself() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(writes(cluster.request_counts().await.unwrap()), before, "{:?}", cluster.request_counts().await);
+
+    // One watch per kind, shared by the three controllers (each would open its own: 15), and
+    // the children watched too, by metadata.
+    let counts = cluster.request_counts().await.unwrap();
+    for plural in [
+        "catalysthosts",
+        "catalystvms",
+        "servicegroups",
+        "nodes",
+        "virtualmachines",
+        "statefulsets",
+        "services",
+        "secrets",
+    ] {
+        assert_eq!(counts.get(&format!("WATCH {plural}")), Some(&1), "WATCH {plural}: {counts:?}");
+    }
 
     // The operator says who it is, as an API server's audit log records it.
     let agents = cluster.emulator_call("GET", "/emulator/user-agents", Value::Null).await.unwrap();

@@ -56,14 +56,14 @@ pub const CLUSTER: &[Grant] = &[
     Grant {
         group: "",
         resource: "secrets",
-        verbs: &["get", "create", "patch"],
-        why: "read the join Secret; apply the cloud-init Secret",
+        verbs: &["get", "list", "watch", "create", "patch"],
+        why: "read the join Secret; apply the cloud-init Secret; watch its own by metadata (its label)",
     },
     Grant {
         group: "",
         resource: "services",
-        verbs: &["get", "create", "patch"],
-        why: "apply each group's headless Service",
+        verbs: &["get", "list", "watch", "create", "patch"],
+        why: "apply each group's headless Service; watch its own by metadata, to repair one deleted by hand",
     },
     Grant {
         group: "apps",

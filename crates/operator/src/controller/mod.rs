@@ -60,6 +60,23 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Waits until every cache has synced; false when one never will (its watch was dropped).
+    /// One caller at a time: kube-runtime 5.0.0's `Store::wait_until_ready` wakes only the
+    /// last of several concurrent waiters (`src/utils/delayed_init.rs`, a oneshot receiver).
+    pub async fn synced(&self) -> bool {
+        let (hosts, vms, groups, nodes) = futures::join!(
+            self.hosts.wait_until_ready(),
+            self.vms.wait_until_ready(),
+            self.groups.wait_until_ready(),
+            self.nodes.wait_until_ready()
+        );
+        let synced = hosts.and(vms).and(groups).and(nodes);
+        if let Err(error) = &synced {
+            tracing::error!(%error, "a cache could not sync");
+        }
+        synced.is_ok()
+    }
+
     pub fn hosts(&self) -> Vec<Arc<DeserializeGuard<CatalystHost>>> {
         self.hosts.state()
     }

@@ -9,15 +9,16 @@ use catalyst_core::pool::HostPool;
 use catalyst_core::render::labels;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Node;
-use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// What the operator watches and how it models VMs.
 #[derive(Debug, Clone, Default)]
@@ -53,117 +54,177 @@ where
     }
 }
 
-/// A cache kept current by a watch, and the task that feeds it.
-fn cache<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = ()> + Send)
+/// How many changes a controller may lag behind a shared watch before the watch waits for it.
+const SHARED_BUFFER: usize = 1024;
+
+/// One watch of a kind, shared: the cache every controller reads, and each changed (or deleted)
+/// object handed to every controller the kind wakes.
+///
+/// Not kube-runtime's own shared streams (`store_shared`, `Writer::subscribe`): in kube-runtime
+/// 5.0.0 they pass no deletions on, and a subscriber whose object was deleted before it read it
+/// returns `Pending` without a wake-up (`src/reflector/dispatcher.rs`, `ReflectHandle::poll_next`),
+/// which stalled the VM controller in this suite.
+struct Shared<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store: Store<K>,
+    writer: Writer<K>,
+    subscribers: Vec<mpsc::Sender<Arc<K>>>,
+}
+
+impl<K> Shared<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let (store, writer) = reflector::store();
-    let feed = reflector::reflector(writer, watcher(api, config)).default_backoff().applied_objects().map(|_| ());
-    (store, feed)
+    fn new() -> Self {
+        let (store, writer) = reflector::store();
+        Self { store, writer, subscribers: Vec::new() }
+    }
+
+    /// The kind's changed objects, for one more controller; taken before the watch starts, so
+    /// that no controller misses the first list.
+    fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
+        let (sender, receiver) = mpsc::channel(SHARED_BUFFER);
+        self.subscribers.push(sender);
+        futures::stream::unfold(receiver, |mut receiver| async move { Some((receiver.recv().await?, receiver)) })
+    }
+
+    /// The watch that fills the cache and feeds the subscribers; it waits for a subscriber
+    /// whose buffer is full. The first list is handed on once it is whole (as kube-runtime's
+    /// dispatcher does), because a controller drops a request for an object its cache lacks.
+    fn feed(self, api: Api<K>, config: watcher::Config) -> impl Stream<Item = ()> + Send {
+        let subscribers = Arc::new(self.subscribers);
+        let store = self.store;
+        reflector::reflector(self.writer, watcher(api, config)).default_backoff().then(move |event| {
+            let (subscribers, store) = (subscribers.clone(), store.clone());
+            async move {
+                let changed = match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => vec![Arc::new(object)],
+                    Ok(watcher::Event::InitDone) => store.state(),
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => Vec::new(),
+                    Err(error) => {
+                        tracing::warn!(%error, "a watch failed; retrying with backoff");
+                        Vec::new()
+                    }
+                };
+                for object in changed {
+                    for subscriber in subscribers.iter() {
+                        // A controller that has stopped no longer listens.
+                        let _ = subscriber.send(object.clone()).await;
+                    }
+                }
+            }
+        })
+    }
 }
 
-fn managed() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+/// Owned children by metadata only: a change wakes the owner; the reconciler reads a child's
+/// body only when it must compare it, so no Secret data or spec sits in memory.
+fn children<K>(
+    client: &Client,
+    namespaces: &[String],
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    watcher(scoped::<PartialObjectMeta<K>>(client, namespaces), managed).default_backoff().touched_objects()
 }
 
-/// Runs the three controllers until SIGTERM or SIGINT, after the caches have synced.
-/// `ready` is called once they have.
+/// Runs the three controllers until SIGTERM or SIGINT, once every cache has synced; each kind
+/// is watched once and shared. `ready` is called once the caches have synced.
 pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: impl FnOnce()) {
     let ns = &config.namespaces;
-    let (hosts, hosts_feed) =
-        cache(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), pool_hosts(&config.host_pool));
-    let (vms, vms_feed) = cache(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default());
-    let (groups, groups_feed) =
-        cache(scoped::<DeserializeGuard<ServiceGroup>>(&client, ns), watcher::Config::default());
-    let (nodes, nodes_feed) = cache(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let feeds =
-        futures::stream::select_all([hosts_feed.boxed(), vms_feed.boxed(), groups_feed.boxed(), nodes_feed.boxed()]);
-    let feeding = tokio::spawn(feeds.for_each(|()| async {}));
-    for synced in [
-        hosts.wait_until_ready().await,
-        vms.wait_until_ready().await,
-        groups.wait_until_ready().await,
-        nodes.wait_until_ready().await,
-    ] {
-        if let Err(error) = synced {
-            tracing::error!(%error, "a cache could not sync");
-            return;
-        }
-    }
-    ready();
-    tracing::info!("caches synced; reconciling");
-    let stores = Stores { hosts: hosts.clone(), vms: vms.clone(), groups: groups.clone(), nodes };
-    let mut ctx = Context::new(client.clone(), stores, config.overhead, config.instance.clone());
+    let mut hosts = Shared::<DeserializeGuard<CatalystHost>>::new();
+    let mut vms = Shared::<DeserializeGuard<CatalystVM>>::new();
+    let mut groups = Shared::<DeserializeGuard<ServiceGroup>>::new();
+    let mut nodes = Shared::<Node>::new();
+    let stores = Stores {
+        hosts: hosts.store.clone(),
+        vms: vms.store.clone(),
+        groups: groups.store.clone(),
+        nodes: nodes.store.clone(),
+    };
+    let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
     let ctx = Arc::new(ctx);
 
-    let unplaced_vms = vms.clone();
-    let vm_controller =
-        Controller::new(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default())
-            .owns(scoped::<VirtualMachine>(&client, ns), managed())
-            // Room freed on a host may let a waiting VM in.
-            .watches(
-                Api::<DeserializeGuard<CatalystHost>>::all(client.clone()),
-                pool_hosts(&config.host_pool),
-                move |_| {
-                    valid(&unplaced_vms.state())
-                        .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_ref()).is_none())
-                        .map(|vm| ObjectRef::from_obj(&guarded(vm)))
-                        .collect::<Vec<_>>()
-                },
-            )
-            // What a VM's node still offers (status.available) changes with its ServiceGroups.
-            .watches(scoped::<DeserializeGuard<ServiceGroup>>(&client, ns), watcher::Config::default(), |group| {
-                let group = group.0.as_ref().ok()?;
-                Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
-            })
-            // A VM's node joining or going NotReady changes the VM's status.
-            .watches(Api::<Node>::all(client.clone()), watcher::Config::default().labels(labels::VM), |node| {
-                let value = node.labels().get(labels::VM)?;
-                let (namespace, name) = value.split_once('.')?;
-                Some(ObjectRef::new(name).within(namespace))
-            })
-            .shutdown_on_signal()
-            .run(vm::reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move { log("CatalystVM", result) });
+    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), stores.groups.clone(), stores.hosts.clone());
+    let vm_controller = Controller::for_shared_stream(vms.subscribe(), stores.vms.clone())
+        .owns_stream(children::<VirtualMachine>(&client, ns))
+        .owns_stream(children::<Secret>(&client, ns))
+        // Room freed on a host may let a waiting VM in.
+        .watches_shared_stream(hosts.subscribe(), move |_| {
+            valid(&unplaced_vms.state())
+                .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_ref()).is_none())
+                .map(|vm| ObjectRef::from_obj(&guarded(vm)))
+                .collect::<Vec<_>>()
+        })
+        // What a VM's node still offers (status.available) changes with its ServiceGroups.
+        .watches_shared_stream(groups.subscribe(), |group| {
+            let group = group.0.as_ref().ok()?;
+            Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
+        })
+        // A VM's node joining or going NotReady changes the VM's status.
+        .watches_shared_stream(nodes.subscribe(), |node| {
+            let value = node.labels().get(labels::VM)?;
+            let (namespace, name) = value.split_once('.')?;
+            Some(ObjectRef::new(name).within(namespace))
+        })
+        .shutdown_on_signal()
+        .run(vm::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move { log("CatalystVM", result) });
 
-    let groups_of_vm = groups.clone();
-    let group_controller =
-        Controller::new(scoped::<DeserializeGuard<ServiceGroup>>(&client, ns), watcher::Config::default())
-            .owns(scoped::<StatefulSet>(&client, ns), managed())
-            .watches(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default(), move |vm| {
-                let Ok(vm) = &vm.0 else { return Vec::new() };
-                valid(&groups_of_vm.state())
-                    .filter(|g| g.namespace() == vm.namespace() && g.spec.vm == vm.name_any())
-                    .map(|g| ObjectRef::from_obj(&guarded(g)))
-                    .collect()
-            })
-            .shutdown_on_signal()
-            .run(group::reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move { log("ServiceGroup", result) });
+    let group_controller = Controller::for_shared_stream(groups.subscribe(), stores.groups.clone())
+        .owns_stream(children::<StatefulSet>(&client, ns))
+        .owns_stream(children::<Service>(&client, ns))
+        .watches_shared_stream(vms.subscribe(), move |vm| {
+            let Ok(vm) = &vm.0 else { return Vec::new() };
+            valid(&groups_of_vm.state())
+                .filter(|g| g.namespace() == vm.namespace() && g.spec.vm == vm.name_any())
+                .map(|g| ObjectRef::from_obj(&guarded(g)))
+                .collect()
+        })
+        .shutdown_on_signal()
+        .run(group::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move { log("ServiceGroup", result) });
 
-    let hosts_of_node = hosts.clone();
-    let host_controller =
-        Controller::new(Api::<DeserializeGuard<CatalystHost>>::all(client.clone()), pool_hosts(&config.host_pool))
-            .watches(scoped::<DeserializeGuard<CatalystVM>>(&client, ns), watcher::Config::default(), |vm| {
-                let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
-                Some(ObjectRef::new(&host))
-            })
-            .watches(Api::<Node>::all(client.clone()), watcher::Config::default(), move |node| {
-                valid(&hosts_of_node.state())
-                    .filter(|h| h.spec.node_name == node.name_any())
-                    .map(|h| ObjectRef::from_obj(&guarded(h)))
-                    .collect::<Vec<_>>()
-            })
-            .shutdown_on_signal()
-            .run(host::reconcile, error_policy, ctx)
-            .for_each(|result| async move { log("CatalystHost", result) });
+    let host_controller = Controller::for_shared_stream(hosts.subscribe(), stores.hosts.clone())
+        .watches_shared_stream(vms.subscribe(), |vm| {
+            let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
+            Some(ObjectRef::new(&host))
+        })
+        .watches_shared_stream(nodes.subscribe(), move |node| {
+            valid(&hosts_of_node.state())
+                .filter(|h| h.spec.node_name == node.name_any())
+                .map(|h| ObjectRef::from_obj(&guarded(h)))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(host::reconcile, error_policy, ctx)
+        .for_each(|result| async move { log("CatalystHost", result) });
 
+    let feeds = futures::stream::select_all([
+        hosts.feed(Api::all(client.clone()), pool_hosts(&config.host_pool)).boxed(),
+        vms.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
+        groups.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
+        nodes.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
+    ]);
+    let feeding = tokio::spawn(feeds.for_each(|()| async {}));
+    // No placement is decided on a partial view of the hosts' ledgers. A store is whole as
+    // soon as its first list is, even while its feed waits for a controller not yet running.
+    if !stores.synced().await {
+        feeding.abort();
+        return;
+    }
+    ready();
+    tracing::info!("caches synced; reconciling");
     futures::join!(vm_controller, group_controller, host_controller);
     feeding.abort();
     tracing::info!("controllers stopped");
