@@ -15,6 +15,13 @@ pub struct ReconcileLabels {
     pub outcome: &'static str,
 }
 
+/// A failed (or waiting) reconcile: the kind, and what failed (`controller::Error::label`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+    pub error: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
@@ -28,6 +35,7 @@ pub struct HostLabel {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub duration: Family<KindLabel, Histogram>,
     pub placement_failures: Counter,
     pub host_cpu_allocated: Family<HostLabel, Gauge>,
@@ -43,6 +51,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("catalyst");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by kind and outcome (ok, error)", reconciles.clone());
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed or waited, by kind and what failed (waits: placement_race, waiting_for_deletion)",
+            reconcile_errors.clone(),
+        );
         let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
@@ -72,6 +86,7 @@ impl Default for Metrics {
         Self {
             registry,
             reconciles,
+            reconcile_errors,
             duration,
             placement_failures,
             host_cpu_allocated,

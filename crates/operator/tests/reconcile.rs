@@ -677,3 +677,36 @@ async fn a_resize_that_no_longer_fits_its_host_is_refused_and_the_vm_left_as_it_
     controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
     assert!(fake.writes().contains(&format!("PATCH {MACHINES}/api-a")));
 }
+
+#[tokio::test]
+async fn waits_requeue_soon_without_raising_the_backoff_and_every_error_is_counted_by_what_failed() {
+    use catalyst_operator::controller::{Error, error_policy};
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::Error as Finalizer;
+    use std::time::Duration;
+    let world = world();
+    let (_fake, client) = FakeApi::start();
+    let ctx = context(client, &world, vec![]);
+    let vm = vm_guard(&world, "api-a");
+    let deleting = || Error::Finalizer(Box::new(Finalizer::CleanupFailed(Error::WaitingForDeletion("x/api-a".into()))));
+    let race = Error::PlacementRace { vm: "x/api-a".into(), host: "small-1".into() };
+    for wait in [deleting(), race, deleting()] {
+        assert_eq!(error_policy(vm.clone(), &wait, ctx.clone()), Action::requeue(Duration::from_secs(1)));
+    }
+    let failed = || {
+        Error::ListHosts(kube::Error::Api(Box::new(
+            kube::core::Status::failure("boom", "InternalError").with_code(500),
+        )))
+    };
+    // The first real failure starts the backoff at its first step: the waits did not raise it.
+    assert_eq!(error_policy(vm.clone(), &failed(), ctx.clone()), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(error_policy(vm.clone(), &failed(), ctx.clone()), Action::requeue(Duration::from_secs(2)));
+    let metrics = ctx.metrics.encode();
+    for line in [
+        r#"catalyst_reconcile_errors_total{kind="CatalystVM",error="waiting_for_deletion"} 2"#,
+        r#"catalyst_reconcile_errors_total{kind="CatalystVM",error="placement_race"} 1"#,
+        r#"catalyst_reconcile_errors_total{kind="CatalystVM",error="list_hosts"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+}

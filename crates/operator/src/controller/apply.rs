@@ -69,19 +69,25 @@ pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
 
 /// Applies `desired` unless the live object is already up to date; returns the live object
 /// and whether a write was made.
-pub async fn apply<K>(api: &Api<K>, desired: K) -> Result<(K, bool), kube::Error>
+pub async fn apply<K>(api: &Api<K>, desired: K) -> Result<(K, bool), super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
 {
     let desired = with_hash(desired);
     let name = desired.name_any();
-    if let Some(live) = api.get_opt(&name).await?
+    let failed = |source| super::Error::ApplyChild {
+        kind: K::kind(&Default::default()).into_owned(),
+        name: format!("{}/{name}", desired.namespace().unwrap_or_default()),
+        source,
+    };
+    if let Some(live) = api.get_opt(&name).await.map_err(failed)?
         && up_to_date(&live, &desired)
     {
         return Ok((live, false));
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let applied = api.patch(&name, &params, &Patch::Apply(&desired)).await?;
+    let applied = api.patch(&name, &params, &Patch::Apply(&desired)).await.map_err(failed)?;
     Ok((applied, true))
 }
 

@@ -124,7 +124,7 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
         Ok(_) => {}
         // Someone else (a placement) wrote first: the watch brings the new version.
         Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
-        Err(error) => return Err(error.into()),
+        Err(source) => return Err(Error::WriteStatus { kind: "CatalystHost".into(), name: host.name_any(), source }),
     }
     if overcommitted && !was_overcommitted {
         let message =

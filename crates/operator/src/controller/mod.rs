@@ -13,7 +13,7 @@ pub mod group;
 pub mod host;
 pub mod vm;
 
-use crate::metrics::Metrics;
+use crate::metrics::{ErrorLabels, Metrics};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
@@ -38,16 +38,74 @@ pub const FINALIZER: &str = "catalyst.io/cleanup";
 /// Name the operator reports events as.
 pub const CONTROLLER_NAME: &str = "catalyst-operator";
 
+/// What a reconcile could not do, named by the call that failed; [`Error::label`] is its
+/// `catalyst_reconcile_errors_total` label. The last two are waits, not failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("applying {kind} {name}: {source}")]
+    ApplyChild { kind: String, name: String, source: kube::Error },
+    #[error("deleting {kind} {name}: {source}")]
+    DeleteChild { kind: &'static str, name: String, source: kube::Error },
+    #[error("listing the CatalystHosts of the pool: {0}")]
+    ListHosts(#[source] kube::Error),
+    #[error("reading CatalystVM {vm}: {source}")]
+    ReadVm { vm: String, source: kube::Error },
+    #[error("reading the join Secret {secret}: {source}")]
+    ReadJoinSecret { secret: String, source: kube::Error },
+    #[error("reserving room on CatalystHost {host}: {source}")]
+    ReserveHost { host: String, source: kube::Error },
+    #[error("releasing {vm} from CatalystHost {host}: {source}")]
+    ReleaseHost { vm: String, host: String, source: kube::Error },
+    #[error("writing the status of {kind} {name}: {source}")]
+    WriteStatus { kind: String, name: String, source: kube::Error },
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("placing {vm} on {host} raced with another placement; planning again")]
     PlacementRace { vm: String, host: String },
     #[error("waiting for VirtualMachine {0} to be deleted")]
     WaitingForDeletion(String),
+}
+
+impl Error {
+    /// The error inside the finalizer's wrapping, where there is one.
+    fn inner(&self) -> &Error {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            Error::Finalizer(wrapped) => match wrapped.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.inner(),
+                _ => self,
+            },
+            other => other,
+        }
+    }
+
+    /// A short, fixed name of what failed, for metrics.
+    pub fn label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self.inner() {
+            Error::ApplyChild { .. } => "apply_child",
+            Error::DeleteChild { .. } => "delete_child",
+            Error::ListHosts(_) => "list_hosts",
+            Error::ReadVm { .. } => "read_vm",
+            Error::ReadJoinSecret { .. } => "read_join_secret",
+            Error::ReserveHost { .. } => "reserve_host",
+            Error::ReleaseHost { .. } => "release_host",
+            Error::WriteStatus { .. } => "write_status",
+            Error::PlacementRace { .. } => "placement_race",
+            Error::WaitingForDeletion(_) => "waiting_for_deletion",
+            Error::Finalizer(wrapped) => match wrapped.as_ref() {
+                Finalizer::AddFinalizer(_) => "add_finalizer",
+                Finalizer::RemoveFinalizer(_) => "remove_finalizer",
+                _ => "finalizer",
+            },
+        }
+    }
+
+    /// Expected waits (a deletion under way, a placement that lost its compare-and-swap): the
+    /// object is looked at again soon, and its backoff is not raised.
+    pub fn is_wait(&self) -> bool {
+        matches!(self.inner(), Error::PlacementRace { .. } | Error::WaitingForDeletion(_))
+    }
 }
 
 /// Caches the operator reads other objects from; the truth stays in the API server.
@@ -107,7 +165,8 @@ pub async fn read_unseen(
         if ctx.stores.vm(namespace, name).is_some() {
             continue;
         }
-        match Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await? {
+        let read = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await;
+        match read.map_err(|source| Error::ReadVm { vm: key.clone(), source })? {
             Some(vm) => found.push(vm),
             None => {
                 gone.insert(key.clone());
@@ -215,9 +274,10 @@ pub fn key_of<K: Resource>(object: &K) -> String {
 
 /// Merge-patches `status` onto the object's status subresource when it differs from `old`.
 /// Returns whether a write was made.
-pub async fn patch_status<K, S>(api: &Api<K>, name: &str, old: Option<&S>, status: &S) -> Result<bool, kube::Error>
+pub async fn patch_status<K, S>(api: &Api<K>, name: &str, old: Option<&S>, status: &S) -> Result<bool, Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
     S: Serialize + PartialEq,
 {
     if old == Some(status) {
@@ -226,7 +286,9 @@ where
     let old = old.map(|o| serde_json::to_value(o).expect("a status serializes")).unwrap_or(serde_json::Value::Null);
     let new = serde_json::to_value(status).expect("a status serializes");
     let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| {
+        Error::WriteStatus { kind: K::kind(&Default::default()).into_owned(), name: name.to_string(), source }
+    })?;
     Ok(true)
 }
 
@@ -398,15 +460,28 @@ where
 }
 
 /// The error policy of all three controllers: back off exponentially, per object.
-pub fn error_policy<K: Resource>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
     let key = match &guard.0 {
         Ok(object) => key_of(object),
         Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
     };
+    let kind = K::kind(&());
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { kind: kind.to_string(), error: error.label() }).inc();
+    if error.is_wait() {
+        tracing::debug!(object = %key, %error, "waiting");
+        return Action::requeue(WAIT_AGAIN);
+    }
     let delay = ctx.backoff.failed(&key);
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
+
+/// How soon an object that waits (for a deletion, or after losing a placement race) is looked
+/// at again; its backoff stays where it is.
+const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
 pub mod runtime;
 

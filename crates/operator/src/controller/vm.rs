@@ -96,7 +96,10 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let join = match &vm.spec.node.join_secret_name {
         None => None,
         Some(secret_name) => {
-            match Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await? {
+            let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await;
+            match read
+                .map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret_name}"), source })?
+            {
                 None => {
                     let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
                     return refuse(
@@ -261,7 +264,7 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         label_selector: ctx.host_pool.label_selector().map(str::to_string),
         ..Default::default()
     };
-    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await?.items;
+    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await.map_err(Error::ListHosts)?.items;
     let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
     let (unseen, _) = read_unseen(ctx, &keys).await?;
     let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
@@ -312,7 +315,7 @@ async fn reserve(
     match api.replace_status(&host_name, &PostParams::default(), &host).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(response)) if response.code == 409 => Err(race()),
-        Err(error) => Err(error.into()),
+        Err(source) => Err(Error::ReserveHost { host: host_name.to_string(), source }),
     }
 }
 
@@ -366,9 +369,10 @@ fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
 async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(vm);
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
-    if let Some(machine) = machines.get_opt(&vm.name_any()).await? {
+    let failed = |source| Error::DeleteChild { kind: "VirtualMachine", name: key.clone(), source };
+    if let Some(machine) = machines.get_opt(&vm.name_any()).await.map_err(failed)? {
         if machine.metadata.deletion_timestamp.is_none() {
-            machines.delete(&vm.name_any(), &DeleteParams::foreground()).await?;
+            machines.delete(&vm.name_any(), &DeleteParams::foreground()).await.map_err(failed)?;
         }
         return Err(Error::WaitingForDeletion(key));
     }
@@ -382,7 +386,8 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             .map(ResourceExt::name_any),
     );
     for holder in holders {
-        let Some(mut host) = api.get_opt(&holder).await? else { continue };
+        let release = |source| Error::ReleaseHost { vm: key.clone(), host: holder.clone(), source };
+        let Some(mut host) = api.get_opt(&holder).await.map_err(release)? else { continue };
         let mut status = host.status.clone().unwrap_or_default();
         if !status.vms.contains(&key) {
             continue;
@@ -394,7 +399,7 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             Err(kube::Error::Api(response)) if response.code == 409 => {
                 return Err(Error::PlacementRace { vm: key, host: holder });
             }
-            Err(error) => return Err(error.into()),
+            Err(source) => return Err(release(source)),
         }
     }
     Ok(Action::await_change())
