@@ -106,7 +106,7 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
     let spec = set.spec.unwrap();
     assert_eq!((spec.replicas, spec.ordinals.unwrap().start), (Some(3), Some(1)));
     let pod = spec.template.spec.unwrap();
-    assert_eq!(pod.node_selector.unwrap().get("catalyst.io/vm"), Some(&format!("{ns}.api-a")));
+    assert_eq!(pod.node_selector.unwrap().get("catalyst.io/vm"), Some(&format!("api-a.{ns}")));
     let resources = pod.containers[0].resources.clone().unwrap();
     assert_eq!(resources.requests, resources.limits, "Guaranteed QoS");
 

@@ -3,7 +3,7 @@
 //! call these, so a reviewer sees in a pull request exactly what a merge will do.
 
 use crate::planner::model::EVICTION_HARD;
-use crate::validation::node_label_value;
+use crate::validation::node_name;
 use catalyst_api::kubevirt::{
     ClaimRef, CloudInitNoCloud, ContainerDisk, Cpu, DataVolumeRef, DataVolumeSource, DataVolumeSpec,
     DataVolumeTemplate, Devices, Disk, DiskTarget, Domain, Empty, Hugepages, InstanceSpec, InstanceTemplate, Interface,
@@ -33,7 +33,7 @@ pub const FIELD_MANAGER: &str = "catalyst-operator";
 pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const MANAGER: &str = "catalyst";
-    /// On a VM's node, its VirtualMachine and launcher pod: `namespace.name` of the CatalystVM.
+    /// On a VM's node, its VirtualMachine and launcher pod: `name.namespace` of the CatalystVM, as its node is named.
     pub const VM: &str = "catalyst.io/vm";
     /// On a ServiceGroup's StatefulSet, Service and pods: the group's name.
     pub const SERVICE_GROUP: &str = "catalyst.io/service-group";
@@ -116,11 +116,6 @@ pub fn cloud_init_secret_name(vm: &CatalystVM) -> String {
     format!("{}-cloud-init", vm.name_any())
 }
 
-/// Name of the Kubernetes node the VM becomes: `name.namespace`, unique in the cluster.
-pub fn node_name(vm: &CatalystVM) -> String {
-    format!("{}.{}", vm.name_any(), vm.namespace().unwrap_or_default())
-}
-
 const BOOT_DISK: &str = "boot";
 const CLOUD_INIT_DISK: &str = "cloudinit";
 const POD_NETWORK: &str = "default";
@@ -167,7 +162,7 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
             }
         })
         .collect();
-    let vm_label = node_label_value(vm);
+    let vm_label = node_name(vm);
     VirtualMachine {
         metadata: meta(
             name.clone(),
@@ -258,7 +253,7 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
         "systemReserved": {"memory": node.reserved_memory.0},
         "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),
     });
-    let mut node_labels = vec![format!("{}={}", labels::VM, node_label_value(vm))];
+    let mut node_labels = vec![format!("{}={}", labels::VM, node_name)];
     node_labels.extend(node.labels.iter().map(|(k, v)| format!("{k}={v}")));
     let mut files = vec![json!({
         "path": "/etc/kubernetes/catalyst/patches/kubeletconfiguration+merge.yaml",
@@ -299,7 +294,7 @@ pub fn cloud_init_secret(vm: &CatalystVM, join: Option<&JoinCredentials>) -> Sec
         metadata: meta(
             cloud_init_secret_name(vm),
             vm.namespace(),
-            managed_labels([(labels::VM, node_label_value(vm))]),
+            managed_labels([(labels::VM, node_name(vm))]),
             owner_reference(vm),
         ),
         type_: Some("Opaque".into()),
@@ -376,7 +371,7 @@ pub fn stateful_set(group: &ServiceGroup, vm: &CatalystVM) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
-                    node_selector: Some(BTreeMap::from([(labels::VM.to_string(), node_label_value(vm))])),
+                    node_selector: Some(BTreeMap::from([(labels::VM.to_string(), node_name(vm))])),
                     tolerations: Some(vec![Toleration {
                         key: Some(labels::DEDICATED_TAINT.into()),
                         operator: Some("Equal".into()),

@@ -243,12 +243,12 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         c.non_empty("spec.bootDisk.dataVolume.storageClassName", &volume.storage_class_name);
         c.non_empty("spec.bootDisk.dataVolume.imageUrl", &volume.image_url);
     }
-    let label = node_label_value(vm);
+    let label = node_name(vm);
     if label.len() > MAX_LABEL_VALUE {
         c.fail_schema(
             "metadata.name",
             vm.name_any(),
-            format!("the node label value {label:?} (namespace.name) must be at most {MAX_LABEL_VALUE} characters"),
+            format!("the node label value {label:?} (name.namespace) must be at most {MAX_LABEL_VALUE} characters"),
         );
     }
     if let Some(claim) = &disk.persistent_volume_claim {
@@ -365,9 +365,17 @@ pub fn label_value(value: &str) -> Result<(), String> {
     ))
 }
 
-/// The value of the `catalyst.io/vm` label on the VM's node: `namespace.name`.
-pub fn node_label_value(vm: &CatalystVM) -> String {
-    format!("{}.{}", vm.namespace().unwrap_or_default(), vm.name_any())
+/// The name of the node a VM becomes, and the value of the `catalyst.io/vm` label on it (one
+/// format for both): `name.namespace`, unique in the cluster.
+pub fn node_name(vm: &CatalystVM) -> String {
+    format!("{}.{}", vm.name_any(), vm.namespace().unwrap_or_default())
+}
+
+/// The (namespace, name) of the CatalystVM a node was made for, from its [`node_name`] or its
+/// `catalyst.io/vm` label: a namespace has no dots, so the last one splits.
+pub fn vm_of_node(value: &str) -> Option<(&str, &str)> {
+    let (name, namespace) = value.rsplit_once('.')?;
+    (!name.is_empty() && !namespace.is_empty()).then_some((namespace, name))
 }
 
 /// The longest name a replica's pod may have: pod names become hostnames, which are DNS labels.
@@ -405,6 +413,16 @@ pub fn parse_page_size(size: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_name_leads_back_to_its_vm_even_when_the_vm_name_has_dots() {
+        let mut vm = vm_with_labels(&[]);
+        vm.metadata.name = Some("sms.v2".into());
+        assert_eq!(node_name(&vm), "sms.v2.team");
+        assert_eq!(vm_of_node(&node_name(&vm)), Some(("team", "sms.v2")));
+        assert_eq!(vm_of_node("no-namespace"), None);
+        assert_eq!(vm_of_node(".team"), None);
+    }
 
     fn vm_with_labels(labels: &[(&str, &str)]) -> CatalystVM {
         let mut vm: CatalystVM = serde_json::from_value(serde_json::json!({

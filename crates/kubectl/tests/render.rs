@@ -118,7 +118,7 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     );
     let join_config: Value = serde_norway::from_str(files[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(join_config["nodeRegistration"]["name"], "kafka-2.catalyst-v3");
-    assert_eq!(join_config["nodeRegistration"]["kubeletExtraArgs"][0]["value"], "catalyst.io/vm=catalyst-v3.kafka-2");
+    assert_eq!(join_config["nodeRegistration"]["kubeletExtraArgs"][0]["value"], "catalyst.io/vm=kafka-2.catalyst-v3");
     assert_eq!(
         join_config["nodeRegistration"]["taints"][0],
         json!({"key": "catalyst.io/dedicated", "value": "kafka-2", "effect": "NoSchedule"})
@@ -157,7 +157,7 @@ fn a_service_group_becomes_a_parallel_statefulset_of_guaranteed_pinned_replicas(
     assert_eq!(spec["podManagementPolicy"], "Parallel");
     assert_eq!(spec["serviceName"], "kafka-broker-1");
     let pod = &spec["template"]["spec"];
-    assert_eq!(pod["nodeSelector"], json!({"catalyst.io/vm": "catalyst-v3.kafka-1"}));
+    assert_eq!(pod["nodeSelector"], json!({"catalyst.io/vm": "kafka-1.catalyst-v3"}));
     assert_eq!(
         pod["tolerations"][0],
         json!({"key": "catalyst.io/dedicated", "operator": "Equal", "value": "kafka-1", "effect": "NoSchedule"})

@@ -7,6 +7,7 @@ use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
 use catalyst_core::render::labels;
+use catalyst_core::validation::vm_of_node;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
@@ -173,8 +174,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         })
         // A VM's node joining or going NotReady changes the VM's status.
         .watches_shared_stream(nodes.subscribe(), |node| {
-            let value = node.labels().get(labels::VM)?;
-            let (namespace, name) = value.split_once('.')?;
+            let (namespace, name) = vm_of_node(node.labels().get(labels::VM)?)?;
             Some(ObjectRef::new(name).within(namespace))
         })
         .shutdown_on_signal()

@@ -22,7 +22,7 @@ use catalyst_core::planner::model::node_allocatable;
 use catalyst_core::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
 use catalyst_core::quantity::format_bytes;
 use catalyst_core::render::{self, JoinCredentials, labels};
-use catalyst_core::validation::{node_label_value, summary, validate_vm};
+use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{DeleteParams, PostParams};
 use kube::core::DeserializeGuard;
@@ -137,7 +137,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
     let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &host.spec.node_name)).await?;
 
-    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_label_value(vm)));
+    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_name(vm)));
     let node_ready = node.as_deref().is_some_and(node_is_ready);
     let machine_status = machine.status.unwrap_or_default();
     let printable = machine_status.printable_status.clone().unwrap_or_else(|| "Unknown".into());
