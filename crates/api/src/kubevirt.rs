@@ -248,9 +248,8 @@ pub struct StorageResources {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineStatus {
-    /// Such as Stopped, Provisioning, Starting, Running, Paused, Stopping, Terminating, ErrorUnschedulable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub printable_status: Option<String>,
+    pub printable_status: Option<PrintableStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +259,90 @@ pub struct VirtualMachineStatus {
     pub conditions: Vec<VirtualMachineCondition>,
 }
 
+/// KubeVirt's one-word summary of a VirtualMachine (`status.printableStatus`), as
+/// `VirtualMachinePrintableStatus` lists it in `staging/src/kubevirt.io/api/core/v1/types.go`
+/// (KubeVirt v1.x). A value this list lacks (a newer KubeVirt's) is kept as it is written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(from = "String", into = "String")]
+pub enum PrintableStatus {
+    Stopped,
+    Provisioning,
+    Starting,
+    Running,
+    Paused,
+    Stopping,
+    Terminating,
+    CrashLoopBackOff,
+    Migrating,
+    Unknown,
+    ErrorUnschedulable,
+    ErrImagePull,
+    ImagePullBackOff,
+    ErrorPvcNotFound,
+    DataVolumeError,
+    WaitingForVolumeBinding,
+    Other(String),
+}
+
+impl PrintableStatus {
+    const KNOWN: [(PrintableStatus, &'static str); 16] = [
+        (PrintableStatus::Stopped, "Stopped"),
+        (PrintableStatus::Provisioning, "Provisioning"),
+        (PrintableStatus::Starting, "Starting"),
+        (PrintableStatus::Running, "Running"),
+        (PrintableStatus::Paused, "Paused"),
+        (PrintableStatus::Stopping, "Stopping"),
+        (PrintableStatus::Terminating, "Terminating"),
+        (PrintableStatus::CrashLoopBackOff, "CrashLoopBackOff"),
+        (PrintableStatus::Migrating, "Migrating"),
+        (PrintableStatus::Unknown, "Unknown"),
+        (PrintableStatus::ErrorUnschedulable, "ErrorUnschedulable"),
+        (PrintableStatus::ErrImagePull, "ErrImagePull"),
+        (PrintableStatus::ImagePullBackOff, "ImagePullBackOff"),
+        (PrintableStatus::ErrorPvcNotFound, "ErrorPvcNotFound"),
+        (PrintableStatus::DataVolumeError, "DataVolumeError"),
+        (PrintableStatus::WaitingForVolumeBinding, "WaitingForVolumeBinding"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PrintableStatus::Other(other) => other,
+            known => Self::KNOWN.iter().find(|(k, _)| k == known).map_or("", |(_, name)| name),
+        }
+    }
+
+    /// A VM that cannot start until someone acts (types.go's error statuses).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            PrintableStatus::ErrorUnschedulable
+                | PrintableStatus::ErrImagePull
+                | PrintableStatus::ImagePullBackOff
+                | PrintableStatus::CrashLoopBackOff
+                | PrintableStatus::ErrorPvcNotFound
+                | PrintableStatus::DataVolumeError
+        )
+    }
+}
+
+impl From<String> for PrintableStatus {
+    fn from(text: String) -> Self {
+        Self::KNOWN.into_iter().find(|(_, name)| *name == text).map_or(PrintableStatus::Other(text), |(k, _)| k)
+    }
+}
+
+impl From<PrintableStatus> for String {
+    fn from(status: PrintableStatus) -> Self {
+        status.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for PrintableStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineCondition {
     #[serde(rename = "type")]
@@ -267,4 +350,21 @@ pub struct VirtualMachineCondition {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PrintableStatus;
+
+    #[test]
+    fn printable_statuses_read_and_write_as_kubevirt_spells_them() {
+        for (status, name) in PrintableStatus::KNOWN {
+            assert_eq!(serde_json::to_value(&status).unwrap(), name);
+            assert_eq!(serde_json::from_value::<PrintableStatus>(name.into()).unwrap(), status);
+        }
+        let newer: PrintableStatus = serde_json::from_value("WaitingForReceiver".into()).unwrap();
+        assert_eq!(newer, PrintableStatus::Other("WaitingForReceiver".into()));
+        assert_eq!(serde_json::to_value(&newer).unwrap(), "WaitingForReceiver");
+        assert!(PrintableStatus::ErrorUnschedulable.is_failure() && !newer.is_failure());
+    }
 }

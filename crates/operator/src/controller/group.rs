@@ -6,6 +6,7 @@
 
 use super::apply;
 use super::conditions::{READY, wanted};
+use super::refusal::Refusal;
 use super::{Context, Error, key_of, reconcile_guarded, refuse, report, valid};
 use catalyst_api::{CatalystVM, ServiceGroup};
 use catalyst_core::planner::{self, GroupModel, VmModel};
@@ -43,25 +44,30 @@ fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), Strin
     Err(violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))
 }
 
+/// Validates the group, finds its VM and checks that the group fits what the VM's node offers.
+fn prepare(group: &ServiceGroup, ctx: &Context) -> Result<CatalystVM, Refusal> {
+    validate_group(group).map_err(|errors| Refusal::InvalidSpec { errors: summary(&errors) })?;
+    let namespace = group.namespace().unwrap_or_default();
+    let vm = ctx
+        .stores
+        .vm(&namespace, &group.spec.vm)
+        .ok_or_else(|| Refusal::VmNotFound { vm: group.spec.vm.clone(), namespace })?;
+    fit(group, &vm, ctx).map_err(|why| Refusal::DoesNotFit { why })?;
+    Ok(vm)
+}
+
+/// The pipeline: prepare, build and apply the Service and the StatefulSet, derive the status
+/// from the StatefulSet the API server returned, report.
 async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     let namespace = group.namespace().unwrap_or_default();
     let mut status = group.status.clone().unwrap_or_default();
     let demand = GroupModel::from_group(group).demand;
     status.requested = Some(demand.into());
 
-    if let Err(errors) = validate_group(group) {
-        let message = format!("{}; nothing running was touched", summary(&errors));
-        return refuse(group, group.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
-    }
-    let Some(vm) = ctx.stores.vm(&namespace, &group.spec.vm) else {
-        let missing =
-            format!("CatalystVM {} not found in namespace {namespace}; nothing running was touched", group.spec.vm);
-        return refuse(group, group.status.as_ref(), status, ctx, "VMNotFound", missing, Action::await_change()).await;
+    let vm = match prepare(group, ctx) {
+        Ok(vm) => vm,
+        Err(refusal) => return refuse(group, group.status.as_ref(), status, ctx, &refusal).await,
     };
-    if let Err(why) = fit(group, &vm, ctx) {
-        let message = format!("{why}; nothing running was touched");
-        return refuse(group, group.status.as_ref(), status, ctx, "DoesNotFit", message, Action::await_change()).await;
-    }
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     apply::apply(&services, render::headless_service(group)).await?;

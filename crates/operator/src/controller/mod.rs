@@ -13,6 +13,7 @@ pub mod group;
 pub mod host;
 pub mod vm;
 
+use self::refusal::Refusal;
 use crate::metrics::{ErrorLabels, Metrics};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
@@ -390,23 +391,21 @@ where
     Ok(after)
 }
 
-/// Reports a problem the user must act on: `Ready=False` for `reason`, a Warning event when
-/// the status changes, then waits `after`.
+/// Reports a problem the user must act on: `Ready=False` for its reason, a Warning event when
+/// the status changes, then looks again when the refusal says.
 pub async fn refuse<K, S>(
     object: &K,
     old: Option<&S>,
     status: S,
     ctx: &Context,
-    reason: &'static str,
-    message: String,
-    after: Action,
+    refusal: &Refusal,
 ) -> Result<Action, Error>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     S: Reported,
 {
-    let not_ready = conditions::wanted(conditions::READY, false, reason, message);
-    report(object, old, status, ctx, &[not_ready], true, after).await
+    let not_ready = conditions::wanted(conditions::READY, false, refusal.reason(), refusal.message());
+    report(object, old, status, ctx, &[not_ready], true, refusal.requeue()).await
 }
 
 /// Warns about an object that does not deserialize, and waits for it to change.
@@ -483,6 +482,7 @@ where
 /// at again; its backoff stays where it is.
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
+pub mod refusal;
 pub mod runtime;
 
 pub use runtime::run;

@@ -13,10 +13,11 @@
 //! between finds the VM in a ledger on restart and adopts that host.
 
 use super::apply;
-use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, wanted};
+use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
+use super::refusal::Refusal;
 use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, refuse, report, valid};
-use catalyst_api::kubevirt::VirtualMachine;
-use catalyst_api::vm::{RunStrategy, VmPhase};
+use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
+use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::planner::model::node_allocatable;
 use catalyst_core::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
@@ -36,8 +37,6 @@ use std::time::Duration;
 
 /// How often a healthy VM is looked at again, to follow its VirtualMachine and node.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How soon a VM waiting for something outside the operator's hands is looked at again.
-const WAIT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Context>) -> Result<Action, Error> {
     reconcile_guarded("CatalystVM", guard, ctx, |vm, ctx| async move {
@@ -60,111 +59,127 @@ enum Placement {
     Nowhere(String),
 }
 
-async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
-    let name = vm.name_any();
-    let namespace = vm.namespace().unwrap_or_default();
-    let mut status = vm.status.clone().unwrap_or_default();
+/// What a VM needs before its children are built.
+struct Prepared {
+    host: CatalystHost,
+    join: Option<JoinCredentials>,
+}
 
+/// The pipeline: prepare (validate, place, check the host, read the join Secret), build and
+/// apply the children, derive the status from what was applied, report.
+async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+    let mut status = vm.status.clone().unwrap_or_default();
+    let prepared = match prepare(vm, ctx, &mut status).await? {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refuse_vm(vm, status, ctx, refusal).await,
+    };
+    let machine = apply_children(vm, &prepared, ctx).await?;
+    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_name(vm)));
+    let derived = derive(vm, &prepared, &machine.status.unwrap_or_default(), node.as_deref());
+    status.phase = Some(derived.phase);
+    status.virtual_machine_name = Some(vm.name_any());
+    status.node_name = node.as_ref().map(|n| n.name_any());
+    status.available = Some(left_for_groups(vm, ctx));
+    report(vm, vm.status.as_ref(), status, ctx, &derived.conditions, false, Action::requeue(RESYNC)).await
+}
+
+/// Validates the spec, places the VM, checks its host and reads its join credentials. A
+/// refusal leaves the VM's status phase as it was (or Pending when it has no host).
+async fn prepare(
+    vm: &CatalystVM,
+    ctx: &Context,
+    status: &mut CatalystVMStatus,
+) -> Result<Result<Prepared, Refusal>, Error> {
     if let Err(errors) = validate_vm(vm) {
         status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
-        let message = format!("{}; nothing was changed", summary(&errors));
-        return refuse(vm, vm.status.as_ref(), status, ctx, "InvalidSpec", message, Action::await_change()).await;
+        return Ok(Err(Refusal::InvalidSpec { errors: summary(&errors) }));
     }
-
     let host_name = match place(vm, ctx).await? {
         Placement::On(host) => host,
         Placement::Nowhere(why) => {
             ctx.metrics.placement_failures.inc();
             status.phase = Some(VmPhase::Pending);
-            let unscheduled =
-                [wanted(SCHEDULED, false, "Unschedulable", why.clone()), wanted(READY, false, "Unschedulable", why)];
-            return report(vm, vm.status.as_ref(), status, ctx, &unscheduled, true, Action::requeue(RESYNC)).await;
+            return Ok(Err(Refusal::Unschedulable { why }));
         }
     };
     status.host = Some(host_name.clone());
-    // Until the VirtualMachine is applied below, every way out is a refusal that changes nothing.
+    // Until the VirtualMachine is applied, every way out is a refusal that changes nothing.
     status.phase = Some(VmPhase::while_refused(status.phase, true));
-    let Some(host) = ctx.stores.host(&host_name) else {
-        let gone = format!("CatalystHost {host_name} is gone; the VM is left as it is");
-        return refuse(vm, vm.status.as_ref(), status, ctx, "HostMissing", gone, Action::requeue(WAIT)).await;
-    };
-    if let Some(overcommit) = resize_overcommits(vm, &host, ctx) {
-        let message = format!("{overcommit}; the running VM is left as it was");
-        return refuse(vm, vm.status.as_ref(), status, ctx, "DoesNotFitHost", message, Action::await_change()).await;
+    let Some(host) = ctx.stores.host(&host_name) else { return Ok(Err(Refusal::HostMissing { host: host_name })) };
+    if let Some(why) = resize_overcommits(vm, &host, ctx) {
+        return Ok(Err(Refusal::DoesNotFitHost { why }));
     }
+    Ok(read_join(vm, ctx).await?.map(|join| Prepared { host, join }))
+}
 
-    let join = match &vm.spec.node.join_secret_name {
-        None => None,
-        Some(secret_name) => {
-            let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret_name).await;
-            match read
-                .map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret_name}"), source })?
-            {
-                None => {
-                    let missing = format!("join Secret {secret_name} not found in namespace {namespace}");
-                    return refuse(
-                        vm,
-                        vm.status.as_ref(),
-                        status,
-                        ctx,
-                        "JoinSecretMissing",
-                        missing,
-                        Action::requeue(WAIT),
-                    )
-                    .await;
-                }
-                Some(secret) => match JoinCredentials::from_secret(&secret) {
-                    Ok(credentials) => Some(credentials),
-                    Err(why) => {
-                        return refuse(
-                            vm,
-                            vm.status.as_ref(),
-                            status,
-                            ctx,
-                            "JoinSecretInvalid",
-                            why,
-                            Action::requeue(WAIT),
-                        )
-                        .await;
-                    }
-                },
-            }
-        }
-    };
+/// The credentials of the Secret `spec.node.joinSecretName` names; none when it names none.
+async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinCredentials>, Refusal>, Error> {
+    let Some(secret) = &vm.spec.node.join_secret_name else { return Ok(Ok(None)) };
+    let namespace = vm.namespace().unwrap_or_default();
+    let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret).await;
+    let read = read.map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret}"), source })?;
+    Ok(match read {
+        None => Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }),
+        Some(found) => JoinCredentials::from_secret(&found).map(Some).map_err(|why| Refusal::JoinSecretInvalid { why }),
+    })
+}
 
+/// An Unschedulable VM is also reported as not Scheduled.
+async fn refuse_vm(
+    vm: &CatalystVM,
+    status: CatalystVMStatus,
+    ctx: &Context,
+    refusal: Refusal,
+) -> Result<Action, Error> {
+    if let Refusal::Unschedulable { why } = &refusal {
+        let reason = refusal.reason();
+        let unscheduled = [wanted(SCHEDULED, false, reason, why.clone()), wanted(READY, false, reason, why.clone())];
+        return report(vm, vm.status.as_ref(), status, ctx, &unscheduled, true, refusal.requeue()).await;
+    }
+    refuse(vm, vm.status.as_ref(), status, ctx, &refusal).await
+}
+
+/// Builds and applies the cloud-init Secret and the VirtualMachine; the VirtualMachine as the
+/// API server returned it.
+async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> Result<VirtualMachine, Error> {
+    let namespace = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply(&secrets, render::cloud_init_secret(vm, join.as_ref())).await?;
+    apply::apply(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref())).await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &host.spec.node_name)).await?;
+    let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &prepared.host.spec.node_name)).await?;
+    Ok(machine)
+}
 
-    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_name(vm)));
-    let node_ready = node.as_deref().is_some_and(node_is_ready);
-    let machine_status = machine.status.unwrap_or_default();
-    let printable = machine_status.printable_status.clone().unwrap_or_else(|| "Unknown".into());
-    // KubeVirt's printable statuses for a VM that cannot start: ErrorUnschedulable,
-    // ErrImagePull, ImagePullBackOff, CrashLoopBackOff, ErrorPvcNotFound, DataVolumeError ...
-    let failing = printable.starts_with("Err")
-        || printable.ends_with("Error")
-        || printable.ends_with("BackOff")
-        || printable.ends_with("NotFound");
-    let phase = match (vm.spec.run_strategy, machine_status.ready == Some(true), node_ready) {
+/// The VM's phase and its four conditions, derived from what KubeVirt and the node report.
+struct Derived {
+    phase: VmPhase,
+    conditions: [Wanted; 4],
+}
+
+/// The phase from KubeVirt's summary, its readiness and the node's.
+fn phase(run_strategy: RunStrategy, printable: &PrintableStatus, ready: bool, node_ready: bool) -> VmPhase {
+    match (run_strategy, ready, node_ready) {
         (RunStrategy::Halted, false, _) => VmPhase::Halted,
         (_, true, true) => VmPhase::Ready,
         (_, true, false) => VmPhase::Running,
-        _ if failing => VmPhase::Failed,
-        _ if printable == "Stopped" || printable == "Unknown" => VmPhase::Scheduled,
+        _ if printable.is_failure() => VmPhase::Failed,
+        _ if matches!(printable, PrintableStatus::Stopped | PrintableStatus::Unknown) => VmPhase::Scheduled,
         _ => VmPhase::Provisioning,
-    };
-    status.phase = Some(phase);
-    status.virtual_machine_name = Some(name.clone());
-    status.node_name = node.as_ref().map(|n| n.name_any());
-    status.available = Some(left_for_groups(vm, ctx));
-    let joined = match (&node, node_ready) {
+    }
+}
+
+fn derive(vm: &CatalystVM, prepared: &Prepared, machine: &VirtualMachineStatus, node: Option<&Node>) -> Derived {
+    let name = vm.name_any();
+    let host_name = prepared.host.name_any();
+    let node_ready = node.is_some_and(node_is_ready);
+    let printable = machine.printable_status.clone().unwrap_or(PrintableStatus::Unknown);
+    let phase = phase(vm.spec.run_strategy, &printable, machine.ready == Some(true), node_ready);
+    let joined = match (node, node_ready) {
         (Some(node), true) => wanted(NODE_JOINED, true, "NodeReady", format!("node {} is Ready", node.name_any())),
         (Some(node), false) => {
             wanted(NODE_JOINED, false, "NodeNotReady", format!("node {} is not Ready", node.name_any()))
         }
-        (None, _) if join.is_none() => wanted(
+        (None, _) if prepared.join.is_none() => wanted(
             NODE_JOINED,
             false,
             "NoJoinSecret",
@@ -190,10 +205,15 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
                 "spec.host names {pin}, but a placed VM never moves: it stays on CatalystHost {host_name} (re-create it to move it)"
             ),
         ),
-        _ => wanted(SCHEDULED, true, "Placed", format!("on CatalystHost {host_name} (node {})", host.spec.node_name)),
+        _ => wanted(
+            SCHEDULED,
+            true,
+            "Placed",
+            format!("on CatalystHost {host_name} (node {})", prepared.host.spec.node_name),
+        ),
     };
     // KubeVirt applies some spec changes (cores, memory) only at the next start.
-    let restart = match machine_status.conditions.iter().find(|c| c.type_ == RESTART_REQUIRED && c.status == "True") {
+    let restart = match machine.conditions.iter().find(|c| c.type_ == RESTART_REQUIRED && c.status == "True") {
         Some(pending) => wanted(
             RESTART_REQUIRED,
             true,
@@ -202,8 +222,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         ),
         None => wanted(RESTART_REQUIRED, false, "UpToDate", "the VM runs its current spec"),
     };
-    report(vm, vm.status.as_ref(), status, ctx, &[scheduled, joined, ready, restart], false, Action::requeue(RESYNC))
-        .await
+    Derived { phase, conditions: [scheduled, joined, ready, restart] }
 }
 
 fn node_is_ready(node: &Node) -> bool {
@@ -403,4 +422,24 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         }
     }
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_follows_kubevirt_and_the_node() {
+        use PrintableStatus as P;
+        let always = RunStrategy::Always;
+        assert_eq!(phase(always, &P::Running, true, true), VmPhase::Ready);
+        assert_eq!(phase(always, &P::Running, true, false), VmPhase::Running, "the node has not joined");
+        assert_eq!(phase(always, &P::ErrorUnschedulable, false, false), VmPhase::Failed);
+        assert_eq!(phase(always, &P::CrashLoopBackOff, false, false), VmPhase::Failed);
+        assert_eq!(phase(always, &P::Stopped, false, false), VmPhase::Scheduled);
+        assert_eq!(phase(always, &P::Starting, false, false), VmPhase::Provisioning);
+        assert_eq!(phase(always, &P::Other("WaitingForReceiver".into()), false, false), VmPhase::Provisioning);
+        assert_eq!(phase(RunStrategy::Halted, &P::Stopped, false, false), VmPhase::Halted);
+        assert_eq!(phase(RunStrategy::Halted, &P::Stopping, true, true), VmPhase::Ready, "still up while it stops");
+    }
 }
