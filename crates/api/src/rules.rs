@@ -66,9 +66,6 @@ pub const HOST_NUMA_CPU_WITHIN_CAPACITY: CelRule = CelRule {
     field_path: Some(".numa"),
 };
 
-pub const HUGEPAGE_SIZE: CelRule =
-    CelRule { cel: "self in ['2Mi', '1Gi']", message: "hugepages must be 2Mi or 1Gi", field_path: None };
-
 pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
     cel: "!has(self.hugepages) || !(self.hugepages in ['2Mi', '1Gi']) || !isQuantity(self.memory) || \
           quantity(self.memory).asInteger() % quantity(self.hugepages).asInteger() == 0",
@@ -115,13 +112,12 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 12] = [
+pub const ALL: [&CelRule; 11] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
     &HOST_RESERVED_MEMORY_BELOW_CAPACITY,
     &HOST_NUMA_CPU_WITHIN_CAPACITY,
-    &HUGEPAGE_SIZE,
     &VM_MEMORY_WHOLE_PAGES,
     &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
     &VM_NODE_RESERVED_CPU_BELOW_CPU,

@@ -45,9 +45,7 @@ pub struct CatalystVMSpec {
     pub memory: Quantity,
     /// Back the guest's memory with hugepages of this size: 2Mi or 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 8))]
-    #[x_kube(validation = rules::HUGEPAGE_SIZE.to_kube())]
-    pub hugepages: Option<String>,
+    pub hugepages: Option<HugepageSize>,
     /// Pin the VM to this CatalystHost. Without it the operator chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
@@ -137,6 +135,33 @@ pub struct DataVolumeSource {
 pub struct PvcSource {
     #[schemars(length(min = 1, max = 253))]
     pub claim_name: String,
+}
+
+/// The hugepage sizes x86-64 offers and KubeVirt backs a guest's memory with
+/// (`spec.domain.memory.hugepages.pageSize`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum HugepageSize {
+    #[serde(rename = "2Mi")]
+    TwoMebibytes,
+    #[serde(rename = "1Gi")]
+    OneGibibyte,
+}
+
+impl HugepageSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            HugepageSize::TwoMebibytes => 2 << 20,
+            HugepageSize::OneGibibyte => 1 << 30,
+        }
+    }
+
+    /// As KubeVirt and the CRD write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HugepageSize::TwoMebibytes => "2Mi",
+            HugepageSize::OneGibibyte => "1Gi",
+        }
+    }
 }
 
 /// KubeVirt run strategies.

@@ -7,6 +7,7 @@
 //! the compiler, not a comment, keeps I/O out; the only I/O is [`manifest::load`] reading files.
 
 pub mod crd;
+pub mod key;
 pub mod manifest;
 pub mod planner;
 pub mod pool;

@@ -187,7 +187,7 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
                         }),
                         memory: Some(Memory {
                             guest: Some(memory),
-                            hugepages: spec.hugepages.clone().map(|page_size| Hugepages { page_size }),
+                            hugepages: spec.hugepages.map(|size| Hugepages { page_size: size.as_str().to_string() }),
                         }),
                         resources: Some(Resources { requests: resources.clone(), limits: resources }),
                         devices: Devices {

@@ -185,15 +185,8 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(vm));
     let spec = &vm.spec;
     let memory = c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
-    if let Some(size) = &spec.hugepages {
-        match parse_page_size(size) {
-            None => c.fail("spec.hugepages", format!("{size:?}"), &rules::HUGEPAGE_SIZE),
-            Some(page) => {
-                if let Some(memory) = memory {
-                    c.check(memory.is_multiple_of(page), "spec.memory", &spec.memory.0, &rules::VM_MEMORY_WHOLE_PAGES);
-                }
-            }
-        }
+    if let (Some(size), Some(memory)) = (spec.hugepages, memory) {
+        c.check(memory.is_multiple_of(size.bytes()), "spec.memory", &spec.memory.0, &rules::VM_MEMORY_WHOLE_PAGES);
     }
     for (key, value) in &spec.node.labels {
         let field = format!("spec.node.labels[{key:?}]");
@@ -402,14 +395,6 @@ pub fn validate_group(group: &ServiceGroup) -> Result<(), Vec<FieldError>> {
 }
 
 /// Bytes of a hugepage size the CRD allows (2Mi or 1Gi).
-pub fn parse_page_size(size: &str) -> Option<u64> {
-    match size {
-        "2Mi" => Some(2 << 20),
-        "1Gi" => Some(1 << 30),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

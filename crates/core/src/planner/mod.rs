@@ -120,7 +120,7 @@ pub struct GroupPlan {
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     /// Such as `CatalystVM catalyst-v3/kafka-1`.
-    pub object: String,
+    pub object: Subject,
     /// `cpu`, `memory`, or a constraint such as `spreadGroup`, `host`, `numa`, `vm`.
     pub resource: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +130,52 @@ pub struct Violation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shortfall: Option<String>,
     pub message: String,
+}
+
+/// The object a violation is about: its kind and key. Written `CatalystVM team/api`, in the
+/// tables and in `-o json|yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubjectKind {
+    CatalystHost,
+    CatalystVM,
+    ServiceGroup,
+}
+
+impl Subject {
+    pub fn host(name: &str) -> Self {
+        Self { kind: SubjectKind::CatalystHost, key: name.to_string() }
+    }
+
+    pub fn vm(key: &str) -> Self {
+        Self { kind: SubjectKind::CatalystVM, key: key.to_string() }
+    }
+
+    pub fn group(key: &str) -> Self {
+        Self { kind: SubjectKind::ServiceGroup, key: key.to_string() }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}", self.kind, self.key)
+    }
+}
+
+impl Serialize for Subject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Why `about` was refused: the messages of its violations, joined.
+pub fn reasons(violations: &[Violation], about: &Subject) -> String {
+    violations.iter().filter(|v| v.object == *about).map(|v| v.message.as_str()).collect::<Vec<_>>().join("; ")
 }
 
 /// The layout's totals, computed from the objects.
@@ -394,13 +440,13 @@ fn size_order(a: &VmModel, b: &VmModel) -> std::cmp::Ordering {
         .then(b.spread_group.is_some().cmp(&a.spread_group.is_some()))
 }
 
-fn vm_object(vm: &VmModel) -> String {
-    format!("CatalystVM {}", vm.key)
+fn vm_object(vm: &VmModel) -> Subject {
+    Subject::vm(&vm.key)
 }
 
 fn overcommit_violations(host: &HostModel, used: Res) -> Vec<Violation> {
     let allocatable = host.allocatable;
-    let object = format!("CatalystHost {}", host.name);
+    let object = Subject::host(&host.name);
     let what = "its running VMs take more than it offers";
     let mut found = Vec::new();
     if used.cpu > allocatable.cpu {
@@ -413,11 +459,11 @@ fn overcommit_violations(host: &HostModel, used: Res) -> Vec<Violation> {
 }
 
 impl Violation {
-    fn constraint(object: String, resource: &str, message: String) -> Self {
+    fn constraint(object: Subject, resource: &str, message: String) -> Self {
         Self { object, resource: resource.into(), requested: None, available: None, shortfall: None, message }
     }
 
-    fn cpu(object: String, requested: u64, available: u64, context: &str) -> Self {
+    fn cpu(object: Subject, requested: u64, available: u64, context: &str) -> Self {
         let shortfall = requested.saturating_sub(available);
         Self {
             message: format!(
@@ -431,7 +477,7 @@ impl Violation {
         }
     }
 
-    fn memory(object: String, requested: u64, available: u64, context: &str) -> Self {
+    fn memory(object: Subject, requested: u64, available: u64, context: &str) -> Self {
         let shortfall = requested.saturating_sub(available);
         Self {
             message: format!(
@@ -449,13 +495,13 @@ impl Violation {
     }
 
     /// One violation per resource of `requested` that `available` does not cover.
-    fn shortfalls(object: &str, requested: Res, available: Res, context: &str) -> Vec<Violation> {
+    fn shortfalls(object: &Subject, requested: Res, available: Res, context: &str) -> Vec<Violation> {
         let mut found = Vec::new();
         if requested.cpu > available.cpu {
-            found.push(Violation::cpu(object.to_string(), requested.cpu, available.cpu, context));
+            found.push(Violation::cpu(object.clone(), requested.cpu, available.cpu, context));
         }
         if requested.memory > available.memory {
-            found.push(Violation::memory(object.to_string(), requested.memory, available.memory, context));
+            found.push(Violation::memory(object.clone(), requested.memory, available.memory, context));
         }
         found
     }
@@ -733,7 +779,7 @@ pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, V
     let mut plans = Vec::new();
     let mut violations = Vec::new();
     for group in sorted {
-        let object = format!("ServiceGroup {}", group.key);
+        let object = Subject::group(&group.key);
         let available = remaining.get(group.vm.as_str()).copied();
         let fits = match available {
             None => {

@@ -204,7 +204,7 @@ impl VmModel {
         let vcpus = u64::from(spec.cpu);
         let cpu = vcpus + u64::from(spec.isolate_emulator_thread);
         Self {
-            key: format!("{namespace}/{}", vm.name_any()),
+            key: crate::key::key(&namespace, &vm.name_any()),
             demand: Res::new(cpu, memory + overhead.memory(memory, vcpus)),
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
@@ -262,7 +262,7 @@ impl GroupModel {
         let namespace = group.namespace().unwrap_or_default();
         let replicas = u64::try_from(spec.replicas).unwrap_or(0);
         Self {
-            key: format!("{namespace}/{}", group.name_any()),
+            key: crate::key::key(&namespace, &group.name_any()),
             vm: format!("{namespace}/{}", spec.vm),
             replicas,
             demand: Res::new(replicas * u64::from(spec.cpu), replicas.saturating_mul(bytes(&spec.memory.0))),

@@ -25,9 +25,9 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The name without the namespace all the plan's objects share, if they share one.
+/// The name without the namespace.
 fn short(key: &str) -> &str {
-    key.rsplit_once('/').map_or(key, |(_, name)| name)
+    crate::key::name(key)
 }
 
 struct Canvas {
@@ -154,14 +154,8 @@ pub fn svg(plan: &Plan) -> String {
     for (vm, x, row, w) in misfits {
         let y = top + (CPU_BAR + 14.0) * row as f64;
         {
-            let why: Vec<&str> = plan
-                .violations
-                .iter()
-                .filter(|v| v.object == format!("CatalystVM {}", vm.vm))
-                .map(|v| v.message.as_str())
-                .collect();
-            let title =
-                format!("{}: {} cores, {}; {}", vm.vm, vm.demand.cpu, HumanBytes(vm.demand.memory), why.join("; "));
+            let why = super::reasons(&plan.violations, &super::Subject::vm(&vm.vm));
+            let title = format!("{}: {} cores, {}; {}", vm.vm, vm.demand.cpu, HumanBytes(vm.demand.memory), why);
             canvas.rect((x, y, w, CPU_BAR), MISFIT, Some(("unplaced", &vm.vm)), &title);
             draw_groups(&mut canvas, plan, &vm.vm, vm.demand, (x, y, w));
             canvas.label(x + 3.0, y + 19.0, short(&vm.vm), w - 6.0, "white");

@@ -38,14 +38,14 @@ fn resources(res: Res) -> String {
 
 /// Names without the namespace when every object shares one, to keep the table narrow.
 fn short<'a>(key: &'a str, common_namespace: Option<&str>) -> &'a str {
-    match (common_namespace, key.split_once('/')) {
+    match (common_namespace, crate::key::split(key)) {
         (Some(ns), Some((key_ns, name))) if ns == key_ns => name,
         _ => key,
     }
 }
 
 fn common_namespace(plan: &Plan) -> Option<String> {
-    let mut namespaces = plan.vms.iter().map(|vm| vm.vm.split_once('/').map(|(ns, _)| ns));
+    let mut namespaces = plan.vms.iter().map(|vm| crate::key::split(&vm.vm).map(|(ns, _)| ns));
     let first = namespaces.next()??;
     namespaces.all(|ns| ns == Some(first)).then(|| first.to_string())
 }

@@ -46,7 +46,7 @@ fn host_of(plan: &Plan, vm: &str) -> Option<String> {
 }
 
 fn resources_of(plan: &Plan) -> Vec<(String, String)> {
-    plan.violations.iter().map(|v| (v.object.clone(), v.resource.clone())).collect()
+    plan.violations.iter().map(|v| (v.object.to_string(), v.resource.clone())).collect()
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn an_unplaceable_vm_names_the_resource_requested_available_and_shortfall() {
     let plan = plan(&input(vec![host("a", 16, 64)], vec![vm("huge", 24, 100)]));
     assert!(!plan.fits);
     let cpu = &plan.violations[0];
-    assert_eq!((cpu.object.as_str(), cpu.resource.as_str()), ("CatalystVM ns/huge", "cpu"));
+    assert_eq!((&cpu.object, cpu.resource.as_str()), (&super::Subject::vm("ns/huge"), "cpu"));
     assert_eq!(
         (cpu.requested.as_deref(), cpu.available.as_deref(), cpu.shortfall.as_deref()),
         (Some("24"), Some("16"), Some("8"))
@@ -129,7 +129,7 @@ fn running_vms_never_move_and_overcommit_is_reported_on_the_host() {
     assert_eq!(host_of(&plan, "running").as_deref(), Some("a"));
     assert_eq!(plan.vms[0].decision, Decision::Placed);
     let violation = &plan.violations[0];
-    assert_eq!((violation.object.as_str(), violation.resource.as_str()), ("CatalystHost a", "cpu"));
+    assert_eq!((&violation.object, violation.resource.as_str()), (&super::Subject::host("a"), "cpu"));
     assert_eq!(violation.shortfall.as_deref(), Some("2"));
 }
 
@@ -150,7 +150,9 @@ fn unschedulable_hosts_keep_their_vms_and_take_no_new_ones() {
     assert_eq!(plan.hosts[0].vms, ["ns/running"]);
     assert_eq!(plan.unplaced().count(), 2);
     assert!(
-        plan.violations.iter().any(|v| v.object == "CatalystVM ns/pinned" && v.message.contains("not schedulable"))
+        plan.violations
+            .iter()
+            .any(|v| v.object == super::Subject::vm("ns/pinned") && v.message.contains("not schedulable"))
     );
 }
 
@@ -365,7 +367,7 @@ proptest! {
     fn every_unplaced_vm_and_only_those_are_explained(layout in arbitrary_layout()) {
         let plan = plan(&layout);
         for p in plan.unplaced() {
-            let object = format!("CatalystVM {}", p.vm);
+            let object = super::Subject::vm(&p.vm);
             prop_assert!(plan.violations.iter().any(|v| v.object == object), "{} unplaced without a reason", p.vm);
         }
         prop_assert_eq!(plan.fits, plan.violations.is_empty());

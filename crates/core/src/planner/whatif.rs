@@ -63,8 +63,8 @@ pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Opti
 }
 
 fn count_placement_violations(plan: &Plan) -> usize {
-    let unplaced: std::collections::BTreeSet<String> =
-        plan.unplaced().map(|vm| format!("CatalystVM {}", vm.vm)).collect();
+    let unplaced: std::collections::BTreeSet<super::Subject> =
+        plan.unplaced().map(|vm| super::Subject::vm(&vm.vm)).collect();
     plan.violations.iter().filter(|v| unplaced.contains(&v.object)).count()
 }
 

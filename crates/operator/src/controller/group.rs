@@ -40,8 +40,7 @@ fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), Strin
     if plans.iter().any(|p| p.group == key && p.fits) {
         return Ok(());
     }
-    let object = format!("ServiceGroup {key}");
-    Err(violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))
+    Err(planner::reasons(&violations, &planner::Subject::group(&key)))
 }
 
 /// Validates the group, finds its VM and checks that the group fits what the VM's node offers.

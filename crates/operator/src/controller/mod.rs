@@ -159,7 +159,7 @@ pub async fn read_unseen(
     let mut found = Vec::new();
     let mut gone = std::collections::BTreeSet::new();
     for key in keys {
-        let Some((namespace, name)) = key.split_once('/') else {
+        let Some((namespace, name)) = catalyst_core::key::split(key) else {
             gone.insert(key.clone());
             continue;
         };
@@ -265,12 +265,9 @@ impl Context {
     }
 }
 
-/// Object key for logs and backoff: `namespace/name` or `name`.
+/// Object key for ledgers, logs and backoff: `namespace/name` or `name`.
 pub fn key_of<K: Resource>(object: &K) -> String {
-    match object.namespace() {
-        Some(namespace) => format!("{namespace}/{}", object.name_any()),
-        None => object.name_any(),
-    }
+    catalyst_core::key::of(object)
 }
 
 /// Merge-patches `status` onto the object's status subresource when it differs from `old`.

@@ -293,10 +293,7 @@ async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     }
     let plan = planner::plan_within(&input, ctx.search);
     let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
-        let object = format!("CatalystVM {key}");
-        let why: Vec<&str> =
-            plan.violations.iter().filter(|v| v.object == object).map(|v| v.message.as_str()).collect();
-        return Ok(Placement::Nowhere(why.join("; ")));
+        return Ok(Placement::Nowhere(planner::reasons(&plan.violations, &planner::Subject::vm(&key))));
     };
     let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
     let chosen = fresh.into_iter().find(|h| h.name_any() == host).expect("the plan chose a listed host");
