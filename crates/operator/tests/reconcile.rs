@@ -490,15 +490,21 @@ async fn a_malformed_object_gets_a_warning_and_waits_for_a_change() {
 #[test]
 fn transient_errors_back_off_exponentially_per_object_and_reset_on_success() {
     let backoff = controller::Backoff::default();
-    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("ns/a").as_secs()).collect();
+    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("CatalystVM", "ns/a").as_secs()).collect();
     assert_eq!(delays, [1, 2, 4, 8]);
-    assert_eq!(backoff.failed("ns/b").as_secs(), 1, "per object");
+    assert_eq!(backoff.failed("CatalystVM", "ns/b").as_secs(), 1, "per object");
+    assert_eq!(backoff.failed("ServiceGroup", "ns/a").as_secs(), 1, "per kind: a group may share its VM's name");
     for _ in 0..20 {
-        backoff.failed("ns/a");
+        backoff.failed("CatalystVM", "ns/a");
     }
-    assert_eq!(backoff.failed("ns/a"), controller::Backoff::MAX);
-    backoff.succeeded("ns/a");
-    assert_eq!(backoff.failed("ns/a").as_secs(), 1);
+    assert_eq!(backoff.failed("CatalystVM", "ns/a"), controller::Backoff::MAX);
+    backoff.succeeded("CatalystVM", "ns/a");
+    assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 1);
+    // Objects that are gone are forgotten; the others keep their count.
+    backoff.failed("ServiceGroup", "ns/a");
+    backoff.prune(|kind, key| kind == "CatalystVM" && key == "ns/a");
+    assert_eq!(backoff.failed("ServiceGroup", "ns/a").as_secs(), 1, "forgotten");
+    assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 2, "kept");
 }
 
 /// (API group, resource with subresource, verb) of a request path, as RBAC sees it.

@@ -136,6 +136,19 @@ impl Stores {
         synced.is_ok()
     }
 
+    /// Whether the caches hold the object of this kind and key.
+    pub fn contains(&self, kind: &str, key: &str) -> bool {
+        let split = catalyst_core::key::split(key);
+        match (kind, split) {
+            ("CatalystHost", _) => self.hosts.get(&ObjectRef::new(key)).is_some(),
+            ("CatalystVM", Some((namespace, name))) => self.vm(namespace, name).is_some(),
+            ("ServiceGroup", Some((namespace, name))) => {
+                self.groups.get(&ObjectRef::new(name).within(namespace)).is_some()
+            }
+            _ => false,
+        }
+    }
+
     pub fn hosts(&self) -> Vec<Arc<DeserializeGuard<CatalystHost>>> {
         self.hosts.state()
     }
@@ -182,26 +195,36 @@ pub fn valid<K: Clone>(guards: &[Arc<DeserializeGuard<K>>]) -> impl Iterator<Ite
     guards.iter().filter_map(|g| g.0.as_ref().ok())
 }
 
-/// Exponential backoff per object: 1s, 2s, 4s ... up to 5 minutes; reset by a success.
+/// Exponential backoff per object (its kind and key): 1s, 2s, 4s ... up to 5 minutes; reset
+/// by a success, and forgotten once the object is gone.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<(String, String), u32>>,
 }
 
 impl Backoff {
     pub const BASE: Duration = Duration::from_secs(1);
     pub const MAX: Duration = Duration::from_secs(300);
 
-    pub fn failed(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(key.to_string()).or_insert(0);
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn failed(&self, kind: &str, key: &str) -> Duration {
+        let mut failures = self.failures();
+        let count = failures.entry((kind.to_string(), key.to_string())).or_insert(0);
         let delay = Self::BASE.saturating_mul(1u32 << (*count).min(16));
         *count += 1;
         delay.min(Self::MAX)
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    pub fn succeeded(&self, kind: &str, key: &str) {
+        self.failures().remove(&(kind.to_string(), key.to_string()));
+    }
+
+    /// Forgets the objects `exists` no longer finds.
+    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.failures().retain(|(kind, key), _| exists(kind, key));
     }
 }
 
@@ -449,7 +472,7 @@ where
     let started = std::time::Instant::now();
     let result = tracing::Instrument::instrument(apply(object.clone(), ctx.clone()), span).await;
     if result.is_ok() {
-        ctx.backoff.succeeded(&key);
+        ctx.backoff.succeeded(kind, &key);
     }
     ctx.reconciled(kind, started, &result);
     result
@@ -470,7 +493,7 @@ where
         tracing::debug!(object = %key, %error, "waiting");
         return Action::requeue(WAIT_AGAIN);
     }
-    let delay = ctx.backoff.failed(&key);
+    let delay = ctx.backoff.failed(&kind, &key);
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the operator watches and how it models VMs.
@@ -54,6 +55,9 @@ where
         _ => Api::all(client.clone()),
     }
 }
+
+/// How often the backoff of objects that are gone is forgotten.
+const PRUNE_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How many changes a controller may lag behind a shared watch before the watch waits for it.
 const SHARED_BUFFER: usize = 1024;
@@ -155,6 +159,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
     let ctx = Arc::new(ctx);
+    let ctx_for_pruning = ctx.clone();
 
     let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), stores.groups.clone(), stores.hosts.clone());
     let vm_controller = Controller::for_shared_stream(vms.subscribe(), stores.vms.clone())
@@ -225,7 +230,18 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     }
     ready();
     tracing::info!("caches synced; reconciling");
+    let pruning = {
+        let ctx = ctx_for_pruning;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_BACKOFF);
+            loop {
+                every.tick().await;
+                ctx.backoff.prune(|kind, key| ctx.stores.contains(kind, key));
+            }
+        })
+    };
     futures::join!(vm_controller, group_controller, host_controller);
+    pruning.abort();
     feeding.abort();
     tracing::info!("controllers stopped");
 }
