@@ -170,7 +170,9 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
         fake.requests(),
         [
             format!("GET {HOSTS}"),
+            // api-a's host first, then the other VM the plan placed (a batch).
             format!("PUT {HOSTS}/small-1/status"),
+            format!("PUT {HOSTS}/small-2/status"),
             format!("POST {EVENTS}"),
             format!("GET {SECRETS}/api-a-cloud-init"),
             format!("PATCH {SECRETS}/api-a-cloud-init"),
@@ -181,6 +183,8 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
     );
     let host = fake.get(&format!("{HOSTS}/small-1")).unwrap();
     assert_eq!(host["status"]["vms"], json!(["catalyst-demo/api-a"]), "the ledger holds the VM");
+    let other = fake.get(&format!("{HOSTS}/small-2")).unwrap();
+    assert_eq!(other["status"]["vms"], json!(["catalyst-demo/api-b"]), "the batch reserved api-b too");
     let machine = fake.get(&format!("{MACHINES}/api-a")).unwrap();
     assert_eq!(machine["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
     assert_eq!(machine["metadata"]["ownerReferences"][0]["uid"], "uid-api-a");
@@ -192,6 +196,16 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
     assert_eq!(vm["status"]["available"], json!({"cpu": 1, "memory": "3484Mi"}));
     let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("Provisioning")));
+}
+
+#[tokio::test]
+async fn a_vm_whose_place_a_batch_reserved_adopts_it_from_the_cached_ledger_without_planning() {
+    let (placed, fake, client) = with_api_a_placed().await;
+    controller::vm::reconcile(vm_guard(&placed, "api-b"), context(client, &placed, vec![])).await.unwrap();
+    let requests = fake.requests();
+    assert!(!requests.contains(&format!("GET {HOSTS}")), "no list of the hosts: {requests:?}");
+    assert!(requests.iter().all(|r| !r.starts_with(&format!("PUT {HOSTS}"))), "no ledger write: {requests:?}");
+    assert_eq!(fake.get(&format!("{VMS}/api-b")).unwrap()["status"]["host"], "small-2");
 }
 
 #[tokio::test]

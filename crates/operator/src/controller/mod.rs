@@ -502,6 +502,7 @@ where
 /// at again; its backoff stays where it is.
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
+pub mod placement;
 pub mod refusal;
 pub mod runtime;
 

@@ -1,26 +1,18 @@
-//! CatalystVM -> KubeVirt VirtualMachine (and its cloud-init Secret), placed by the planner.
-//!
-//! ## Placement that is safe under concurrency and restarts
-//! The truth is in the API server, never in memory. Each CatalystHost's `status.vms` is the
-//! ledger of the VMs it holds. To place a VM, the reconciler lists the hosts afresh, plans the
-//! whole layout from their ledgers (every placed VM sticky), then appends the VM to its host's
-//! ledger with a compare-and-swap: a `replace` of the host's status carrying the
-//! `resourceVersion` it listed, after checking the host still has room. Placements in one
-//! process take turns (the concurrent reconciles of a leader would otherwise plan from the same
-//! snapshot and break a spread group across two hosts); placements of two processes (a leader
-//! handing over) cannot both win the same host: the second write gets 409 Conflict and plans
-//! again. Only then is the host written into the VM's own status. An operator that dies in
-//! between finds the VM in a ledger on restart and adopts that host.
+//! CatalystVM -> KubeVirt VirtualMachine (and its cloud-init Secret), placed by
+//! [`super::placement`]: prepare (validate, place, check the host, read the join Secret), apply
+//! the children, derive the status, report; on deletion, the VirtualMachine goes before the
+//! VM's place in its host's ledger is released.
 
 use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
+use super::placement::{Placement, place};
 use super::refusal::Refusal;
-use super::{Context, Error, FINALIZER, key_of, read_unseen, reconcile_guarded, refuse, report, valid};
+use super::{Context, Error, FINALIZER, key_of, reconcile_guarded, refuse, report, valid};
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::planner::model::node_allocatable;
-use catalyst_core::planner::{self, GroupModel, HostModel, PlanInput, Res, VmModel};
+use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
 use catalyst_core::quantity::format_bytes;
 use catalyst_core::render::{self, JoinCredentials, labels};
 use catalyst_core::validation::{node_name, summary, validate_vm};
@@ -28,10 +20,9 @@ use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{DeleteParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, Resource, ResourceExt};
-use std::collections::{BTreeSet, HashMap};
+use kube::{Api, ResourceExt};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +42,6 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Contex
         .map_err(|e| Error::Finalizer(Box::new(e)))
     })
     .await
-}
-
-/// What became of the attempt to give the VM a host.
-enum Placement {
-    On(String),
-    Nowhere(String),
 }
 
 /// What a VM needs before its children are built.
@@ -230,109 +215,6 @@ fn node_is_ready(node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The host each VM holds a place on: its status, or a ledger entry not yet copied there.
-fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, String> {
-    let mut placed: HashMap<String, String> = HashMap::new();
-    for host in hosts {
-        for key in host.status.iter().flat_map(|s| &s.vms) {
-            placed.insert(key.clone(), host.name_any());
-        }
-    }
-    for vm in vms {
-        if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
-            placed.insert(key_of(*vm), host);
-        }
-    }
-    placed
-}
-
-/// The layout as the planner sees it: `hosts`, and the VMs of the store with `current` (the
-/// object being reconciled) in place of its possibly older copy.
-fn plan_input(ctx: &Context, current: &CatalystVM, hosts: &[&CatalystHost], unseen: &[CatalystVM]) -> PlanInput {
-    let vm_guards = ctx.stores.vms.state();
-    let current_key = key_of(current);
-    let mut vms: Vec<&CatalystVM> = valid(&vm_guards).filter(|vm| key_of(*vm) != current_key).collect();
-    vms.push(current);
-    vms.extend(unseen.iter().filter(|vm| key_of(*vm) != current_key));
-    let placed = placements(hosts, &vms);
-    PlanInput {
-        hosts: hosts.iter().map(|h| HostModel::from_host(h)).collect(),
-        vms: vms
-            .iter()
-            .map(|vm| {
-                let mut model = VmModel::from_vm(vm, &ctx.overhead);
-                model.placed = placed.get(&model.key).cloned();
-                model
-            })
-            .collect(),
-        groups: Vec::new(),
-    }
-}
-
-async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
-    if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
-        return Ok(Placement::On(host));
-    }
-    let key = key_of(vm);
-    // One placement at a time in this process (exactly one process writes, by leader
-    // election), planned from the hosts' ledgers as the API server has them now.
-    let _one_at_a_time = ctx.placement.lock().await;
-    let pool = kube::api::ListParams {
-        label_selector: ctx.host_pool.label_selector().map(str::to_string),
-        ..Default::default()
-    };
-    let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await.map_err(Error::ListHosts)?.items;
-    let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
-    let (unseen, _) = read_unseen(ctx, &keys).await?;
-    let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
-    if let Some(adopted) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
-        tracing::info!(host = %adopted, "adopting the reservation found in the host's ledger");
-        return Ok(Placement::On(adopted));
-    }
-    let plan = planner::plan_within(&input, ctx.search);
-    let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
-        return Ok(Placement::Nowhere(planner::reasons(&plan.violations, &planner::Subject::vm(&key))));
-    };
-    let demand = input.vms.iter().find(|m| m.key == key).map(|m| m.demand).unwrap_or_default();
-    let chosen = fresh.into_iter().find(|h| h.name_any() == host).expect("the plan chose a listed host");
-    reserve(ctx, chosen, &key, demand, &input).await?;
-    tracing::info!(%host, "placed");
-    ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
-    Ok(Placement::On(host))
-}
-
-/// Appends `key` to the ledger of `host` (as just read) with a compare-and-swap on the
-/// resourceVersion it was read at, after checking its ledger still leaves room for `demand`.
-async fn reserve(
-    ctx: &Context,
-    mut host: CatalystHost,
-    key: &str,
-    demand: Res,
-    input: &PlanInput,
-) -> Result<(), Error> {
-    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
-    let host_name = host.name_any();
-    let mut status = host.status.clone().unwrap_or_default();
-    if status.vms.iter().any(|k| k == key) {
-        return Ok(());
-    }
-    // The plan's VMs include every ledger entry (those the cache had not seen were read).
-    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
-    let used = status.vms.iter().filter_map(|k| demands.get(k.as_str())).fold(demand, |sum, d| sum + *d);
-    let race = || Error::PlacementRace { vm: key.to_string(), host: host_name.to_string() };
-    if !HostModel::from_host(&host).allocatable.covers(&used) {
-        return Err(race());
-    }
-    status.vms.push(key.to_string());
-    status.vms.sort();
-    host.status = Some(status);
-    match api.replace_status(&host_name, &PostParams::default(), &host).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(response)) if response.code == 409 => Err(race()),
-        Err(source) => Err(Error::ReserveHost { host: host_name.to_string(), source }),
-    }
 }
 
 /// When a placed VM's new size no longer fits its host (with everything else the host holds),
