@@ -30,6 +30,10 @@ struct Args {
     /// (milliseconds). Placements take turns, so this bounds how long one can hold the others.
     #[arg(long, env = "CATALYST_SEARCH_MILLISECONDS", default_value_t = 200)]
     search_milliseconds: u64,
+    /// How many objects each controller reconciles at once. It bounds the requests in flight
+    /// (a reconcile makes its requests one after another) and so the connections and memory.
+    #[arg(long, env = "CATALYST_RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    reconcile_concurrency: u16,
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -141,6 +145,7 @@ async fn main() -> ExitCode {
     let config = Config {
         namespaces: args.namespaces.clone(),
         host_pool: args.host_selector.clone(),
+        concurrency: args.reconcile_concurrency,
         instance: Some(identity.clone()),
         search: catalyst_core::planner::SearchBudget {
             time: Duration::from_millis(args.search_milliseconds),

@@ -35,6 +35,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// The exact search's budget per placement.
     pub search: catalyst_core::planner::SearchBudget,
+    /// Objects each controller reconciles at once; 0 is unbounded.
+    pub concurrency: u16,
 }
 
 /// The watch of the pool's hosts: the API server filters by the pool's selector.
@@ -162,7 +164,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let ctx_for_pruning = ctx.clone();
 
     let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), stores.groups.clone(), stores.hosts.clone());
+    let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(), stores.vms.clone())
+        .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns))
         .owns_stream(children::<Secret>(&client, ns))
         // Room freed on a host may let a waiting VM in.
@@ -187,6 +191,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .for_each(|result| async move { log("CatalystVM", result) });
 
     let group_controller = Controller::for_shared_stream(groups.subscribe(), stores.groups.clone())
+        .with_config(settings.clone())
         .owns_stream(children::<StatefulSet>(&client, ns))
         .owns_stream(children::<Service>(&client, ns))
         .watches_shared_stream(vms.subscribe(), move |vm| {
@@ -201,6 +206,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .for_each(|result| async move { log("ServiceGroup", result) });
 
     let host_controller = Controller::for_shared_stream(hosts.subscribe(), stores.hosts.clone())
+        .with_config(settings)
         .watches_shared_stream(vms.subscribe(), |vm| {
             let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
             Some(ObjectRef::new(&host))
