@@ -133,6 +133,9 @@ async fn run(n: usize, steady: Duration) -> Figures {
         before = now;
     }
     let (requests, writes) = (before.0, before.1 - setup_writes);
+    let get = http::Request::get("/emulator/requests").body(Vec::new()).unwrap();
+    let counts: BTreeMap<String, u64> = client.request(get).await.unwrap();
+    eprintln!("N = {n}: requests by verb and resource (the bench's own included): {counts:?}");
     tokio::time::sleep(steady).await;
     let steady_requests = operator_requests(&client).await.0 - before.0;
     let (cpu, peak_rss_mib) = usage(operator.id());

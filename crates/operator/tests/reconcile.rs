@@ -170,8 +170,10 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
         fake.requests(),
         [
             format!("GET {HOSTS}"),
-            // api-a's host first, then the other VM the plan placed (a batch).
+            // api-a's host first, then the other VM the plan placed (a batch); each VM's Placed
+            // event once its ledger is written.
             format!("PUT {HOSTS}/small-1/status"),
+            format!("POST {EVENTS}"),
             format!("PUT {HOSTS}/small-2/status"),
             format!("POST {EVENTS}"),
             format!("GET {SECRETS}/api-a-cloud-init"),
@@ -206,6 +208,19 @@ async fn a_vm_whose_place_a_batch_reserved_adopts_it_from_the_cached_ledger_with
     assert!(!requests.contains(&format!("GET {HOSTS}")), "no list of the hosts: {requests:?}");
     assert!(requests.iter().all(|r| !r.starts_with(&format!("PUT {HOSTS}"))), "no ledger write: {requests:?}");
     assert_eq!(fake.get(&format!("{VMS}/api-b")).unwrap()["status"]["host"], "small-2");
+}
+
+#[tokio::test]
+async fn a_reconcile_of_a_copy_that_does_not_show_its_own_status_write_yet_writes_nothing() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    fake.forget_requests();
+    // The caches still hold the copies from before the first reconcile's writes.
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -228,6 +228,59 @@ impl Backoff {
     }
 }
 
+/// The status this operator last wrote for each object (a digest, transition times left out)
+/// and the resourceVersion it wrote over. A reconcile of a cached copy that does not show that
+/// write yet (still at that version) would otherwise write the same status again.
+#[derive(Default)]
+pub struct Written {
+    last: Mutex<HashMap<(String, String), WrittenOver>>,
+}
+
+/// The resourceVersion a status was written over, and the status's digest.
+type WrittenOver = (Option<String>, u64);
+
+impl Written {
+    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), WrittenOver>> {
+        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `digest` is what was last written over `version`.
+    pub fn already(&self, kind: &str, key: &str, version: Option<&str>, digest: u64) -> bool {
+        self.last()
+            .get(&(kind.to_string(), key.to_string()))
+            .is_some_and(|(over, written)| over.as_deref() == version && *written == digest)
+    }
+
+    pub fn record(&self, kind: &str, key: &str, version: Option<String>, digest: u64) {
+        self.last().insert((kind.to_string(), key.to_string()), (version, digest));
+    }
+
+    /// Forgets the objects `exists` no longer finds.
+    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.last().retain(|(kind, key), _| exists(kind, key));
+    }
+}
+
+/// A digest of a status without its conditions' transition times (a stale reconcile computes
+/// those anew).
+pub fn digest<S: Serialize>(status: &S) -> u64 {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.remove("lastTransitionTime");
+                fields.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(status).expect("a status serializes");
+    strip(&mut value);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&value.to_string(), &mut hasher);
+    std::hash::Hasher::finish(&hasher)
+}
+
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
@@ -235,6 +288,7 @@ pub struct Context {
     pub stores: Stores,
     pub overhead: Overhead,
     pub backoff: Backoff,
+    pub written: Written,
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
     pub metrics: Arc<Metrics>,
@@ -264,6 +318,7 @@ impl Context {
             stores,
             overhead,
             backoff: Backoff::default(),
+            written: Written::default(),
             clock: now,
             metrics: Arc::default(),
             placement: tokio::sync::Mutex::new(()),
@@ -401,7 +456,15 @@ where
     let merged = conditions::merge(status.conditions(), wanted, generation, &(ctx.clock)());
     *status.conditions() = merged;
     *status.observed_generation() = generation;
+    let (kind, key, version) = (K::kind(&()), key_of(object), object.meta().resource_version.clone());
+    let digest = digest(&status);
+    if ctx.written.already(&kind, &key, version.as_deref(), digest) {
+        return Ok(after);
+    }
     let written = patch_status(&api, &object.name_any(), old, &status).await?;
+    if written {
+        ctx.written.record(&kind, &key, version, digest);
+    }
     if written
         && problem
         && let Some(failing) = wanted.iter().find(|w| !w.status)

@@ -43,7 +43,7 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     }
     let key = key_of(vm);
     if let Some(host) = cached_reservation(ctx, &key) {
-        return Ok(adopt(vm, ctx, host).await);
+        return Ok(adopt(host));
     }
     // One placement at a time in this process (exactly one process writes, by leader
     // election), planned from the hosts' ledgers as the API server has them now.
@@ -57,7 +57,7 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     let (unseen, _) = read_unseen(ctx, &keys).await?;
     let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
     if let Some(host) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
-        return Ok(adopt(vm, ctx, host).await);
+        return Ok(adopt(host));
     }
     let plan = planner::plan_within(&input, ctx.search);
     let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
@@ -71,15 +71,26 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         Reservation::Lost => Error::PlacementRace { vm: key.clone(), host: host.clone() },
         Reservation::Failed(source) => Error::ReserveHost { host: host.clone(), source },
     })?;
+    announce(ctx, &host, &mine).await;
     for (other, keys) in batches {
         let Some(listed) = fresh.remove(&other) else { continue };
-        if let Err(error) = reserve(ctx, listed, &keys, &input).await {
-            tracing::debug!(host = %other, ?error, "a batched placement was dropped; its VMs plan again");
+        match reserve(ctx, listed, &keys, &input).await {
+            Ok(()) => announce(ctx, &other, &keys).await,
+            Err(error) => tracing::debug!(host = %other, ?error, "a batched placement was dropped; its VMs plan again"),
         }
     }
     tracing::info!(%host, batch = mine.len(), "placed");
-    ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
     Ok(Placement::On(host))
+}
+
+/// A `Placed` event for each VM just written into `host`'s ledger, once, when it is written.
+async fn announce(ctx: &Context, host: &str, keys: &[String]) {
+    for key in keys {
+        let Some((namespace, name)) = catalyst_core::key::split(key) else { continue };
+        if let Some(vm) = ctx.stores.vm(namespace, name) {
+            ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
+        }
+    }
 }
 
 /// A host whose cached ledger holds the VM.
@@ -87,9 +98,9 @@ fn cached_reservation(ctx: &Context, key: &str) -> Option<String> {
     valid(&ctx.stores.hosts()).find(|h| h.status.iter().any(|s| s.vms.iter().any(|k| k == key))).map(|h| h.name_any())
 }
 
-async fn adopt(vm: &CatalystVM, ctx: &Context, host: String) -> Placement {
-    tracing::info!(%host, "adopting the reservation found in the host's ledger");
-    ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
+/// A reservation written by a batch (its `Placed` event was published then) or before a crash.
+fn adopt(host: String) -> Placement {
+    tracing::debug!(%host, "adopting the reservation found in the host's ledger");
     Placement::On(host)
 }
 

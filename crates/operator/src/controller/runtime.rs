@@ -243,6 +243,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             loop {
                 every.tick().await;
                 ctx.backoff.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.written.prune(|kind, key| ctx.stores.contains(kind, key));
             }
         })
     };
