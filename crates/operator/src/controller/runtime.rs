@@ -16,8 +16,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -77,7 +78,32 @@ where
 {
     store: Store<K>,
     writer: Writer<K>,
-    subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    subscribers: Vec<mpsc::Sender<Change<K>>>,
+}
+
+/// A changed object, and whether the change deleted it.
+struct Change<K> {
+    object: Arc<K>,
+    deleted: bool,
+}
+
+/// Which changes of a kind wake a controller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Every change, status included.
+    OnAnyChange,
+    /// A change of what the controller reads: the spec (generation), labels, annotations,
+    /// finalizers, deletion. Not the status, which this operator writes itself: its own status
+    /// writes, and a watch that lists again, wake nothing.
+    OnSpecChange,
+}
+
+/// What [`Wake::OnSpecChange`] compares.
+fn spec_digest(meta: &kube::core::ObjectMeta) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&meta.generation, &meta.labels, &meta.annotations, &meta.finalizers, meta.deletion_timestamp.is_some())
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl<K> Shared<K>
@@ -92,10 +118,27 @@ where
 
     /// The kind's changed objects, for one more controller; taken before the watch starts, so
     /// that no controller misses the first list.
-    fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
+    fn subscribe(&mut self, wake: Wake) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         let (sender, receiver) = mpsc::channel(SHARED_BUFFER);
         self.subscribers.push(sender);
+        let mut seen: HashMap<(Option<String>, Option<String>), u64> = HashMap::new();
         futures::stream::unfold(receiver, |mut receiver| async move { Some((receiver.recv().await?, receiver)) })
+            .filter_map(move |change: Change<K>| {
+                let meta = change.object.meta();
+                let key = (meta.namespace.clone(), meta.name.clone());
+                let wakes = match wake {
+                    Wake::OnAnyChange => true,
+                    Wake::OnSpecChange if change.deleted => {
+                        seen.remove(&key);
+                        true
+                    }
+                    Wake::OnSpecChange => {
+                        let digest = spec_digest(meta);
+                        seen.insert(key, digest) != Some(digest)
+                    }
+                };
+                std::future::ready(wakes.then_some(change.object))
+            })
     }
 
     /// The watch that fills the cache and feeds the subscribers; it waits for a subscriber
@@ -107,19 +150,20 @@ where
         reflector::reflector(self.writer, watcher(api, config)).default_backoff().then(move |event| {
             let (subscribers, store) = (subscribers.clone(), store.clone());
             async move {
-                let changed = match event {
-                    Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => vec![Arc::new(object)],
-                    Ok(watcher::Event::InitDone) => store.state(),
-                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => Vec::new(),
+                let (changed, deleted) = match event {
+                    Ok(watcher::Event::Apply(object)) => (vec![Arc::new(object)], false),
+                    Ok(watcher::Event::Delete(object)) => (vec![Arc::new(object)], true),
+                    Ok(watcher::Event::InitDone) => (store.state(), false),
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => (Vec::new(), false),
                     Err(error) => {
                         tracing::warn!(%error, "a watch failed; retrying with backoff");
-                        Vec::new()
+                        (Vec::new(), false)
                     }
                 };
                 for object in changed {
                     for subscriber in subscribers.iter() {
                         // A controller that has stopped no longer listens.
-                        let _ = subscriber.send(object.clone()).await;
+                        let _ = subscriber.send(Change { object: object.clone(), deleted }).await;
                     }
                 }
             }
@@ -165,24 +209,24 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
 
     let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), stores.groups.clone(), stores.hosts.clone());
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
-    let vm_controller = Controller::for_shared_stream(vms.subscribe(), stores.vms.clone())
+    let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns))
         .owns_stream(children::<Secret>(&client, ns))
-        // Room freed on a host may let a waiting VM in.
-        .watches_shared_stream(hosts.subscribe(), move |_| {
+        // Room freed on a host (its ledger, a status) may let a waiting VM in.
+        .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), move |_| {
             valid(&unplaced_vms.state())
                 .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_ref()).is_none())
                 .map(|vm| ObjectRef::from_obj(&guarded(vm)))
                 .collect::<Vec<_>>()
         })
-        // What a VM's node still offers (status.available) changes with its ServiceGroups.
-        .watches_shared_stream(groups.subscribe(), |group| {
+        // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
+        .watches_shared_stream(groups.subscribe(Wake::OnSpecChange), |group| {
             let group = group.0.as_ref().ok()?;
             Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
         })
         // A VM's node joining or going NotReady changes the VM's status.
-        .watches_shared_stream(nodes.subscribe(), |node| {
+        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), |node| {
             let (namespace, name) = vm_of_node(node.labels().get(labels::VM)?)?;
             Some(ObjectRef::new(name).within(namespace))
         })
@@ -190,11 +234,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .run(vm::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystVM", result) });
 
-    let group_controller = Controller::for_shared_stream(groups.subscribe(), stores.groups.clone())
+    let group_controller = Controller::for_shared_stream(groups.subscribe(Wake::OnSpecChange), stores.groups.clone())
         .with_config(settings.clone())
         .owns_stream(children::<StatefulSet>(&client, ns))
         .owns_stream(children::<Service>(&client, ns))
-        .watches_shared_stream(vms.subscribe(), move |vm| {
+        // A group renders from its VM's spec and name, never from its status.
+        .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let Ok(vm) = &vm.0 else { return Vec::new() };
             valid(&groups_of_vm.state())
                 .filter(|g| g.namespace() == vm.namespace() && g.spec.vm == vm.name_any())
@@ -205,13 +250,14 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .run(group::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("ServiceGroup", result) });
 
-    let host_controller = Controller::for_shared_stream(hosts.subscribe(), stores.hosts.clone())
+    let host_controller = Controller::for_shared_stream(hosts.subscribe(Wake::OnAnyChange), stores.hosts.clone())
         .with_config(settings)
-        .watches_shared_stream(vms.subscribe(), |vm| {
+        // A VM's placement (its status) changes its host's figures.
+        .watches_shared_stream(vms.subscribe(Wake::OnAnyChange), |vm| {
             let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
             Some(ObjectRef::new(&host))
         })
-        .watches_shared_stream(nodes.subscribe(), move |node| {
+        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), move |node| {
             valid(&hosts_of_node.state())
                 .filter(|h| h.spec.node_name == node.name_any())
                 .map(|h| ObjectRef::from_obj(&guarded(h)))
