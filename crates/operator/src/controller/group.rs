@@ -31,7 +31,11 @@ fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), Strin
     let guards = ctx.stores.groups.state();
     let key = key_of(group);
     let mut groups: Vec<GroupModel> = valid(&guards)
-        .filter(|g| g.namespace() == group.namespace() && g.spec.vm == group.spec.vm && key_of(*g) != key)
+        .filter(|g| {
+            g.metadata.namespace == group.metadata.namespace
+                && g.spec.vm == group.spec.vm
+                && g.metadata.name != group.metadata.name
+        })
         .map(GroupModel::from_group)
         .collect();
     groups.push(GroupModel::from_group(group));

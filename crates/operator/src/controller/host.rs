@@ -50,10 +50,16 @@ pub fn desired_status(
             .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
             .map(|vm| key_of(*vm)),
     );
-    let allocated = vms
+    // The ledger is short; the VMs are many: each entry is looked up, no key is built per VM.
+    let unseen_by_key: std::collections::HashMap<String, &CatalystVM> =
+        unseen.iter().map(|vm| (key_of(vm), vm)).collect();
+    let allocated = ledger
         .iter()
-        .filter(|vm| ledger.contains(&key_of(**vm)))
-        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &ctx.overhead).demand);
+        .filter_map(|key| {
+            let (namespace, name) = catalyst_core::key::split(key)?;
+            ctx.stores.vm(namespace, name).or_else(|| unseen_by_key.get(key).map(|vm| (*vm).clone()))
+        })
+        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(&vm, &ctx.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
 
     let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));

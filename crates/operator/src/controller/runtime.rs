@@ -242,7 +242,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let Ok(vm) = &vm.0 else { return Vec::new() };
             valid(&groups_of_vm.state())
-                .filter(|g| g.namespace() == vm.namespace() && g.spec.vm == vm.name_any())
+                .filter(|g| {
+                    g.metadata.namespace == vm.metadata.namespace && vm.metadata.name.as_ref() == Some(&g.spec.vm)
+                })
                 .map(|g| ObjectRef::from_obj(&guarded(g)))
                 .collect()
         })

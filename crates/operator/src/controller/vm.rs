@@ -223,14 +223,14 @@ fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Op
     // Only the VMs on this host are modelled: this runs on every reconcile of a placed VM.
     let host_name = host.name_any();
     let ledger: BTreeSet<&String> = host.status.iter().flat_map(|s| &s.vms).collect();
-    let key = key_of(vm);
     let on_host = |candidate: &CatalystVM| match candidate.status.as_ref().and_then(|s| s.host.as_ref()) {
         Some(placed) => *placed == host_name,
         None => ledger.contains(&key_of(candidate)),
     };
     let guards = ctx.stores.vms.state();
+    // Compared without building keys: this scans every VM on every reconcile of a placed one.
     let used = valid(&guards)
-        .filter(|other| key_of(*other) != key)
+        .filter(|other| other.metadata.name != vm.metadata.name || other.metadata.namespace != vm.metadata.namespace)
         .chain(std::iter::once(vm))
         .filter(|candidate| on_host(candidate))
         .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
@@ -249,10 +249,8 @@ fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Op
 /// What the VM's node still offers after the ServiceGroups that fit in it.
 fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
     let guards = ctx.stores.groups.state();
-    let namespace = vm.namespace();
-    let name = vm.name_any();
     let groups: Vec<GroupModel> = valid(&guards)
-        .filter(|g| g.namespace() == namespace && g.spec.vm == name)
+        .filter(|g| g.metadata.namespace == vm.metadata.namespace && vm.metadata.name.as_ref() == Some(&g.spec.vm))
         .map(GroupModel::from_group)
         .collect();
     let model = VmModel::from_vm(vm, &ctx.overhead);
