@@ -389,6 +389,68 @@ async fn assert_consistent(client: &Client, ns: &str, layout: &Layout) {
     assert_eq!(machines.len(), layout.vms.len());
 }
 
+/// Many VMs at once on few hosts, more than fit (three 30-core hosts take three 8-core VMs
+/// each): the batch places exactly as many as fit, no host is overcommitted, no VM sits in two
+/// ledgers, a spread group holds, and the rest are Unschedulable.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_vms_at_once_on_few_hosts_fill_them_and_never_overcommit() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("many").await;
+    let mut layout = crowded(&ns);
+    let template = layout.vms[0].clone();
+    layout.vms = (1..=14)
+        .map(|i| {
+            let mut vm = template.clone();
+            vm.metadata.name = Some(format!("vm-{i:02}"));
+            vm.spec.placement.spread_group = (i <= 3).then(|| "trio".to_string());
+            vm
+        })
+        .collect();
+    let _operator = Operator::start(&cluster, &ns);
+    layout.apply(&cluster.client).await;
+    let hosts: Api<CatalystHost> = Api::all(cluster.client.clone());
+    let ledgers = eventually("nine VMs in the ledgers, five refused", CONVERGE, || async {
+        let mut ledgers: Vec<(String, Vec<String>)> = Vec::new();
+        for host in &layout.hosts {
+            let status = hosts.get(&host.name_any()).await.ok()?.status?;
+            ledgers.push((host.name_any(), status.vms.clone()));
+        }
+        let unschedulable = vms(&cluster.client, &ns)
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|vm| {
+                vm.status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .any(|c| c.type_ == "Scheduled" && c.reason == "Unschedulable")
+            })
+            .count();
+        (ledgers.iter().map(|(_, vms)| vms.len()).sum::<usize>() == 9 && unschedulable == 5).then_some(ledgers)
+    })
+    .await;
+    let mut all: Vec<&String> = ledgers.iter().flat_map(|(_, vms)| vms).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 9, "a VM sits in two ledgers: {ledgers:?}");
+    for (host, vms) in &ledgers {
+        assert_eq!(vms.len(), 3, "{host} holds {vms:?}");
+        let trio = vms.iter().filter(|k| ["01", "02", "03"].iter().any(|i| k.ends_with(&format!("vm-{i}")))).count();
+        assert!(trio <= 1, "the spread group is broken on {host}: {vms:?}");
+    }
+    for host in &layout.hosts {
+        let status = hosts.get(&host.name_any()).await.unwrap().status.unwrap();
+        assert!(
+            !status.conditions.iter().any(|c| c.type_ == "Overcommitted" && c.status == "True"),
+            "{} is overcommitted",
+            host.name_any()
+        );
+    }
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_killed_mid_convergence_converges_after_a_restart() {
     let cluster = Cluster::start().await;
