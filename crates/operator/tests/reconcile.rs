@@ -90,6 +90,7 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         vms: store(guarded(&world.vms)),
         groups: store(guarded(&world.groups)),
         nodes: store(nodes),
+        groups_by_vm: Arc::new(controller::index::GroupsByVm::of(&guarded(&world.groups))),
     };
     let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;

@@ -28,16 +28,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<ServiceGroup>>, ctx: Arc<Cont
 
 /// Whether the group fits what its VM's node offers, and if not, why.
 fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), String> {
-    let guards = ctx.stores.groups.state();
+    let guards = ctx.stores.groups_of_vm(&group.namespace().unwrap_or_default(), &group.spec.vm);
     let key = key_of(group);
-    let mut groups: Vec<GroupModel> = valid(&guards)
-        .filter(|g| {
-            g.metadata.namespace == group.metadata.namespace
-                && g.spec.vm == group.spec.vm
-                && g.metadata.name != group.metadata.name
-        })
-        .map(GroupModel::from_group)
-        .collect();
+    let mut groups: Vec<GroupModel> =
+        valid(&guards).filter(|g| g.metadata.name != group.metadata.name).map(GroupModel::from_group).collect();
     groups.push(GroupModel::from_group(group));
     let model = VmModel::from_vm(vm, &ctx.overhead);
     let (plans, violations) = planner::fit_groups(&groups, &[&model]);

@@ -116,6 +116,8 @@ pub struct Stores {
     pub vms: Store<DeserializeGuard<CatalystVM>>,
     pub groups: Store<DeserializeGuard<ServiceGroup>>,
     pub nodes: Store<Node>,
+    /// The groups of each VM, kept beside `groups` by the same watch.
+    pub groups_by_vm: Arc<index::GroupsByVm>,
 }
 
 impl Stores {
@@ -159,6 +161,16 @@ impl Stores {
 
     pub fn vm(&self, namespace: &str, name: &str) -> Option<CatalystVM> {
         self.vms.get(&ObjectRef::new(name).within(namespace)).and_then(|g| g.0.as_ref().ok().cloned())
+    }
+
+    /// The valid ServiceGroups in `namespace` that name the VM `vm`.
+    pub fn groups_of_vm(&self, namespace: &str, vm: &str) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
+        self.groups_by_vm
+            .groups_of(namespace, vm)
+            .iter()
+            .filter_map(|name| self.groups.get(&ObjectRef::new(name).within(namespace)))
+            .filter(|guard| guard.0.is_ok())
+            .collect()
     }
 }
 
@@ -565,6 +577,7 @@ where
 /// at again; its backoff stays where it is.
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
+pub mod index;
 pub mod placement;
 pub mod refusal;
 pub mod runtime;

@@ -1,5 +1,6 @@
 //! Wiring: the caches, the three controllers and what wakes each of them.
 
+use super::index::GroupsByVm;
 use super::{Context, Stores, error_policy, group, host, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
@@ -79,6 +80,29 @@ where
     store: Store<K>,
     writer: Writer<K>,
     subscribers: Vec<mpsc::Sender<Change<K>>>,
+    /// Kept current with the cache, before any controller hears of a change.
+    index: Option<Arc<dyn Index<K>>>,
+}
+
+/// A secondary index a watch keeps beside its cache.
+trait Index<K>: Send + Sync {
+    fn applied(&self, object: &K);
+    fn deleted(&self, object: &K);
+    fn listed(&self, all: &[Arc<K>]);
+}
+
+impl Index<DeserializeGuard<ServiceGroup>> for GroupsByVm {
+    fn applied(&self, group: &DeserializeGuard<ServiceGroup>) {
+        self.apply(group);
+    }
+
+    fn deleted(&self, group: &DeserializeGuard<ServiceGroup>) {
+        self.delete(group);
+    }
+
+    fn listed(&self, all: &[Arc<DeserializeGuard<ServiceGroup>>]) {
+        self.rebuild(all.iter().map(|group| group.as_ref()));
+    }
 }
 
 /// A changed object, and whether the change deleted it.
@@ -113,7 +137,7 @@ where
 {
     fn new() -> Self {
         let (store, writer) = reflector::store();
-        Self { store, writer, subscribers: Vec::new() }
+        Self { store, writer, subscribers: Vec::new(), index: None }
     }
 
     /// The kind's changed objects, for one more controller; taken before the watch starts, so
@@ -146,10 +170,18 @@ where
     /// dispatcher does), because a controller drops a request for an object its cache lacks.
     fn feed(self, api: Api<K>, config: watcher::Config) -> impl Stream<Item = ()> + Send {
         let subscribers = Arc::new(self.subscribers);
-        let store = self.store;
+        let (store, index) = (self.store, self.index);
         reflector::reflector(self.writer, watcher(api, config)).default_backoff().then(move |event| {
-            let (subscribers, store) = (subscribers.clone(), store.clone());
+            let (subscribers, store, index) = (subscribers.clone(), store.clone(), index.clone());
             async move {
+                if let Some(index) = &index {
+                    match &event {
+                        Ok(watcher::Event::Apply(object)) => index.applied(object),
+                        Ok(watcher::Event::Delete(object)) => index.deleted(object),
+                        Ok(watcher::Event::InitDone) => index.listed(&store.state()),
+                        _ => {}
+                    }
+                }
                 let (changed, deleted) = match event {
                     Ok(watcher::Event::Apply(object)) => (vec![Arc::new(object)], false),
                     Ok(watcher::Event::Delete(object)) => (vec![Arc::new(object)], true),
@@ -192,12 +224,15 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let mut hosts = Shared::<DeserializeGuard<CatalystHost>>::new();
     let mut vms = Shared::<DeserializeGuard<CatalystVM>>::new();
     let mut groups = Shared::<DeserializeGuard<ServiceGroup>>::new();
+    let groups_by_vm = Arc::new(GroupsByVm::default());
+    groups.index = Some(groups_by_vm.clone());
     let mut nodes = Shared::<Node>::new();
     let stores = Stores {
         hosts: hosts.store.clone(),
         vms: vms.store.clone(),
         groups: groups.store.clone(),
         nodes: nodes.store.clone(),
+        groups_by_vm: groups_by_vm.clone(),
     };
     let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;
@@ -207,7 +242,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let ctx = Arc::new(ctx);
     let ctx_for_pruning = ctx.clone();
 
-    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), stores.groups.clone(), stores.hosts.clone());
+    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), groups_by_vm.clone(), stores.hosts.clone());
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
@@ -240,13 +275,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .owns_stream(children::<Service>(&client, ns))
         // A group renders from its VM's spec and name, never from its status.
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
-            let Ok(vm) = &vm.0 else { return Vec::new() };
-            valid(&groups_of_vm.state())
-                .filter(|g| {
-                    g.metadata.namespace == vm.metadata.namespace && vm.metadata.name.as_ref() == Some(&g.spec.vm)
-                })
-                .map(|g| ObjectRef::from_obj(&guarded(g)))
-                .collect()
+            let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
+            groups_of_vm
+                .groups_of(&namespace, &name)
+                .into_iter()
+                .map(|group| ObjectRef::new(&group).within(&namespace))
+                .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
         .run(group::reconcile, error_policy, ctx.clone())

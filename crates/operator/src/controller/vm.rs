@@ -248,11 +248,8 @@ fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Op
 
 /// What the VM's node still offers after the ServiceGroups that fit in it.
 fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
-    let guards = ctx.stores.groups.state();
-    let groups: Vec<GroupModel> = valid(&guards)
-        .filter(|g| g.metadata.namespace == vm.metadata.namespace && vm.metadata.name.as_ref() == Some(&g.spec.vm))
-        .map(GroupModel::from_group)
-        .collect();
+    let guards = ctx.stores.groups_of_vm(&vm.namespace().unwrap_or_default(), &vm.name_any());
+    let groups: Vec<GroupModel> = valid(&guards).map(GroupModel::from_group).collect();
     let model = VmModel::from_vm(vm, &ctx.overhead);
     let (plans, _) = planner::fit_groups(&groups, &[&model]);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
