@@ -90,7 +90,8 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         vms: store(guarded(&world.vms)),
         groups: store(guarded(&world.groups)),
         nodes: store(nodes),
-        groups_by_vm: Arc::new(controller::index::GroupsByVm::of(&guarded(&world.groups))),
+        groups_by_vm: Arc::new(controller::index::GroupsByVm::groups().of(&guarded(&world.groups))),
+        vms_by_host: Arc::new(controller::index::VmsByHost::vms().of(&guarded(&world.vms))),
     };
     let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;

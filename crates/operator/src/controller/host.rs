@@ -39,16 +39,16 @@ pub fn desired_status(
 ) -> CatalystHostStatus {
     let name = host.name_any();
     let old = host.status.clone().unwrap_or_default();
-    let guards = ctx.stores.vms.state();
-    let vms: Vec<&CatalystVM> = valid(&guards).chain(unseen).collect();
+    let guards = ctx.stores.vms_on(&name);
     let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
     // A VM whose status names this host but which the ledger lacks is put back, unless it is
     // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
     ledger.extend(
-        vms.iter()
+        valid(&guards)
+            .chain(unseen)
             .filter(|vm| vm.metadata.deletion_timestamp.is_none())
             .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
-            .map(|vm| key_of(*vm)),
+            .map(key_of),
     );
     // The ledger is short; the VMs are many: each entry is looked up, no key is built per VM.
     let unseen_by_key: std::collections::HashMap<String, &CatalystVM> =

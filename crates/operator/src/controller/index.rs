@@ -1,84 +1,108 @@
-//! The ServiceGroups of each CatalystVM, kept by the groups' watch beside their cache, so a
-//! reconcile finds a VM's groups without scanning every group (it did, three times per
-//! reconcile, which made convergence grow with the square of the layout).
+//! Secondary indexes kept by a watch beside its cache, so a reconcile finds the objects that
+//! concern it without scanning every object (it did, several times per reconcile, which made
+//! convergence grow with the square of the layout): the ServiceGroups of each VM, and the
+//! CatalystVMs on each host (or on none yet).
 
-use catalyst_api::ServiceGroup;
-use kube::ResourceExt;
+use catalyst_api::{CatalystVM, ServiceGroup};
 use kube::core::DeserializeGuard;
+use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
-/// (namespace, VM name) -> the names of the groups that name that VM; and each group's VM.
-#[derive(Default)]
-pub struct GroupsByVm {
-    by_vm: RwLock<Indexed>,
+/// Objects by a key computed from each: key -> their (namespace, name), and back.
+pub struct Index<K> {
+    key: fn(&K) -> Option<String>,
+    entries: RwLock<Entries>,
 }
 
 #[derive(Default)]
-struct Indexed {
-    groups: HashMap<(String, String), BTreeSet<String>>,
-    vm_of: HashMap<(String, String), String>,
+struct Entries {
+    by_key: HashMap<String, BTreeSet<(String, String)>>,
+    key_of: HashMap<(String, String), String>,
 }
+
+/// The ServiceGroups of each VM: key `namespace/vm`.
+pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>>;
+/// The CatalystVMs by the host their status names; key `""` for the VMs on none.
+pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
 
 impl GroupsByVm {
-    /// An index of these groups (a cache's whole content).
-    pub fn of<'a>(groups: impl IntoIterator<Item = &'a DeserializeGuard<ServiceGroup>>) -> Self {
-        let index = Self::default();
-        index.rebuild(groups);
-        index
+    pub fn groups() -> Self {
+        Self::new(|group| {
+            let valid = group.0.as_ref().ok()?;
+            Some(catalyst_core::key::key(&valid.namespace().unwrap_or_default(), &valid.spec.vm))
+        })
+    }
+}
+
+impl VmsByHost {
+    pub fn vms() -> Self {
+        Self::new(|vm| Some(vm.0.as_ref().ok()?.status.as_ref().and_then(|s| s.host.clone()).unwrap_or_default()))
+    }
+}
+
+impl<K: Resource> Index<K> {
+    fn new(key: fn(&K) -> Option<String>) -> Self {
+        Self { key, entries: RwLock::default() }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexed> {
-        self.by_vm.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// This index, of these objects (a cache's whole content).
+    pub fn of<'a>(self, objects: impl IntoIterator<Item = &'a K>) -> Self
+    where
+        K: 'a,
+    {
+        self.rebuild(objects);
+        self
     }
 
-    /// A group created or changed: it now names `spec.vm` (a malformed one names nothing).
-    pub fn apply(&self, group: &DeserializeGuard<ServiceGroup>) {
-        let mut indexed = self.write();
-        let key = (group.namespace().unwrap_or_default(), group.name_any());
-        if let Some(old) = indexed.vm_of.remove(&key)
-            && let Some(names) = indexed.groups.get_mut(&(key.0.clone(), old.clone()))
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An object created or changed.
+    pub fn apply(&self, object: &K) {
+        let id = (object.namespace().unwrap_or_default(), object.name_any());
+        let key = (self.key)(object);
+        let mut entries = self.write();
+        entries.remove(&id);
+        if let Some(key) = key {
+            entries.by_key.entry(key.clone()).or_default().insert(id.clone());
+            entries.key_of.insert(id, key);
+        }
+    }
+
+    pub fn delete(&self, object: &K) {
+        self.write().remove(&(object.namespace().unwrap_or_default(), object.name_any()));
+    }
+
+    /// After a (re)list: the index of exactly these objects.
+    pub fn rebuild<'a>(&self, objects: impl IntoIterator<Item = &'a K>)
+    where
+        K: 'a,
+    {
+        *self.write() = Entries::default();
+        for object in objects {
+            self.apply(object);
+        }
+    }
+
+    /// The (namespace, name) of the objects under `key`.
+    pub fn get(&self, key: &str) -> Vec<(String, String)> {
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.by_key.get(key).map(|ids| ids.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl Entries {
+    fn remove(&mut self, id: &(String, String)) {
+        if let Some(old) = self.key_of.remove(id)
+            && let Some(ids) = self.by_key.get_mut(&old)
         {
-            names.remove(&key.1);
-            if names.is_empty() {
-                indexed.groups.remove(&(key.0.clone(), old));
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_key.remove(&old);
             }
         }
-        if let Ok(valid) = &group.0 {
-            indexed.groups.entry((key.0.clone(), valid.spec.vm.clone())).or_default().insert(key.1.clone());
-            indexed.vm_of.insert(key, valid.spec.vm.clone());
-        }
-    }
-
-    pub fn delete(&self, group: &DeserializeGuard<ServiceGroup>) {
-        let mut indexed = self.write();
-        let key = (group.namespace().unwrap_or_default(), group.name_any());
-        if let Some(vm) = indexed.vm_of.remove(&key)
-            && let Some(names) = indexed.groups.get_mut(&(key.0.clone(), vm.clone()))
-        {
-            names.remove(&key.1);
-            if names.is_empty() {
-                indexed.groups.remove(&(key.0, vm));
-            }
-        }
-    }
-
-    /// After a (re)list: the index of exactly these groups.
-    pub fn rebuild<'a>(&self, groups: impl IntoIterator<Item = &'a DeserializeGuard<ServiceGroup>>) {
-        *self.write() = Indexed::default();
-        for group in groups {
-            self.apply(group);
-        }
-    }
-
-    /// The names of the groups in `namespace` that name the VM `vm`.
-    pub fn groups_of(&self, namespace: &str, vm: &str) -> Vec<String> {
-        let indexed = self.by_vm.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        indexed
-            .groups
-            .get(&(namespace.to_string(), vm.to_string()))
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
     }
 }
 
@@ -95,15 +119,19 @@ mod tests {
         .unwrap()))
     }
 
+    fn names(ids: Vec<(String, String)>) -> Vec<String> {
+        ids.into_iter().map(|(_, name)| name).collect()
+    }
+
     #[test]
-    fn follows_groups_that_move_to_another_vm_and_groups_that_go() {
-        let index = GroupsByVm::of([&group("a", "vm-1"), &group("b", "vm-1")]);
-        assert_eq!(index.groups_of("team", "vm-1"), ["a", "b"]);
+    fn follows_objects_that_change_key_and_objects_that_go() {
+        let index = GroupsByVm::groups().of([&group("a", "vm-1"), &group("b", "vm-1")]);
+        assert_eq!(names(index.get("team/vm-1")), ["a", "b"]);
         index.apply(&group("b", "vm-2"));
-        assert_eq!(index.groups_of("team", "vm-1"), ["a"]);
-        assert_eq!(index.groups_of("team", "vm-2"), ["b"]);
+        assert_eq!(names(index.get("team/vm-1")), ["a"]);
+        assert_eq!(names(index.get("team/vm-2")), ["b"]);
         index.delete(&group("a", "vm-1"));
-        assert!(index.groups_of("team", "vm-1").is_empty());
-        assert!(index.groups_of("other", "vm-2").is_empty());
+        assert!(index.get("team/vm-1").is_empty());
+        assert!(index.get("other/vm-2").is_empty());
     }
 }

@@ -118,6 +118,8 @@ pub struct Stores {
     pub nodes: Store<Node>,
     /// The groups of each VM, kept beside `groups` by the same watch.
     pub groups_by_vm: Arc<index::GroupsByVm>,
+    /// The VMs on each host (by their status), kept beside `vms` by the same watch.
+    pub vms_by_host: Arc<index::VmsByHost>,
 }
 
 impl Stores {
@@ -166,9 +168,19 @@ impl Stores {
     /// The valid ServiceGroups in `namespace` that name the VM `vm`.
     pub fn groups_of_vm(&self, namespace: &str, vm: &str) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
         self.groups_by_vm
-            .groups_of(namespace, vm)
+            .get(&catalyst_core::key::key(namespace, vm))
             .iter()
-            .filter_map(|name| self.groups.get(&ObjectRef::new(name).within(namespace)))
+            .filter_map(|(namespace, name)| self.groups.get(&ObjectRef::new(name).within(namespace)))
+            .filter(|guard| guard.0.is_ok())
+            .collect()
+    }
+
+    /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
+    pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
+        self.vms_by_host
+            .get(host)
+            .iter()
+            .filter_map(|(namespace, name)| self.vms.get(&ObjectRef::new(name).within(namespace)))
             .filter(|guard| guard.0.is_ok())
             .collect()
     }

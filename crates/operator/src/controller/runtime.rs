@@ -1,6 +1,6 @@
 //! Wiring: the caches, the three controllers and what wakes each of them.
 
-use super::index::GroupsByVm;
+use super::index;
 use super::{Context, Stores, error_policy, group, host, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
@@ -91,17 +91,17 @@ trait Index<K>: Send + Sync {
     fn listed(&self, all: &[Arc<K>]);
 }
 
-impl Index<DeserializeGuard<ServiceGroup>> for GroupsByVm {
-    fn applied(&self, group: &DeserializeGuard<ServiceGroup>) {
-        self.apply(group);
+impl<K: Resource + Send + Sync> Index<K> for index::Index<K> {
+    fn applied(&self, object: &K) {
+        self.apply(object);
     }
 
-    fn deleted(&self, group: &DeserializeGuard<ServiceGroup>) {
-        self.delete(group);
+    fn deleted(&self, object: &K) {
+        self.delete(object);
     }
 
-    fn listed(&self, all: &[Arc<DeserializeGuard<ServiceGroup>>]) {
-        self.rebuild(all.iter().map(|group| group.as_ref()));
+    fn listed(&self, all: &[Arc<K>]) {
+        self.rebuild(all.iter().map(|object| object.as_ref()));
     }
 }
 
@@ -224,8 +224,10 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let mut hosts = Shared::<DeserializeGuard<CatalystHost>>::new();
     let mut vms = Shared::<DeserializeGuard<CatalystVM>>::new();
     let mut groups = Shared::<DeserializeGuard<ServiceGroup>>::new();
-    let groups_by_vm = Arc::new(GroupsByVm::default());
+    let groups_by_vm = Arc::new(index::GroupsByVm::groups());
     groups.index = Some(groups_by_vm.clone());
+    let vms_by_host = Arc::new(index::VmsByHost::vms());
+    vms.index = Some(vms_by_host.clone());
     let mut nodes = Shared::<Node>::new();
     let stores = Stores {
         hosts: hosts.store.clone(),
@@ -233,6 +235,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         groups: groups.store.clone(),
         nodes: nodes.store.clone(),
         groups_by_vm: groups_by_vm.clone(),
+        vms_by_host: vms_by_host.clone(),
     };
     let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;
@@ -242,7 +245,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let ctx = Arc::new(ctx);
     let ctx_for_pruning = ctx.clone();
 
-    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.vms.clone(), groups_by_vm.clone(), stores.hosts.clone());
+    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.clone(), groups_by_vm.clone(), stores.hosts.clone());
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
@@ -250,10 +253,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .owns_stream(children::<Secret>(&client, ns))
         // Room freed on a host (its ledger, a status) may let a waiting VM in.
         .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), move |_| {
-            valid(&unplaced_vms.state())
-                .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_ref()).is_none())
-                .map(|vm| ObjectRef::from_obj(&guarded(vm)))
-                .collect::<Vec<_>>()
+            valid(&unplaced_vms.vms_on("")).map(|vm| ObjectRef::from_obj(&guarded(vm))).collect::<Vec<_>>()
         })
         // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
         .watches_shared_stream(groups.subscribe(Wake::OnSpecChange), |group| {
@@ -276,11 +276,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         // A group renders from its VM's spec and name, never from its status.
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
-            groups_of_vm
-                .groups_of(&namespace, &name)
-                .into_iter()
-                .map(|group| ObjectRef::new(&group).within(&namespace))
-                .collect::<Vec<_>>()
+            let groups = groups_of_vm.get(&catalyst_core::key::key(&namespace, &name));
+            groups.into_iter().map(|(namespace, group)| ObjectRef::new(&group).within(&namespace)).collect::<Vec<_>>()
         })
         .shutdown_on_signal()
         .run(group::reconcile, error_policy, ctx.clone())

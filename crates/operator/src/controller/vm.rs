@@ -21,6 +21,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -222,17 +223,17 @@ fn node_is_ready(node: &Node) -> bool {
 fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
     // Only the VMs on this host are modelled: this runs on every reconcile of a placed VM.
     let host_name = host.name_any();
-    let ledger: BTreeSet<&String> = host.status.iter().flat_map(|s| &s.vms).collect();
-    let on_host = |candidate: &CatalystVM| match candidate.status.as_ref().and_then(|s| s.host.as_ref()) {
-        Some(placed) => *placed == host_name,
-        None => ledger.contains(&key_of(candidate)),
-    };
-    let guards = ctx.stores.vms.state();
-    // Compared without building keys: this scans every VM on every reconcile of a placed one.
+    // The VMs whose status names the host, and those its ledger holds that name none yet.
+    let mut guards = ctx.stores.vms_on(&host_name);
+    let reserved = host.status.iter().flat_map(|s| &s.vms).filter_map(|key| catalyst_core::key::split(key));
+    guards.extend(
+        reserved
+            .filter_map(|(namespace, name)| ctx.stores.vms.get(&ObjectRef::new(name).within(namespace)))
+            .filter(|guard| guard.0.as_ref().is_ok_and(|other| other.status.as_ref().is_none_or(|s| s.host.is_none()))),
+    );
     let used = valid(&guards)
         .filter(|other| other.metadata.name != vm.metadata.name || other.metadata.namespace != vm.metadata.namespace)
         .chain(std::iter::once(vm))
-        .filter(|candidate| on_host(candidate))
         .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
     (!allocatable.covers(&used)).then(|| {
