@@ -226,6 +226,23 @@ async fn a_reconcile_of_a_copy_that_does_not_show_its_own_status_write_yet_write
 }
 
 #[tokio::test]
+async fn a_secret_known_to_be_current_is_not_read_again_until_its_watch_sees_another_version() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    let secret = format!("GET {SECRETS}/api-a-cloud-init");
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert!(!fake.requests().contains(&secret), "{:?}", fake.requests());
+    // Someone edits it: the watch reports a version the operator did not write.
+    ctx.known.observed("Secret", "catalyst-demo/api-a-cloud-init", Some("edited"));
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+    assert!(fake.requests().contains(&secret), "{:?}", fake.requests());
+}
+
+#[tokio::test]
 async fn an_unchanged_world_costs_no_write() {
     let (settled, fake, client) = with_api_a_placed().await;
     controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();

@@ -13,6 +13,61 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Debug;
 
+/// The children whose live version this operator knows to hold what it last applied: (kind,
+/// `namespace/name`) -> (the applied hash, the resourceVersion it read or wrote). The children's
+/// watch forgets an entry as soon as it sees another version (an edit by hand, a deletion), so
+/// a child known current is neither read nor written again.
+#[derive(Default)]
+pub struct Known {
+    current: std::sync::Mutex<std::collections::HashMap<(String, String), (String, String)>>,
+}
+
+impl Known {
+    fn current(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (String, String)>> {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn holds(&self, kind: &str, key: &str, hash: &str) -> bool {
+        self.current().get(&(kind.to_string(), key.to_string())).is_some_and(|(applied, _)| applied == hash)
+    }
+
+    fn record(&self, kind: &str, key: &str, hash: String, version: Option<String>) {
+        let entry = (kind.to_string(), key.to_string());
+        match version {
+            Some(version) => self.current().insert(entry, (hash, version)),
+            None => self.current().remove(&entry),
+        };
+    }
+
+    /// The children's watch saw `version` of the child, or its deletion (`None`): anything
+    /// but the version recorded makes the child unknown again.
+    pub fn observed(&self, kind: &str, key: &str, version: Option<&str>) {
+        let mut current = self.current();
+        let entry = (kind.to_string(), key.to_string());
+        if current.get(&entry).is_some_and(|(_, known)| Some(known.as_str()) != version) {
+            current.remove(&entry);
+        }
+    }
+}
+
+/// Applies `desired` unless this child is known to hold it already (see [`Known`]): for the
+/// children whose body the reconciler does not read back.
+pub async fn apply_known<K>(api: &Api<K>, desired: K, known: &Known) -> Result<(), super::Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&Default::default()).into_owned();
+    let key = catalyst_core::key::of(&desired);
+    let hash = with_hash(desired.clone()).annotations().get(APPLIED_HASH).cloned().unwrap_or_default();
+    if known.holds(&kind, &key, &hash) {
+        return Ok(());
+    }
+    let (live, _) = apply(api, desired).await?;
+    known.record(&kind, &key, hash, live.meta().resource_version.clone());
+    Ok(())
+}
+
 /// Annotation holding the hash of what Catalyst last applied to a child.
 pub const APPLIED_HASH: &str = "catalyst.io/applied-hash";
 

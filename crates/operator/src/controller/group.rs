@@ -67,7 +67,7 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     };
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply(&services, render::headless_service(group)).await?;
+    apply::apply_known(&services, render::headless_service(group), &ctx.known).await?;
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let (set, _) = apply::apply(&sets, render::stateful_set(group, &vm)).await?;
 

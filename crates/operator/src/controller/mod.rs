@@ -313,6 +313,8 @@ pub struct Context {
     pub overhead: Overhead,
     pub backoff: Backoff,
     pub written: Written,
+    /// The Secrets and Services known to hold what was last applied to them.
+    pub known: Arc<apply::Known>,
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
     pub metrics: Arc<Metrics>,
@@ -343,6 +345,7 @@ impl Context {
             overhead,
             backoff: Backoff::default(),
             written: Written::default(),
+            known: Arc::default(),
             clock: now,
             metrics: Arc::default(),
             placement: tokio::sync::Mutex::new(()),

@@ -1,5 +1,6 @@
 //! Wiring: the caches, the three controllers and what wakes each of them.
 
+use super::apply::Known;
 use super::index;
 use super::{Context, Stores, error_policy, group, host, valid, vm};
 use crate::metrics::Metrics;
@@ -9,7 +10,7 @@ use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
 use catalyst_core::render::labels;
 use catalyst_core::validation::vm_of_node;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
@@ -204,17 +205,34 @@ where
 }
 
 /// Owned children by metadata only: a change wakes the owner; the reconciler reads a child's
-/// body only when it must compare it, so no Secret data or spec sits in memory.
+/// body only when it must compare it, so no Secret data or spec sits in memory. With `known`,
+/// every version seen (or deletion) is reported to it, so a child known to be current stops
+/// being known the moment it changes.
 fn children<K>(
     client: &Client,
     namespaces: &[String],
+    known: Option<Arc<Known>>,
 ) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    watcher(scoped::<PartialObjectMeta<K>>(client, namespaces), managed).default_backoff().touched_objects()
+    let kind = K::kind(&Default::default()).into_owned();
+    watcher(scoped::<PartialObjectMeta<K>>(client, namespaces), managed)
+        .default_backoff()
+        .inspect_ok(move |event| {
+            let Some(known) = &known else { return };
+            let seen = |child: &PartialObjectMeta<K>| catalyst_core::key::of(child);
+            match event {
+                watcher::Event::Apply(child) | watcher::Event::InitApply(child) => {
+                    known.observed(&kind, &seen(child), child.metadata.resource_version.as_deref());
+                }
+                watcher::Event::Delete(child) => known.observed(&kind, &seen(child), None),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        })
+        .touched_objects()
 }
 
 /// Runs the three controllers until SIGTERM or SIGINT, once every cache has synced; each kind
@@ -249,8 +267,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
-        .owns_stream(children::<VirtualMachine>(&client, ns))
-        .owns_stream(children::<Secret>(&client, ns))
+        .owns_stream(children::<VirtualMachine>(&client, ns, None))
+        .owns_stream(children::<Secret>(&client, ns, Some(ctx.known.clone())))
         // Room freed on a host (its ledger, a status) may let a waiting VM in.
         .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), move |_| {
             valid(&unplaced_vms.vms_on("")).map(|vm| ObjectRef::from_obj(&guarded(vm))).collect::<Vec<_>>()
@@ -271,8 +289,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
 
     let group_controller = Controller::for_shared_stream(groups.subscribe(Wake::OnSpecChange), stores.groups.clone())
         .with_config(settings.clone())
-        .owns_stream(children::<StatefulSet>(&client, ns))
-        .owns_stream(children::<Service>(&client, ns))
+        .owns_stream(children::<StatefulSet>(&client, ns, None))
+        .owns_stream(children::<Service>(&client, ns, Some(ctx.known.clone())))
         // A group renders from its VM's spec and name, never from its status.
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());

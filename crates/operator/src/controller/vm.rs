@@ -130,7 +130,7 @@ async fn refuse_vm(
 async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> Result<VirtualMachine, Error> {
     let namespace = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref())).await?;
+    apply::apply_known(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref()), &ctx.known).await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
     let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &prepared.host.spec.node_name)).await?;
     Ok(machine)
