@@ -89,7 +89,7 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
         assert!(numbers_as_floats(&chart) == numbers_as_floats(&generated), "the chart's {name} differs from crds/");
     }
 
-    // The RBAC is the rules of operator/src/rbac.rs, and nothing else.
+    // The RBAC is the rules of crates/operator/src/rbac.rs, and nothing else.
     let role = &of_kind(&rendered, "ClusterRole")[0];
     assert_eq!(role["rules"], serde_json::to_value(rbac::policy_rules(rbac::CLUSTER)).unwrap());
     let lease_role = &of_kind(&rendered, "Role")[0];
