@@ -14,27 +14,36 @@ use serde_json::Value;
 use std::fmt::Debug;
 
 /// The children whose live version this operator knows to hold what it last applied: (kind,
-/// `namespace/name`) -> (the applied hash, the resourceVersion it read or wrote). The children's
-/// watch forgets an entry as soon as it sees another version (an edit by hand, a deletion), so
-/// a child known current is neither read nor written again.
+/// `namespace/name`) -> the applied hash, the resourceVersion it read or wrote, and the status
+/// it read there (for the kinds whose status the reconciler reads back). The children's watch
+/// forgets an entry as soon as it sees another version (an edit by hand, a deletion, a status
+/// written by KubeVirt or the StatefulSet controller), so a child known current is neither
+/// read nor written again.
 #[derive(Default)]
 pub struct Known {
-    current: std::sync::Mutex<std::collections::HashMap<(String, String), (String, String)>>,
+    current: std::sync::Mutex<std::collections::HashMap<(String, String), KnownVersion>>,
+}
+
+struct KnownVersion {
+    hash: String,
+    version: String,
+    status: Value,
 }
 
 impl Known {
-    fn current(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (String, String)>> {
+    fn current(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), KnownVersion>> {
         self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn holds(&self, kind: &str, key: &str, hash: &str) -> bool {
-        self.current().get(&(kind.to_string(), key.to_string())).is_some_and(|(applied, _)| applied == hash)
+    /// The status read with the child, when the child is known to hold `hash`.
+    fn holding(&self, kind: &str, key: &str, hash: &str) -> Option<Value> {
+        self.current().get(&(kind.to_string(), key.to_string())).filter(|k| k.hash == hash).map(|k| k.status.clone())
     }
 
-    fn record(&self, kind: &str, key: &str, hash: String, version: Option<String>) {
+    fn record(&self, kind: &str, key: &str, hash: String, version: Option<String>, status: Value) {
         let entry = (kind.to_string(), key.to_string());
         match version {
-            Some(version) => self.current().insert(entry, (hash, version)),
+            Some(version) => self.current().insert(entry, KnownVersion { hash, version, status }),
             None => self.current().remove(&entry),
         };
     }
@@ -44,28 +53,38 @@ impl Known {
     pub fn observed(&self, kind: &str, key: &str, version: Option<&str>) {
         let mut current = self.current();
         let entry = (kind.to_string(), key.to_string());
-        if current.get(&entry).is_some_and(|(_, known)| Some(known.as_str()) != version) {
+        if current.get(&entry).is_some_and(|known| Some(known.version.as_str()) != version) {
             current.remove(&entry);
         }
     }
 }
 
-/// Applies `desired` unless this child is known to hold it already (see [`Known`]): for the
-/// children whose body the reconciler does not read back.
-pub async fn apply_known<K>(api: &Api<K>, desired: K, known: &Known) -> Result<(), super::Error>
+/// Applies `desired` unless this child is known to hold it already (see [`Known`]); the child's
+/// status (as `status` reads it), from the API server or as last read.
+pub async fn apply_known<K, S>(
+    api: &Api<K>,
+    desired: K,
+    known: &Known,
+    status: impl Fn(&K) -> Option<S>,
+) -> Result<Option<S>, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
     K::DynamicType: Default,
+    S: Serialize + DeserializeOwned,
 {
     let kind = K::kind(&Default::default()).into_owned();
     let key = catalyst_core::key::of(&desired);
     let hash = with_hash(desired.clone()).annotations().get(APPLIED_HASH).cloned().unwrap_or_default();
-    if known.holds(&kind, &key, &hash) {
-        return Ok(());
+    if let Some(remembered) = known.holding(&kind, &key, &hash)
+        && let Ok(remembered) = serde_json::from_value(remembered)
+    {
+        return Ok(remembered);
     }
     let (live, _) = apply(api, desired).await?;
-    known.record(&kind, &key, hash, live.meta().resource_version.clone());
-    Ok(())
+    let read = status(&live);
+    let remembered = serde_json::to_value(&read).expect("a status serializes");
+    known.record(&kind, &key, hash, live.meta().resource_version.clone(), remembered);
+    Ok(read)
 }
 
 /// Annotation holding the hash of what Catalyst last applied to a child.

@@ -67,11 +67,12 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     };
 
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply_known(&services, render::headless_service(group), &ctx.known).await?;
+    apply::apply_known(&services, render::headless_service(group), &ctx.known, |_: &Service| None::<()>).await?;
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (set, _) = apply::apply(&sets, render::stateful_set(group, &vm)).await?;
-
-    let observed = set.status.unwrap_or_default();
+    let observed =
+        apply::apply_known(&sets, render::stateful_set(group, &vm), &ctx.known, |s: &StatefulSet| s.status.clone())
+            .await?
+            .unwrap_or_default();
     status.replicas = observed.replicas;
     status.ready_replicas = observed.ready_replicas.unwrap_or(0);
     let ready = if status.ready_replicas >= group.spec.replicas {

@@ -205,13 +205,13 @@ where
 }
 
 /// Owned children by metadata only: a change wakes the owner; the reconciler reads a child's
-/// body only when it must compare it, so no Secret data or spec sits in memory. With `known`,
-/// every version seen (or deletion) is reported to it, so a child known to be current stops
-/// being known the moment it changes.
+/// body only when it must compare it, so no Secret data or spec sits in memory. Every version
+/// seen (or deletion) is reported to `known`, so a child known to be current stops being known
+/// the moment it changes.
 fn children<K>(
     client: &Client,
     namespaces: &[String],
-    known: Option<Arc<Known>>,
+    known: Arc<Known>,
 ) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -222,7 +222,6 @@ where
     watcher(scoped::<PartialObjectMeta<K>>(client, namespaces), managed)
         .default_backoff()
         .inspect_ok(move |event| {
-            let Some(known) = &known else { return };
             let seen = |child: &PartialObjectMeta<K>| catalyst_core::key::of(child);
             match event {
                 watcher::Event::Apply(child) | watcher::Event::InitApply(child) => {
@@ -267,8 +266,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
-        .owns_stream(children::<VirtualMachine>(&client, ns, None))
-        .owns_stream(children::<Secret>(&client, ns, Some(ctx.known.clone())))
+        .owns_stream(children::<VirtualMachine>(&client, ns, ctx.known.clone()))
+        .owns_stream(children::<Secret>(&client, ns, ctx.known.clone()))
         // Room freed on a host (its ledger, a status) may let a waiting VM in.
         .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), move |_| {
             valid(&unplaced_vms.vms_on("")).map(|vm| ObjectRef::from_obj(&guarded(vm))).collect::<Vec<_>>()
@@ -289,8 +288,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
 
     let group_controller = Controller::for_shared_stream(groups.subscribe(Wake::OnSpecChange), stores.groups.clone())
         .with_config(settings.clone())
-        .owns_stream(children::<StatefulSet>(&client, ns, None))
-        .owns_stream(children::<Service>(&client, ns, Some(ctx.known.clone())))
+        .owns_stream(children::<StatefulSet>(&client, ns, ctx.known.clone()))
+        .owns_stream(children::<Service>(&client, ns, ctx.known.clone()))
         // A group renders from its VM's spec and name, never from its status.
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());

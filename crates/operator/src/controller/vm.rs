@@ -61,7 +61,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     };
     let machine = apply_children(vm, &prepared, ctx).await?;
     let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_name(vm)));
-    let derived = derive(vm, &prepared, &machine.status.unwrap_or_default(), node.as_deref());
+    let derived = derive(vm, &prepared, &machine, node.as_deref());
     status.phase = Some(derived.phase);
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
@@ -125,15 +125,17 @@ async fn refuse_vm(
     refuse(vm, vm.status.as_ref(), status, ctx, &refusal).await
 }
 
-/// Builds and applies the cloud-init Secret and the VirtualMachine; the VirtualMachine as the
-/// API server returned it.
-async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> Result<VirtualMachine, Error> {
+/// Builds and applies the cloud-init Secret and the VirtualMachine; the VirtualMachine's status
+/// as KubeVirt last wrote it.
+async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> Result<VirtualMachineStatus, Error> {
     let namespace = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply_known(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref()), &ctx.known).await?;
+    let no_status = |_: &Secret| None::<()>;
+    apply::apply_known(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref()), &ctx.known, no_status).await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (machine, _) = apply::apply(&machines, render::virtual_machine(vm, &prepared.host.spec.node_name)).await?;
-    Ok(machine)
+    let desired = render::virtual_machine(vm, &prepared.host.spec.node_name);
+    let status = apply::apply_known(&machines, desired, &ctx.known, |m: &VirtualMachine| m.status.clone()).await?;
+    Ok(status.unwrap_or_default())
 }
 
 /// The VM's phase and its four conditions, derived from what KubeVirt and the node report.
