@@ -550,7 +550,7 @@ fn transient_errors_back_off_exponentially_per_object_and_reset_on_success() {
     assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 1);
     // Objects that are gone are forgotten; the others keep their count.
     backoff.failed("ServiceGroup", "ns/a");
-    backoff.prune(|kind, key| kind == "CatalystVM" && key == "ns/a");
+    backoff.failures.prune(|kind, key| kind == "CatalystVM" && key == "ns/a");
     assert_eq!(backoff.failed("ServiceGroup", "ns/a").as_secs(), 1, "forgotten");
     assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 2, "kept");
 }

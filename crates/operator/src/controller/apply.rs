@@ -4,6 +4,7 @@
 //! Catalyst stopped setting, which a subset check cannot), or when someone changed a field
 //! Catalyst owns.
 
+use super::{PerObject, object_id};
 use catalyst_core::quantity::parse_bytes;
 use catalyst_core::render::FIELD_MANAGER;
 use kube::api::{Patch, PatchParams};
@@ -21,7 +22,7 @@ use std::fmt::Debug;
 /// read nor written again.
 #[derive(Default)]
 pub struct Known {
-    current: std::sync::Mutex<std::collections::HashMap<(String, String), KnownVersion>>,
+    current: PerObject<KnownVersion>,
 }
 
 struct KnownVersion {
@@ -31,30 +32,26 @@ struct KnownVersion {
 }
 
 impl Known {
-    fn current(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), KnownVersion>> {
-        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The status read with the child, when the child is known to hold `hash`.
     fn holding(&self, kind: &str, key: &str, hash: &str) -> Option<Value> {
-        self.current().get(&(kind.to_string(), key.to_string())).filter(|k| k.hash == hash).map(|k| k.status.clone())
+        self.current.lock().get(&object_id(kind, key)).filter(|k| k.hash == hash).map(|k| k.status.clone())
     }
 
     fn record(&self, kind: &str, key: &str, hash: String, version: Option<String>, status: Value) {
-        let entry = (kind.to_string(), key.to_string());
+        let mut current = self.current.lock();
         match version {
-            Some(version) => self.current().insert(entry, KnownVersion { hash, version, status }),
-            None => self.current().remove(&entry),
+            Some(version) => current.insert(object_id(kind, key), KnownVersion { hash, version, status }),
+            None => current.remove(&object_id(kind, key)),
         };
     }
 
     /// The children's watch saw `version` of the child, or its deletion (`None`): anything
     /// but the version recorded makes the child unknown again.
     pub fn observed(&self, kind: &str, key: &str, version: Option<&str>) {
-        let mut current = self.current();
-        let entry = (kind.to_string(), key.to_string());
-        if current.get(&entry).is_some_and(|known| Some(known.version.as_str()) != version) {
-            current.remove(&entry);
+        let mut current = self.current.lock();
+        let id = object_id(kind, key);
+        if current.get(&id).is_some_and(|known| Some(known.version.as_str()) != version) {
+            current.remove(&id);
         }
     }
 }
@@ -73,14 +70,15 @@ where
     S: Serialize + DeserializeOwned,
 {
     let kind = K::kind(&Default::default()).into_owned();
+    let desired = with_hash(desired);
     let key = catalyst_core::key::of(&desired);
-    let hash = with_hash(desired.clone()).annotations().get(APPLIED_HASH).cloned().unwrap_or_default();
+    let hash = desired.annotations().get(APPLIED_HASH).cloned().unwrap_or_default();
     if let Some(remembered) = known.holding(&kind, &key, &hash)
         && let Ok(remembered) = serde_json::from_value(remembered)
     {
         return Ok(remembered);
     }
-    let (live, _) = apply(api, desired).await?;
+    let live = apply(api, &desired, &kind, &key).await?;
     let read = status(&live);
     let remembered = serde_json::to_value(&read).expect("a status serializes");
     known.record(&kind, &key, hash, live.meta().resource_version.clone(), remembered);
@@ -141,28 +139,21 @@ pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
         )
 }
 
-/// Applies `desired` unless the live object is already up to date; returns the live object
-/// and whether a write was made.
-pub async fn apply<K>(api: &Api<K>, desired: K) -> Result<(K, bool), super::Error>
+/// Applies `desired` (already hashed; `kind` and `key` name it in errors) unless the live
+/// object is already up to date; the live object.
+async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &str) -> Result<K, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
-    K::DynamicType: Default,
 {
-    let desired = with_hash(desired);
     let name = desired.name_any();
-    let failed = |source| super::Error::ApplyChild {
-        kind: K::kind(&Default::default()).into_owned(),
-        name: format!("{}/{name}", desired.namespace().unwrap_or_default()),
-        source,
-    };
+    let failed = |source| super::Error::ApplyChild { kind: kind.to_string(), name: key.to_string(), source };
     if let Some(live) = api.get_opt(&name).await.map_err(failed)?
-        && up_to_date(&live, &desired)
+        && up_to_date(&live, desired)
     {
-        return Ok((live, false));
+        return Ok(live);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let applied = api.patch(&name, &params, &Patch::Apply(&desired)).await.map_err(failed)?;
-    Ok((applied, true))
+    api.patch(&name, &params, &Patch::Apply(desired)).await.map_err(failed)
 }
 
 #[cfg(test)]

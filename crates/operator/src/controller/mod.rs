@@ -167,23 +167,24 @@ impl Stores {
 
     /// The valid ServiceGroups in `namespace` that name the VM `vm`.
     pub fn groups_of_vm(&self, namespace: &str, vm: &str) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
-        self.groups_by_vm
-            .get(&catalyst_core::key::key(namespace, vm))
-            .iter()
-            .filter_map(|(namespace, name)| self.groups.get(&ObjectRef::new(name).within(namespace)))
-            .filter(|guard| guard.0.is_ok())
-            .collect()
+        cached_valid(&self.groups, self.groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
     }
 
     /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
     pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
-        self.vms_by_host
-            .get(host)
-            .iter()
-            .filter_map(|(namespace, name)| self.vms.get(&ObjectRef::new(name).within(namespace)))
-            .filter(|guard| guard.0.is_ok())
-            .collect()
+        cached_valid(&self.vms, self.vms_by_host.get(host))
     }
+}
+
+/// The valid cached objects of these (namespace, name), as an index lists them.
+fn cached_valid<K>(store: &Store<DeserializeGuard<K>>, ids: Vec<(String, String)>) -> Vec<Arc<DeserializeGuard<K>>>
+where
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
+    ids.iter()
+        .filter_map(|(namespace, name)| store.get(&ObjectRef::new(name).within(namespace)))
+        .filter(|guard| guard.0.is_ok())
+        .collect()
 }
 
 /// The ledger entries (`namespace/name`) the VM cache has not seen, read from the API server:
@@ -219,36 +220,54 @@ pub fn valid<K: Clone>(guards: &[Arc<DeserializeGuard<K>>]) -> impl Iterator<Ite
     guards.iter().filter_map(|g| g.0.as_ref().ok())
 }
 
+/// What the operator remembers per object, by (kind, key), across the reconciles that share
+/// it. A panic in one reconcile leaves each entry whole (every change is one map operation),
+/// so a poisoned lock is taken as it is.
+pub struct PerObject<V>(Mutex<HashMap<(String, String), V>>);
+
+impl<V> Default for PerObject<V> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<V> PerObject<V> {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), V>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets the objects `exists` no longer finds.
+    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.lock().retain(|(kind, key), _| exists(kind, key));
+    }
+}
+
+/// The (kind, key) an entry of [`PerObject`] is kept under.
+pub fn object_id(kind: &str, key: &str) -> (String, String) {
+    (kind.to_string(), key.to_string())
+}
+
 /// Exponential backoff per object (its kind and key): 1s, 2s, 4s ... up to 5 minutes; reset
 /// by a success, and forgotten once the object is gone.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<(String, String), u32>>,
+    pub failures: PerObject<u32>,
 }
 
 impl Backoff {
     pub const BASE: Duration = Duration::from_secs(1);
     pub const MAX: Duration = Duration::from_secs(300);
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     pub fn failed(&self, kind: &str, key: &str) -> Duration {
-        let mut failures = self.failures();
-        let count = failures.entry((kind.to_string(), key.to_string())).or_insert(0);
+        let mut failures = self.failures.lock();
+        let count = failures.entry(object_id(kind, key)).or_insert(0);
         let delay = Self::BASE.saturating_mul(1u32 << (*count).min(16));
         *count += 1;
         delay.min(Self::MAX)
     }
 
     pub fn succeeded(&self, kind: &str, key: &str) {
-        self.failures().remove(&(kind.to_string(), key.to_string()));
-    }
-
-    /// Forgets the objects `exists` no longer finds.
-    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
-        self.failures().retain(|(kind, key), _| exists(kind, key));
+        self.failures.lock().remove(&object_id(kind, key));
     }
 }
 
@@ -257,31 +276,20 @@ impl Backoff {
 /// write yet (still at that version) would otherwise write the same status again.
 #[derive(Default)]
 pub struct Written {
-    last: Mutex<HashMap<(String, String), WrittenOver>>,
+    pub last: PerObject<(Option<String>, u64)>,
 }
 
-/// The resourceVersion a status was written over, and the status's digest.
-type WrittenOver = (Option<String>, u64);
-
 impl Written {
-    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), WrittenOver>> {
-        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Whether `digest` is what was last written over `version`.
     pub fn already(&self, kind: &str, key: &str, version: Option<&str>, digest: u64) -> bool {
-        self.last()
-            .get(&(kind.to_string(), key.to_string()))
+        self.last
+            .lock()
+            .get(&object_id(kind, key))
             .is_some_and(|(over, written)| over.as_deref() == version && *written == digest)
     }
 
     pub fn record(&self, kind: &str, key: &str, version: Option<String>, digest: u64) {
-        self.last().insert((kind.to_string(), key.to_string()), (version, digest));
-    }
-
-    /// Forgets the objects `exists` no longer finds.
-    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
-        self.last().retain(|(kind, key), _| exists(kind, key));
+        self.last.lock().insert(object_id(kind, key), (version, digest));
     }
 }
 
@@ -313,12 +321,12 @@ pub struct Context {
     pub overhead: Overhead,
     pub backoff: Backoff,
     pub written: Written,
-    /// The Secrets and Services known to hold what was last applied to them.
+    /// The children known to hold what was last applied to them.
     pub known: Arc<apply::Known>,
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
     pub metrics: Arc<Metrics>,
-    /// Placements take turns within the process; see [`vm`].
+    /// Placements take turns within the process; see [`placement`].
     pub placement: tokio::sync::Mutex<()>,
     /// The namespaces this operator manages; all when empty.
     pub namespaces: Vec<String>,

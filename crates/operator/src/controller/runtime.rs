@@ -82,28 +82,7 @@ where
     writer: Writer<K>,
     subscribers: Vec<mpsc::Sender<Change<K>>>,
     /// Kept current with the cache, before any controller hears of a change.
-    index: Option<Arc<dyn Index<K>>>,
-}
-
-/// A secondary index a watch keeps beside its cache.
-trait Index<K>: Send + Sync {
-    fn applied(&self, object: &K);
-    fn deleted(&self, object: &K);
-    fn listed(&self, all: &[Arc<K>]);
-}
-
-impl<K: Resource + Send + Sync> Index<K> for index::Index<K> {
-    fn applied(&self, object: &K) {
-        self.apply(object);
-    }
-
-    fn deleted(&self, object: &K) {
-        self.delete(object);
-    }
-
-    fn listed(&self, all: &[Arc<K>]) {
-        self.rebuild(all.iter().map(|object| object.as_ref()));
-    }
+    index: Option<Arc<index::Index<K>>>,
 }
 
 /// A changed object, and whether the change deleted it.
@@ -175,18 +154,27 @@ where
         reflector::reflector(self.writer, watcher(api, config)).default_backoff().then(move |event| {
             let (subscribers, store, index) = (subscribers.clone(), store.clone(), index.clone());
             async move {
-                if let Some(index) = &index {
-                    match &event {
-                        Ok(watcher::Event::Apply(object)) => index.applied(object),
-                        Ok(watcher::Event::Delete(object)) => index.deleted(object),
-                        Ok(watcher::Event::InitDone) => index.listed(&store.state()),
-                        _ => {}
-                    }
-                }
+                let index = index.as_deref();
                 let (changed, deleted) = match event {
-                    Ok(watcher::Event::Apply(object)) => (vec![Arc::new(object)], false),
-                    Ok(watcher::Event::Delete(object)) => (vec![Arc::new(object)], true),
-                    Ok(watcher::Event::InitDone) => (store.state(), false),
+                    Ok(watcher::Event::Apply(object)) => {
+                        if let Some(index) = index {
+                            index.apply(&object);
+                        }
+                        (vec![Arc::new(object)], false)
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        if let Some(index) = index {
+                            index.delete(&object);
+                        }
+                        (vec![Arc::new(object)], true)
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let all = store.state();
+                        if let Some(index) = index {
+                            index.rebuild(all.iter().map(AsRef::as_ref));
+                        }
+                        (all, false)
+                    }
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => (Vec::new(), false),
                     Err(error) => {
                         tracing::warn!(%error, "a watch failed; retrying with backoff");
@@ -260,7 +248,6 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
     let ctx = Arc::new(ctx);
-    let ctx_for_pruning = ctx.clone();
 
     let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.clone(), groups_by_vm.clone(), stores.hosts.clone());
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
@@ -314,7 +301,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(host::reconcile, error_policy, ctx)
+        .run(host::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystHost", result) });
 
     let feeds = futures::stream::select_all([
@@ -333,13 +320,13 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ready();
     tracing::info!("caches synced; reconciling");
     let pruning = {
-        let ctx = ctx_for_pruning;
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(PRUNE_BACKOFF);
             loop {
                 every.tick().await;
-                ctx.backoff.prune(|kind, key| ctx.stores.contains(kind, key));
-                ctx.written.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.backoff.failures.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.written.last.prune(|kind, key| ctx.stores.contains(kind, key));
             }
         })
     };
