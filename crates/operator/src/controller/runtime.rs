@@ -347,3 +347,45 @@ fn log<T: Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {
         Err(error) => tracing::debug!(kind, %error, "controller event"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn config_map(generation: i64, status: &str) -> Arc<ConfigMap> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a", "namespace": "team", "generation": generation},
+                "data": {"status": status}
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// A status-only change (here: data, with the generation unchanged) wakes a controller that
+    /// listens for every change, not one that listens for spec changes; a deletion wakes both.
+    #[tokio::test]
+    async fn a_spec_listener_sleeps_through_status_changes_but_hears_deletions() {
+        let mut shared = Shared::<ConfigMap>::new();
+        let spec = shared.subscribe(Wake::OnSpecChange);
+        let any = shared.subscribe(Wake::OnAnyChange);
+        let changes = [(1, "a", false), (1, "b", false), (2, "b", false), (2, "b", true)];
+        for (generation, status, deleted) in changes {
+            for subscriber in &shared.subscribers {
+                subscriber.send(Change { object: config_map(generation, status), deleted }).await.unwrap();
+            }
+        }
+        shared.subscribers.clear();
+        let heard = |stream: Vec<Arc<ConfigMap>>| -> Vec<(i64, String)> {
+            stream
+                .iter()
+                .map(|c| (c.metadata.generation.unwrap(), c.data.as_ref().unwrap()["status"].clone()))
+                .collect()
+        };
+        let spec = heard(spec.collect().await);
+        let any = heard(any.collect().await);
+        assert_eq!(spec, [(1, "a".into()), (2, "b".into()), (2, "b".into())]);
+        assert_eq!(any.len(), 4);
+    }
+}
