@@ -32,6 +32,8 @@ struct Figures {
     steady_requests: u64,
     steady: Duration,
     cpu: Duration,
+    /// The emulator's CPU time (and the bench's watch, in the same process) until convergence.
+    emulator_cpu: Duration,
     peak_rss_mib: f64,
 }
 
@@ -47,13 +49,13 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let figures: Vec<Figures> = sizes.iter().map(|&n| runtime.block_on(run(n, steady))).collect();
     println!(
-        "\n| N | half of the VMs placed | converged | operator requests (writes) | per object | steady requests | operator CPU | peak RSS |"
+        "\n| N | half of the VMs placed | converged | operator requests (writes) | per object | steady requests | operator CPU | emulator CPU | peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &figures {
         let objects = (2 * f.n) as f64;
         println!(
-            "| {} | {:.2} s | {:.2} s | {} ({}) | {:.2} ({:.2} writes) | {} in {} s | {:.2} s | {:.0} MiB |",
+            "| {} | {:.2} s | {:.2} s | {} ({}) | {:.2} ({:.2} writes) | {} in {} s | {:.2} s | {:.2} s | {:.0} MiB |",
             f.n,
             f.half.as_secs_f64(),
             f.converged.as_secs_f64(),
@@ -64,6 +66,7 @@ fn main() {
             f.steady_requests,
             f.steady.as_secs(),
             f.cpu.as_secs_f64(),
+            f.emulator_cpu.as_secs_f64(),
             f.peak_rss_mib,
         );
     }
@@ -71,9 +74,10 @@ fn main() {
         let (a, b) = (&pair[0], &pair[1]);
         let scale = b.n as f64 / a.n as f64;
         println!(
-            "x{scale:.0} objects: x{:.1} time to converge, x{:.1} CPU, x{:.1} peak RSS",
+            "x{scale:.0} objects: x{:.1} time to converge, x{:.1} operator CPU, x{:.1} emulator CPU, x{:.1} peak RSS",
             b.converged.as_secs_f64() / a.converged.as_secs_f64(),
             b.cpu.as_secs_f64() / a.cpu.as_secs_f64().max(0.001),
+            b.emulator_cpu.as_secs_f64() / a.emulator_cpu.as_secs_f64().max(0.001),
             b.peak_rss_mib / a.peak_rss_mib,
         );
     }
@@ -95,8 +99,10 @@ async fn run(n: usize, steady: Duration) -> Figures {
 
     let (_, setup_writes) = operator_requests(&client).await;
     let started = Instant::now();
+    let emulator_cpu_before = usage(std::process::id()).0;
     let mut operator = start_operator(&kubeconfig, &dir);
     let (half, converged) = watch_convergence(&client, n, started).await;
+    let emulator_cpu = usage(std::process::id()).0.saturating_sub(emulator_cpu_before);
     // The tail: writes still under way after convergence are the operator's too.
     let mut before = operator_requests(&client).await;
     loop {
@@ -119,7 +125,7 @@ async fn run(n: usize, steady: Duration) -> Figures {
     let _ = std::fs::remove_dir_all(&dir);
     drop(emulator);
     eprintln!("N = {n}: converged in {converged:?}");
-    Figures { n, half, converged, requests, writes, steady_requests, steady, cpu, peak_rss_mib }
+    Figures { n, half, converged, requests, writes, steady_requests, steady, cpu, emulator_cpu, peak_rss_mib }
 }
 
 /// Follows the VMs and groups with a watch (a list of every object each poll would cost the

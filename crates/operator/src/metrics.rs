@@ -115,18 +115,23 @@ impl Metrics {
         self.host_memory_free.get_or_create(&label).set(free.memory as f64);
     }
 
-    /// Removes the gauges of hosts not in `present` (hosts deleted, or out of the pool), so a
+    /// How many hosts have gauges.
+    pub fn hosts_reported(&self) -> usize {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    /// Removes the gauges of hosts not `present` (hosts deleted, or out of the pool), so a
     /// dashboard does not show a host that is gone.
-    pub fn forget_hosts_except(&self, present: &std::collections::BTreeSet<String>) {
+    pub fn forget_hosts_except(&self, present: impl Fn(&str) -> bool) {
         let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for gone in hosts.iter().filter(|h| !present.contains(*h)) {
+        for gone in hosts.iter().filter(|h| !present(h)) {
             let label = HostLabel { host: gone.clone() };
             self.host_cpu_allocated.remove(&label);
             self.host_cpu_free.remove(&label);
             self.host_memory_allocated.remove(&label);
             self.host_memory_free.remove(&label);
         }
-        hosts.retain(|h| present.contains(h));
+        hosts.retain(|h| present(h));
     }
 
     /// The OpenMetrics text exposition.
@@ -169,7 +174,9 @@ mod tests {
         let metrics = Metrics::default();
         metrics.host("host-1", Res::new(1, 1), Res::new(1, 1));
         metrics.host("host-2", Res::new(2, 2), Res::new(2, 2));
-        metrics.forget_hosts_except(&["host-2".to_string()].into());
+        assert_eq!(metrics.hosts_reported(), 2);
+        metrics.forget_hosts_except(|host| host == "host-2");
+        assert_eq!(metrics.hosts_reported(), 1);
         let text = metrics.encode();
         assert!(!text.contains("host=\"host-1\""), "{text}");
         assert!(text.contains("catalyst_host_cpu_free_cores{host=\"host-2\"} 2"), "{text}");

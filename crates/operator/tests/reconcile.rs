@@ -92,6 +92,7 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         nodes: store(nodes),
         groups_by_vm: Arc::new(controller::index::GroupsByVm::groups().of(&guarded(&world.groups))),
         vms_by_host: Arc::new(controller::index::VmsByHost::vms().of(&guarded(&world.vms))),
+        hosts_by_ledger: Arc::new(controller::index::HostsByLedger::ledgers().of(&guarded(&world.hosts))),
     };
     let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;

@@ -51,7 +51,7 @@ pub fn document(resources: &[Resource], group_version: &str) -> Option<Value> {
     for resource in served {
         let mut schema = match &resource.schema {
             Some(schema) => {
-                let mut schema = schema.clone();
+                let mut schema = schema.tree.clone();
                 let properties = schema["properties"].as_object_mut().expect("a CRD schema has properties");
                 properties
                     .insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion of the object."}));

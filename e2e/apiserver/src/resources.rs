@@ -1,12 +1,32 @@
 //! The kinds the emulator serves: a fixed set of built-in ones and whatever CRDs register.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrinterColumn {
     pub name: String,
     pub type_: String,
     pub json_path: String,
+}
+
+/// A CRD version's schema, with its CEL rules compiled once, when the CRD is registered (as
+/// the API server does), not at every write.
+pub struct Schema {
+    pub tree: Value,
+    pub rules: kube::core::cel::CompiledSchema,
+}
+
+impl Schema {
+    fn new(tree: &Value) -> Self {
+        Self { tree: tree.clone(), rules: kube::core::cel::compile_schema(tree) }
+    }
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.tree.fmt(f)
+    }
 }
 
 /// One served resource.
@@ -21,7 +41,7 @@ pub struct Resource {
     pub status_subresource: bool,
     pub short_names: Vec<String>,
     /// The CRD's structural schema (custom resources only): validated, defaulted, CEL-checked.
-    pub schema: Option<Value>,
+    pub schema: Option<Arc<Schema>>,
     pub printer_columns: Vec<PrinterColumn>,
 }
 
@@ -116,7 +136,7 @@ pub fn from_crd(crd: &Value) -> Vec<Resource> {
             namespaced: spec["scope"] == "Namespaced",
             status_subresource: version["subresources"].get("status").is_some(),
             short_names: names["shortNames"].as_array().into_iter().flatten().map(text).collect(),
-            schema: version["schema"].get("openAPIV3Schema").cloned(),
+            schema: version["schema"].get("openAPIV3Schema").map(|tree| Arc::new(Schema::new(tree))),
             printer_columns: version["additionalPrinterColumns"]
                 .as_array()
                 .into_iter()

@@ -177,7 +177,8 @@ impl Store {
     /// Checks and completes a custom resource against its CRD: structural schema (unknown
     /// fields refused), defaults, then the CEL rules.
     fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
-        let Some(schema) = &resource.schema else { return Ok(()) };
+        let Some(compiled) = &resource.schema else { return Ok(()) };
+        let schema = &compiled.tree;
         let invalid = |causes: Vec<String>| {
             let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
             ApiError::new(
@@ -205,7 +206,9 @@ impl Store {
             }
             o
         });
-        if let Err(errors) = kube::core::cel::Validator::new().validate(schema, &defaulted, old_body.as_ref()) {
+        if let Err(errors) =
+            kube::core::cel::Validator::new().validate_compiled(&compiled.rules, &defaulted, old_body.as_ref())
+        {
             return Err(invalid(
                 // kube-cel writes a root rule's field path with a leading dot; the API server does not.
                 errors

@@ -116,7 +116,11 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     let allocatable = HostModel::from_host(host).allocatable;
     let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();
     ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
-    ctx.metrics.forget_hosts_except(&valid(&ctx.stores.hosts()).map(ResourceExt::name_any).collect());
+    // More hosts reported than cached: some are gone (one that turned invalid is forgotten by
+    // the periodic pruning). Counting first keeps each reconcile from scanning every host.
+    if ctx.metrics.hosts_reported() > ctx.stores.hosts.len() {
+        ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
+    }
     if host.status.as_ref() == Some(&status) {
         return Ok(Action::requeue(RESYNC));
     }

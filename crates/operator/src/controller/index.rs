@@ -1,49 +1,62 @@
 //! Secondary indexes kept by a watch beside its cache, so a reconcile finds the objects that
 //! concern it without scanning every object (it did, several times per reconcile, which made
-//! convergence grow with the square of the layout): the ServiceGroups of each VM, and the
-//! CatalystVMs on each host (or on none yet).
+//! convergence grow with the square of the layout): the ServiceGroups of each VM, the
+//! CatalystVMs on each host (or on none yet), and the host whose ledger holds each VM.
 
-use catalyst_api::{CatalystVM, ServiceGroup};
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use kube::core::DeserializeGuard;
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
-/// Objects by a key computed from each: key -> their (namespace, name), and back.
+/// Objects by the keys computed from each: key -> their (namespace, name), and back.
 pub struct Index<K> {
-    key: fn(&K) -> Option<String>,
+    keys: fn(&K) -> Vec<String>,
     entries: RwLock<Entries>,
 }
 
 #[derive(Default)]
 struct Entries {
     by_key: HashMap<String, BTreeSet<(String, String)>>,
-    key_of: HashMap<(String, String), String>,
+    keys_of: HashMap<(String, String), Vec<String>>,
 }
 
 /// The ServiceGroups of each VM: key `namespace/vm`.
 pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>>;
 /// The CatalystVMs by the host their status names; key `""` for the VMs on none.
 pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
+/// The CatalystHosts by the VMs (`namespace/name`) their ledgers hold.
+pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>>;
 
 impl GroupsByVm {
     pub fn groups() -> Self {
         Self::new(|group| {
-            let valid = group.0.as_ref().ok()?;
-            Some(catalyst_core::key::key(&valid.namespace().unwrap_or_default(), &valid.spec.vm))
+            let valid = group.0.as_ref().ok().into_iter();
+            valid.map(|g| catalyst_core::key::key(&g.namespace().unwrap_or_default(), &g.spec.vm)).collect()
         })
     }
 }
 
 impl VmsByHost {
     pub fn vms() -> Self {
-        Self::new(|vm| Some(vm.0.as_ref().ok()?.status.as_ref().and_then(|s| s.host.clone()).unwrap_or_default()))
+        Self::new(|vm| {
+            let valid = vm.0.as_ref().ok().into_iter();
+            valid.map(|vm| vm.status.as_ref().and_then(|s| s.host.clone()).unwrap_or_default()).collect()
+        })
+    }
+}
+
+impl HostsByLedger {
+    pub fn ledgers() -> Self {
+        Self::new(|host| {
+            host.0.as_ref().ok().and_then(|h| h.status.as_ref()).map(|s| s.vms.clone()).unwrap_or_default()
+        })
     }
 }
 
 impl<K: Resource> Index<K> {
-    fn new(key: fn(&K) -> Option<String>) -> Self {
-        Self { key, entries: RwLock::default() }
+    fn new(keys: fn(&K) -> Vec<String>) -> Self {
+        Self { keys, entries: RwLock::default() }
     }
 
     /// This index, of these objects (a cache's whole content).
@@ -62,12 +75,14 @@ impl<K: Resource> Index<K> {
     /// An object created or changed.
     pub fn apply(&self, object: &K) {
         let id = (object.namespace().unwrap_or_default(), object.name_any());
-        let key = (self.key)(object);
+        let keys = (self.keys)(object);
         let mut entries = self.write();
         entries.remove(&id);
-        if let Some(key) = key {
+        for key in &keys {
             entries.by_key.entry(key.clone()).or_default().insert(id.clone());
-            entries.key_of.insert(id, key);
+        }
+        if !keys.is_empty() {
+            entries.keys_of.insert(id, keys);
         }
     }
 
@@ -95,12 +110,12 @@ impl<K: Resource> Index<K> {
 
 impl Entries {
     fn remove(&mut self, id: &(String, String)) {
-        if let Some(old) = self.key_of.remove(id)
-            && let Some(ids) = self.by_key.get_mut(&old)
-        {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_key.remove(&old);
+        for old in self.keys_of.remove(id).unwrap_or_default() {
+            if let Some(ids) = self.by_key.get_mut(&old) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_key.remove(&old);
+                }
             }
         }
     }
@@ -133,5 +148,27 @@ mod tests {
         index.delete(&group("a", "vm-1"));
         assert!(index.get("team/vm-1").is_empty());
         assert!(index.get("other/vm-2").is_empty());
+    }
+
+    fn host(name: &str, ledger: &[&str]) -> DeserializeGuard<CatalystHost> {
+        DeserializeGuard(Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": name},
+            "spec": {"nodeName": name, "capacity": {"cpu": 64, "memory": "256Gi"}},
+            "status": {"vms": ledger}
+        }))
+        .unwrap()))
+    }
+
+    /// A host is filed under every VM of its ledger, and leaves the entries its ledger drops.
+    #[test]
+    fn files_a_host_under_each_vm_of_its_ledger() {
+        let index = HostsByLedger::ledgers().of([&host("a", &["team/vm-1", "team/vm-2"]), &host("b", &["team/vm-3"])]);
+        assert_eq!(names(index.get("team/vm-2")), ["a"]);
+        assert_eq!(names(index.get("team/vm-3")), ["b"]);
+        index.apply(&host("a", &["team/vm-2"]));
+        assert!(index.get("team/vm-1").is_empty());
+        assert_eq!(names(index.get("team/vm-2")), ["a"]);
+        index.delete(&host("b", &[]));
+        assert!(index.get("team/vm-3").is_empty());
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod conditions;
+pub mod events;
 pub mod group;
 pub mod host;
 pub mod vm;
@@ -22,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -120,6 +121,8 @@ pub struct Stores {
     pub groups_by_vm: Arc<index::GroupsByVm>,
     /// The VMs on each host (by their status), kept beside `vms` by the same watch.
     pub vms_by_host: Arc<index::VmsByHost>,
+    /// The host whose ledger holds each VM, kept beside `hosts` by the same watch.
+    pub hosts_by_ledger: Arc<index::HostsByLedger>,
 }
 
 impl Stores {
@@ -173,6 +176,11 @@ impl Stores {
     /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
     pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
         cached_valid(&self.vms, self.vms_by_host.get(host))
+    }
+
+    /// A cached host whose ledger holds the VM `key` (`namespace/name`).
+    pub fn host_holding(&self, key: &str) -> Option<String> {
+        self.hosts_by_ledger.get(key).into_iter().next().map(|(_, host)| host)
     }
 }
 
@@ -316,7 +324,7 @@ pub fn digest<S: Serialize>(status: &S) -> u64 {
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: events::Events,
     pub stores: Stores,
     pub overhead: Overhead,
     pub backoff: Backoff,
@@ -347,7 +355,7 @@ impl Context {
     pub fn new(client: Client, stores: Stores, overhead: Overhead, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Events::new(client.clone(), reporter),
             client,
             stores,
             overhead,
@@ -372,7 +380,7 @@ impl Context {
     pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: String) {
         let event =
             Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-        if let Err(error) = self.recorder.publish(&event, object).await {
+        if let Err(error) = self.events.publish(&event, object).await {
             tracing::warn!(%error, reason, "could not publish event");
         }
     }

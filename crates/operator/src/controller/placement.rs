@@ -28,7 +28,8 @@ use catalyst_core::planner::{self, HostModel, PlanInput, Res, VmModel};
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 
 /// What became of the attempt to give the VM a host.
 pub enum Placement {
@@ -42,12 +43,16 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         return Ok(Placement::On(host));
     }
     let key = key_of(vm);
-    if let Some(host) = cached_reservation(ctx, &key) {
+    if let Some(host) = ctx.stores.host_holding(&key) {
         return Ok(adopt(host));
     }
     // One placement at a time in this process (exactly one process writes, by leader
     // election), planned from the hosts' ledgers as the API server has them now.
     let _one_at_a_time = ctx.placement.lock().await;
+    // The turn before this one may have placed this VM too.
+    if let Some(host) = ctx.stores.host_holding(&key) {
+        return Ok(adopt(host));
+    }
     let pool = kube::api::ListParams {
         label_selector: ctx.host_pool.label_selector().map(str::to_string),
         ..Default::default()
@@ -93,9 +98,68 @@ async fn announce(ctx: &Context, host: &str, keys: &[String]) {
     }
 }
 
-/// A host whose cached ledger holds the VM.
-fn cached_reservation(ctx: &Context, key: &str) -> Option<String> {
-    valid(&ctx.stores.hosts()).find(|h| h.status.iter().any(|s| s.vms.iter().any(|k| k == key))).map(|h| h.name_any())
+/// Which waiting VMs a change of a CatalystHost concerns. The VMs just added to its ledger,
+/// to adopt their reservation; and every VM still waiting for a host, but only when the host
+/// may take more than before: it is new, its spec or labels changed (what the planner reads of
+/// it), or its ledger let a VM go. A ledger that grew, or a status the host's reconcile wrote,
+/// makes no room, so the waiting VMs sleep through it: waking them all at every change of every
+/// host made convergence grow with the square of the layout.
+#[derive(Default)]
+pub struct Vacancies(std::sync::Mutex<HashMap<String, HostRoom>>);
+
+/// What was last seen of a host: the digest of what the planner reads of it, and its ledger.
+struct HostRoom {
+    shape: u64,
+    ledger: BTreeSet<String>,
+}
+
+impl HostRoom {
+    fn of(host: &CatalystHost) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&host.metadata.generation, &host.metadata.labels).hash(&mut hasher);
+        Self { shape: hasher.finish(), ledger: host.status.iter().flat_map(|s| s.vms.iter().cloned()).collect() }
+    }
+}
+
+impl Vacancies {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostRoom>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers the hosts as the synced cache has them, before any controller runs, so that
+    /// the first list hands on nothing new (every VM is reconciled once then anyway).
+    pub fn seed<'a>(&self, hosts: impl IntoIterator<Item = &'a CatalystHost>) {
+        let mut rooms = self.rooms();
+        for host in hosts {
+            rooms.insert(host.name_any(), HostRoom::of(host));
+        }
+    }
+
+    /// Forgets the hosts no longer cached.
+    pub fn retain(&self, mut cached: impl FnMut(&str) -> bool) {
+        self.rooms().retain(|host, _| cached(host));
+    }
+
+    /// The VMs (namespace, name) to wake for this version of `host`; `waiting` lists the VMs
+    /// on no host yet, and is asked only when the host may take more than before.
+    pub fn woken(&self, host: &CatalystHost, waiting: impl FnOnce() -> Vec<(String, String)>) -> Vec<(String, String)> {
+        let now = HostRoom::of(host);
+        let mut rooms = self.rooms();
+        let added: Option<Vec<String>> = match rooms.get(&host.name_any()) {
+            Some(before) if before.shape == now.shape && before.ledger.is_subset(&now.ledger) => {
+                Some(now.ledger.difference(&before.ledger).cloned().collect())
+            }
+            _ => None,
+        };
+        rooms.insert(host.name_any(), now);
+        drop(rooms);
+        match added {
+            Some(keys) => {
+                keys.iter().filter_map(|k| catalyst_core::key::split(k)).map(|(ns, n)| (ns.into(), n.into())).collect()
+            }
+            None => waiting(),
+        }
+    }
 }
 
 /// A reservation written by a batch (its `Placed` event was published then) or before a crash.
@@ -192,5 +256,46 @@ async fn reserve(ctx: &Context, mut host: CatalystHost, keys: &[String], input: 
         Ok(_) => Ok(()),
         Err(kube::Error::Api(response)) if response.code == 409 => Err(Reservation::Lost),
         Err(source) => Err(Reservation::Failed(source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, generation: i64, ledger: &[&str]) -> CatalystHost {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost",
+            "metadata": {"name": name, "generation": generation},
+            "spec": {"nodeName": name, "capacity": {"cpu": 64, "memory": "256Gi"}},
+            "status": {"vms": ledger, "allocated": {"cpu": ledger.len() as u32, "memory": "0"}}
+        }))
+        .unwrap()
+    }
+
+    fn waiting() -> Vec<(String, String)> {
+        vec![("team".into(), "waiting".into())]
+    }
+
+    fn names(woken: Vec<(String, String)>) -> Vec<String> {
+        woken.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// Only a change that may make room wakes the waiting VMs; a ledger that grew wakes the VMs
+    /// it took, and a status write nothing.
+    #[test]
+    fn waiting_vms_wake_only_when_a_host_may_take_more() {
+        let vacancies = Vacancies::default();
+        vacancies.seed([&host("a", 1, &["team/vm-1"])]);
+        assert!(vacancies.woken(&host("a", 1, &["team/vm-1"]), waiting).is_empty(), "the first list");
+        assert_eq!(names(vacancies.woken(&host("a", 1, &["team/vm-1", "team/vm-2"]), waiting)), ["vm-2"]);
+        let mut status_only = host("a", 1, &["team/vm-1", "team/vm-2"]);
+        status_only.status.as_mut().unwrap().allocated = None;
+        assert!(vacancies.woken(&status_only, waiting).is_empty(), "a status write");
+        assert_eq!(names(vacancies.woken(&host("a", 1, &["team/vm-2"]), waiting)), ["waiting"], "a VM let go");
+        assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "a new spec");
+        assert_eq!(names(vacancies.woken(&host("b", 1, &[]), waiting)), ["waiting"], "a new host");
+        vacancies.retain(|name| name == "b");
+        assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "forgotten");
     }
 }

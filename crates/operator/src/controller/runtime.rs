@@ -2,7 +2,7 @@
 
 use super::apply::Known;
 use super::index;
-use super::{Context, Stores, error_policy, group, host, valid, vm};
+use super::{Context, Stores, error_policy, group, host, placement, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
@@ -233,6 +233,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     groups.index = Some(groups_by_vm.clone());
     let vms_by_host = Arc::new(index::VmsByHost::vms());
     vms.index = Some(vms_by_host.clone());
+    let hosts_by_ledger = Arc::new(index::HostsByLedger::ledgers());
+    hosts.index = Some(hosts_by_ledger.clone());
     let mut nodes = Shared::<Node>::new();
     let stores = Stores {
         hosts: hosts.store.clone(),
@@ -241,6 +243,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         nodes: nodes.store.clone(),
         groups_by_vm: groups_by_vm.clone(),
         vms_by_host: vms_by_host.clone(),
+        hosts_by_ledger,
     };
     let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;
@@ -249,15 +252,22 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.search = config.search;
     let ctx = Arc::new(ctx);
 
-    let (unplaced_vms, groups_of_vm, hosts_of_node) = (stores.clone(), groups_by_vm.clone(), stores.hosts.clone());
+    let (groups_of_vm, hosts_of_node) = (groups_by_vm.clone(), stores.hosts.clone());
+    let vacancies = Arc::new(placement::Vacancies::default());
+    let waiting = vms_by_host.clone();
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns, ctx.known.clone()))
         .owns_stream(children::<Secret>(&client, ns, ctx.known.clone()))
-        // Room freed on a host (its ledger, a status) may let a waiting VM in.
-        .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), move |_| {
-            valid(&unplaced_vms.vms_on("")).map(|vm| ObjectRef::from_obj(&guarded(vm))).collect::<Vec<_>>()
+        // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it.
+        .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), {
+            let vacancies = vacancies.clone();
+            move |host| {
+                let Ok(host) = &host.0 else { return Vec::new() };
+                let woken: Vec<(String, String)> = vacancies.woken(host, || waiting.get(""));
+                woken.into_iter().map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
+            }
         })
         // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
         .watches_shared_stream(groups.subscribe(Wake::OnSpecChange), |group| {
@@ -317,6 +327,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         feeding.abort();
         return;
     }
+    vacancies.seed(valid(&stores.hosts()));
     ready();
     tracing::info!("caches synced; reconciling");
     let pruning = {
@@ -327,6 +338,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 every.tick().await;
                 ctx.backoff.failures.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.written.last.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.events.prune(|kind, key| ctx.stores.contains(kind, key));
+                vacancies.retain(|host| ctx.stores.contains("CatalystHost", host));
+                ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
             }
         })
     };
