@@ -10,3 +10,4 @@ pub mod lease;
 pub mod metrics;
 pub mod rbac;
 pub mod serve;
+pub mod throttle;

@@ -8,6 +8,7 @@ use catalyst_operator::controller::runtime::Config;
 use catalyst_operator::lease::{Election, Elector, Lost, Timing};
 use catalyst_operator::metrics::Metrics;
 use catalyst_operator::serve::{self, Health, Phase};
+use catalyst_operator::throttle::ClientLimit;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -34,6 +35,13 @@ struct Args {
     /// (a reconcile makes its requests one after another) and so the connections and memory.
     #[arg(long, env = "CATALYST_RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     reconcile_concurrency: u16,
+    /// A client-side ceiling on the operator's requests a second, as client-go's QPS; 0 (the
+    /// default) sets none and leaves fairness to the API server's API Priority and Fairness.
+    #[arg(long, env = "CATALYST_CLIENT_QPS", default_value_t = 0.0)]
+    client_qps: f64,
+    /// How many requests may go at once under `--client-qps`, as client-go's Burst.
+    #[arg(long, env = "CATALYST_CLIENT_BURST", default_value_t = 100)]
+    client_burst: u32,
     /// Log format.
     #[arg(long, env = "CATALYST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -121,6 +129,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let limit = match ClientLimit::new(args.client_qps, args.client_burst) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::error!(%error, "invalid client rate limit");
+            return ExitCode::from(2);
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
@@ -133,7 +148,7 @@ async fn main() -> ExitCode {
     let server = tokio::spawn(serve::serve(listener, metrics.clone(), health.clone()));
     let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(|mut config| {
         catalyst_operator::identity::identify(&mut config, "catalyst-operator");
-        kube::Client::try_from(config)
+        catalyst_operator::throttle::client(config, limit)
     }) {
         Ok(client) => client,
         Err(error) => {
