@@ -1,15 +1,17 @@
-//! The Catalyst API, group `catalyst.io`, version `v1alpha1`: three kinds, their schemas and
+//! The Catalyst API, group `catalyst.io`, version `v1alpha1`: three kinds and the nodes' reports, their schemas and
 //! their CEL rules; and [`kubevirt`], the part of KubeVirt's API that Catalyst renders.
 //! Everything else builds on these types; the crate has no logic beyond (de)serialization.
 
 pub mod group;
 pub mod host;
 pub mod kubevirt;
+pub mod report;
 pub mod rules;
 pub mod vm;
 
 pub use group::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
 pub use host::{CatalystHost, CatalystHostSpec, CatalystHostStatus};
+pub use report::{CatalystNodeReport, CatalystNodeReportSpec};
 pub use vm::{CatalystVM, CatalystVMSpec, CatalystVMStatus};
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

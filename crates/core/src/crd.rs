@@ -8,7 +8,7 @@
 //! bounded by its type's own schema (`#[schemars(length(max = ...))]`) keeps that bound; every
 //! other one gets its limit from [`SIZE_LIMITS`], or the default for its kind.
 
-use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -66,6 +66,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("catalysthosts.yaml", bounded(CatalystHost::crd())),
         ("catalystvms.yaml", bounded(CatalystVM::crd())),
         ("servicegroups.yaml", bounded(ServiceGroup::crd())),
+        ("catalystnodereports.yaml", bounded(CatalystNodeReport::crd())),
     ]
 }
 

@@ -6,9 +6,11 @@
 //! [`pool`] selects the hosts one operator owns. The crate has no kube client and no tokio:
 //! the compiler, not a comment, keeps I/O out; the only I/O is [`manifest::load`] reading files.
 
+pub mod cpuset;
 pub mod crd;
 pub mod key;
 pub mod manifest;
+pub mod pinning;
 pub mod planner;
 pub mod pool;
 pub mod quantity;

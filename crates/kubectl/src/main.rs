@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions, or write one file per kind into a directory.
     Crds {
-        /// Directory to write catalysthosts.yaml, catalystvms.yaml and servicegroups.yaml into.
+        /// Directory to write the CRDs into (catalysthosts.yaml, catalystvms.yaml, servicegroups.yaml, catalystnodereports.yaml).
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },

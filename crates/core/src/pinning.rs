@@ -1,0 +1,263 @@
+//! Whether a VM or a replica holds its cores: the `Pinned` verdict, from the report of the node
+//! it runs on (a [`CatalystNodeReport`], the kubelet's PodResources as `catalyst-agent` wrote it).
+//!
+//! A container holds CPUs exclusively only when the kubelet's static CPU manager gave them to
+//! it (a Guaranteed pod asking whole CPUs); PodResources reports no CPUs for a container on
+//! the shared pool. So a replica or VM is pinned when its container holds exactly the cores
+//! it asked for, no other container on the node holds any of them, and, where one is wanted,
+//! they lie on one NUMA node.
+
+use crate::cpuset::{CpuListError, CpuSet};
+use catalyst_api::CatalystNodeReportSpec;
+use std::collections::{BTreeSet, HashMap};
+
+/// Why a VM or replica is not pinned; the condition's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Its node has no report, or the report does not list its pod (yet).
+    NoReport,
+    /// Its container holds fewer (or other) CPUs exclusively than it asked for.
+    NotExclusive,
+    /// Its cores span NUMA nodes where one was wanted.
+    CrossNuma,
+    /// Another container on the node holds some of the same CPUs.
+    SharedCores,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoReport => "NoReport",
+            Reason::NotExclusive => "NotExclusive",
+            Reason::CrossNuma => "CrossNUMA",
+            Reason::SharedCores => "SharedCores",
+        }
+    }
+}
+
+/// A node's report, read once: the CPUs each container holds, and the NUMA cell of each CPU.
+#[derive(Debug, Default)]
+pub struct NodeCpus {
+    pods: HashMap<(String, String), Vec<(String, CpuSet)>>,
+    cell_of: HashMap<u32, u32>,
+    holders: HashMap<u32, u32>,
+}
+
+impl NodeCpus {
+    pub fn read(report: &CatalystNodeReportSpec) -> Result<Self, CpuListError> {
+        let mut node = NodeCpus::default();
+        for cell in &report.numa {
+            for cpu in CpuSet::parse(&cell.cpus)?.iter() {
+                node.cell_of.insert(cpu, cell.id);
+            }
+        }
+        for pod in &report.pods {
+            let mut containers = Vec::with_capacity(pod.containers.len());
+            for container in &pod.containers {
+                let cpus = CpuSet::parse(&container.cpus)?;
+                for cpu in cpus.iter() {
+                    *node.holders.entry(cpu).or_default() += 1;
+                }
+                containers.push((container.name.clone(), cpus));
+            }
+            node.pods.insert((pod.namespace.clone(), pod.name.clone()), containers);
+        }
+        Ok(node)
+    }
+
+    /// The name of the pod in `namespace` that `pod` picks, if the report lists one.
+    fn find(&self, namespace: &str, pod: &Pod) -> Option<(&str, &[(String, CpuSet)])> {
+        match pod {
+            Pod::Named(name) => self
+                .pods
+                .get_key_value(&(namespace.to_string(), name.clone()))
+                .map(|((_, name), containers)| (name.as_str(), containers.as_slice())),
+            Pod::LauncherOf(vm) => {
+                let prefix = format!("virt-launcher-{vm}-");
+                let mut launchers = self.pods.iter().filter(|((ns, name), _)| {
+                    ns == namespace
+                        && name.strip_prefix(&prefix).is_some_and(|suffix| suffix.len() == 5 && !suffix.contains('-'))
+                });
+                // Two launchers (a migration under way) cannot be told apart here: none is chosen.
+                match (launchers.next(), launchers.next()) {
+                    (Some(((_, name), containers)), None) => Some((name.as_str(), containers.as_slice())),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn cells(&self, cpus: &CpuSet) -> BTreeSet<u32> {
+        cpus.iter().filter_map(|cpu| self.cell_of.get(&cpu).copied()).collect()
+    }
+}
+
+/// Which pod on the node holds a VM's or a replica's cores.
+#[derive(Clone, Debug)]
+pub enum Pod {
+    /// A replica: the StatefulSet's pod of that name.
+    Named(String),
+    /// A VM: KubeVirt's launcher pod `virt-launcher-<vm>-<5 characters>`.
+    LauncherOf(String),
+}
+
+/// What a VM or replica should hold.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub node: String,
+    pub namespace: String,
+    pub pod: Pod,
+    /// The container that holds the cores (`compute` in a launcher pod).
+    pub container: String,
+    pub cores: u32,
+    /// Whether its cores must lie on one NUMA node.
+    pub one_numa_node: bool,
+}
+
+/// The cores a pod's container was found holding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holding {
+    pub node: String,
+    pub pod: String,
+    pub cpus: CpuSet,
+    pub numa: BTreeSet<u32>,
+}
+
+/// A VM's or replica's verdict: what it holds, and why it is not pinned (none when it is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub holding: Option<Holding>,
+    pub fault: Option<(Reason, String)>,
+}
+
+impl Verdict {
+    pub fn pinned(&self) -> bool {
+        self.fault.is_none()
+    }
+}
+
+/// The verdict for `expected`, from its node's report (`None`: the node has none, or it could
+/// not be read).
+pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
+    let unpinned = |holding, reason, message: String| Verdict { holding, fault: Some((reason, message)) };
+    let Some(report) = report else {
+        return unpinned(None, Reason::NoReport, format!("node {} has no CatalystNodeReport", expected.node));
+    };
+    let Some((pod, containers)) = report.find(&expected.namespace, &expected.pod) else {
+        let what = match &expected.pod {
+            Pod::Named(name) => format!("pod {name}"),
+            Pod::LauncherOf(vm) => format!("one launcher pod of VM {vm}"),
+        };
+        return unpinned(None, Reason::NoReport, format!("the report of node {} lists no {what}", expected.node));
+    };
+    let cpus = containers.iter().find(|(name, _)| *name == expected.container).map(|(_, c)| c.clone()).unwrap_or_default();
+    let holding = Holding { node: expected.node.clone(), pod: pod.to_string(), numa: report.cells(&cpus), cpus };
+    let shared: CpuSet = holding.cpus.iter().filter(|cpu| report.holders.get(cpu).copied().unwrap_or(0) > 1).collect();
+    if !shared.is_empty() {
+        let message = format!("{pod} shares CPUs {shared} on node {} with another container", expected.node);
+        return unpinned(Some(holding), Reason::SharedCores, message);
+    }
+    if holding.cpus.len() != expected.cores as usize {
+        let message = format!(
+            "container {} of {pod} holds {} CPUs exclusively ({}), not the {} it asked for",
+            expected.container,
+            holding.cpus.len(),
+            if holding.cpus.is_empty() { "it runs on the shared pool".to_string() } else { holding.cpus.to_string() },
+            expected.cores
+        );
+        return unpinned(Some(holding), Reason::NotExclusive, message);
+    }
+    if expected.one_numa_node && holding.numa.len() > 1 {
+        let cells: Vec<String> = holding.numa.iter().map(ToString::to_string).collect();
+        let message = format!("{pod} holds CPUs {} across NUMA nodes {}", holding.cpus, cells.join(", "));
+        return unpinned(Some(holding), Reason::CrossNuma, message);
+    }
+    Verdict { holding: Some(holding), fault: None }
+}
+
+/// The gravest fault among several verdicts (a group's replicas), if any.
+pub fn worst<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Option<(Reason, String)> {
+    verdicts.into_iter().filter_map(|v| v.fault.clone()).max_by_key(|(reason, _)| *reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalyst_api::report::{ContainerCpus, NumaCell, PodCpus};
+
+    fn report(pods: &[(&str, &str, &str)]) -> NodeCpus {
+        NodeCpus::read(&CatalystNodeReportSpec {
+            allocatable_cpus: "2-63".into(),
+            numa: vec![NumaCell { id: 0, cpus: "0-31".into() }, NumaCell { id: 1, cpus: "32-63".into() }],
+            pods: pods
+                .iter()
+                .map(|(name, container, cpus)| PodCpus {
+                    namespace: "billing".into(),
+                    name: name.to_string(),
+                    containers: vec![ContainerCpus { name: container.to_string(), cpus: cpus.to_string() }],
+                })
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    fn replica(name: &str, cores: u32) -> Expected {
+        Expected {
+            node: "vm-a.billing".into(),
+            namespace: "billing".into(),
+            pod: Pod::Named(name.into()),
+            container: "sms".into(),
+            cores,
+            one_numa_node: true,
+        }
+    }
+
+    fn reason(verdict: &Verdict) -> Option<Reason> {
+        verdict.fault.as_ref().map(|(reason, _)| *reason)
+    }
+
+    #[test]
+    fn pinned_when_the_container_holds_exactly_its_cores_alone() {
+        let node = report(&[("sms-1", "sms", "17-24"), ("sms-2", "sms", "25-31")]);
+        let verdict = check(Some(&node), &replica("sms-1", 8));
+        assert!(verdict.pinned(), "{verdict:?}");
+        let holding = verdict.holding.unwrap();
+        assert_eq!((holding.cpus.to_string(), holding.numa), ("17-24".to_string(), BTreeSet::from([0])));
+    }
+
+    #[test]
+    fn each_fault_has_its_reason() {
+        let node = report(&[("sms-1", "sms", "17-24"), ("sms-2", "sms", "24-25"), ("sms-3", "sms", ""), ("sms-4", "sms", "30-33")]);
+        assert_eq!(reason(&check(None, &replica("sms-1", 8))), Some(Reason::NoReport));
+        assert_eq!(reason(&check(Some(&node), &replica("sms-9", 8))), Some(Reason::NoReport));
+        let shared = check(Some(&node), &replica("sms-1", 8));
+        assert_eq!(reason(&shared), Some(Reason::SharedCores));
+        assert!(shared.fault.unwrap().1.contains("shares CPUs 24 on node vm-a.billing"));
+        let shared_pool = check(Some(&node), &replica("sms-3", 2));
+        assert_eq!(reason(&shared_pool), Some(Reason::NotExclusive));
+        assert!(shared_pool.fault.unwrap().1.contains("holds 0 CPUs exclusively (it runs on the shared pool), not the 2"));
+        assert_eq!(reason(&check(Some(&node), &replica("sms-4", 4))), Some(Reason::CrossNuma));
+        let anywhere = Expected { one_numa_node: false, ..replica("sms-4", 4) };
+        assert!(check(Some(&node), &anywhere).pinned());
+        let verdicts = [check(Some(&node), &replica("sms-1", 8)), check(Some(&node), &replica("sms-3", 2))];
+        assert_eq!(worst(&verdicts).map(|(r, _)| r), Some(Reason::SharedCores));
+    }
+
+    #[test]
+    fn a_vm_is_found_by_its_launcher_pod() {
+        let node = report(&[("virt-launcher-db-x7k2p", "compute", "2-9"), ("virt-launcher-db-2-abcde", "compute", "10-11")]);
+        let vm = |name: &str, cores| Expected {
+            node: "worker-1".into(),
+            namespace: "billing".into(),
+            pod: Pod::LauncherOf(name.into()),
+            container: "compute".into(),
+            cores,
+            one_numa_node: false,
+        };
+        let db = check(Some(&node), &vm("db", 8));
+        assert!(db.pinned(), "{db:?}");
+        assert_eq!(db.holding.unwrap().pod, "virt-launcher-db-x7k2p");
+        assert!(check(Some(&node), &vm("db-2", 2)).pinned());
+        assert_eq!(reason(&check(Some(&node), &vm("d", 2))), Some(Reason::NoReport));
+    }
+}
