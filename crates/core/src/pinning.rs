@@ -150,7 +150,8 @@ pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
         };
         return unpinned(None, Reason::NoReport, format!("the report of node {} lists no {what}", expected.node));
     };
-    let cpus = containers.iter().find(|(name, _)| *name == expected.container).map(|(_, c)| c.clone()).unwrap_or_default();
+    let cpus =
+        containers.iter().find(|(name, _)| *name == expected.container).map(|(_, c)| c.clone()).unwrap_or_default();
     let holding = Holding { node: expected.node.clone(), pod: pod.to_string(), numa: report.cells(&cpus), cpus };
     let shared: CpuSet = holding.cpus.iter().filter(|cpu| report.holders.get(cpu).copied().unwrap_or(0) > 1).collect();
     if !shared.is_empty() {
@@ -227,7 +228,12 @@ mod tests {
 
     #[test]
     fn each_fault_has_its_reason() {
-        let node = report(&[("sms-1", "sms", "17-24"), ("sms-2", "sms", "24-25"), ("sms-3", "sms", ""), ("sms-4", "sms", "30-33")]);
+        let node = report(&[
+            ("sms-1", "sms", "17-24"),
+            ("sms-2", "sms", "24-25"),
+            ("sms-3", "sms", ""),
+            ("sms-4", "sms", "30-33"),
+        ]);
         assert_eq!(reason(&check(None, &replica("sms-1", 8))), Some(Reason::NoReport));
         assert_eq!(reason(&check(Some(&node), &replica("sms-9", 8))), Some(Reason::NoReport));
         let shared = check(Some(&node), &replica("sms-1", 8));
@@ -235,7 +241,9 @@ mod tests {
         assert!(shared.fault.unwrap().1.contains("shares CPUs 24 on node vm-a.billing"));
         let shared_pool = check(Some(&node), &replica("sms-3", 2));
         assert_eq!(reason(&shared_pool), Some(Reason::NotExclusive));
-        assert!(shared_pool.fault.unwrap().1.contains("holds 0 CPUs exclusively (it runs on the shared pool), not the 2"));
+        assert!(
+            shared_pool.fault.unwrap().1.contains("holds 0 CPUs exclusively (it runs on the shared pool), not the 2")
+        );
         assert_eq!(reason(&check(Some(&node), &replica("sms-4", 4))), Some(Reason::CrossNuma));
         let anywhere = Expected { one_numa_node: false, ..replica("sms-4", 4) };
         assert!(check(Some(&node), &anywhere).pinned());
@@ -245,7 +253,8 @@ mod tests {
 
     #[test]
     fn a_vm_is_found_by_its_launcher_pod() {
-        let node = report(&[("virt-launcher-db-x7k2p", "compute", "2-9"), ("virt-launcher-db-2-abcde", "compute", "10-11")]);
+        let node =
+            report(&[("virt-launcher-db-x7k2p", "compute", "2-9"), ("virt-launcher-db-2-abcde", "compute", "10-11")]);
         let vm = |name: &str, cores| Expected {
             node: "worker-1".into(),
             namespace: "billing".into(),
