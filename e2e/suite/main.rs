@@ -8,7 +8,8 @@
 mod harness;
 
 use catalyst_api::kubevirt::VirtualMachine;
-use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_api::report::{ContainerCpus, NumaCell, PodCpus};
+use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystNodeReportSpec, CatalystVM, ServiceGroup};
 use harness::{Cluster, Layout, Operator, apply, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -118,7 +119,7 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
     .await;
     let columns: Vec<&str> =
         vm_table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(columns, ["Name", "Host", "CPU", "Memory", "Phase", "Node", "Age"]);
+    assert_eq!(columns, ["Name", "Host", "CPU", "Memory", "Phase", "Node", "Pinned", "Age"]);
     assert_eq!(cell(&vm_table, "api-a", "Host"), json!(host_a));
     assert_eq!(cell(&vm_table, "api-a", "CPU"), json!(8));
     let host_table = eventually("the host's CPU column", CONVERGE, || async {
@@ -746,6 +747,81 @@ async fn the_operator_places_a_layout_only_an_exact_search_packs() {
     for host in &layout.hosts {
         let status = hosts.get(&host.name_any()).await.unwrap().status.unwrap();
         assert_eq!(status.allocated.map(|a| a.cpu), Some(12), "{} holds {:?}", host.name_any(), status.vms);
+    }
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+/// A node's report as its agent would write it: each pod with one container holding `cpus`.
+fn node_report(node: &str, ns: &str, pods: &[(&str, &str, &str)]) -> CatalystNodeReport {
+    let pods = pods
+        .iter()
+        .map(|(pod, container, cpus)| PodCpus {
+            namespace: ns.into(),
+            name: pod.to_string(),
+            containers: vec![ContainerCpus { name: container.to_string(), cpus: cpus.to_string() }],
+        })
+        .collect();
+    let numa = vec![NumaCell { id: 0, cpus: "0-15".into() }, NumaCell { id: 1, cpus: "16-31".into() }];
+    CatalystNodeReport::new(node, CatalystNodeReportSpec { allocatable_cpus: "2-31".into(), numa, pods })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubelets_reports_decide_whether_each_vm_and_replica_is_pinned() {
+    let (cluster, ns, _operator, layout) = running_minimal("pinned").await;
+    let client = &cluster.client;
+    let host = placed_host(client, &ns, "api-a").await;
+    let host_node = layout.hosts.iter().find(|h| h.name_any() == host).unwrap().spec.node_name.clone();
+    let vm_node = format!("api-a.{ns}");
+    let reports: Api<CatalystNodeReport> = Api::all(client.clone());
+    // The host's kubelet: api-a's launcher holds its 8 cores and one for the emulator thread
+    // (isolateEmulatorThread, the default); the VM-node's: each replica its 2.
+    apply(&reports, &node_report(&host_node, &ns, &[("virt-launcher-api-a-x7k2p", "compute", "2-10")])).await;
+    let replicas = [("api-a-1", "api-a", "2-3"), ("api-a-2", "api-a", "4-5"), ("api-a-3", "api-a", "6-7")];
+    apply(&reports, &node_report(&vm_node, &ns, &replicas)).await;
+
+    let groups: Api<ServiceGroup> = Api::namespaced(client.clone(), &ns);
+    let pinned_group = |name: &'static str| {
+        let groups = groups.clone();
+        async move { groups.get(name).await.ok()?.status }
+    };
+    let status = eventually("ServiceGroup api-a Pinned", CONVERGE, || async {
+        let status = pinned_group("api-a").await?;
+        (condition(&status.conditions, "Pinned") == Some(("True".into(), "Pinned".into()))).then_some(status)
+    })
+    .await;
+    let cores: Vec<(&str, &str, &[u32])> =
+        status.cores.iter().map(|c| (c.replica.as_str(), c.cpus.as_str(), c.numa.as_slice())).collect();
+    assert_eq!(cores, [("api-a-1", "2-3", &[0][..]), ("api-a-2", "4-5", &[0]), ("api-a-3", "6-7", &[0])]);
+    let vm = eventually("CatalystVM api-a Pinned", CONVERGE, || async {
+        let status = vms(client, &ns).get("api-a").await.ok()?.status?;
+        (condition(&status.conditions, "Pinned") == Some(("True".into(), "Pinned".into()))).then_some(status)
+    })
+    .await;
+    assert_eq!((vm.host_cpus.as_deref(), vm.host_numa.as_slice()), (Some("2-10"), &[0][..]));
+    // No agent on api-b's node yet.
+    let api_b = eventually("ServiceGroup api-b reported", CONVERGE, || pinned_group("api-b")).await;
+    assert_eq!(condition(&api_b.conditions, "Pinned"), Some(("False".into(), "NoReport".into())));
+
+    // Two replicas on one core: not pinned, and a Warning says which.
+    let shared = [("api-a-1", "api-a", "2-3"), ("api-a-2", "api-a", "4-5"), ("api-a-3", "api-a", "5-6")];
+    apply(&reports, &node_report(&vm_node, &ns, &shared)).await;
+    eventually("ServiceGroup api-a SharedCores", CONVERGE, || async {
+        let status = pinned_group("api-a").await?;
+        (condition(&status.conditions, "Pinned") == Some(("False".into(), "SharedCores".into()))).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a SharedCores warning", CONVERGE, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("SharedCores") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
+    .await;
+
+    for node in [&host_node, &vm_node] {
+        reports.delete(node, &DeleteParams::default()).await.unwrap();
     }
     cluster.clean_up(&ns, &layout.hosts).await;
 }

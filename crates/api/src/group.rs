@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"CPU","type":"integer","description":"cores per replica","jsonPath":".spec.cpu"}"#,
     printcolumn = r#"{"name":"Memory","type":"string","description":"memory per replica","jsonPath":".spec.memory"}"#,
+    printcolumn = r#"{"name":"Pinned","type":"string","jsonPath":".status.conditions[?(@.type==\"Pinned\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -134,8 +135,25 @@ pub struct ServiceGroupStatus {
     /// Cores and memory the group takes from its VM (replicas x per-replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested: Option<super::Resources>,
+    /// The cores each replica holds, as its node's kubelet reports them (a CatalystNodeReport).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cores: Vec<ReplicaCores>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The cores one replica holds exclusively, as its node's kubelet reports them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+pub struct ReplicaCores {
+    /// The replica's pod.
+    pub replica: String,
+    pub node: String,
+    /// A Linux CPU list of the guest's CPUs, such as `17-24`; empty when it holds none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cpus: String,
+    /// The NUMA nodes of those CPUs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numa: Vec<u32>,
 }

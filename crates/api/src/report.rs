@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// What the node's kubelet and kernel report: the CPUs it may give exclusively, its NUMA cells,
+/// and the CPUs each container of each pod holds.
 pub struct CatalystNodeReportSpec {
     /// The CPUs the kubelet may give to containers exclusively (PodResources
     /// `GetAllocatableResources`), as a Linux CPU list such as `2-31,34-63`.
@@ -42,6 +44,7 @@ pub struct CatalystNodeReportSpec {
 /// A NUMA cell and its CPUs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct NumaCell {
+    /// The cell's id, as sysfs numbers it.
     pub id: u32,
     /// A Linux CPU list.
     #[schemars(length(max = 4096))]
@@ -55,6 +58,7 @@ pub struct PodCpus {
     pub namespace: String,
     #[schemars(length(max = 253))]
     pub name: String,
+    /// Its containers, each with the CPUs it holds exclusively.
     #[serde(default)]
     #[schemars(length(max = 64))]
     pub containers: Vec<ContainerCpus>,

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Memory","type":"string","jsonPath":".spec.memory"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.nodeName"}"#,
+    printcolumn = r#"{"name":"Pinned","type":"string","jsonPath":".status.conditions[?(@.type==\"Pinned\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = rules::VM_PLACED_HOST_IS_FIXED.to_kube()
 )]
@@ -269,6 +270,12 @@ pub struct CatalystVMStatus {
     /// Cores and memory left for ServiceGroups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<super::Resources>,
+    /// The host's CPUs the VM's launcher pod holds exclusively, as the host's kubelet reports
+    /// them (a Linux CPU list), and their NUMA nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpus: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_numa: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -94,10 +94,10 @@ fn validate_accepts_the_samples_and_crds_prints_every_kind() {
     let output = run(&["validate", "-f", "config/samples/"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let crds = stdout(&run(&["crds"]));
-    for kind in ["kind: CatalystHost", "kind: CatalystVM", "kind: ServiceGroup"] {
+    for kind in ["kind: CatalystHost", "kind: CatalystVM", "kind: ServiceGroup", "kind: CatalystNodeReport"] {
         assert!(crds.contains(kind));
     }
-    assert_eq!(crds.matches("\n---\n").count(), 2);
+    assert_eq!(crds.matches("\n---\n").count(), 3);
 }
 
 #[test]

@@ -43,6 +43,12 @@ pub const CLUSTER: &[Grant] = &[
     Grant { group: "catalyst.io", resource: "servicegroups", verbs: &["list", "watch"], why: "read groups" },
     Grant {
         group: "catalyst.io",
+        resource: "catalystnodereports",
+        verbs: &["list", "watch"],
+        why: "read the CPUs the kubelets report, for the Pinned condition",
+    },
+    Grant {
+        group: "catalyst.io",
         resource: "servicegroups/status",
         verbs: &["patch"],
         why: "report fit, replicas and conditions",

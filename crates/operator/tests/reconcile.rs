@@ -90,6 +90,7 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         vms: store(guarded(&world.vms)),
         groups: store(guarded(&world.groups)),
         nodes: store(nodes),
+        reports: store(Vec::new()),
         groups_by_vm: Arc::new(controller::index::GroupsByVm::groups().of(&guarded(&world.groups))),
         vms_by_host: Arc::new(controller::index::VmsByHost::vms().of(&guarded(&world.vms))),
         hosts_by_ledger: Arc::new(controller::index::HostsByLedger::ledgers().of(&guarded(&world.hosts))),

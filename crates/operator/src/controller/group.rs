@@ -7,7 +7,7 @@
 use super::apply;
 use super::conditions::{READY, wanted};
 use super::refusal::Refusal;
-use super::{Context, Error, key_of, reconcile_guarded, refuse, report, valid};
+use super::{Context, Error, key_of, pinning, reconcile_guarded, refuse, report, valid};
 use catalyst_api::{CatalystVM, ServiceGroup};
 use catalyst_core::planner::{self, GroupModel, VmModel};
 use catalyst_core::render;
@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,10 +75,14 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
             .unwrap_or_default();
     status.replicas = observed.replicas;
     status.ready_replicas = observed.ready_replicas.unwrap_or(0);
+    let (cores, pinned) = pinning::group(group, &vm, ctx);
+    status.cores = cores;
     let ready = if status.ready_replicas >= group.spec.replicas {
         wanted(READY, true, "Ready", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     } else {
         wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     };
-    report(group, group.status.as_ref(), status, ctx, &[ready], false, Action::requeue(RESYNC)).await
+    let old_conditions = group.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    pinning::warn_when_unpinned(&group.object_ref(&()), old_conditions, &pinned, ctx).await;
+    report(group, group.status.as_ref(), status, ctx, &[ready, pinned], false, Action::requeue(RESYNC)).await
 }

@@ -16,7 +16,7 @@ pub mod vm;
 
 use self::refusal::Refusal;
 use crate::metrics::{ErrorLabels, Metrics};
-use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -117,6 +117,8 @@ pub struct Stores {
     pub vms: Store<DeserializeGuard<CatalystVM>>,
     pub groups: Store<DeserializeGuard<ServiceGroup>>,
     pub nodes: Store<Node>,
+    /// The nodes' CatalystNodeReports, by node name.
+    pub reports: Store<CatalystNodeReport>,
     /// The groups of each VM, kept beside `groups` by the same watch.
     pub groups_by_vm: Arc<index::GroupsByVm>,
     /// The VMs on each host (by their status), kept beside `vms` by the same watch.
@@ -130,13 +132,14 @@ impl Stores {
     /// One caller at a time: kube-runtime 5.0.0's `Store::wait_until_ready` wakes only the
     /// last of several concurrent waiters (`src/utils/delayed_init.rs`, a oneshot receiver).
     pub async fn synced(&self) -> bool {
-        let (hosts, vms, groups, nodes) = futures::join!(
+        let (hosts, vms, groups, nodes, reports) = futures::join!(
             self.hosts.wait_until_ready(),
             self.vms.wait_until_ready(),
             self.groups.wait_until_ready(),
-            self.nodes.wait_until_ready()
+            self.nodes.wait_until_ready(),
+            self.reports.wait_until_ready()
         );
-        let synced = hosts.and(vms).and(groups).and(nodes);
+        let synced = hosts.and(vms).and(groups).and(nodes).and(reports);
         if let Err(error) = &synced {
             tracing::error!(%error, "a cache could not sync");
         }
@@ -609,6 +612,7 @@ where
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
 pub mod index;
+pub mod pinning;
 pub mod placement;
 pub mod refusal;
 pub mod runtime;

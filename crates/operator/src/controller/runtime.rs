@@ -5,7 +5,7 @@ use super::index;
 use super::{Context, Stores, error_policy, group, host, placement, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
-use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
 use catalyst_core::render::labels;
@@ -236,11 +236,13 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let hosts_by_ledger = Arc::new(index::HostsByLedger::ledgers());
     hosts.index = Some(hosts_by_ledger.clone());
     let mut nodes = Shared::<Node>::new();
+    let mut reports = Shared::<CatalystNodeReport>::new();
     let stores = Stores {
         hosts: hosts.store.clone(),
         vms: vms.store.clone(),
         groups: groups.store.clone(),
         nodes: nodes.store.clone(),
+        reports: reports.store.clone(),
         groups_by_vm: groups_by_vm.clone(),
         vms_by_host: vms_by_host.clone(),
         hosts_by_ledger,
@@ -279,6 +281,22 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let (namespace, name) = vm_of_node(node.labels().get(labels::VM)?)?;
             Some(ObjectRef::new(name).within(namespace))
         })
+        // A host's report says which cores its VMs' launchers hold.
+        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
+            let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
+            move |report| {
+                let node = report.name_any();
+                let on_node = valid(&hosts.state())
+                    .filter(|h| h.spec.node_name == node)
+                    .map(ResourceExt::name_any)
+                    .collect::<Vec<_>>();
+                on_node
+                    .iter()
+                    .flat_map(|host| vms_by_host.get(host))
+                    .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+                    .collect::<Vec<_>>()
+            }
+        })
         .shutdown_on_signal()
         .run(vm::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystVM", result) });
@@ -292,6 +310,19 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
             let groups = groups_of_vm.get(&catalyst_core::key::key(&namespace, &name));
             groups.into_iter().map(|(namespace, group)| ObjectRef::new(&group).within(&namespace)).collect::<Vec<_>>()
+        })
+        // A VM-node's report says which cores the replicas on it hold.
+        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
+            let groups_by_vm = groups_by_vm.clone();
+            move |report| {
+                let node = report.name_any();
+                let Some((namespace, vm)) = vm_of_node(&node) else { return Vec::new() };
+                let groups = groups_by_vm.get(&catalyst_core::key::key(namespace, vm));
+                groups
+                    .into_iter()
+                    .map(|(namespace, group)| ObjectRef::new(&group).within(&namespace))
+                    .collect::<Vec<_>>()
+            }
         })
         .shutdown_on_signal()
         .run(group::reconcile, error_policy, ctx.clone())
@@ -319,6 +350,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         vms.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
         groups.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
         nodes.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
+        reports.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
     ]);
     let feeding = tokio::spawn(feeds.for_each(|()| async {}));
     // No placement is decided on a partial view of the hosts' ledgers. A store is whole as

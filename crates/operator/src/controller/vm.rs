@@ -7,7 +7,7 @@ use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
-use super::{Context, Error, FINALIZER, key_of, reconcile_guarded, refuse, report, valid};
+use super::{Context, Error, FINALIZER, key_of, pinning, reconcile_guarded, refuse, report, valid};
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
@@ -22,7 +22,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +66,13 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
     status.available = Some(left_for_groups(vm, ctx));
-    report(vm, vm.status.as_ref(), status, ctx, &derived.conditions, false, Action::requeue(RESYNC)).await
+    let (verdict, pinned) = pinning::vm(vm, &prepared.host, ctx);
+    status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
+    status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
+    let old_conditions = vm.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    pinning::warn_when_unpinned(&vm.object_ref(&()), old_conditions, &pinned, ctx).await;
+    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned]).collect();
+    report(vm, vm.status.as_ref(), status, ctx, &conditions, false, Action::requeue(RESYNC)).await
 }
 
 /// Validates the spec, places the VM, checks its host and reads its join credentials. A
