@@ -28,7 +28,12 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
         "charts/catalyst-operator/files/rbac/leader-election-rules.yaml".into(),
         format!("{NOTICE}{}", rbac::rules_yaml(rbac::LEADER_ELECTION)),
     ));
+    files.push((
+        "charts/catalyst-operator/files/rbac/agent-rules.yaml".into(),
+        format!("{NOTICE}{}", rbac::rules_yaml(rbac::AGENT)),
+    ));
     files.push(("config/rbac/role.yaml".into(), role("ClusterRole", "manager-role", rbac::CLUSTER)));
+    files.push(("config/agent/role.yaml".into(), role("ClusterRole", "agent-role", rbac::AGENT)));
     files.push((
         "config/rbac/leader_election_role.yaml".into(),
         role("Role", "leader-election-role", rbac::LEADER_ELECTION),

@@ -128,3 +128,27 @@ fn an_overcommitted_host_or_a_lost_node_is_degraded() {
     );
     assert_eq!(health("CatalystHost", lost).0, "Degraded");
 }
+
+#[test]
+fn cores_found_shared_make_a_vm_or_group_degraded_and_a_missing_report_does_not() {
+    for kind in ["CatalystVM", "ServiceGroup"] {
+        let with_pinned = |status: &str, reason: &str| {
+            let conditions = json!([
+                condition("Ready", "True", "Ready", "up"),
+                condition("Pinned", status, reason, "sms-2 shares CPUs 5")
+            ]);
+            object(
+                1,
+                json!({"observedGeneration": 1, "phase": "Ready", "readyReplicas": 3, "conditions": conditions}),
+                json!({"replicas": 3}),
+            )
+        };
+        assert_eq!(
+            health(kind, with_pinned("False", "SharedCores")),
+            ("Degraded".into(), "SharedCores: sms-2 shares CPUs 5".into())
+        );
+        assert_eq!(health(kind, with_pinned("False", "NotExclusive")).0, "Degraded");
+        assert_eq!(health(kind, with_pinned("False", "NoReport")).0, "Healthy", "{kind}");
+        assert_eq!(health(kind, with_pinned("True", "Pinned")).0, "Healthy", "{kind}");
+    }
+}

@@ -68,12 +68,15 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
         "ClusterRole",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
+        "DaemonSet",
         "Deployment",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ];
     assert_eq!(kinds(&rendered), expected.iter().map(|k| k.to_string()).collect());
 
@@ -90,8 +93,10 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
     }
 
     // The RBAC is the rules of crates/operator/src/rbac.rs, and nothing else.
-    let role = &of_kind(&rendered, "ClusterRole")[0];
+    let role = named(&rendered, "ClusterRole", "catalyst-catalyst-operator");
     assert_eq!(role["rules"], serde_json::to_value(rbac::policy_rules(rbac::CLUSTER)).unwrap());
+    let agent_role = named(&rendered, "ClusterRole", "catalyst-catalyst-operator-agent");
+    assert_eq!(agent_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::AGENT)).unwrap());
     let lease_role = &of_kind(&rendered, "Role")[0];
     assert_eq!(lease_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::LEADER_ELECTION)).unwrap());
     assert_eq!(lease_role["metadata"]["namespace"], "catalyst-system");
@@ -114,6 +119,29 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
     );
     assert!(!args.iter().any(|a| a.starts_with("--namespace") || a.starts_with("--host-selector")));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+    // The agent: the kubelet's pod-resources directory, read-only; every node; no capability;
+    // its own node's report only.
+    let agent = &of_kind(&rendered, "DaemonSet")[0]["spec"]["template"]["spec"];
+    assert_eq!(agent["volumes"][0]["hostPath"]["path"], "/var/lib/kubelet/pod-resources");
+    let container = &agent["containers"][0];
+    assert_eq!(container["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(container["command"][0], "/usr/local/bin/catalyst-agent");
+    assert_eq!(container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(agent["tolerations"][0]["operator"], "Exists");
+    assert_ne!(agent["serviceAccountName"], pod["serviceAccountName"], "the agent has an account of its own");
+    let policy = &of_kind(&rendered, "ValidatingAdmissionPolicy")[0];
+    let the_agent = policy["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+    assert!(the_agent.ends_with(":catalyst-system:catalyst-catalyst-operator-agent\""), "{the_agent}");
+}
+
+/// The document of this kind and name.
+fn named<'a>(rendered: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    rendered
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 #[test]
@@ -122,8 +150,13 @@ fn non_default_values_render_two_namespaces_a_host_pool_one_replica_and_a_servic
         "helm",
         &["template", "catalyst", CHART, "-f", "charts/catalyst-operator/ci/non-default-values.yaml"],
     ));
-    let expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceMonitor"];
-    assert_eq!(kinds(&rendered), expected.iter().map(|k| k.to_string()).collect(), "no CRDs, no PDB, no lease Role");
+    let expected =
+        ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"];
+    assert_eq!(
+        kinds(&rendered),
+        expected.iter().map(|k| k.to_string()).collect(),
+        "no CRDs, no PDB, no lease Role, no own-node policy; the agent's account only"
+    );
     let container = &of_kind(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.contains(&"--namespace=telecom,billing") && args.contains(&"--leader-elect=false"), "{args:?}");
@@ -152,22 +185,39 @@ fn the_kustomize_bases_render_the_operator_in_its_namespace() {
         "ClusterRole",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
+        "DaemonSet",
         "Deployment",
         "Namespace",
         "Role",
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ];
     assert_eq!(kinds(&rendered), expected.iter().map(|k| k.to_string()).collect());
-    for namespaced in rendered.iter().filter(|d| {
-        !["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"]
-            .contains(&d["kind"].as_str().unwrap())
-    }) {
+    let cluster_scoped = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Namespace",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ];
+    for namespaced in rendered.iter().filter(|d| !cluster_scoped.contains(&d["kind"].as_str().unwrap())) {
         assert_eq!(namespaced["metadata"]["namespace"], "catalyst-system", "{}", namespaced["kind"]);
     }
-    let role = &of_kind(&rendered, "ClusterRole")[0];
+    let role = named(&rendered, "ClusterRole", "catalyst-manager-role");
     assert_eq!(role["rules"], serde_json::to_value(rbac::policy_rules(rbac::CLUSTER)).unwrap());
+    let agent_role = named(&rendered, "ClusterRole", "catalyst-agent-role");
+    assert_eq!(agent_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::AGENT)).unwrap());
+    // The policy names the agent's account as config/default prefixes and places it.
+    let policy = &of_kind(&rendered, "ValidatingAdmissionPolicy")[0];
+    let the_agent = policy["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+    let account = named(&rendered, "ServiceAccount", "catalyst-agent");
+    assert!(the_agent.ends_with(&format!(":{}:catalyst-agent\"", account["metadata"]["namespace"].as_str().unwrap())));
+    let binding = &of_kind(&rendered, "ValidatingAdmissionPolicyBinding")[0];
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
     let samples = documents(&run("kubectl", &["kustomize", "config/samples"]));
     assert_eq!(of_kind(&samples, "CatalystVM").len(), 2);
 }

@@ -27,3 +27,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* The agent's pods carry their own name, so no selector of the operator's (its Deployment, Service, PodDisruptionBudget) ever takes them. */}}
+{{- define "catalyst.agentSelectorLabels" -}}
+app.kubernetes.io/name: catalyst-agent
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "catalyst.agentName" -}}
+{{- printf "%s-agent" (include "catalyst.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

@@ -10,3 +10,10 @@ if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.obs
   hs.message = "the operator has not yet observed generation " .. generation
   return hs
 end
+-- Cores the kubelets report as shared, not exclusive or across NUMA nodes: Degraded, whatever
+-- else holds. A report not there yet (NoReport: pods starting, or no agent) says nothing.
+for _, condition in ipairs(obj.status.conditions or {}) do
+  if condition.type == "Pinned" and condition.status == "False" and condition.reason ~= "NoReport" then
+    return { status = "Degraded", message = condition.reason .. ": " .. condition.message }
+  end
+end

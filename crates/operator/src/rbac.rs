@@ -94,6 +94,17 @@ pub const LEADER_ELECTION: &[Grant] = &[Grant {
     why: "acquire, renew and release the leader Lease",
 }];
 
+/// The node agent's grants (a ClusterRole; its report is cluster-scoped): it writes its own
+/// node's CatalystNodeReport and reads nothing from the API server. Which report it may write
+/// is narrowed to its own node's by a ValidatingAdmissionPolicy (the chart's
+/// `agent-policy.yaml`), since RBAC cannot name a resource by the caller's node.
+pub const AGENT: &[Grant] = &[Grant {
+    group: "catalyst.io",
+    resource: "catalystnodereports",
+    verbs: &["create", "patch"],
+    why: "server-side apply of its node's report (create is authorized for a new object)",
+}];
+
 pub fn policy_rules(grants: &[Grant]) -> Vec<PolicyRule> {
     grants
         .iter()
