@@ -798,6 +798,13 @@ async fn the_kubelets_reports_decide_whether_each_vm_and_replica_is_pinned() {
     })
     .await;
     assert_eq!((vm.host_cpus.as_deref(), vm.host_numa.as_slice()), (Some("2-10"), &[0][..]));
+    // The host's core map: what its kubelet keeps back, what api-a holds, what is free.
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    let cores =
+        eventually("the host's core map", CONVERGE, || async { hosts.get(&host).await.ok()?.status?.cores }).await;
+    let held: Vec<(&str, &str)> = cores.vms.iter().map(|v| (v.vm.as_str(), v.cpus.as_str())).collect();
+    assert_eq!((cores.reserved.as_str(), cores.free.as_str()), ("0-1", "11-31"));
+    assert_eq!(held, [(format!("{ns}/api-a").as_str(), "2-10")]);
     // No agent on api-b's node yet.
     let api_b = eventually("ServiceGroup api-b reported", CONVERGE, || pinned_group("api-b")).await;
     assert_eq!(condition(&api_b.conditions, "Pinned"), Some(("False".into(), "NoReport".into())));

@@ -129,10 +129,35 @@ pub struct CatalystHostStatus {
     /// Short text for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<HostSummary>,
+    /// Its cores as its kubelet reports them (its node's CatalystNodeReport), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<HostCores>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A host's cores, as Linux CPU lists: kept back by the kubelet, held by each VM, free.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct HostCores {
+    /// CPUs the kubelet keeps from exclusive use (its reserved CPUs: the host OS, the kubelet).
+    #[serde(default)]
+    pub reserved: String,
+    /// The CPUs each VM's launcher holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<VmCores>,
+    /// CPUs the kubelet may give exclusively that no container holds.
+    #[serde(default)]
+    pub free: String,
+}
+
+/// The host CPUs one VM's launcher holds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct VmCores {
+    /// namespace/name.
+    pub vm: String,
+    pub cpus: String,
 }
 
 /// Preformatted figures for the printer columns.

@@ -38,6 +38,9 @@ impl Reason {
 /// A node's report, read once: the CPUs each container holds, and the NUMA cell of each CPU.
 #[derive(Debug, Default)]
 pub struct NodeCpus {
+    /// Every CPU the node shows: its NUMA cells', or what the kubelet names when it has none.
+    all: CpuSet,
+    allocatable: CpuSet,
     pods: HashMap<(String, String), Vec<(String, CpuSet)>>,
     cell_of: HashMap<u32, u32>,
     holders: HashMap<u32, u32>,
@@ -45,7 +48,7 @@ pub struct NodeCpus {
 
 impl NodeCpus {
     pub fn read(report: &CatalystNodeReportSpec) -> Result<Self, CpuListError> {
-        let mut node = NodeCpus::default();
+        let mut node = NodeCpus { allocatable: CpuSet::parse(&report.allocatable_cpus)?, ..NodeCpus::default() };
         for cell in &report.numa {
             for cpu in CpuSet::parse(&cell.cpus)?.iter() {
                 node.cell_of.insert(cpu, cell.id);
@@ -62,6 +65,8 @@ impl NodeCpus {
             }
             node.pods.insert((pod.namespace.clone(), pod.name.clone()), containers);
         }
+        let shown = node.cell_of.keys().chain(node.holders.keys()).copied().chain(node.allocatable.iter());
+        node.all = shown.collect();
         Ok(node)
     }
 
@@ -134,6 +139,11 @@ impl Verdict {
     pub fn pinned(&self) -> bool {
         self.fault.is_none()
     }
+
+    /// `Pinned`, or the reason it is not.
+    pub fn label(&self) -> &'static str {
+        self.fault.as_ref().map_or("Pinned", |(reason, _)| reason.as_str())
+    }
 }
 
 /// The verdict for `expected`, from its node's report (`None`: the node has none, or it could
@@ -174,6 +184,35 @@ pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
         return unpinned(Some(holding), Reason::CrossNuma, message);
     }
     Verdict { holding: Some(holding), fault: None }
+}
+
+/// A host's cores as its kubelet reports them: those it keeps back from exclusive use, those
+/// each VM's launcher holds, and those free.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct CoreMap {
+    pub reserved: CpuSet,
+    /// (namespace/name of the VM, its launcher's CPUs), for the VMs found.
+    pub vms: Vec<(String, CpuSet)>,
+    pub free: CpuSet,
+}
+
+/// The core map of a host whose report is `report` and whose ledger holds `vms`
+/// (`namespace/name`). Free is what the kubelet may give exclusively and no container holds.
+pub fn core_map(report: &NodeCpus, vms: &[String]) -> CoreMap {
+    let vms = vms
+        .iter()
+        .filter_map(|key| {
+            let (namespace, name) = crate::key::split(key)?;
+            let (_, containers) = report.find(namespace, &Pod::LauncherOf(name.to_string()))?;
+            let cpus: CpuSet = containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect();
+            Some((key.clone(), cpus))
+        })
+        .collect();
+    CoreMap {
+        reserved: report.all.iter().filter(|cpu| !report.allocatable.contains(*cpu)).collect(),
+        vms,
+        free: report.allocatable.iter().filter(|cpu| !report.holders.contains_key(cpu)).collect(),
+    }
 }
 
 /// The gravest fault among several verdicts (a group's replicas), if any.
@@ -249,6 +288,16 @@ mod tests {
         assert!(check(Some(&node), &anywhere).pinned());
         let verdicts = [check(Some(&node), &replica("sms-1", 8)), check(Some(&node), &replica("sms-3", 2))];
         assert_eq!(worst(&verdicts).map(|(r, _)| r), Some(Reason::SharedCores));
+    }
+
+    #[test]
+    fn a_hosts_core_map_names_reserved_held_and_free_cores() {
+        let node =
+            report(&[("virt-launcher-db-x7k2p", "compute", "2-10"), ("virt-launcher-web-abcde", "compute", "11-12")]);
+        let map = core_map(&node, &["billing/db".into(), "billing/web".into(), "billing/gone".into()]);
+        let vms: Vec<(&str, String)> = map.vms.iter().map(|(vm, cpus)| (vm.as_str(), cpus.to_string())).collect();
+        assert_eq!(vms, [("billing/db", "2-10".to_string()), ("billing/web", "11-12".to_string())]);
+        assert_eq!((map.reserved.to_string(), map.free.to_string()), ("0-1".to_string(), "13-63".to_string()));
     }
 
     #[test]

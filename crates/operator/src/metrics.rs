@@ -27,6 +27,13 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// What was found pinned: `vm` or `replica`, and the verdict (`Pinned`, or why not).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PinnedLabels {
+    pub subject: &'static str,
+    pub verdict: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HostLabel {
     pub host: String,
@@ -44,6 +51,10 @@ pub struct Metrics {
     pub host_memory_free: Family<HostLabel, Gauge<f64, AtomicU64>>,
     /// Hosts that have gauges, so a deleted host's can be removed.
     hosts: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    pub pinned: Family<PinnedLabels, Gauge>,
+    /// The verdicts last counted for each object (a VM's one, a group's per replica), so a new
+    /// verdict replaces them and a deleted object's leave the gauges.
+    verdicts: crate::controller::PerObject<Vec<PinnedLabels>>,
 }
 
 impl Default for Metrics {
@@ -83,6 +94,12 @@ impl Default for Metrics {
         );
         let host_memory_free = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
         registry.register("host_memory_free_bytes", "Memory a CatalystHost has left", host_memory_free.clone());
+        let pinned = Family::<PinnedLabels, Gauge>::default();
+        registry.register(
+            "pinned",
+            "VMs and replicas by the verdict on their cores (Pinned, SharedCores, NotExclusive, CrossNUMA, NoReport)",
+            pinned.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -94,6 +111,8 @@ impl Default for Metrics {
             host_memory_allocated,
             host_memory_free,
             hosts: std::sync::Mutex::default(),
+            pinned,
+            verdicts: crate::controller::PerObject::default(),
         }
     }
 }
@@ -103,6 +122,38 @@ impl Metrics {
     pub fn reconciled(&self, kind: &'static str, ok: bool, took: Duration) {
         self.reconciles.get_or_create(&ReconcileLabels { kind, outcome: if ok { "ok" } else { "error" } }).inc();
         self.duration.get_or_create(&KindLabel { kind }).observe(took.as_secs_f64());
+    }
+
+    /// Counts the verdicts of an object's VM or replicas (`subject`) in place of its last ones.
+    pub fn verdicts(
+        &self,
+        kind: &str,
+        key: &str,
+        subject: &'static str,
+        verdicts: impl IntoIterator<Item = &'static str>,
+    ) {
+        let now: Vec<PinnedLabels> = verdicts.into_iter().map(|verdict| PinnedLabels { subject, verdict }).collect();
+        for label in &now {
+            self.pinned.get_or_create(label).inc();
+        }
+        let before = self.verdicts.lock().insert(crate::controller::object_id(kind, key), now);
+        for label in before.iter().flatten() {
+            self.pinned.get_or_create(label).dec();
+        }
+    }
+
+    /// Takes the verdicts of objects `exists` no longer finds off the gauges.
+    pub fn forget_verdicts(&self, exists: impl Fn(&str, &str) -> bool) {
+        let mut verdicts = self.verdicts.lock();
+        verdicts.retain(|(kind, key), labels| {
+            let keep = exists(kind, key);
+            if !keep {
+                for label in labels.iter() {
+                    self.pinned.get_or_create(label).dec();
+                }
+            }
+            keep
+        });
     }
 
     /// Sets a host's allocation gauges.
@@ -167,6 +218,27 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn verdicts_replace_the_last_ones_and_leave_with_their_object() {
+        let metrics = Metrics::default();
+        metrics.verdicts("ServiceGroup", "team/sms", "replica", ["Pinned", "Pinned", "NoReport"]);
+        metrics.verdicts("ServiceGroup", "team/sms", "replica", ["Pinned", "SharedCores", "SharedCores"]);
+        metrics.verdicts("CatalystVM", "team/db", "vm", ["Pinned"]);
+        let text = metrics.encode();
+        for line in [
+            "catalyst_pinned{subject=\"replica\",verdict=\"Pinned\"} 1",
+            "catalyst_pinned{subject=\"replica\",verdict=\"SharedCores\"} 2",
+            "catalyst_pinned{subject=\"replica\",verdict=\"NoReport\"} 0",
+            "catalyst_pinned{subject=\"vm\",verdict=\"Pinned\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        metrics.forget_verdicts(|kind, _| kind == "CatalystVM");
+        let text = metrics.encode();
+        assert!(text.contains("catalyst_pinned{subject=\"replica\",verdict=\"SharedCores\"} 0"), "{text}");
+        assert!(text.contains("catalyst_pinned{subject=\"vm\",verdict=\"Pinned\"} 1"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
-use super::{Context, Error, key_of, read_unseen, reconcile_guarded, valid};
+use super::{Context, Error, key_of, pinning, read_unseen, reconcile_guarded, valid};
 use catalyst_api::host::{CatalystHostStatus, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::planner::{HostModel, Res, VmModel};
@@ -103,6 +103,7 @@ pub fn desired_status(
             memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
             vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
         }),
+        cores: pinning::host_cores(host, &ledger, ctx),
         vms: ledger.into_iter().collect(),
         conditions: conditions::merge(&old.conditions, &wanted_conditions, generation, &(ctx.clock)()),
         observed_generation: generation,

@@ -2,9 +2,10 @@
 //! write (see [`catalyst_core::pinning`] for the verdicts): what each holds, and whether that
 //! is exactly its cores, alone.
 
-use super::Context;
 use super::conditions::{Wanted, wanted};
+use super::{Context, key_of};
 use catalyst_api::group::ReplicaCores;
+use catalyst_api::host::{HostCores, VmCores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Verdict};
 use catalyst_core::validation::node_name;
@@ -49,6 +50,7 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<Repli
         })
         .map(|expected| pinning::check(report.as_ref(), &expected))
         .collect();
+    ctx.metrics.verdicts("ServiceGroup", &key_of(group), "replica", verdicts.iter().map(Verdict::label));
     let cores = verdicts
         .iter()
         .filter_map(|v| v.holding.as_ref())
@@ -78,8 +80,24 @@ pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Want
         one_numa_node: !vm.spec.numa_passthrough && smallest_cell.is_some_and(|cell| vm.spec.cpu <= cell),
     };
     let verdict = pinning::check(node_cpus(ctx, &expected.node).as_ref(), &expected);
+    ctx.metrics.verdicts("CatalystVM", &key_of(vm), "vm", [verdict.label()]);
     let pinned = condition(std::slice::from_ref(&verdict), "its vCPUs");
     (verdict, pinned)
+}
+
+/// The host's core map, from its node's report (none without one).
+pub fn host_cores(
+    host: &CatalystHost,
+    ledger: &std::collections::BTreeSet<String>,
+    ctx: &Context,
+) -> Option<HostCores> {
+    let report = node_cpus(ctx, &host.spec.node_name)?;
+    let map = pinning::core_map(&report, &ledger.iter().cloned().collect::<Vec<_>>());
+    Some(HostCores {
+        reserved: map.reserved.to_string(),
+        vms: map.vms.into_iter().map(|(vm, cpus)| VmCores { vm, cpus: cpus.to_string() }).collect(),
+        free: map.free.to_string(),
+    })
 }
 
 /// A Warning event when `Pinned` turns False for a reason other than a report not there yet

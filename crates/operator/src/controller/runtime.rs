@@ -285,16 +285,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
             let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
             move |report| {
-                let node = report.name_any();
-                let on_node = valid(&hosts.state())
-                    .filter(|h| h.spec.node_name == node)
-                    .map(ResourceExt::name_any)
-                    .collect::<Vec<_>>();
-                on_node
-                    .iter()
-                    .flat_map(|host| vms_by_host.get(host))
-                    .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
-                    .collect::<Vec<_>>()
+                let on_node = hosts_on_node(&hosts, &report.name_any());
+                let vms = on_node.iter().flat_map(|host| vms_by_host.get(&host.name));
+                vms.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
             }
         })
         .shutdown_on_signal()
@@ -335,11 +328,13 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
             Some(ObjectRef::new(&host))
         })
-        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), move |node| {
-            valid(&hosts_of_node.state())
-                .filter(|h| h.spec.node_name == node.name_any())
-                .map(|h| ObjectRef::from_obj(&guarded(h)))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), {
+            let hosts = hosts_of_node.clone();
+            move |node| hosts_on_node(&hosts, &node.name_any())
+        })
+        // Its node's report is its core map.
+        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), move |report| {
+            hosts_on_node(&hosts_of_node, &report.name_any())
         })
         .shutdown_on_signal()
         .run(host::reconcile, error_policy, ctx.clone())
@@ -373,6 +368,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 ctx.events.prune(|kind, key| ctx.stores.contains(kind, key));
                 vacancies.retain(|host| ctx.stores.contains("CatalystHost", host));
                 ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
+                ctx.metrics.forget_verdicts(|kind, key| ctx.stores.contains(kind, key));
             }
         })
     };
@@ -382,9 +378,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     tracing::info!("controllers stopped");
 }
 
-/// A valid object wrapped the way the controllers see it, to build its reference.
-fn guarded<K: Clone>(object: &K) -> DeserializeGuard<K> {
-    DeserializeGuard(Ok(object.clone()))
+/// The valid hosts that are this node.
+fn hosts_on_node(
+    hosts: &Store<DeserializeGuard<CatalystHost>>,
+    node: &str,
+) -> Vec<ObjectRef<DeserializeGuard<CatalystHost>>> {
+    valid(&hosts.state()).filter(|h| h.spec.node_name == node).map(|h| ObjectRef::new(&h.name_any())).collect()
 }
 
 fn log<T: Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {
