@@ -805,6 +805,24 @@ async fn the_kubelets_reports_decide_whether_each_vm_and_replica_is_pinned() {
     let held: Vec<(&str, &str)> = cores.vms.iter().map(|v| (v.vm.as_str(), v.cpus.as_str())).collect();
     assert_eq!((cores.reserved.as_str(), cores.free.as_str()), ("0-1", "11-31"));
     assert_eq!(held, [(format!("{ns}/api-a").as_str(), "2-10")]);
+
+    // `kubectl catalyst status` reads what real kubectl prints of the cluster.
+    let output = std::process::Command::new(tools::tool("kubectl"))
+        .args(["get", "catalysthosts,catalystvms,servicegroups", "--all-namespaces", "-o", "json"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let live = catalyst_core::status::Live::from_list(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let tree = catalyst_core::status::tree(&live);
+    for line in [
+        format!("─ CatalystVM {ns}/api-a 8 cores 32Gi"),
+        "host CPUs 2-10, NUMA 0 · Pinned".to_string(),
+        "ServiceGroup api-a 3×2 cores 8Gi".to_string(),
+        format!("api-a-2: 4-5, NUMA 0 on api-a.{ns}"),
+    ] {
+        assert!(tree.contains(&line), "{line:?} missing in:\n{tree}");
+    }
     // No agent on api-b's node yet.
     let api_b = eventually("ServiceGroup api-b reported", CONVERGE, || pinned_group("api-b")).await;
     assert_eq!(condition(&api_b.conditions, "Pinned"), Some(("False".into(), "NoReport".into())));

@@ -16,4 +16,5 @@ pub mod pool;
 pub mod quantity;
 pub mod render;
 pub mod schema;
+pub mod status;
 pub mod validation;

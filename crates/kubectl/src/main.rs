@@ -81,6 +81,32 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+    /// The live layout: each host's VMs, their ServiceGroups and replicas, with the cores each
+    /// holds as the kubelets report them and its Pinned verdict. Read through kubectl (its
+    /// KUBECONFIG, context and credentials), or from a saved List. Exit 1 when some VM or group
+    /// is not pinned, 2 on error.
+    Status {
+        /// A saved `kubectl get catalysthosts,catalystvms,servicegroups -A -o json` to read
+        /// instead of the cluster.
+        #[arg(short = 'f', long = "filename")]
+        file: Option<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Tree)]
+        output: StatusOutput,
+        /// The kubectl to ask.
+        #[arg(long, env = "KUBECTL", default_value = "kubectl")]
+        kubectl: PathBuf,
+        /// kubectl's --context.
+        #[arg(long)]
+        context: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatusOutput {
+    /// host → VM → group → replica, with cores and verdicts.
+    Tree,
+    /// Each host's and each VM's CPUs, coloured by who holds them.
+    Svg,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { files } => Ok(validate(&files)),
         Command::Render { files, host_selector } => render(&files, &host_selector),
+        Command::Status { file, output, kubectl, context } => status(file, output, &kubectl, context.as_deref()),
         Command::Plan {
             files,
             output,
@@ -285,4 +312,36 @@ fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
     let documents: Vec<String> = rendered.objects.iter().map(serde_norway::to_string).collect::<Result<_, _>>()?;
     print!("{}", documents.join("---\n"));
     Ok(if rendered.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The live objects, from a saved List or through kubectl, printed as `output`.
+fn status(
+    file: Option<PathBuf>,
+    output: StatusOutput,
+    kubectl: &std::path::Path,
+    context: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let json = match file {
+        Some(file) => std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
+        None => {
+            let mut command = std::process::Command::new(kubectl);
+            command.args(["get", "catalysthosts,catalystvms,servicegroups", "--all-namespaces", "-o", "json"]);
+            if let Some(context) = context {
+                command.arg(format!("--context={context}"));
+            }
+            let out = command.output().with_context(|| format!("running {}", kubectl.display()))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "kubectl get failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            String::from_utf8(out.stdout).context("kubectl printed something that is not UTF-8")?
+        }
+    };
+    let live = catalyst_core::status::Live::from_list(&json)?;
+    match output {
+        StatusOutput::Tree => print!("{}", catalyst_core::status::tree(&live)),
+        StatusOutput::Svg => print!("{}", catalyst_core::status::svg(&live)),
+    }
+    Ok(if live.all_pinned() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -188,3 +188,40 @@ fn plan_packs_what_best_fit_decreasing_refuses_and_says_how_sure_it_is() {
     assert_eq!(output.status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn status_prints_the_live_tree_and_fails_while_something_is_not_pinned() {
+    let output = run(&["status", "-f", "crates/kubectl/tests/fixtures/live.json"]);
+    assert_eq!(output.status.code(), Some(1), "sms shares a core");
+    let tree = stdout(&output);
+    for line in [
+        "CatalystHost host-1 (node worker-1): 16 cores, kubelet reserves 0-1, free 11-15",
+        "└─ CatalystVM billing/db 8 cores 32Gi Ready, host CPUs 2-10, NUMA 0 · Pinned",
+        "   └─ ServiceGroup sms 3×2 cores 4Gi 3/3 ready · not pinned: SharedCores (sms-2 shares CPUs 3",
+        "      ├─ sms-1: 2-3, NUMA 0 on db.billing",
+        "      └─ sms-3: not reported",
+    ] {
+        assert!(tree.contains(line), "{line:?} missing in:\n{tree}");
+    }
+}
+
+/// Without `-f`, the objects come from kubectl (here a stand-in that prints the fixture and
+/// records how it was called).
+#[test]
+fn status_asks_kubectl_for_the_three_kinds_in_every_namespace() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubectl = dir.join("kubectl");
+    let fixture = repo().join("crates/kubectl/tests/fixtures/live.json");
+    let script = format!("#!/bin/sh\necho \"$@\" > {}\ncat {}\n", dir.join("args").display(), fixture.display());
+    std::fs::write(&kubectl, script).unwrap();
+    std::fs::set_permissions(&kubectl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = run(&["status", "--kubectl", kubectl.to_str().unwrap(), "--context", "prod"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("ServiceGroup sms"));
+    let args = std::fs::read_to_string(dir.join("args")).unwrap();
+    assert_eq!(args.trim(), "get catalysthosts,catalystvms,servicegroups --all-namespaces -o json --context=prod");
+    let failing = run(&["status", "--kubectl", "/nonexistent/kubectl"]);
+    assert_eq!(failing.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}

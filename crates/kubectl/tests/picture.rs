@@ -116,3 +116,34 @@ fn the_svg_is_a_document_of_its_own() {
     assert_eq!(svg.matches("data-kind=\"vm\"").count(), 2);
     assert!(!svg.contains("data-kind=\"unplaced\""));
 }
+
+/// `status -o svg` in a browser: each of the host's CPUs a cell, the VM's in its colour, and
+/// the guest's CPUs under it with each replica's cells.
+#[test]
+fn a_browser_shows_each_cpu_of_the_live_core_map() {
+    let dir = std::env::temp_dir().join(format!("catalyst-status-picture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-catalyst"))
+        .args(["status", "-f", "crates/kubectl/tests/fixtures/live.json", "-o", "svg"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let svg = String::from_utf8(output.stdout).unwrap();
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+    let measured = render(&format!("<!DOCTYPE html><html><body>{svg}</body></html>"), &dir);
+    let vm = shown(&measured, "vm");
+    assert_eq!(vm.len(), 9, "the VM's 8 vCPUs and its emulator thread's core: {vm:?}");
+    assert!(vm.iter().all(|cell| cell["name"] == "billing/db" && cell["fill"] == vm[0]["fill"]));
+    let replicas: Vec<&str> = shown(&measured, "replica").iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(replicas, ["sms-1", "sms-2"]);
+    // sms-1 holds 2-3 and sms-2 3-4: CPU 3 is red and names both.
+    let shared = shown(&measured, "shared");
+    assert_eq!(shared.len(), 1);
+    assert_eq!((shared[0]["name"].as_str(), shared[0]["fill"].as_str()), (Some("sms-1 and sms-2"), Some("#d62728")));
+    let width = measured["svgWidth"].as_f64().unwrap();
+    for element in measured["shown"].as_array().unwrap() {
+        assert!(element["width"].as_f64().unwrap() > 0.0, "{element}");
+        assert!(element["right"].as_f64().unwrap() <= width + 20.0, "outside the picture: {element}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

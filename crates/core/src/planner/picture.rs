@@ -15,13 +15,13 @@ const LEFT: f64 = 180.0;
 const ROW: f64 = 74.0;
 const CPU_BAR: f64 = 30.0;
 const MEMORY_BAR: f64 = 12.0;
-const FREE: &str = "#e8ecef";
-const VM_COLOURS: [&str; 6] = ["#4e79a7", "#59a14f", "#9c755f", "#76b7b2", "#edc948", "#b07aa1"];
+pub(crate) const FREE: &str = "#e8ecef";
+pub(crate) const VM_COLOURS: [&str; 6] = ["#4e79a7", "#59a14f", "#9c755f", "#76b7b2", "#edc948", "#b07aa1"];
 const GROUP: &str = "rgba(255,255,255,0.35)";
-const MISFIT: &str = "#d62728";
+pub(crate) const MISFIT: &str = "#d62728";
 
 /// Text safe inside SVG and HTML.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -30,12 +30,19 @@ fn short(key: &str) -> &str {
     crate::key::name(key)
 }
 
-struct Canvas {
-    out: String,
+/// An SVG document being written (also `kubectl catalyst status`'s core maps).
+pub(crate) struct Canvas {
+    pub(crate) out: String,
 }
 
 impl Canvas {
-    fn rect(&mut self, (x, y, w, h): (f64, f64, f64, f64), fill: &str, data: Option<(&str, &str)>, title: &str) {
+    pub(crate) fn rect(
+        &mut self,
+        (x, y, w, h): (f64, f64, f64, f64),
+        fill: &str,
+        data: Option<(&str, &str)>,
+        title: &str,
+    ) {
         let data =
             data.map(|(kind, name)| format!(r#" data-kind="{kind}" data-name="{}""#, escape(name))).unwrap_or_default();
         let _ = write!(
@@ -48,7 +55,7 @@ impl Canvas {
 
     /// A label, left-aligned at (x, y), shown only if it fits `room` pixels (about 7 per
     /// character at 12px).
-    fn label(&mut self, x: f64, y: f64, text: &str, room: f64, colour: &str) {
+    pub(crate) fn label(&mut self, x: f64, y: f64, text: &str, room: f64, colour: &str) {
         let fitted: String = text.chars().take((room / 7.0).floor().max(0.0) as usize).collect();
         if fitted.is_empty() {
             return;
