@@ -850,3 +850,44 @@ async fn the_kubelets_reports_decide_whether_each_vm_and_replica_is_pinned() {
     }
     cluster.clean_up(&ns, &layout.hosts).await;
 }
+
+/// On a real cluster, a real kubelet through the installed agent (e2e/kind/run.sh installs the
+/// chart, whose DaemonSet runs it on every node): a Guaranteed pod asking one whole CPU, on the
+/// worker with the static CPU manager, shows in its node's report holding exactly one CPU.
+/// The emulator has no kubelet; there the agent is tested against a fake one
+/// (crates/agent/tests/agent.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_kubelet_reports_a_guaranteed_pods_exclusive_cpu_through_the_agent() {
+    let cluster = Cluster::start().await;
+    if cluster.emulated() {
+        eprintln!("skipped: needs a real kubelet and the installed agent");
+        return;
+    }
+    let ns = cluster.namespace("kubelet").await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let pod = serde_json::from_value(json!({
+        "metadata": {"name": "pinned"},
+        "spec": {
+            "nodeSelector": {"kubevirt.io/schedulable": "true"},
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": "1", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "32Mi"}}}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let node = eventually("the pod running", CONVERGE, || async {
+        let pod = pods.get("pinned").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Running")).then_some(pod.spec?.node_name?)
+    })
+    .await;
+    let reports: Api<CatalystNodeReport> = Api::all(cluster.client.clone());
+    let cpus = eventually("the pod in its node's report", CONVERGE, || async {
+        let report = reports.get_opt(&node).await.ok()??;
+        let pod = report.spec.pods.into_iter().find(|p| p.namespace == ns && p.name == "pinned")?;
+        pod.containers.into_iter().find(|c| c.name == "pause").map(|c| c.cpus).filter(|c| !c.is_empty())
+    })
+    .await;
+    let cpus = catalyst_core::cpuset::CpuSet::parse(&cpus).unwrap();
+    assert_eq!(cpus.len(), 1, "one whole CPU, exclusively: {cpus}");
+    cluster.clean_up(&ns, &[]).await;
+}

@@ -85,6 +85,7 @@ fn guarded<K: Clone>(objects: &[K]) -> Vec<DeserializeGuard<K>> {
 }
 
 fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context> {
+    let nodes_by_vm = Arc::new(controller::index::NodesByVm::nodes().of(&nodes));
     let stores = Stores {
         hosts: store(guarded(&world.hosts)),
         vms: store(guarded(&world.vms)),
@@ -94,6 +95,7 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         groups_by_vm: Arc::new(controller::index::GroupsByVm::groups().of(&guarded(&world.groups))),
         vms_by_host: Arc::new(controller::index::VmsByHost::vms().of(&guarded(&world.vms))),
         hosts_by_ledger: Arc::new(controller::index::HostsByLedger::ledgers().of(&guarded(&world.hosts))),
+        nodes_by_vm,
     };
     let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;

@@ -1,9 +1,11 @@
 //! Secondary indexes kept by a watch beside its cache, so a reconcile finds the objects that
 //! concern it without scanning every object (it did, several times per reconcile, which made
 //! convergence grow with the square of the layout): the ServiceGroups of each VM, the
-//! CatalystVMs on each host (or on none yet), and the host whose ledger holds each VM.
+//! CatalystVMs on each host (or on none yet), the host whose ledger holds each VM, and the
+//! Node each VM is.
 
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use k8s_openapi::api::core::v1::Node;
 use kube::core::DeserializeGuard;
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
@@ -27,6 +29,8 @@ pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>>;
 pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
 /// The CatalystHosts by the VMs (`namespace/name`) their ledgers hold.
 pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>>;
+/// The Nodes by the VM they are (their `catalyst.io/vm` label, `name.namespace`).
+pub type NodesByVm = Index<Node>;
 
 impl GroupsByVm {
     pub fn groups() -> Self {
@@ -51,6 +55,12 @@ impl HostsByLedger {
         Self::new(|host| {
             host.0.as_ref().ok().and_then(|h| h.status.as_ref()).map(|s| s.vms.clone()).unwrap_or_default()
         })
+    }
+}
+
+impl NodesByVm {
+    pub fn nodes() -> Self {
+        Self::new(|node| node.labels().get(catalyst_core::render::labels::VM).cloned().into_iter().collect())
     }
 }
 

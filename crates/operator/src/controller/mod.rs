@@ -125,6 +125,8 @@ pub struct Stores {
     pub vms_by_host: Arc<index::VmsByHost>,
     /// The host whose ledger holds each VM, kept beside `hosts` by the same watch.
     pub hosts_by_ledger: Arc<index::HostsByLedger>,
+    /// The Node each VM is, kept beside `nodes` by the same watch.
+    pub nodes_by_vm: Arc<index::NodesByVm>,
 }
 
 impl Stores {
@@ -179,6 +181,12 @@ impl Stores {
     /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
     pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
         cached_valid(&self.vms, self.vms_by_host.get(host))
+    }
+
+    /// The Node that carries the VM label `vm_node` (`name.namespace`).
+    pub fn node_of_vm(&self, vm_node: &str) -> Option<Arc<Node>> {
+        let (_, name) = self.nodes_by_vm.get(vm_node).into_iter().next()?;
+        self.nodes.get(&ObjectRef::new(&name))
     }
 
     /// A cached host whose ledger holds the VM `key` (`namespace/name`).

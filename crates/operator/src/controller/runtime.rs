@@ -236,6 +236,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let hosts_by_ledger = Arc::new(index::HostsByLedger::ledgers());
     hosts.index = Some(hosts_by_ledger.clone());
     let mut nodes = Shared::<Node>::new();
+    let nodes_by_vm = Arc::new(index::NodesByVm::nodes());
+    nodes.index = Some(nodes_by_vm.clone());
     let mut reports = Shared::<CatalystNodeReport>::new();
     let stores = Stores {
         hosts: hosts.store.clone(),
@@ -246,6 +248,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         groups_by_vm: groups_by_vm.clone(),
         vms_by_host: vms_by_host.clone(),
         hosts_by_ledger,
+        nodes_by_vm,
     };
     let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;

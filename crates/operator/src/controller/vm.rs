@@ -14,7 +14,7 @@ use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::planner::model::node_allocatable;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
 use catalyst_core::quantity::format_bytes;
-use catalyst_core::render::{self, JoinCredentials, labels};
+use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{DeleteParams, PostParams};
@@ -60,7 +60,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         Err(refusal) => return refuse_vm(vm, status, ctx, refusal).await,
     };
     let machine = apply_children(vm, &prepared, ctx).await?;
-    let node = ctx.stores.nodes.state().into_iter().find(|n| n.labels().get(labels::VM) == Some(&node_name(vm)));
+    let node = ctx.stores.node_of_vm(&node_name(vm));
     let derived = derive(vm, &prepared, &machine, node.as_deref());
     status.phase = Some(derived.phase);
     status.virtual_machine_name = Some(vm.name_any());
