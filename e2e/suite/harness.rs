@@ -257,6 +257,19 @@ impl Layout {
         for host in &self.hosts {
             apply(&hosts, host).await;
         }
+        // The join credentials the VMs name (a bootstrap token of kubeadm's format; no control
+        // plane behind it here, so the VMs never join, but they render as they would).
+        let secrets: std::collections::BTreeSet<(String, String)> =
+            self.vms.iter().filter_map(|vm| Some((vm.namespace()?, vm.spec.node.join_secret_name.clone()?))).collect();
+        for (namespace, name) in secrets {
+            let secret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                "stringData": {"apiServerEndpoint": "10.0.0.1:6443", "token": "abcdef.0123456789abcdef",
+                               "caCertHash": format!("sha256:{}", "0".repeat(64))}
+            }))
+            .unwrap();
+            apply(&Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace), &secret).await;
+        }
         for vm in &self.vms {
             apply(&Api::<CatalystVM>::namespaced(client.clone(), &vm.namespace().unwrap()), vm).await;
         }

@@ -60,6 +60,7 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
                 spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
                 host_selector: BTreeMap::new(),
                 numa_aware: i % 10 == 5,
+                joins: true,
                 for_groups: Res::new(cores - 1, memory - 4 * GI),
             }
         })
@@ -186,6 +187,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
             host_selector: BTreeMap::new(),
             numa_aware: false,
+            joins: true,
             for_groups: Res::new(cores, cores * 4 * GI),
         });
     }

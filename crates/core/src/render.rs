@@ -278,10 +278,46 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
             "patches": {"directory": "/etc/kubernetes/catalyst/patches"},
         });
         files.push(json!({"path": "/etc/kubernetes/catalyst/join.yaml", "permissions": "0600", "content": to_yaml(&join_config)}));
-        config["runcmd"] = json!([["kubeadm", "join", "--config", "/etc/kubernetes/catalyst/join.yaml"]]);
+        files.push(json!({"path": JOIN_UNIT_PATH, "permissions": "0644", "content": join_unit(&node_name)}));
+        // cloud-init's runcmd runs once; the unit retries until the node has joined, and at
+        // every boot after checks that it has.
+        config["runcmd"] =
+            json!([["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", JOIN_UNIT],]);
     }
     config["write_files"] = json!(files);
     format!("#cloud-config\n{}", to_yaml(&config))
+}
+
+/// The systemd unit that joins the VM to the cluster.
+pub const JOIN_UNIT: &str = "catalyst-join.service";
+const JOIN_UNIT_PATH: &str = "/etc/systemd/system/catalyst-join.service";
+
+/// A join that retries until it has succeeded: `kubeadm join` fails while the control plane is
+/// unreachable or the container runtime is not up yet, and cloud-init's `runcmd` never runs
+/// twice. `Type=oneshot` with `Restart=on-failure` restarts (systemd's own TEST-41
+/// `oneshot-restart`); `StartLimitIntervalSec=0` lifts the default limit of 5 starts in 10 s
+/// (systemd.unit(5)), so it never gives up. Each attempt first undoes what a failed one left
+/// (kubeadm's preflight refuses an existing `/etc/kubernetes/pki/ca.crt`); once the kubelet's
+/// kubeconfig exists the node has joined and the unit no longer runs, at this boot or later.
+fn join_unit(node_name: &str) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Join this VM to the cluster as node {node_name}, retried until it has\n\
+         Wants=network-online.target\n\
+         After=network-online.target containerd.service\n\
+         ConditionPathExists=!/etc/kubernetes/kubelet.conf\n\
+         StartLimitIntervalSec=0\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStartPre=-kubeadm reset --force\n\
+         ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml\n\
+         Restart=on-failure\n\
+         RestartSec=20s\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
 }
 
 fn to_yaml(value: &serde_json::Value) -> String {

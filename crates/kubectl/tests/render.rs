@@ -125,7 +125,20 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     );
     assert_eq!(join_config["discovery"]["bootstrapToken"]["token"], "abcdef.0123456789abcdef");
     assert_eq!(files[1]["permissions"], "0600");
-    assert_eq!(config["runcmd"][0][1], "join");
+    // The join is a systemd unit that retries until the node has joined (runcmd runs once).
+    assert_eq!(files[2]["path"], "/etc/systemd/system/catalyst-join.service");
+    let unit = files[2]["content"].as_str().unwrap();
+    for line in [
+        "Type=oneshot",
+        "Restart=on-failure",
+        "StartLimitIntervalSec=0",
+        "ConditionPathExists=!/etc/kubernetes/kubelet.conf",
+        "ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line:?} missing in:\n{unit}");
+    }
+    assert_eq!(config["runcmd"][1], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
     let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, None)).unwrap();
     assert_eq!(alone["write_files"].as_array().unwrap().len(), 1);

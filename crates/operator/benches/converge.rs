@@ -190,6 +190,15 @@ async fn install(client: &Client) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).unwrap();
     namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    // The join credentials every VM names: without them a VM never becomes a node and its
+    // groups are refused.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": "catalyst-join"},
+        "stringData": {"apiServerEndpoint": "10.0.0.1:6443", "token": "abcdef.0123456789abcdef", "caCertHash": "sha256:00"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
 }
 
 /// N/10 hosts, N VMs in spread groups of ten, N groups; created 16 at a time.
@@ -208,6 +217,7 @@ async fn apply_layout(client: &Client, n: usize) {
         .chain((0..n).map(|i| (&vms, json!({
             "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM", "metadata": {"name": format!("vm-{i:05}"), "namespace": NAMESPACE},
             "spec": {"cpu": 8, "memory": "32Gi", "placement": {"spreadGroup": format!("spread-{:04}", i / 10)},
+                     "node": {"joinSecretName": "catalyst-join"},
                      "bootDisk": {"containerDisk": {"image": "quay.io/containerdisks/ubuntu:22.04"}}}
         }))))
         .chain((0..n).map(|i| (&groups, json!({

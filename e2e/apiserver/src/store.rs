@@ -177,6 +177,9 @@ impl Store {
     /// Checks and completes a custom resource against its CRD: structural schema (unknown
     /// fields refused), defaults, then the CEL rules.
     fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+        if resource.group.is_empty() && resource.plural == "secrets" {
+            merge_string_data(object);
+        }
         let Some(compiled) = &resource.schema else { return Ok(()) };
         let schema = &compiled.tree;
         let invalid = |causes: Vec<String>| {
@@ -474,6 +477,21 @@ fn namespace_key(name: &str) -> Key {
 
 /// Refuses a CRD whose CEL rules could cost more than the API server's budgets, as
 /// apiextensions-apiserver's CRD validation does (422 Invalid, one `Forbidden` cause per rule).
+/// A Secret's `stringData` is write-only: each key is written into `data` (base64), over a
+/// key of the same name, and `stringData` is never stored or returned (kubernetes
+/// `pkg/apis/core/v1/conversion.go`, `Convert_v1_Secret_To_core_Secret`: "StringData
+/// overwrites Data").
+fn merge_string_data(secret: &mut Value) {
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|s| s.remove("stringData")) else { return };
+    if !secret["data"].is_object() {
+        secret["data"] = serde_json::json!({});
+    }
+    for (key, value) in strings {
+        let bytes = k8s_openapi::ByteString(value.as_str().unwrap_or_default().as_bytes().to_vec());
+        secret["data"][key] = serde_json::to_value(bytes).expect("bytes serialize as base64");
+    }
+}
+
 fn admit_crd(crd: &Value) -> Result<(), ApiError> {
     let refusals = crate::cel_cost::check_crd(crd);
     if refusals.is_empty() {

@@ -235,3 +235,27 @@ async fn metadata_reads_return_metadata_only() {
     assert_eq!(object["kind"], "PartialObjectMetadata", "{object}");
     assert!(object.get("data").is_none(), "{object}");
 }
+
+/// A Secret's `stringData` is written into `data` over the same keys and never stored, as the
+/// API server converts it; code that reads `data` sees what a user wrote as `stringData`.
+#[tokio::test]
+async fn a_secrets_string_data_lands_in_its_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    let (_emulator, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "join"},
+        "data": {"token": "b2xk", "kept": "a2VwdA=="},
+        "stringData": {"token": "abcdef.0123456789abcdef"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &secret).await.unwrap();
+    let stored = api.get("join").await.unwrap();
+    let data = stored.data.unwrap();
+    assert_eq!(data["token"].0, b"abcdef.0123456789abcdef");
+    assert_eq!(data["kept"].0, b"kept");
+    assert!(stored.string_data.is_none());
+    let patch = json!({"stringData": {"token": "new"}});
+    let patched = api.patch("join", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    assert_eq!(patched.data.unwrap()["token"].0, b"new");
+}

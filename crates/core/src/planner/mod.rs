@@ -773,6 +773,7 @@ fn cells_needed(cells: &[Res], demand: Res) -> Option<usize> {
 /// what the groups before it left is refused (and takes nothing).
 pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
     let offers: HashMap<&str, Res> = vms.iter().map(|vm| (vm.key.as_str(), vm.for_groups)).collect();
+    let joins: HashMap<&str, bool> = vms.iter().map(|vm| (vm.key.as_str(), vm.joins)).collect();
     let mut remaining = offers.clone();
     let mut sorted: Vec<&GroupModel> = groups.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
@@ -787,6 +788,17 @@ pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, V
                     object,
                     "vm",
                     format!("spec.vm names {}, which is not a CatalystVM in this layout", group.vm),
+                ));
+                false
+            }
+            Some(_) if joins.get(group.vm.as_str()) == Some(&false) => {
+                violations.push(Violation::constraint(
+                    object,
+                    "node",
+                    format!(
+                        "VM {} has no spec.node.joinSecretName: it never becomes a node, so no replica can run on it",
+                        group.vm
+                    ),
                 ));
                 false
             }

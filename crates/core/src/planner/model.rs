@@ -194,6 +194,9 @@ pub struct VmModel {
     pub numa_aware: bool,
     /// What the VM offers ServiceGroups: cpu - node.reservedCpu, memory - node.reservedMemory.
     pub for_groups: Res,
+    /// Whether it joins the cluster as a node (`spec.node.joinSecretName` is set): a VM that
+    /// does not never takes a replica, whatever room it has.
+    pub joins: bool,
 }
 
 impl VmModel {
@@ -212,6 +215,7 @@ impl VmModel {
             host_selector: spec.placement.host_selector.clone(),
             numa_aware: spec.numa_passthrough || spec.hugepages.is_some(),
             for_groups: node_allocatable(spec),
+            joins: spec.node.join_secret_name.is_some(),
         }
     }
 }

@@ -28,6 +28,7 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
         spread_group: None,
         host_selector: BTreeMap::new(),
         numa_aware: false,
+        joins: true,
         for_groups: Res::new(cpu, memory_gi * GI),
     }
 }
@@ -234,6 +235,24 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
         ("cpu", Some("8"), Some("3"))
     );
     assert_eq!(plan.violations[1].resource, "vm");
+}
+
+/// A VM without join credentials never becomes a node: its groups do not fit, whatever room it
+/// has, and the plan says why (issue 10: the minimal sample's StatefulSets no node would take).
+#[test]
+fn a_group_on_a_vm_that_never_joins_does_not_fit() {
+    let lonely = VmModel { joins: false, ..vm("lonely", 16, 64) };
+    let mut layout = input(vec![host("a", 100, 100)], vec![lonely]);
+    layout.groups =
+        vec![GroupModel { key: "ns/web".into(), vm: "ns/lonely".into(), replicas: 1, demand: Res::new(1, GI) }];
+    let plan = plan(&layout);
+    assert!(!plan.groups[0].fits);
+    assert_eq!(plan.violations[0].resource, "node");
+    assert!(
+        plan.violations[0].message.contains("VM ns/lonely has no spec.node.joinSecretName"),
+        "{:?}",
+        plan.violations
+    );
 }
 
 #[test]
