@@ -56,6 +56,27 @@ impl Known {
     }
 }
 
+/// [`Known`] kept current by a shared watch of one kind of child (the Secrets, whose one watch
+/// also serves the join Secrets): every version it sees, or deletion, is reported.
+pub struct Follows {
+    pub known: std::sync::Arc<Known>,
+    pub kind: &'static str,
+}
+
+impl<K: Resource + Send + Sync> super::index::Follower<K> for Follows {
+    fn applied(&self, object: &K) {
+        self.known.observed(self.kind, &catalyst_core::key::of(object), object.meta().resource_version.as_deref());
+    }
+
+    fn deleted(&self, object: &K) {
+        self.known.observed(self.kind, &catalyst_core::key::of(object), None);
+    }
+
+    fn relisted(&self, objects: &[std::sync::Arc<K>]) {
+        objects.iter().for_each(|object| self.applied(object.as_ref()));
+    }
+}
+
 /// Applies `desired` unless this child is known to hold it already (see [`Known`]); the child's
 /// status (as `status` reads it), from the API server or as last read.
 pub async fn apply_known<K, S>(

@@ -9,7 +9,30 @@ use k8s_openapi::api::core::v1::Node;
 use kube::core::DeserializeGuard;
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+/// What is kept current with a shared cache before any controller hears of a change: the
+/// indexes, and what the operator knows of its children.
+pub trait Follower<K>: Send + Sync {
+    fn applied(&self, object: &K);
+    fn deleted(&self, object: &K);
+    /// After a (re)list: exactly these objects.
+    fn relisted(&self, objects: &[Arc<K>]);
+}
+
+impl<K: Resource + Send + Sync> Follower<K> for Index<K> {
+    fn applied(&self, object: &K) {
+        self.apply(object);
+    }
+
+    fn deleted(&self, object: &K) {
+        self.delete(object);
+    }
+
+    fn relisted(&self, objects: &[Arc<K>]) {
+        self.rebuild(objects.iter().map(AsRef::as_ref));
+    }
+}
 
 /// Objects by the keys computed from each: key -> their (namespace, name), and back.
 pub struct Index<K> {
@@ -31,6 +54,21 @@ pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
 pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>>;
 /// The Nodes by the VM they are (their `catalyst.io/vm` label, `name.namespace`).
 pub type NodesByVm = Index<Node>;
+/// The CatalystVMs by the join Secret (`namespace/name`) they name.
+pub type VmsByJoinSecret = Index<DeserializeGuard<CatalystVM>>;
+
+impl VmsByJoinSecret {
+    pub fn join_secrets() -> Self {
+        Self::new(|vm| {
+            let valid = vm.0.as_ref().ok().into_iter();
+            valid
+                .filter_map(|vm| {
+                    Some(catalyst_core::key::key(&vm.namespace()?, vm.spec.node.join_secret_name.as_ref()?))
+                })
+                .collect()
+        })
+    }
+}
 
 impl GroupsByVm {
     pub fn groups() -> Self {

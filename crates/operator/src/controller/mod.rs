@@ -18,10 +18,10 @@ use self::refusal::Refusal;
 use crate::metrics::{ErrorLabels, Metrics};
 use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
 use catalyst_core::planner::Overhead;
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -119,6 +119,8 @@ pub struct Stores {
     pub nodes: Store<Node>,
     /// The nodes' CatalystNodeReports, by node name.
     pub reports: Store<CatalystNodeReport>,
+    /// Every Secret's metadata, never its data: the cloud-init children, and the join Secrets.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     /// The groups of each VM, kept beside `groups` by the same watch.
     pub groups_by_vm: Arc<index::GroupsByVm>,
     /// The VMs on each host (by their status), kept beside `vms` by the same watch.
@@ -134,14 +136,15 @@ impl Stores {
     /// One caller at a time: kube-runtime 5.0.0's `Store::wait_until_ready` wakes only the
     /// last of several concurrent waiters (`src/utils/delayed_init.rs`, a oneshot receiver).
     pub async fn synced(&self) -> bool {
-        let (hosts, vms, groups, nodes, reports) = futures::join!(
+        let (hosts, vms, groups, nodes, reports, secrets) = futures::join!(
             self.hosts.wait_until_ready(),
             self.vms.wait_until_ready(),
             self.groups.wait_until_ready(),
             self.nodes.wait_until_ready(),
-            self.reports.wait_until_ready()
+            self.reports.wait_until_ready(),
+            self.secrets.wait_until_ready()
         );
-        let synced = hosts.and(vms).and(groups).and(nodes).and(reports);
+        let synced = hosts.and(vms).and(groups).and(nodes).and(reports).and(secrets);
         if let Err(error) = &synced {
             tracing::error!(%error, "a cache could not sync");
         }
@@ -181,6 +184,12 @@ impl Stores {
     /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
     pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
         cached_valid(&self.vms, self.vms_by_host.get(host))
+    }
+
+    /// The version of the Secret `namespace/name` the cache holds, if it holds the Secret.
+    pub fn secret_version(&self, namespace: &str, name: &str) -> Option<String> {
+        let secret = self.secrets.get(&ObjectRef::new(name).within(namespace))?;
+        Some(secret.metadata.resource_version.clone().unwrap_or_default())
     }
 
     /// The Node that carries the VM label `vm_node` (`name.namespace`).
@@ -342,6 +351,9 @@ pub struct Context {
     pub written: Written,
     /// The children known to hold what was last applied to them.
     pub known: Arc<apply::Known>,
+    /// The join credentials last read, with the version of their Secret then: read again only
+    /// when the Secrets' watch shows another version.
+    pub join_secrets: PerObject<(String, catalyst_core::render::JoinCredentials)>,
     /// The time written into condition transitions; a clock in production, fixed in tests.
     pub clock: fn() -> Time,
     pub metrics: Arc<Metrics>,
@@ -373,6 +385,7 @@ impl Context {
             backoff: Backoff::default(),
             written: Written::default(),
             known: Arc::default(),
+            join_secrets: PerObject::default(),
             clock: now,
             metrics: Arc::default(),
             placement: tokio::sync::Mutex::new(()),

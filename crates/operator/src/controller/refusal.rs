@@ -79,9 +79,7 @@ impl Refusal {
     /// that), after a while when what is missing is outside the operator's watches.
     pub fn requeue(&self) -> Action {
         match self {
-            Refusal::HostMissing { .. } | Refusal::JoinSecretMissing { .. } | Refusal::JoinSecretInvalid { .. } => {
-                Action::requeue(WAIT)
-            }
+            Refusal::HostMissing { .. } => Action::requeue(WAIT),
             // Hosts are watched: freed room wakes the VM; the resync is a safety net.
             Refusal::Unschedulable { .. } => Action::requeue(Duration::from_secs(300)),
             _ => Action::await_change(),
@@ -98,7 +96,8 @@ mod tests {
         let secret = Refusal::JoinSecretMissing { secret: "join".into(), namespace: "team".into() };
         assert_eq!(secret.reason(), "JoinSecretMissing");
         assert_eq!(secret.message(), "join Secret join not found in namespace team");
-        assert_eq!(secret.requeue(), Action::requeue(WAIT));
+        assert_eq!(secret.requeue(), Action::await_change(), "Secrets are watched");
+        assert_eq!(Refusal::HostMissing { host: "h".into() }.requeue(), Action::requeue(WAIT));
         let invalid = Refusal::InvalidSpec { errors: "spec.cpu: must be at least 1".into() };
         assert_eq!(invalid.message(), "spec.cpu: must be at least 1; nothing running was touched");
         assert_eq!(invalid.requeue(), Action::await_change());

@@ -82,7 +82,7 @@ where
     writer: Writer<K>,
     subscribers: Vec<mpsc::Sender<Change<K>>>,
     /// Kept current with the cache, before any controller hears of a change.
-    index: Option<Arc<index::Index<K>>>,
+    followers: Vec<Arc<dyn index::Follower<K>>>,
 }
 
 /// A changed object, and whether the change deleted it.
@@ -117,7 +117,7 @@ where
 {
     fn new() -> Self {
         let (store, writer) = reflector::store();
-        Self { store, writer, subscribers: Vec::new(), index: None }
+        Self { store, writer, subscribers: Vec::new(), followers: Vec::new() }
     }
 
     /// The kind's changed objects, for one more controller; taken before the watch starts, so
@@ -150,29 +150,22 @@ where
     /// dispatcher does), because a controller drops a request for an object its cache lacks.
     fn feed(self, api: Api<K>, config: watcher::Config) -> impl Stream<Item = ()> + Send {
         let subscribers = Arc::new(self.subscribers);
-        let (store, index) = (self.store, self.index);
+        let (store, followers) = (self.store, Arc::new(self.followers));
         reflector::reflector(self.writer, watcher(api, config)).default_backoff().then(move |event| {
-            let (subscribers, store, index) = (subscribers.clone(), store.clone(), index.clone());
+            let (subscribers, store, followers) = (subscribers.clone(), store.clone(), followers.clone());
             async move {
-                let index = index.as_deref();
                 let (changed, deleted) = match event {
                     Ok(watcher::Event::Apply(object)) => {
-                        if let Some(index) = index {
-                            index.apply(&object);
-                        }
+                        followers.iter().for_each(|f| f.applied(&object));
                         (vec![Arc::new(object)], false)
                     }
                     Ok(watcher::Event::Delete(object)) => {
-                        if let Some(index) = index {
-                            index.delete(&object);
-                        }
+                        followers.iter().for_each(|f| f.deleted(&object));
                         (vec![Arc::new(object)], true)
                     }
                     Ok(watcher::Event::InitDone) => {
                         let all = store.state();
-                        if let Some(index) = index {
-                            index.rebuild(all.iter().map(AsRef::as_ref));
-                        }
+                        followers.iter().for_each(|f| f.relisted(&all));
                         (all, false)
                     }
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => (Vec::new(), false),
@@ -230,21 +223,26 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let mut vms = Shared::<DeserializeGuard<CatalystVM>>::new();
     let mut groups = Shared::<DeserializeGuard<ServiceGroup>>::new();
     let groups_by_vm = Arc::new(index::GroupsByVm::groups());
-    groups.index = Some(groups_by_vm.clone());
+    groups.followers.push(groups_by_vm.clone());
     let vms_by_host = Arc::new(index::VmsByHost::vms());
-    vms.index = Some(vms_by_host.clone());
+    vms.followers.push(vms_by_host.clone());
     let hosts_by_ledger = Arc::new(index::HostsByLedger::ledgers());
-    hosts.index = Some(hosts_by_ledger.clone());
+    hosts.followers.push(hosts_by_ledger.clone());
     let mut nodes = Shared::<Node>::new();
     let nodes_by_vm = Arc::new(index::NodesByVm::nodes());
-    nodes.index = Some(nodes_by_vm.clone());
+    nodes.followers.push(nodes_by_vm.clone());
     let mut reports = Shared::<CatalystNodeReport>::new();
+    // One watch of every Secret's metadata: the cloud-init children and the join Secrets.
+    let mut secrets = Shared::<PartialObjectMeta<Secret>>::new();
+    let vms_by_join_secret = Arc::new(index::VmsByJoinSecret::join_secrets());
+    vms.followers.push(vms_by_join_secret.clone());
     let stores = Stores {
         hosts: hosts.store.clone(),
         vms: vms.store.clone(),
         groups: groups.store.clone(),
         nodes: nodes.store.clone(),
         reports: reports.store.clone(),
+        secrets: secrets.store.clone(),
         groups_by_vm: groups_by_vm.clone(),
         vms_by_host: vms_by_host.clone(),
         hosts_by_ledger,
@@ -255,6 +253,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
+    secrets.followers.push(Arc::new(super::apply::Follows { known: ctx.known.clone(), kind: "Secret" }));
     let ctx = Arc::new(ctx);
 
     let (groups_of_vm, hosts_of_node) = (groups_by_vm.clone(), stores.hosts.clone());
@@ -264,7 +263,16 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
         .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns, ctx.known.clone()))
-        .owns_stream(children::<Secret>(&client, ns, ctx.known.clone()))
+        // A cloud-init Secret changed or deleted by hand wakes its VM; a join Secret, the VMs
+        // that name it (one that appears lets a waiting VM go on).
+        .watches_shared_stream(secrets.subscribe(Wake::OnAnyChange), move |secret| {
+            let namespace = secret.namespace().unwrap_or_default();
+            let owner =
+                secret.owner_references().iter().filter(|o| o.controller == Some(true) && o.kind == "CatalystVM");
+            let owner = owner.map(|o| (namespace.clone(), o.name.clone()));
+            let naming = vms_by_join_secret.get(&catalyst_core::key::key(&namespace, &secret.name_any()));
+            owner.chain(naming).map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
+        })
         // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it.
         .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), {
             let vacancies = vacancies.clone();
@@ -349,6 +357,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         groups.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
         nodes.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
         reports.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
+        secrets.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
     ]);
     let feeding = tokio::spawn(feeds.for_each(|()| async {}));
     // No placement is decided on a partial view of the hosts' ledgers. A store is whole as
@@ -369,6 +378,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 ctx.backoff.failures.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.written.last.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.events.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.join_secrets.prune(|_, key| {
+                    catalyst_core::key::split(key).and_then(|(ns, name)| ctx.stores.secret_version(ns, name)).is_some()
+                });
                 vacancies.retain(|host| ctx.stores.contains("CatalystHost", host));
                 ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
                 ctx.metrics.forget_verdicts(|kind, key| ctx.stores.contains(kind, key));

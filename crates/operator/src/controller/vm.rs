@@ -7,7 +7,7 @@ use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
-use super::{Context, Error, FINALIZER, key_of, pinning, reconcile_guarded, refuse, report, valid};
+use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid};
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
@@ -108,11 +108,26 @@ async fn prepare(
 async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinCredentials>, Refusal>, Error> {
     let Some(secret) = &vm.spec.node.join_secret_name else { return Ok(Ok(None)) };
     let namespace = vm.namespace().unwrap_or_default();
+    // The Secrets are watched (by metadata): a missing one wakes the VM when it appears, and a
+    // known one is read again only once its version changed.
+    let Some(version) = ctx.stores.secret_version(&namespace, secret) else {
+        return Ok(Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }));
+    };
+    let id = object_id("Secret", &catalyst_core::key::key(&namespace, secret));
+    if let Some((read_at, join)) = ctx.join_secrets.lock().get(&id)
+        && *read_at == version
+    {
+        return Ok(Ok(Some(join.clone())));
+    }
     let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret).await;
     let read = read.map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret}"), source })?;
-    Ok(match read {
+    Ok(match read.map(|found| JoinCredentials::from_secret(&found)) {
         None => Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }),
-        Some(found) => JoinCredentials::from_secret(&found).map(Some).map_err(|why| Refusal::JoinSecretInvalid { why }),
+        Some(Ok(join)) => {
+            ctx.join_secrets.lock().insert(id, (version, join.clone()));
+            Ok(Some(join))
+        }
+        Some(Err(why)) => Err(Refusal::JoinSecretInvalid { why }),
     })
 }
 
