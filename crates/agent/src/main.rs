@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
     let mut every = tokio::time::interval(Duration::from_secs(args.interval_seconds));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written: Option<CatalystNodeReportSpec> = None;
+    let mut kubelet: Option<Kubelet> = None;
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     loop {
@@ -62,7 +63,7 @@ async fn main() -> ExitCode {
             _ = terminate.recv() => return ExitCode::SUCCESS,
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
         }
-        match observe(&args).await {
+        match observe(&args, &mut kubelet).await {
             Ok(now) if written.as_ref() == Some(&now) => {}
             Ok(now) => match write(&reports, &args.node_name, &now).await {
                 Ok(()) => {
@@ -76,12 +77,19 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The node's report as its kubelet and sysfs say now.
-async fn observe(args: &Args) -> Result<CatalystNodeReportSpec, kubelet::KubeletError> {
-    let mut kubelet = kubelet::connect(&args.socket).await?;
-    let snapshot = kubelet::snapshot(&mut kubelet).await?;
+/// The node's report as its kubelet and sysfs say now. The connection is kept between rounds
+/// and made again after a failure (the kubelet restarted, its socket was recreated).
+async fn observe(args: &Args, kubelet: &mut Option<Kubelet>) -> Result<CatalystNodeReportSpec, kubelet::KubeletError> {
+    let connected = match kubelet {
+        Some(connected) => connected,
+        None => kubelet.insert(kubelet::connect(&args.socket).await?),
+    };
+    let snapshot = kubelet::snapshot(connected).await.inspect_err(|_| *kubelet = None)?;
     Ok(report::report(&snapshot, sysfs::numa_cells(&args.sysfs)))
 }
+
+type Kubelet =
+    catalyst_agent::podresources::pod_resources_lister_client::PodResourcesListerClient<tonic::transport::Channel>;
 
 /// Server-side apply of the node's report, created or replaced whole in one request.
 async fn write(

@@ -198,9 +198,9 @@ pub struct CoreMap {
 
 /// The core map of a host whose report is `report` and whose ledger holds `vms`
 /// (`namespace/name`). Free is what the kubelet may give exclusively and no container holds.
-pub fn core_map(report: &NodeCpus, vms: &[String]) -> CoreMap {
+pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = &'a String>) -> CoreMap {
     let vms = vms
-        .iter()
+        .into_iter()
         .filter_map(|key| {
             let (namespace, name) = crate::key::split(key)?;
             let (_, containers) = report.find(namespace, &Pod::LauncherOf(name.to_string()))?;

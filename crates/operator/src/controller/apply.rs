@@ -56,20 +56,20 @@ impl Known {
     }
 }
 
-/// [`Known`] kept current by a shared watch of one kind of child (the Secrets, whose one watch
-/// also serves the join Secrets): every version it sees, or deletion, is reported.
+/// [`Known`] kept current by the watch of one kind of child: every version it sees, or
+/// deletion, is reported.
 pub struct Follows {
     pub known: std::sync::Arc<Known>,
-    pub kind: &'static str,
+    pub kind: String,
 }
 
 impl<K: Resource + Send + Sync> super::index::Follower<K> for Follows {
     fn applied(&self, object: &K) {
-        self.known.observed(self.kind, &catalyst_core::key::of(object), object.meta().resource_version.as_deref());
+        self.known.observed(&self.kind, &catalyst_core::key::of(object), object.meta().resource_version.as_deref());
     }
 
     fn deleted(&self, object: &K) {
-        self.known.observed(self.kind, &catalyst_core::key::of(object), None);
+        self.known.observed(&self.kind, &catalyst_core::key::of(object), None);
     }
 
     fn relisted(&self, objects: &[std::sync::Arc<K>]) {

@@ -160,6 +160,7 @@ impl Stores {
             ("ServiceGroup", Some((namespace, name))) => {
                 self.groups.get(&ObjectRef::new(name).within(namespace)).is_some()
             }
+            ("Secret", Some((namespace, name))) => self.secret_version(namespace, name).is_some(),
             _ => false,
         }
     }

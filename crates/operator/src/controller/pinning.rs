@@ -38,11 +38,11 @@ fn condition(verdicts: &[Verdict], what: &str) -> Wanted {
 pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<ReplicaCores>, Wanted) {
     let node = node_name(vm);
     let report = node_cpus(ctx, &node);
-    let name = group.name_any();
+    let (namespace, name) = (group.namespace().unwrap_or_default(), group.name_any());
     let verdicts: Vec<Verdict> = (1..=group.spec.replicas)
         .map(|ordinal| Expected {
             node: node.clone(),
-            namespace: group.namespace().unwrap_or_default(),
+            namespace: namespace.clone(),
             pod: Pod::Named(format!("{name}-{ordinal}")),
             container: name.clone(),
             cores: group.spec.cpu,
@@ -92,7 +92,7 @@ pub fn host_cores(
     ctx: &Context,
 ) -> Option<HostCores> {
     let report = node_cpus(ctx, &host.spec.node_name)?;
-    let map = pinning::core_map(&report, &ledger.iter().cloned().collect::<Vec<_>>());
+    let map = pinning::core_map(&report, ledger);
     Some(HostCores {
         reserved: map.reserved.to_string(),
         vms: map.vms.into_iter().map(|(vm, cpus)| VmCores { vm, cpus: cpus.to_string() }).collect(),

@@ -22,7 +22,7 @@
 //! the VM's own clean-up, or the host's reconcile once the VM is gone, removes them. A VM
 //! deleted before it adopted its reservation is released by its host's reconcile.
 
-use super::{Context, Error, key_of, read_unseen, valid};
+use super::{Context, Error, PerObject, key_of, object_id, read_unseen, valid};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::planner::{self, HostModel, PlanInput, Res, VmModel};
 use kube::api::PostParams;
@@ -105,7 +105,7 @@ async fn announce(ctx: &Context, host: &str, keys: &[String]) {
 /// makes no room, so the waiting VMs sleep through it: waking them all at every change of every
 /// host made convergence grow with the square of the layout.
 #[derive(Default)]
-pub struct Vacancies(std::sync::Mutex<HashMap<String, HostRoom>>);
+pub struct Vacancies(PerObject<HostRoom>);
 
 /// What was last seen of a host: the digest of what the planner reads of it, and its ledger.
 struct HostRoom {
@@ -121,37 +121,37 @@ impl HostRoom {
     }
 }
 
-impl Vacancies {
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostRoom>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// The kind the rooms are kept under in their [`PerObject`] map.
+const HOST: &str = "CatalystHost";
 
+impl Vacancies {
     /// Remembers the hosts as the synced cache has them, before any controller runs, so that
     /// the first list hands on nothing new (every VM is reconciled once then anyway).
     pub fn seed<'a>(&self, hosts: impl IntoIterator<Item = &'a CatalystHost>) {
-        let mut rooms = self.rooms();
+        let mut rooms = self.0.lock();
         for host in hosts {
-            rooms.insert(host.name_any(), HostRoom::of(host));
+            rooms.insert(object_id(HOST, &host.name_any()), HostRoom::of(host));
         }
     }
 
-    /// Forgets the hosts no longer cached.
-    pub fn retain(&self, mut cached: impl FnMut(&str) -> bool) {
-        self.rooms().retain(|host, _| cached(host));
+    /// Forgets the hosts `exists` no longer finds.
+    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.0.prune(exists);
     }
 
     /// The VMs (namespace, name) to wake for this version of `host`; `waiting` lists the VMs
     /// on no host yet, and is asked only when the host may take more than before.
     pub fn woken(&self, host: &CatalystHost, waiting: impl FnOnce() -> Vec<(String, String)>) -> Vec<(String, String)> {
         let now = HostRoom::of(host);
-        let mut rooms = self.rooms();
-        let added: Option<Vec<String>> = match rooms.get(&host.name_any()) {
+        let id = object_id(HOST, &host.name_any());
+        let mut rooms = self.0.lock();
+        let added: Option<Vec<String>> = match rooms.get(&id) {
             Some(before) if before.shape == now.shape && before.ledger.is_subset(&now.ledger) => {
                 Some(now.ledger.difference(&before.ledger).cloned().collect())
             }
             _ => None,
         };
-        rooms.insert(host.name_any(), now);
+        rooms.insert(id, now);
         drop(rooms);
         match added {
             Some(keys) => {
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(names(vacancies.woken(&host("a", 1, &["team/vm-2"]), waiting)), ["waiting"], "a VM let go");
         assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "a new spec");
         assert_eq!(names(vacancies.woken(&host("b", 1, &[]), waiting)), ["waiting"], "a new host");
-        vacancies.retain(|name| name == "b");
+        vacancies.prune(|kind, name| (kind, name) == (HOST, "b"));
         assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "forgotten");
     }
 }

@@ -1,7 +1,8 @@
 //! Wiring: the caches, the three controllers and what wakes each of them.
 
-use super::apply::Known;
+use super::apply::{Follows, Known};
 use super::index;
+use super::index::Follower;
 use super::{Context, Stores, error_policy, group, host, placement, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
@@ -202,18 +203,13 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let kind = K::kind(&Default::default()).into_owned();
+    let follows = Follows { known, kind: K::kind(&Default::default()).into_owned() };
     watcher(scoped::<PartialObjectMeta<K>>(client, namespaces), managed)
         .default_backoff()
-        .inspect_ok(move |event| {
-            let seen = |child: &PartialObjectMeta<K>| catalyst_core::key::of(child);
-            match event {
-                watcher::Event::Apply(child) | watcher::Event::InitApply(child) => {
-                    known.observed(&kind, &seen(child), child.metadata.resource_version.as_deref());
-                }
-                watcher::Event::Delete(child) => known.observed(&kind, &seen(child), None),
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
+        .inspect_ok(move |event| match event {
+            watcher::Event::Apply(child) | watcher::Event::InitApply(child) => follows.applied(child),
+            watcher::Event::Delete(child) => follows.deleted(child),
+            watcher::Event::Init | watcher::Event::InitDone => {}
         })
         .touched_objects()
 }
@@ -256,7 +252,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
-    secrets.followers.push(Arc::new(super::apply::Follows { known: ctx.known.clone(), kind: "Secret" }));
+    secrets.followers.push(Arc::new(Follows { known: ctx.known.clone(), kind: "Secret".into() }));
     let ctx = Arc::new(ctx);
 
     let (groups_of_vm, hosts_of_node) = (groups_by_vm.clone(), stores.hosts.clone());
@@ -274,15 +270,14 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 secret.owner_references().iter().filter(|o| o.controller == Some(true) && o.kind == "CatalystVM");
             let owner = owner.map(|o| (namespace.clone(), o.name.clone()));
             let naming = vms_by_join_secret.get(&catalyst_core::key::key(&namespace, &secret.name_any()));
-            owner.chain(naming).map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
+            refs(owner.chain(naming))
         })
         // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it.
         .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), {
             let vacancies = vacancies.clone();
             move |host| {
                 let Ok(host) = &host.0 else { return Vec::new() };
-                let woken: Vec<(String, String)> = vacancies.woken(host, || waiting.get(""));
-                woken.into_iter().map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
+                refs(vacancies.woken(host, || waiting.get("")))
             }
         })
         // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
@@ -300,8 +295,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
             move |report| {
                 let on_node = hosts_on_node(&hosts, &report.name_any());
-                let vms = on_node.iter().flat_map(|host| vms_by_host.get(&host.name));
-                vms.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect::<Vec<_>>()
+                refs(on_node.iter().flat_map(|host| vms_by_host.get(&host.name)))
             }
         })
         .shutdown_on_signal()
@@ -315,8 +309,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         // A group renders from its VM's spec and name, never from its status.
         .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
-            let groups = groups_of_vm.get(&catalyst_core::key::key(&namespace, &name));
-            groups.into_iter().map(|(namespace, group)| ObjectRef::new(&group).within(&namespace)).collect::<Vec<_>>()
+            refs(groups_of_vm.get(&catalyst_core::key::key(&namespace, &name)))
         })
         // A VM-node's report says which cores the replicas on it hold.
         .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
@@ -324,11 +317,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             move |report| {
                 let node = report.name_any();
                 let Some((namespace, vm)) = vm_of_node(&node) else { return Vec::new() };
-                let groups = groups_by_vm.get(&catalyst_core::key::key(namespace, vm));
-                groups
-                    .into_iter()
-                    .map(|(namespace, group)| ObjectRef::new(&group).within(&namespace))
-                    .collect::<Vec<_>>()
+                refs(groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
             }
         })
         .shutdown_on_signal()
@@ -381,10 +370,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 ctx.backoff.failures.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.written.last.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.events.prune(|kind, key| ctx.stores.contains(kind, key));
-                ctx.join_secrets.prune(|_, key| {
-                    catalyst_core::key::split(key).and_then(|(ns, name)| ctx.stores.secret_version(ns, name)).is_some()
-                });
-                vacancies.retain(|host| ctx.stores.contains("CatalystHost", host));
+                ctx.join_secrets.prune(|kind, key| ctx.stores.contains(kind, key));
+                vacancies.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
                 ctx.metrics.forget_verdicts(|kind, key| ctx.stores.contains(kind, key));
             }
@@ -394,6 +381,14 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     pruning.abort();
     feeding.abort();
     tracing::info!("controllers stopped");
+}
+
+/// References to namespaced objects, from the (namespace, name) an index gives.
+fn refs<K>(ids: impl IntoIterator<Item = (String, String)>) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    ids.into_iter().map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect()
 }
 
 /// The valid hosts that are this node.
