@@ -77,14 +77,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The node's report as its kubelet and sysfs say now. The connection is kept between rounds
-/// and made again after a failure (the kubelet restarted, its socket was recreated).
+/// The node's report as its kubelet and sysfs say now. The channel is kept between rounds:
+/// tonic dials the socket again when the connection is lost (the kubelet restarted).
 async fn observe(args: &Args, kubelet: &mut Option<Kubelet>) -> Result<CatalystNodeReportSpec, kubelet::KubeletError> {
     let connected = match kubelet {
         Some(connected) => connected,
         None => kubelet.insert(kubelet::connect(&args.socket).await?),
     };
-    let snapshot = kubelet::snapshot(connected).await.inspect_err(|_| *kubelet = None)?;
+    let snapshot = kubelet::snapshot(connected).await?;
     Ok(report::report(&snapshot, sysfs::numa_cells(&args.sysfs)))
 }
 

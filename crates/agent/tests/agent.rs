@@ -43,14 +43,23 @@ impl PodResourcesLister for FakeKubelet {
 }
 
 impl FakeKubelet {
-    fn serve(&self, socket: &std::path::Path) {
+    /// Serves on `socket` until the returned sender is dropped (a kubelet that stops: its
+    /// connections close and its socket goes).
+    fn serve(&self, socket: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
         let listener = tokio::net::UnixListener::bind(socket).unwrap();
         let service = PodResourcesListerServer::new(self.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let socket = socket.to_path_buf();
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
-        );
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await;
+            let _ = std::fs::remove_file(socket);
+        });
+        stop
     }
 
     fn set(&self, pods: &[(&str, &str, &[i64])]) {
@@ -116,7 +125,7 @@ async fn the_agent_reports_what_its_kubelet_says_and_follows_it() {
 
     let kubelet = FakeKubelet::default();
     kubelet.set(&[("sms-1", "sms", &[17, 18, 19, 20]), ("sms-2", "sms", &[])]);
-    kubelet.serve(&dir.join("kubelet.sock"));
+    let running = kubelet.serve(&dir.join("kubelet.sock"));
     // A node of this test's own, so that runs in parallel, or on a shared cluster, never meet.
     let node = format!("catalyst-e2e-agent-{}", std::process::id());
     let agent = Agent(
@@ -145,6 +154,18 @@ async fn the_agent_reports_what_its_kubelet_says_and_follows_it() {
     eventually("the report follows the kubelet", async || {
         let report = reports.get(&node).await.ok()?;
         (report.spec.pods.get(1)?.containers[0].cpus == "21-22").then_some(())
+    })
+    .await;
+
+    // The kubelet restarts (a new process, a new socket): the agent connects again.
+    drop(running);
+    eventually("the old kubelet gone", async || (!dir.join("kubelet.sock").exists()).then_some(())).await;
+    let restarted = FakeKubelet::default();
+    restarted.set(&[("sms-1", "sms", &[17, 18, 19, 20])]);
+    let _running = restarted.serve(&dir.join("kubelet.sock"));
+    eventually("the report follows the restarted kubelet", async || {
+        let report = reports.get(&node).await.ok()?;
+        (report.spec.pods.len() == 1).then_some(())
     })
     .await;
 
