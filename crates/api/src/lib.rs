@@ -33,11 +33,13 @@ pub(crate) fn optional_quantity_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "maxLength": 64, "nullable": true })
 }
 
-/// Whole cores and memory, the two resources Catalyst dedicates.
+/// Cores and memory, the two resources Catalyst dedicates.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct Resources {
-    /// Whole cores.
-    pub cpu: u32,
+    /// Cores, as a CPU quantity: whole (`30`) or, where a launcher pod's sidecar or a node's
+    /// headroom adds a fraction, in millicores (`30015m`).
+    #[schemars(schema_with = "quantity_schema")]
+    pub cpu: Quantity,
     /// Memory, as a quantity such as 512Gi.
     pub memory: Quantity,
 }

@@ -43,8 +43,8 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             failure_domain: format!("rack-{:04}", i / 4),
             schedulable: true,
             labels: BTreeMap::new(),
-            allocatable: Res::new(248, 1984 * GI),
-            cells: vec![Res::new(124, 992 * GI); 2],
+            allocatable: Res::cores(248, 1984 * GI),
+            cells: vec![Res::cores(124, 992 * GI); 2],
         })
         .collect();
     let vms = (0..vms)
@@ -54,14 +54,14 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             let in_group = i % 10 == 0;
             VmModel {
                 key: format!("ns/vm-{i:06}"),
-                demand: Res::new(cores + 1, memory + (228 << 20) + cores * (8 << 20) + memory / 512),
+                demand: Res::cores(cores + 1, memory + (228 << 20) + cores * (8 << 20) + memory / 512),
                 pinned: None,
                 placed: None,
                 spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
                 host_selector: BTreeMap::new(),
                 numa_aware: i % 10 == 5,
                 joins: true,
-                for_groups: Res::new(cores - 1, memory - 4 * GI),
+                for_groups: Res::cores(cores - 1, memory - 4 * GI),
             }
         })
         .collect();
@@ -129,8 +129,8 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 /// The fewest hosts of the pool (taken in order) with which `unplaced` reaches zero, counting
 /// up from what the cores alone need.
 fn fewest_hosts(input: &PlanInput, unplaced: impl Fn(&PlanInput) -> usize) -> usize {
-    let cores: u64 = input.vms.iter().map(|vm| vm.demand.cpu).sum();
-    let per_host = input.hosts[0].allocatable.cpu;
+    let cores: u64 = input.vms.iter().map(|vm| vm.demand.millicores).sum();
+    let per_host = input.hosts[0].allocatable.millicores;
     let mut count = cores.div_ceil(per_host) as usize;
     loop {
         let trial = PlanInput { hosts: input.hosts[..count].to_vec(), ..input.clone() };
@@ -148,8 +148,8 @@ fn heuristic(input: &PlanInput) -> catalyst_core::planner::Plan {
 
 /// The cores' lower bound on hosts: what the VMs need over what one host offers.
 fn lower_bound(input: &PlanInput) -> usize {
-    let cores: u64 = input.vms.iter().map(|vm| vm.demand.cpu).sum();
-    cores.div_ceil(input.hosts[0].allocatable.cpu) as usize
+    let cores: u64 = input.vms.iter().map(|vm| vm.demand.millicores).sum();
+    cores.div_ceil(input.hosts[0].allocatable.millicores) as usize
 }
 
 /// Small and mid-sized layouts packed to 95-100% of their cores with VMs of 1 to 24 cores,
@@ -162,7 +162,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             failure_domain: format!("host-{i:03}"),
             schedulable: true,
             labels: BTreeMap::new(),
-            allocatable: Res::new(64, 512 * GI),
+            allocatable: Res::cores(64, 512 * GI),
             cells: Vec::new(),
         })
         .collect();
@@ -181,14 +181,14 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
         left -= cores;
         list.push(VmModel {
             key: format!("ns/vm-{i:04}"),
-            demand: Res::new(cores, cores * 4 * GI),
+            demand: Res::cores(cores, cores * 4 * GI),
             pinned: None,
             placed: None,
             spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
             host_selector: BTreeMap::new(),
             numa_aware: false,
             joins: true,
-            for_groups: Res::new(cores, cores * 4 * GI),
+            for_groups: Res::cores(cores, cores * 4 * GI),
         });
     }
     PlanInput { hosts, vms: list, groups: Vec::new() }

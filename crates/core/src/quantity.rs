@@ -1,4 +1,4 @@
-//! Kubernetes resource quantities (`512Gi`, `1.5T`, `2e9`) as exact byte counts.
+//! Kubernetes resource quantities (`512Gi`, `1.5T`, `2e9`, `15m`) as exact byte and millicore counts.
 //!
 //! Capacity arithmetic must be exact: a float would let `12 x 42Gi` compare equal to a
 //! slightly different total. Quantities are parsed into whole bytes (rounded up, as the
@@ -25,6 +25,38 @@ const DECIMAL_SUFFIXES: [(&str, i32); 10] =
 
 /// Parses a quantity into whole bytes, rounding a fractional byte count up.
 pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
+    parse_scaled(text, 0)
+}
+
+/// Parses a CPU quantity (`30`, `15m`, `1.5`) into millicores, rounding a fraction of a
+/// millicore up, as the API server does when it canonicalises a CPU quantity.
+pub fn parse_millicores(text: &str) -> Result<u64, QuantityError> {
+    parse_scaled(text, 3)
+}
+
+/// A CPU amount in millicores written as Kubernetes writes it: whole cores when it is whole
+/// (`30`), else millicores (`30015m`), so the text parses back to the same number.
+pub fn format_millicores(millicores: u64) -> String {
+    if millicores.is_multiple_of(1000) { (millicores / 1000).to_string() } else { format!("{millicores}m") }
+}
+
+/// Millicores for a table a person reads: cores, with the fraction when there is one (`30`, `30.015`).
+pub struct HumanCores(pub u64);
+
+impl fmt::Display for HumanCores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, fraction) = (self.0 / 1000, self.0 % 1000);
+        if fraction == 0 {
+            write!(f, "{whole}")
+        } else {
+            let digits = format!("{fraction:03}");
+            write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+        }
+    }
+}
+
+/// The quantity's value times 10^`scale`, rounded up to a whole number.
+fn parse_scaled(text: &str, scale: i32) -> Result<u64, QuantityError> {
     let syntax = || QuantityError::Syntax(text.to_string());
     let overflow = || QuantityError::Overflow(text.to_string());
     let (negative, unsigned) = match text.as_bytes().first() {
@@ -62,7 +94,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
         return Err(syntax());
     };
     let scaled = mantissa.checked_mul(1u128 << binary_shift).ok_or_else(overflow)?;
-    let exponent = decimal_exponent - fraction_digits;
+    let exponent = decimal_exponent - fraction_digits + scale;
     let bytes = if exponent >= 0 {
         let factor = 10u128.checked_pow(exponent.unsigned_abs()).ok_or_else(overflow)?;
         scaled.checked_mul(factor).ok_or_else(overflow)?
@@ -147,6 +179,23 @@ mod tests {
         }
         assert_eq!(format_bytes(512 << 30), "512Gi");
         assert_eq!(format_bytes(3 << 29), "1536Mi");
+    }
+
+    #[test]
+    fn cpu_quantities_are_exact_millicores() {
+        assert_eq!(parse_millicores("15m"), Ok(15));
+        assert_eq!(parse_millicores("30"), Ok(30_000));
+        assert_eq!(parse_millicores("97.015"), Ok(97_015));
+        assert_eq!(parse_millicores("0.5"), Ok(500));
+        assert_eq!(parse_millicores("100u"), Ok(1), "a fraction of a millicore rounds up");
+        for millicores in [0, 15, 1000, 30_015, 97_000] {
+            assert_eq!(parse_millicores(&format_millicores(millicores)), Ok(millicores));
+        }
+        assert_eq!(format_millicores(30_015), "30015m");
+        assert_eq!(format_millicores(30_000), "30");
+        assert_eq!(HumanCores(30_015).to_string(), "30.015");
+        assert_eq!(HumanCores(30_500).to_string(), "30.5");
+        assert_eq!(HumanCores(30_000).to_string(), "30");
     }
 
     #[test]

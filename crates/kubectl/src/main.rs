@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use catalyst_core::manifest;
+use catalyst_core::planner::overhead::KubevirtArgs;
 use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget, Verdict, whatif};
 use catalyst_core::pool::HostPool;
-use catalyst_core::quantity::parse_bytes;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,16 +40,8 @@ enum Command {
         /// A stranded VM then makes the exit code 1.
         #[arg(long)]
         check_host_loss: bool,
-        /// Fixed memory overhead of each VM's launcher pod (KubeVirt's virt-launcher processes).
-        #[arg(long, value_name = "QUANTITY", default_value = "328Mi", value_parser = parse_quantity)]
-        overhead_fixed: u64,
-        /// Memory overhead per vCPU of each VM.
-        #[arg(long, value_name = "QUANTITY", default_value = "8Mi", value_parser = parse_quantity)]
-        overhead_per_vcpu: u64,
-        /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
-        /// disableSerialConsoleLog.
-        #[arg(long, value_name = "QUANTITY", default_value = "60M", value_parser = parse_quantity)]
-        overhead_console_log: u64,
+        #[command(flatten)]
+        kubevirt: KubevirtArgs,
         /// Plan only on the CatalystHosts this label selector matches (as the operator's
         /// `--host-selector`); every host when unset.
         #[arg(long, value_name = "SELECTOR", default_value = "", value_parser = parse_pool)]
@@ -133,19 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             add_hosts_like,
             check_host_loss,
-            overhead_fixed,
-            overhead_per_vcpu,
-            overhead_console_log,
+            kubevirt,
             host_selector,
             search_time,
             search_nodes,
         } => {
-            let overhead = Overhead {
-                fixed: overhead_fixed,
-                per_vcpu: overhead_per_vcpu,
-                console_log: overhead_console_log,
-                ..Overhead::default()
-            };
+            let overhead = Overhead::from(&kubevirt);
             let budget = SearchBudget { nodes: search_nodes, time: search_time };
             let questions = Questions { add_hosts_like: add_hosts_like.as_deref(), check_host_loss, budget };
             plan(&files, output, &questions, &overhead, &host_selector)
@@ -180,10 +165,6 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 fn parse_pool(text: &str) -> Result<HostPool, String> {
     HostPool::parse(text).map_err(|e| e.to_string())
-}
-
-fn parse_quantity(text: &str) -> Result<u64, String> {
-    parse_bytes(text).map_err(|e| e.to_string())
 }
 
 /// The plan and the answers to the questions asked with it, as `-o json|yaml` prints them.

@@ -20,10 +20,11 @@ fn the_seed_layout_does_not_fit_three_hosts_and_needs_six() {
     let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "--add-hosts-like", "host-1"]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
-    // 17 VMs: 1328 cores as listed plus one emulator-thread core each; 3 x (256 - 8) offered.
-    assert!(text.contains("demand:      1345 cores"), "{text}");
+    // 17 VMs: 1328 cores as listed plus one emulator-thread core and a console-log sidecar's
+    // 15m each; 3 x (256 - 8) offered.
+    assert!(text.contains("demand:      1345.255 cores"), "{text}");
     assert!(text.contains("allocatable: 744 cores, 5952Gi (3 hosts"), "{text}");
-    assert!(text.contains("shortfall:   601 cores"), "{text}");
+    assert!(text.contains("shortfall:   601.255 cores"), "{text}");
     assert!(text.contains("add 3 (then 6 hosts in all)"), "{text}");
     assert!(text.contains("RESULT: does NOT fit"), "{text}");
 }
@@ -51,7 +52,7 @@ fn the_seed_containers_do_not_fit_their_vms_once_the_node_keeps_a_core() {
         (&sms["resource"], &sms["requested"], &sms["available"], &sms["shortfall"]),
         (&"cpu".into(), &"96".into(), &"95".into(), &"1".into())
     );
-    assert_eq!(report["totals"]["demand"]["cpu"], 1345);
+    assert_eq!(report["totals"]["demand"]["cpu"], "1345255m");
     assert_eq!(report["fits"], false);
 }
 
@@ -141,13 +142,15 @@ fn hostile_input_is_refused_before_it_is_parsed() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Two hosts of 12 cores and six VMs that fit exactly, which best fit decreasing alone refuses.
-fn twelve_core_layout(dir: &Path) -> PathBuf {
+/// Two hosts of 13 cores and six VMs of 5, 5, 4, 4, 3, 3 cores with their emulator threads and
+/// 15m each for their console-log sidecars: they fit only as {5, 4, 3} + {5, 4, 3} (5 + 5 + 3
+/// is 13.045 cores), which best fit decreasing alone refuses.
+fn thirteen_core_layout(dir: &Path) -> PathBuf {
     let mut text = String::new();
     for host in ["a", "b"] {
         text.push_str(&format!(
             "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystHost\nmetadata: {{name: {host}}}\n\
-             spec: {{nodeName: {host}, capacity: {{cpu: 12, memory: 256Gi}}, reserved: {{cpu: 0, memory: \"0\"}}}}\n"
+             spec: {{nodeName: {host}, capacity: {{cpu: 13, memory: 256Gi}}, reserved: {{cpu: 0, memory: \"0\"}}}}\n"
         ));
     }
     for (i, cpu) in [4, 4, 3, 3, 2, 2].iter().enumerate() {
@@ -156,7 +159,7 @@ fn twelve_core_layout(dir: &Path) -> PathBuf {
              spec: {{cpu: {cpu}, memory: 8Gi, node: {{reservedCpu: 1}}, bootDisk: {{containerDisk: {{image: img}}}}}}\n"
         ));
     }
-    let file = dir.join("twelve.yaml");
+    let file = dir.join("thirteen.yaml");
     std::fs::write(&file, text).unwrap();
     file
 }
@@ -165,15 +168,15 @@ fn twelve_core_layout(dir: &Path) -> PathBuf {
 fn plan_packs_what_best_fit_decreasing_refuses_and_says_how_sure_it_is() {
     let dir = std::env::temp_dir().join(format!("catalyst-cli-search-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = twelve_core_layout(&dir);
+    let file = thirteen_core_layout(&dir);
     let file = file.to_str().unwrap();
     let output = run(&["plan", "-f", file, "-o", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["verdict"], serde_json::json!({"outcome": "fits"}));
 
-    // One core less: proven, by the totals.
-    let smaller = std::fs::read_to_string(file).unwrap().replacen("cpu: 12,", "cpu: 11,", 1);
+    // Two cores less on one host: proven, by the totals (24.09 cores wanted, 24 offered).
+    let smaller = std::fs::read_to_string(file).unwrap().replacen("cpu: 13,", "cpu: 11,", 1);
     std::fs::write(dir.join("smaller.yaml"), smaller).unwrap();
     let output = run(&["plan", "-f", dir.join("smaller.yaml").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));

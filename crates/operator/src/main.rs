@@ -3,7 +3,6 @@
 
 use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
-use catalyst_core::quantity::parse_bytes;
 use catalyst_operator::controller::runtime::Config;
 use catalyst_operator::lease::{Election, Elector, Lost, Timing};
 use catalyst_operator::metrics::Metrics;
@@ -68,16 +67,8 @@ struct Args {
     /// ...and stops at once when it could not renew for this long.
     #[arg(long, env = "CATALYST_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
     lease_renew_deadline_seconds: u64,
-    /// Fixed memory overhead of each VM's launcher pod, as the planner counts it.
-    #[arg(long, env = "CATALYST_OVERHEAD_FIXED", default_value = "328Mi", value_parser = quantity)]
-    overhead_fixed: u64,
-    /// Memory overhead per vCPU of each VM's launcher pod.
-    #[arg(long, env = "CATALYST_OVERHEAD_PER_VCPU", default_value = "8Mi", value_parser = quantity)]
-    overhead_per_vcpu: u64,
-    /// Memory of each launcher pod's guest-console-log sidecar; 0 when the KubeVirt CR sets
-    /// disableSerialConsoleLog.
-    #[arg(long, env = "CATALYST_OVERHEAD_CONSOLE_LOG", default_value = "60M", value_parser = quantity)]
-    overhead_console_log: u64,
+    #[command(flatten)]
+    kubevirt: catalyst_core::planner::overhead::KubevirtArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -88,10 +79,6 @@ enum LogFormat {
 
 fn host_pool(text: &str) -> Result<HostPool, String> {
     HostPool::parse(text).map_err(|e| e.to_string())
-}
-
-fn quantity(text: &str) -> Result<u64, String> {
-    parse_bytes(text).map_err(|e| e.to_string())
 }
 
 fn init_logging(format: LogFormat) {
@@ -166,12 +153,7 @@ async fn main() -> ExitCode {
             time: Duration::from_millis(args.search_milliseconds),
             ..catalyst_core::planner::SearchBudget::default()
         },
-        overhead: Overhead {
-            fixed: args.overhead_fixed,
-            per_vcpu: args.overhead_per_vcpu,
-            console_log: args.overhead_console_log,
-            ..Overhead::default()
-        },
+        overhead: Overhead::from(&args.kubevirt),
     };
     let synced = {
         let health = health.clone();

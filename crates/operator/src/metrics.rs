@@ -45,8 +45,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub duration: Family<KindLabel, Histogram>,
     pub placement_failures: Counter,
-    pub host_cpu_allocated: Family<HostLabel, Gauge>,
-    pub host_cpu_free: Family<HostLabel, Gauge>,
+    pub host_cpu_allocated: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    pub host_cpu_free: Family<HostLabel, Gauge<f64, AtomicU64>>,
     pub host_memory_allocated: Family<HostLabel, Gauge<f64, AtomicU64>>,
     pub host_memory_free: Family<HostLabel, Gauge<f64, AtomicU64>>,
     /// Hosts that have gauges, so a deleted host's can be removed.
@@ -78,13 +78,13 @@ impl Default for Metrics {
             "Attempts to place a CatalystVM that found no host",
             placement_failures.clone(),
         );
-        let host_cpu_allocated = Family::<HostLabel, Gauge>::default();
+        let host_cpu_allocated = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "host_cpu_allocated_cores",
             "Cores the VMs on a CatalystHost take",
             host_cpu_allocated.clone(),
         );
-        let host_cpu_free = Family::<HostLabel, Gauge>::default();
+        let host_cpu_free = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
         registry.register("host_cpu_free_cores", "Cores a CatalystHost has left", host_cpu_free.clone());
         let host_memory_allocated = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -160,8 +160,9 @@ impl Metrics {
     pub fn host(&self, host: &str, allocated: catalyst_core::planner::Res, free: catalyst_core::planner::Res) {
         self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host.to_string());
         let label = HostLabel { host: host.to_string() };
-        self.host_cpu_allocated.get_or_create(&label).set(i64::try_from(allocated.cpu).unwrap_or(i64::MAX));
-        self.host_cpu_free.get_or_create(&label).set(i64::try_from(free.cpu).unwrap_or(i64::MAX));
+        // Cores with their fraction: a launcher pod's sidecar asks for millicores.
+        self.host_cpu_allocated.get_or_create(&label).set(allocated.millicores as f64 / 1000.0);
+        self.host_cpu_free.get_or_create(&label).set(free.millicores as f64 / 1000.0);
         self.host_memory_allocated.get_or_create(&label).set(allocated.memory as f64);
         self.host_memory_free.get_or_create(&label).set(free.memory as f64);
     }
@@ -204,15 +205,15 @@ mod tests {
         metrics.reconciled("CatalystVM", true, Duration::from_millis(3));
         metrics.reconciled("CatalystVM", false, Duration::from_millis(3));
         metrics.placement_failures.inc();
-        metrics.host("host-1", Res::new(226, 1 << 40), Res::new(22, 1 << 30));
+        metrics.host("host-1", Res::millicores(226_015, 1 << 40), Res::cores(22, 1 << 30));
         let text = metrics.encode();
         for line in [
             "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"ok\"} 1",
             "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"error\"} 1",
             "catalyst_reconcile_duration_seconds_count{kind=\"CatalystVM\"} 2",
             "catalyst_placement_failures_total 1",
-            "catalyst_host_cpu_allocated_cores{host=\"host-1\"} 226",
-            "catalyst_host_cpu_free_cores{host=\"host-1\"} 22",
+            "catalyst_host_cpu_allocated_cores{host=\"host-1\"} 226.015",
+            "catalyst_host_cpu_free_cores{host=\"host-1\"} 22.0",
             "catalyst_host_memory_free_bytes{host=\"host-1\"} 1073741824.0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
@@ -244,13 +245,13 @@ mod tests {
     #[test]
     fn a_host_that_is_gone_loses_its_gauges() {
         let metrics = Metrics::default();
-        metrics.host("host-1", Res::new(1, 1), Res::new(1, 1));
-        metrics.host("host-2", Res::new(2, 2), Res::new(2, 2));
+        metrics.host("host-1", Res::cores(1, 1), Res::cores(1, 1));
+        metrics.host("host-2", Res::cores(2, 2), Res::cores(2, 2));
         assert_eq!(metrics.hosts_reported(), 2);
         metrics.forget_hosts_except(|host| host == "host-2");
         assert_eq!(metrics.hosts_reported(), 1);
         let text = metrics.encode();
         assert!(!text.contains("host=\"host-1\""), "{text}");
-        assert!(text.contains("catalyst_host_cpu_free_cores{host=\"host-2\"} 2"), "{text}");
+        assert!(text.contains("catalyst_host_cpu_free_cores{host=\"host-2\"} 2.0"), "{text}");
     }
 }

@@ -217,7 +217,7 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
     assert_eq!(vm["status"]["host"], "small-1");
     assert_eq!(vm["status"]["phase"], "Scheduled");
     // The node offers 7 cores and 32Gi - 512Mi (page structures) - 4Gi - 100Mi = 28060Mi; the group takes 3 x (2, 8Gi).
-    assert_eq!(vm["status"]["available"], json!({"cpu": 1, "memory": "3484Mi"}));
+    assert_eq!(vm["status"]["available"], json!({"cpu": "1", "memory": "3484Mi"}));
     let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("Provisioning")));
 }
@@ -387,14 +387,15 @@ async fn two_vms_reconciled_at_once_never_overcommit_a_host() {
     assert!(waiting["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "Unschedulable"));
 }
 
-/// Two hosts of 12 cores and VMs of 5, 5, 4, 4, 3, 3 cores with their emulator threads,
+/// Two hosts of 13 cores and VMs of 5, 5, 4, 4, 3, 3 cores with their emulator threads, each
+/// launcher pod asking 15m more for its console-log sidecar (so 5 + 5 + 3 does not fit in 13),
 /// reconciled in name order: placed one at a time by best fit decreasing alone, the last one
 /// finds no room; each placement takes its host from a plan that packs them all.
 #[tokio::test]
 async fn vms_placed_one_by_one_follow_a_packing_of_them_all() {
     let mut world = world();
     for host in &mut world.hosts {
-        host.spec.capacity.cpu = 12;
+        host.spec.capacity.cpu = 13;
         host.spec.reserved.cpu = 0;
     }
     let template = world.vms[0].clone();
@@ -458,7 +459,7 @@ async fn a_group_that_does_not_fit_is_refused_and_nothing_running_is_touched() {
     let ready = &status["conditions"][0];
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("DoesNotFit")));
     assert!(ready["message"].as_str().unwrap().contains("cpu: requested 8 cores, available 7, short by 1"), "{ready}");
-    assert_eq!(status["requested"], json!({"cpu": 8, "memory": "32Gi"}));
+    assert_eq!(status["requested"], json!({"cpu": "8", "memory": "32Gi"}));
 }
 
 #[tokio::test]
@@ -497,8 +498,8 @@ async fn a_host_reports_what_its_ledger_holds_and_then_stays_quiet() {
     controller::host::reconcile(host, context(client.clone(), &placed, vec![])).await.unwrap();
     assert_eq!(fake.requests(), [format!("PUT {HOSTS}/small-1/status")]);
     let status = fake.get(&format!("{HOSTS}/small-1")).unwrap()["status"].clone();
-    assert_eq!(status["summary"], json!({"cpu": "9/30", "memory": "32.5Gi/120Gi", "vmCount": 1}));
-    assert_eq!(status["free"]["cpu"], 21);
+    assert_eq!(status["summary"], json!({"cpu": "9.015/30", "memory": "32.5Gi/120Gi", "vmCount": 1}));
+    assert_eq!(status["free"]["cpu"], "20985m");
     let settled = reread(&fake, &placed);
     fake.forget_requests();
     let host = Arc::new(DeserializeGuard(Ok(settled.hosts[0].clone())));
@@ -567,7 +568,8 @@ async fn a_host_keeps_a_fresh_placement_its_cache_has_not_seen_and_drops_a_delet
     );
     let status = &fake.body_of(&format!("PUT {HOSTS}/small-1/status")).unwrap()["status"];
     assert_eq!(status["vms"], json!(["catalyst-demo/fresh"]));
-    assert_eq!(status["summary"]["cpu"], "9/30", "the unseen VM's cores count");
+    // 8 vCPUs, the emulator thread and the console-log sidecar's 15m.
+    assert_eq!(status["summary"]["cpu"], "9.015/30", "the unseen VM's cores count");
 }
 
 #[tokio::test]
@@ -775,7 +777,7 @@ async fn a_resize_that_no_longer_fits_its_host_is_refused_and_the_vm_left_as_it_
     let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
     let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!(ready["reason"], "DoesNotFitHost");
-    assert!(ready["message"].as_str().unwrap().contains("need 31 cores"), "{ready}");
+    assert!(ready["message"].as_str().unwrap().contains("need 31.015 cores"), "{ready}");
     // The same size fits once it is within the host.
     settled.vms[0].spec.cpu = 20;
     fake.forget_requests();

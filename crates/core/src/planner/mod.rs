@@ -26,6 +26,7 @@
 //! memory, spread, selector or NUMA cost a step each; the benchmark measures real layouts.
 
 pub mod model;
+pub mod overhead;
 pub mod picture;
 pub mod report;
 pub mod search;
@@ -35,7 +36,7 @@ pub use model::{GroupModel, HostModel, Overhead, Res, VmModel};
 pub use search::SearchBudget;
 
 use crate::manifest::Manifests;
-use crate::quantity::HumanBytes;
+use crate::quantity::{HumanBytes, HumanCores, format_millicores};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
@@ -434,8 +435,8 @@ fn place_the_rest<'a>(engine: &mut Engine<'a>, vms: &[&'a VmModel], budget: Sear
 /// the VMs' positions, which are in name order (cheaper than comparing the names again).
 fn size_order(a: &VmModel, b: &VmModel) -> std::cmp::Ordering {
     b.demand
-        .cpu
-        .cmp(&a.demand.cpu)
+        .millicores
+        .cmp(&a.demand.millicores)
         .then(b.demand.memory.cmp(&a.demand.memory))
         .then(b.spread_group.is_some().cmp(&a.spread_group.is_some()))
 }
@@ -449,8 +450,8 @@ fn overcommit_violations(host: &HostModel, used: Res) -> Vec<Violation> {
     let object = Subject::host(&host.name);
     let what = "its running VMs take more than it offers";
     let mut found = Vec::new();
-    if used.cpu > allocatable.cpu {
-        found.push(Violation::cpu(object.clone(), used.cpu, allocatable.cpu, what));
+    if used.millicores > allocatable.millicores {
+        found.push(Violation::cpu(object.clone(), used.millicores, allocatable.millicores, what));
     }
     if used.memory > allocatable.memory {
         found.push(Violation::memory(object, used.memory, allocatable.memory, what));
@@ -463,17 +464,21 @@ impl Violation {
         Self { object, resource: resource.into(), requested: None, available: None, shortfall: None, message }
     }
 
+    /// Amounts in millicores; the message says cores (`30.015`), the fields are quantities.
     fn cpu(object: Subject, requested: u64, available: u64, context: &str) -> Self {
         let shortfall = requested.saturating_sub(available);
         Self {
             message: format!(
-                "{object}: cpu: requested {requested} cores, available {available}, short by {shortfall} ({context})"
+                "{object}: cpu: requested {} cores, available {}, short by {} ({context})",
+                HumanCores(requested),
+                HumanCores(available),
+                HumanCores(shortfall)
             ),
             object,
             resource: "cpu".into(),
-            requested: Some(requested.to_string()),
-            available: Some(available.to_string()),
-            shortfall: Some(shortfall.to_string()),
+            requested: Some(format_millicores(requested)),
+            available: Some(format_millicores(available)),
+            shortfall: Some(format_millicores(shortfall)),
         }
     }
 
@@ -497,8 +502,8 @@ impl Violation {
     /// One violation per resource of `requested` that `available` does not cover.
     fn shortfalls(object: &Subject, requested: Res, available: Res, context: &str) -> Vec<Violation> {
         let mut found = Vec::new();
-        if requested.cpu > available.cpu {
-            found.push(Violation::cpu(object.clone(), requested.cpu, available.cpu, context));
+        if requested.millicores > available.millicores {
+            found.push(Violation::cpu(object.clone(), requested.millicores, available.millicores, context));
         }
         if requested.memory > available.memory {
             found.push(Violation::memory(object.clone(), requested.memory, available.memory, context));
@@ -572,7 +577,7 @@ impl<'a> Engine<'a> {
             .iter()
             .enumerate()
             .filter(|(_, h)| h.schedulable)
-            .map(|(i, h)| (h.allocatable.cpu, h.allocatable.memory, i))
+            .map(|(i, h)| (h.allocatable.millicores, h.allocatable.memory, i))
             .collect();
         Self {
             hosts,
@@ -660,9 +665,9 @@ impl<'a> Engine<'a> {
         for &(c, part) in cells {
             self.cells_free[h][c] = self.cells_free[h][c] - part;
         }
-        if self.index.remove(&(before.cpu, before.memory, h)) {
+        if self.index.remove(&(before.millicores, before.memory, h)) {
             let after = self.free(h);
-            self.index.insert((after.cpu, after.memory, h));
+            self.index.insert((after.millicores, after.memory, h));
         }
         if let Some(group) = &vm.spread_group {
             self.spread.entry(group.as_str()).or_default().push(self.domain[h]);
@@ -677,9 +682,9 @@ impl<'a> Engine<'a> {
         for &(c, part) in cells {
             self.cells_free[h][c] += part;
         }
-        if self.index.remove(&(before.cpu, before.memory, h)) {
+        if self.index.remove(&(before.millicores, before.memory, h)) {
             let after = self.free(h);
-            self.index.insert((after.cpu, after.memory, h));
+            self.index.insert((after.millicores, after.memory, h));
         }
         if let Some(group) = &vm.spread_group
             && let Some(domains) = self.spread.get_mut(group.as_str())
@@ -692,7 +697,7 @@ impl<'a> Engine<'a> {
     /// memory, then name order).
     fn best_fit(&self, vm: &VmModel) -> Option<(usize, Vec<(usize, Res)>)> {
         self.index
-            .range((vm.demand.cpu, 0, 0)..)
+            .range((vm.demand.millicores, 0, 0)..)
             .filter(|(_, free_memory, _)| *free_memory >= vm.demand.memory)
             .find_map(|&(_, _, h)| self.check(vm, h).ok().map(|cells| (h, cells)))
     }
@@ -708,9 +713,10 @@ impl<'a> Engine<'a> {
                 Err(refusal) => refusals.push(refusal),
                 Ok(()) => {
                     let short = vm.demand - self.free(h);
-                    // Weigh a core like the memory a core comes with on this host.
-                    let per_core = (self.hosts[h].allocatable.memory / self.hosts[h].allocatable.cpu.max(1)) as u128;
-                    let score = short.cpu as u128 * per_core + short.memory as u128;
+                    // Weigh a millicore like the memory a millicore comes with on this host.
+                    let host = self.hosts[h].allocatable;
+                    let per_millicore = (host.memory / host.millicores.max(1)) as u128;
+                    let score = short.millicores as u128 * per_millicore + short.memory as u128;
                     if closest.is_none_or(|(best, _)| score < best) {
                         closest = Some((score, h));
                     }
@@ -814,7 +820,7 @@ pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, V
                     "{} replicas; VM {} offers groups {} cores and {}: its node's allocatable{earlier}",
                     group.replicas,
                     group.vm,
-                    offered.cpu,
+                    HumanCores(offered.millicores),
                     HumanBytes(offered.memory)
                 );
                 violations.extend(Violation::shortfalls(&object, group.demand, left, &context));

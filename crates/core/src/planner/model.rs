@@ -1,16 +1,19 @@
 //! The planner's view of the API objects: plain numbers, resolved defaults, interned names.
 
-use crate::quantity::{format_bytes, parse_bytes};
+pub use super::overhead::Overhead;
+use crate::quantity::{format_bytes, format_millicores, parse_bytes, parse_millicores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use kube::ResourceExt;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::ops::{Add, AddAssign, Sub};
 
-/// Whole cores and bytes of memory.
+/// CPU in millicores and memory in bytes: pods ask for whole cores, but a launcher pod's
+/// console-log sidecar asks for 15m, and a host must keep that fraction too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Res {
-    pub cpu: u64,
+    #[serde(rename = "cpu", serialize_with = "as_cpu_quantity")]
+    pub millicores: u64,
     #[serde(serialize_with = "as_quantity")]
     pub memory: u64,
 }
@@ -19,25 +22,37 @@ fn as_quantity<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Er
     serializer.serialize_str(&format_bytes(*bytes))
 }
 
-impl Res {
-    pub const ZERO: Res = Res { cpu: 0, memory: 0 };
+fn as_cpu_quantity<S: Serializer>(millicores: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_millicores(*millicores))
+}
 
-    pub fn new(cpu: u64, memory: u64) -> Self {
-        Self { cpu, memory }
+impl Res {
+    pub const ZERO: Res = Res { millicores: 0, memory: 0 };
+
+    /// Whole cores and bytes.
+    pub fn cores(cores: u64, memory: u64) -> Self {
+        Self { millicores: cores.saturating_mul(1000), memory }
+    }
+
+    pub fn millicores(millicores: u64, memory: u64) -> Self {
+        Self { millicores, memory }
     }
 
     /// Both resources at least those of `other`.
     pub fn covers(&self, other: &Res) -> bool {
-        self.cpu >= other.cpu && self.memory >= other.memory
+        self.millicores >= other.millicores && self.memory >= other.memory
     }
 
     pub fn saturating_sub(&self, other: &Res) -> Res {
-        Res { cpu: self.cpu.saturating_sub(other.cpu), memory: self.memory.saturating_sub(other.memory) }
+        Res {
+            millicores: self.millicores.saturating_sub(other.millicores),
+            memory: self.memory.saturating_sub(other.memory),
+        }
     }
 
     /// The smaller of each resource.
     pub fn min_each(&self, other: &Res) -> Res {
-        Res { cpu: self.cpu.min(other.cpu), memory: self.memory.min(other.memory) }
+        Res { millicores: self.millicores.min(other.millicores), memory: self.memory.min(other.memory) }
     }
 }
 
@@ -46,7 +61,10 @@ impl Add for Res {
     /// Saturating: totals of hosts or VMs of absurd sizes (a user may write `9Ei`) stay
     /// totals, never an overflow.
     fn add(self, other: Res) -> Res {
-        Res { cpu: self.cpu.saturating_add(other.cpu), memory: self.memory.saturating_add(other.memory) }
+        Res {
+            millicores: self.millicores.saturating_add(other.millicores),
+            memory: self.memory.saturating_add(other.memory),
+        }
     }
 }
 
@@ -64,73 +82,17 @@ impl Sub for Res {
     }
 }
 
-/// The figures as the API writes them in statuses (whole cores, memory as a quantity).
+/// The figures as the API writes them in statuses (CPU and memory as quantities).
 impl From<Res> for catalyst_api::Resources {
     fn from(res: Res) -> Self {
-        Self {
-            cpu: u32::try_from(res.cpu).unwrap_or(u32::MAX),
-            memory: k8s_openapi::apimachinery::pkg::api::resource::Quantity(format_bytes(res.memory)),
-        }
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        Self { cpu: Quantity(format_millicores(res.millicores)), memory: Quantity(format_bytes(res.memory)) }
     }
 }
 
 impl From<&catalyst_api::Resources> for Res {
     fn from(resources: &catalyst_api::Resources) -> Self {
-        Res::new(resources.cpu.into(), bytes(&resources.memory.0))
-    }
-}
-
-/// KubeVirt v1.9.0's launcher processes (`pkg/hypervisor/kvm/hypervisorbackend.go`,
-/// `GetMemoryOverhead`): virt-launcher-monitor 25Mi + virt-launcher 100Mi + virtlogd 25Mi +
-/// virtqemud 40Mi + qemu 30Mi, plus the one IO thread it always counts, 8Mi.
-const LAUNCHER_PROCESSES: u64 = (25 + 100 + 25 + 40 + 30 + 8) << 20;
-/// The same function's term for a VM with dedicated CPUs, which every Catalyst VM is.
-const DEDICATED_CPUS: u64 = 100 << 20;
-/// The `guest-console-log` sidecar of the launcher pod, present unless the KubeVirt CR sets
-/// `disableSerialConsoleLog`: 60M of memory, requests equal to limits for a dedicated-CPU VM
-/// (`pkg/virt-controller/services/serialconsolelog.go`). Its 15m of CPU is not modelled yet.
-const CONSOLE_LOG: u64 = 60_000_000;
-
-/// What one VM costs its host beyond the guest's own memory: the virt-launcher pod's
-/// processes, its page tables and its console-log sidecar, as KubeVirt v1.9.0 counts them
-/// (`GetMemoryOverhead` for KVM): 228Mi for the processes and an IO thread, 100Mi for
-/// dedicated CPUs, 8Mi per vCPU, guest memory / 512 for page tables, and the sidecar's 60M. No
-/// video RAM: Catalyst renders VMs without a graphics device. A 96-vCPU, 512Gi VM: 2,120Mi from
-/// `GetMemoryOverhead`, as KubeVirt computes it, and 2,177.2Mi with the sidecar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Overhead {
-    /// The processes, the IO thread and the dedicated-CPU term.
-    #[serde(serialize_with = "as_quantity")]
-    pub fixed: u64,
-    #[serde(serialize_with = "as_quantity")]
-    pub per_vcpu: u64,
-    pub pagetable_divisor: u64,
-    /// The console-log sidecar's memory (0 when KubeVirt runs without it).
-    #[serde(serialize_with = "as_quantity")]
-    pub console_log: u64,
-}
-
-impl Default for Overhead {
-    fn default() -> Self {
-        Self {
-            fixed: LAUNCHER_PROCESSES + DEDICATED_CPUS,
-            per_vcpu: 8 << 20,
-            pagetable_divisor: 512,
-            console_log: CONSOLE_LOG,
-        }
-    }
-}
-
-impl Overhead {
-    /// Memory the launcher pod needs on top of the guest's `memory` for `vcpus` vCPUs.
-    pub fn memory(&self, memory: u64, vcpus: u64) -> u64 {
-        self.launcher(memory, vcpus) + self.console_log
-    }
-
-    /// What KubeVirt's `GetMemoryOverhead` gives (without the sidecar).
-    pub fn launcher(&self, memory: u64, vcpus: u64) -> u64 {
-        self.fixed + self.per_vcpu * vcpus + memory.div_ceil(self.pagetable_divisor.max(1))
+        Res::millicores(parse_millicores(&resources.cpu.0).unwrap_or(0), bytes(&resources.memory.0))
     }
 }
 
@@ -153,15 +115,16 @@ impl HostModel {
     /// (rounded up), since the hypervisor's own threads run on every cell.
     pub fn from_host(host: &CatalystHost) -> Self {
         let spec = &host.spec;
-        let capacity = Res::new(spec.capacity.cpu.into(), bytes(&spec.capacity.memory.0));
-        let reserved = Res::new(spec.reserved.cpu.into(), bytes(&spec.reserved.memory.0));
+        let capacity = Res::cores(spec.capacity.cpu.into(), bytes(&spec.capacity.memory.0));
+        let reserved = Res::cores(spec.reserved.cpu.into(), bytes(&spec.reserved.memory.0));
         let cell_count = spec.numa.len() as u64;
         let cells = spec
             .numa
             .iter()
             .map(|cell| {
-                let share = Res::new(reserved.cpu.div_ceil(cell_count), reserved.memory.div_ceil(cell_count));
-                Res::new(cell.cpu.into(), bytes(&cell.memory.0)) - share
+                let cores = u64::from(spec.reserved.cpu).div_ceil(cell_count);
+                let share = Res::cores(cores, reserved.memory.div_ceil(cell_count));
+                Res::cores(cell.cpu.into(), bytes(&cell.memory.0)) - share
             })
             .collect();
         Self {
@@ -205,10 +168,11 @@ impl VmModel {
         let namespace = vm.namespace().unwrap_or_default();
         let memory = bytes(&spec.memory.0);
         let vcpus = u64::from(spec.cpu);
-        let cpu = vcpus + u64::from(spec.isolate_emulator_thread);
+        let cores = overhead.pinned_cores(vcpus, spec.isolate_emulator_thread);
+        let container_disk = spec.boot_disk.container_disk.is_some();
         Self {
             key: crate::key::key(&namespace, &vm.name_any()),
-            demand: Res::new(cpu, memory + overhead.memory(memory, vcpus)),
+            demand: Res::cores(cores, memory) + overhead.of_vm(memory, vcpus, container_disk),
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
@@ -245,7 +209,7 @@ pub const EVICTION_HARD: [(&str, &str); 4] = [
 pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec) -> Res {
     let memory = bytes(&spec.memory.0);
     let kept = memory.div_ceil(GUEST_MEMMAP_DIVISOR) + bytes(&spec.node.reserved_memory.0) + EVICTION_HARD_MEMORY;
-    Res::new(u64::from(spec.cpu), memory) - Res::new(spec.node.reserved_cpu.into(), kept)
+    Res::cores(u64::from(spec.cpu), memory) - Res::cores(spec.node.reserved_cpu.into(), kept)
 }
 
 /// A ServiceGroup as the planner sees it.
@@ -269,7 +233,7 @@ impl GroupModel {
             key: crate::key::key(&namespace, &group.name_any()),
             vm: format!("{namespace}/{}", spec.vm),
             replicas,
-            demand: Res::new(replicas * u64::from(spec.cpu), replicas.saturating_mul(bytes(&spec.memory.0))),
+            demand: Res::cores(replicas * u64::from(spec.cpu), replicas.saturating_mul(bytes(&spec.memory.0))),
         }
     }
 }

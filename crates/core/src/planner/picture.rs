@@ -6,7 +6,7 @@
 //! stands for an object carries `data-kind` and `data-name`, so a test can find what it shows.
 
 use super::{Plan, Res, Verdict};
-use crate::quantity::HumanBytes;
+use crate::quantity::{HumanBytes, HumanCores};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -70,7 +70,7 @@ impl Canvas {
 
 /// The plan as an SVG document.
 pub fn svg(plan: &Plan) -> String {
-    let largest = plan.hosts.iter().map(|h| h.allocatable.cpu).max().unwrap_or(1).max(1);
+    let largest = plan.hosts.iter().map(|h| h.allocatable.millicores).max().unwrap_or(1).max(1);
     let largest_memory = plan.hosts.iter().map(|h| h.allocatable.memory).max().unwrap_or(1).max(1);
     let scale = (WIDTH - LEFT - 20.0) / largest as f64;
     let memory_scale = (WIDTH - LEFT - 20.0) / largest_memory as f64;
@@ -82,7 +82,7 @@ pub fn svg(plan: &Plan) -> String {
     let mut misfits = Vec::new();
     let (mut x, mut row) = (0.0, 0usize);
     for vm in plan.unplaced() {
-        let w = (vm.demand.cpu as f64 * scale).clamp(4.0, room);
+        let w = (vm.demand.millicores as f64 * scale).clamp(4.0, room);
         if x > 0.0 && x + w > room {
             (x, row) = (0.0, row + 1);
         }
@@ -115,16 +115,16 @@ pub fn svg(plan: &Plan) -> String {
         canvas.label(
             10.0,
             y + 34.0,
-            &format!("{}/{} cores", host.allocated.cpu, host.allocatable.cpu),
+            &format!("{}/{} cores", HumanCores(host.allocated.millicores), HumanCores(host.allocatable.millicores)),
             LEFT - 15.0,
             "#555",
         );
-        let width = host.allocatable.cpu as f64 * scale;
+        let width = host.allocatable.millicores as f64 * scale;
         canvas.rect(
             (LEFT, y, width, CPU_BAR),
             FREE,
             Some(("host", &host.name)),
-            &format!("{}: {} cores free", host.name, host.free.cpu),
+            &format!("{}: {} cores free", host.name, HumanCores(host.free.millicores)),
         );
         let memory_width = host.allocatable.memory as f64 * memory_scale;
         canvas.rect(
@@ -136,9 +136,9 @@ pub fn svg(plan: &Plan) -> String {
         let (mut x, mut memory_x) = (LEFT, LEFT);
         for key in &host.vms {
             let vm = demand.get(key.as_str()).copied().unwrap_or_default();
-            let w = vm.cpu as f64 * scale;
+            let w = vm.millicores as f64 * scale;
             let fill = colour.get(key.as_str()).copied().unwrap_or(VM_COLOURS[0]);
-            let title = format!("{key}: {} cores, {}", vm.cpu, HumanBytes(vm.memory));
+            let title = format!("{key}: {} cores, {}", HumanCores(vm.millicores), HumanBytes(vm.memory));
             canvas.rect((x, y, w, CPU_BAR), fill, Some(("vm", key)), &title);
             draw_groups(&mut canvas, plan, key, vm, (x, y, w));
             canvas.label(x + 3.0, y + 19.0, short(key), w - 6.0, "white");
@@ -154,7 +154,13 @@ pub fn svg(plan: &Plan) -> String {
         canvas.label(10.0, top + 18.0, &format!("does not fit: {}", misfits.len()), LEFT - 15.0, MISFIT);
         let short = plan.totals.shortfall;
         if short != Res::ZERO {
-            canvas.label(10.0, top + 34.0, &format!("short {} cores", short.cpu), LEFT - 15.0, MISFIT);
+            canvas.label(
+                10.0,
+                top + 34.0,
+                &format!("short {} cores", HumanCores(short.millicores)),
+                LEFT - 15.0,
+                MISFIT,
+            );
             canvas.label(10.0, top + 50.0, &format!("and {}", HumanBytes(short.memory)), LEFT - 15.0, MISFIT);
         }
     }
@@ -162,7 +168,13 @@ pub fn svg(plan: &Plan) -> String {
         let y = top + (CPU_BAR + 14.0) * row as f64;
         {
             let why = super::reasons(&plan.violations, &super::Subject::vm(&vm.vm));
-            let title = format!("{}: {} cores, {}; {}", vm.vm, vm.demand.cpu, HumanBytes(vm.demand.memory), why);
+            let title = format!(
+                "{}: {} cores, {}; {}",
+                vm.vm,
+                HumanCores(vm.demand.millicores),
+                HumanBytes(vm.demand.memory),
+                why
+            );
             canvas.rect((x, y, w, CPU_BAR), MISFIT, Some(("unplaced", &vm.vm)), &title);
             draw_groups(&mut canvas, plan, &vm.vm, vm.demand, (x, y, w));
             canvas.label(x + 3.0, y + 19.0, short(&vm.vm), w - 6.0, "white");
@@ -177,14 +189,14 @@ pub fn svg(plan: &Plan) -> String {
 fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &str, vm: Res, (x, y, width): (f64, f64, f64)) {
     let mut offset = 0.0;
     for group in plan.groups.iter().filter(|g| g.vm == vm_key) {
-        let share = (group.demand.cpu as f64 / vm.cpu.max(1) as f64 * width).min(width - offset).max(2.0);
+        let share = (group.demand.millicores as f64 / vm.millicores.max(1) as f64 * width).min(width - offset).max(2.0);
         let band = (x + offset, y + CPU_BAR - 9.0, share, 7.0);
         if group.fits {
             let title = format!(
                 "{}: {} replicas, {} cores, {}",
                 group.group,
                 group.replicas,
-                group.demand.cpu,
+                HumanCores(group.demand.millicores),
                 HumanBytes(group.demand.memory)
             );
             canvas.rect(band, GROUP, Some(("group", &group.group)), &title);
@@ -194,7 +206,7 @@ fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &str, vm: Res, (x, y, w
             let title = format!(
                 "{}: does not fit its VM, short by {} cores and {}",
                 group.group,
-                missing.cpu,
+                HumanCores(missing.millicores),
                 HumanBytes(missing.memory)
             );
             canvas.rect((x, y + CPU_BAR - 9.0, width, 7.0), MISFIT, Some(("group-misfit", &group.group)), &title);

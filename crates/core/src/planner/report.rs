@@ -3,7 +3,7 @@
 
 use super::whatif::{HostLoss, MoreHosts};
 use super::{Plan, Res, Verdict};
-use crate::quantity::HumanBytes;
+use crate::quantity::{HumanBytes, HumanCores};
 use std::fmt::Write;
 
 /// Columns padded to their widest cell, two spaces apart.
@@ -24,8 +24,8 @@ fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn used_of(used: u64, of: u64) -> String {
-    format!("{used}/{of}")
+fn cores_of(used: u64, of: u64) -> String {
+    format!("{}/{}", HumanCores(used), HumanCores(of))
 }
 
 fn bytes_of(used: u64, of: u64) -> String {
@@ -33,7 +33,7 @@ fn bytes_of(used: u64, of: u64) -> String {
 }
 
 fn resources(res: Res) -> String {
-    format!("{} cores, {}", res.cpu, HumanBytes(res.memory))
+    format!("{} cores, {}", HumanCores(res.millicores), HumanBytes(res.memory))
 }
 
 /// Names without the namespace when every object shares one, to keep the table narrow.
@@ -67,8 +67,8 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
                 h.node_name.clone(),
                 if h.failure_domain == h.name { "-".into() } else { h.failure_domain.clone() },
                 if h.schedulable { "yes".into() } else { "no".into() },
-                used_of(h.allocated.cpu, h.allocatable.cpu),
-                h.free.cpu.to_string(),
+                cores_of(h.allocated.millicores, h.allocatable.millicores),
+                HumanCores(h.free.millicores).to_string(),
                 bytes_of(h.allocated.memory, h.allocatable.memory),
                 HumanBytes(h.free.memory).to_string(),
                 h.vms.iter().map(|vm| short(vm, ns)).collect::<Vec<_>>().join(","),
@@ -87,7 +87,7 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
         .map(|vm| {
             vec![
                 short(&vm.vm, ns).to_string(),
-                vm.demand.cpu.to_string(),
+                HumanCores(vm.demand.millicores).to_string(),
                 HumanBytes(vm.demand.memory).to_string(),
                 vm.host.clone().unwrap_or_else(|| "-".into()),
                 format!("{:?}", vm.decision),
@@ -107,7 +107,7 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
                     short(&g.group, ns).to_string(),
                     short(&g.vm, ns).to_string(),
                     g.replicas.to_string(),
-                    used_of(g.demand.cpu, available.cpu),
+                    cores_of(g.demand.millicores, available.millicores),
                     bytes_of(g.demand.memory, available.memory),
                     if g.fits { "yes".into() } else { "NO".into() },
                 ]

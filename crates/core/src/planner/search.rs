@@ -95,11 +95,13 @@ pub(super) fn pack<'a>(engine: &mut Engine<'a>, all: &[&'a VmModel], vms: &[usiz
     // Largest first, as the heuristic; identical VMs end up next to each other.
     order.sort_by(|&a, &b| super::size_order(all[a], all[b]).then(a.cmp(&b)));
     // The smallest cores and memory among the VMs from each depth on.
-    let mut smallest = vec![Res::new(u64::MAX, u64::MAX); order.len() + 1];
+    let mut smallest = vec![Res::millicores(u64::MAX, u64::MAX); order.len() + 1];
     for depth in (0..order.len()).rev() {
         let demand = all[order[depth]].demand;
-        smallest[depth] =
-            Res::new(smallest[depth + 1].cpu.min(demand.cpu), smallest[depth + 1].memory.min(demand.memory));
+        smallest[depth] = Res::millicores(
+            smallest[depth + 1].millicores.min(demand.millicores),
+            smallest[depth + 1].memory.min(demand.memory),
+        );
     }
     let alone = (0..engine.hosts.len())
         .map(|h| engine.domain.iter().filter(|&&d| d == engine.domain[h]).count() == 1)
@@ -143,9 +145,9 @@ fn root_bounds(engine: &Engine, all: &[&VmModel], vms: &[usize]) -> Option<Strin
     if !free.covers(&needed) {
         return Some(format!(
             "capacity bound: the VMs to place need {} cores and {}, the schedulable hosts have {} cores and {} free",
-            needed.cpu,
+            crate::quantity::HumanCores(needed.millicores),
             crate::quantity::HumanBytes(needed.memory),
-            free.cpu,
+            crate::quantity::HumanCores(free.millicores),
             crate::quantity::HumanBytes(free.memory)
         ));
     }

@@ -14,7 +14,7 @@ fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
         failure_domain: name.into(),
         schedulable: true,
         labels: BTreeMap::new(),
-        allocatable: Res::new(cpu, memory_gi * GI),
+        allocatable: Res::cores(cpu, memory_gi * GI),
         cells: Vec::new(),
     }
 }
@@ -22,14 +22,14 @@ fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
 fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
     VmModel {
         key: format!("ns/{name}"),
-        demand: Res::new(cpu, memory_gi * GI),
+        demand: Res::cores(cpu, memory_gi * GI),
         pinned: None,
         placed: None,
         spread_group: None,
         host_selector: BTreeMap::new(),
         numa_aware: false,
         joins: true,
-        for_groups: Res::new(cpu, memory_gi * GI),
+        for_groups: Res::cores(cpu, memory_gi * GI),
     }
 }
 
@@ -84,7 +84,7 @@ fn an_unplaceable_vm_names_the_resource_requested_available_and_shortfall() {
         (memory.requested.as_deref(), memory.available.as_deref(), memory.shortfall.as_deref()),
         (Some("100Gi"), Some("64Gi"), Some("36Gi"))
     );
-    assert_eq!(plan.totals.shortfall, Res::new(8, 36 * GI));
+    assert_eq!(plan.totals.shortfall, Res::cores(8, 36 * GI));
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn host_selectors_restrict_candidates() {
 #[test]
 fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
     let mut numa_host = host("a", 20, 200);
-    numa_host.cells = vec![Res::new(10, 100 * GI), Res::new(10, 100 * GI)];
+    numa_host.cells = vec![Res::cores(10, 100 * GI), Res::cores(10, 100 * GI)];
     let numa = |name: &str, cpu: u64| VmModel { numa_aware: true, ..vm(name, cpu, 10) };
     // 7 + 7 take a cell each; 5 fits one cell by size but no cell has 5 left, although the host has 6.
     let plan = plan(&input(vec![numa_host.clone()], vec![numa("a7", 7), numa("b7", 7), numa("c5", 5)]));
@@ -212,12 +212,12 @@ fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
 #[test]
 fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
     let mut vm_model = vm("app", 16, 64);
-    vm_model.for_groups = Res::new(15, 60 * GI);
+    vm_model.for_groups = Res::cores(15, 60 * GI);
     let group = |name: &str, replicas: u64, cpu: u64| GroupModel {
         key: format!("ns/{name}"),
         vm: "ns/app".into(),
         replicas,
-        demand: Res::new(replicas * cpu, replicas * 4 * GI),
+        demand: Res::cores(replicas * cpu, replicas * 4 * GI),
     };
     let mut layout = input(vec![host("a", 100, 100)], vec![vm_model]);
     layout.groups = vec![
@@ -228,7 +228,7 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
     let plan = plan(&layout);
     let fits: Vec<(&str, bool)> = plan.groups.iter().map(|g| (g.group.as_str(), g.fits)).collect();
     assert_eq!(fits, [("ns/a-first", true), ("ns/b-second", false), ("ns/c-orphan", false)]);
-    assert_eq!(plan.groups[1].available, Some(Res::new(3, 48 * GI)));
+    assert_eq!(plan.groups[1].available, Some(Res::cores(3, 48 * GI)));
     let second = &plan.violations[0];
     assert_eq!(
         (second.resource.as_str(), second.requested.as_deref(), second.available.as_deref()),
@@ -244,7 +244,7 @@ fn a_group_on_a_vm_that_never_joins_does_not_fit() {
     let lonely = VmModel { joins: false, ..vm("lonely", 16, 64) };
     let mut layout = input(vec![host("a", 100, 100)], vec![lonely]);
     layout.groups =
-        vec![GroupModel { key: "ns/web".into(), vm: "ns/lonely".into(), replicas: 1, demand: Res::new(1, GI) }];
+        vec![GroupModel { key: "ns/web".into(), vm: "ns/lonely".into(), replicas: 1, demand: Res::cores(1, GI) }];
     let plan = plan(&layout);
     assert!(!plan.groups[0].fits);
     assert_eq!(plan.violations[0].resource, "node");
@@ -404,7 +404,7 @@ fn a_layout_best_fit_decreasing_refuses_is_packed_by_the_search() {
     assert!(plan.fits, "{:?}", plan.violations);
     assert_eq!(plan.verdict, Verdict::Fits);
     for h in &plan.hosts {
-        assert_eq!(h.allocated.cpu, 12, "{} holds {:?}", h.name, h.vms);
+        assert_eq!(h.allocated.millicores, 12_000, "{} holds {:?}", h.name, h.vms);
     }
 }
 
@@ -514,7 +514,7 @@ fn tight_layout() -> impl Strategy<Value = PlanInput> {
             })
             .collect();
         // Fill 85 to 100% of the cores with VMs of 1 to 6 cores.
-        let total: u64 = hosts.iter().map(|h| h.allocatable.cpu).sum();
+        let total: u64 = hosts.iter().map(|h| h.allocatable.millicores / 1000).sum();
         let target = total * (85 + next(16)) / 100;
         let mut vms = Vec::new();
         let mut filled = 0;
@@ -569,14 +569,4 @@ proptest! {
 fn the_memory_the_node_keeps_for_eviction_is_the_threshold_the_kubelet_is_given() {
     let rendered = model::EVICTION_HARD.iter().find(|(signal, _)| *signal == "memory.available").unwrap().1;
     assert_eq!(crate::quantity::parse_bytes(rendered).unwrap(), model::EVICTION_HARD_MEMORY);
-}
-
-/// KubeVirt v1.9.0's `GetMemoryOverhead` for a 96-vCPU, 512Gi VM with dedicated CPUs and no
-/// graphics device: 1024Mi of page tables + 220Mi of processes + 8Mi IO thread + 768Mi for
-/// the vCPUs + 100Mi for dedicated CPUs = 2,120Mi; the console-log sidecar adds 60M.
-#[test]
-fn the_launcher_overhead_is_kubevirts() {
-    let overhead = Overhead::default();
-    assert_eq!(overhead.launcher(512 << 30, 96), 2120 << 20);
-    assert_eq!(overhead.memory(512 << 30, 96), (2120 << 20) + 60_000_000);
 }

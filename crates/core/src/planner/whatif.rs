@@ -75,7 +75,7 @@ fn lower_bound(base: &Plan, template: &HostModel) -> usize {
         - base.hosts.iter().filter(|h| h.schedulable).fold(Res::ZERO, |sum, h| sum + h.free);
     let per_host = template.allocatable;
     let by = |need: u64, each: u64| if each == 0 { 0 } else { need.div_ceil(each) as usize };
-    by(short.cpu, per_host.cpu).max(by(short.memory, per_host.memory))
+    by(short.millicores, per_host.millicores).max(by(short.memory, per_host.memory))
 }
 
 /// Unplaced VMs that an empty copy of the template cannot hold whatever the count.

@@ -11,7 +11,7 @@ use super::{Context, Error, key_of, pinning, read_unseen, reconcile_guarded, val
 use catalyst_api::host::{CatalystHostStatus, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::planner::{HostModel, Res, VmModel};
-use catalyst_core::quantity::HumanBytes;
+use catalyst_core::quantity::{HumanBytes, HumanCores};
 use catalyst_core::validation::{summary, validate_host};
 use kube::api::PostParams;
 use kube::core::DeserializeGuard;
@@ -86,9 +86,9 @@ pub fn desired_status(
             "VMsExceedCapacity",
             format!(
                 "its VMs take {} cores and {}, it offers {} cores and {}",
-                allocated.cpu,
+                HumanCores(allocated.millicores),
                 HumanBytes(allocated.memory),
-                allocatable.cpu,
+                HumanCores(allocatable.millicores),
                 HumanBytes(allocatable.memory)
             ),
         )
@@ -99,7 +99,7 @@ pub fn desired_status(
         allocated: Some(allocated.into()),
         free: Some((allocatable - allocated).into()),
         summary: Some(HostSummary {
-            cpu: format!("{}/{}", allocated.cpu, allocatable.cpu),
+            cpu: format!("{}/{}", HumanCores(allocated.millicores), HumanCores(allocatable.millicores)),
             memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
             vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
         }),

@@ -65,10 +65,9 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<Repli
 }
 
 /// The host CPUs the VM's launcher holds, and the VM's `Pinned` condition. The compute
-/// container holds the vCPUs, plus one for the emulator thread when it is isolated (KubeVirt
-/// `pkg/virt-controller/services/renderresources.go`, which adds one CPU for
-/// `isolateEmulatorThread`). Without NUMA passthrough, a VM that fits in one of its host's
-/// cells should lie in one.
+/// container holds the vCPUs and the isolated emulator thread's cores, as the planner counts
+/// them ([`catalyst_core::planner::Overhead::pinned_cores`]). Without NUMA passthrough, a VM that fits in one of its
+/// host's cells should lie in one.
 pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Wanted) {
     let smallest_cell = host.spec.numa.iter().map(|cell| cell.cpu).min();
     let expected = Expected {
@@ -76,7 +75,8 @@ pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Want
         namespace: vm.namespace().unwrap_or_default(),
         pod: Pod::LauncherOf(vm.name_any()),
         container: COMPUTE.into(),
-        cores: vm.spec.cpu + u32::from(vm.spec.isolate_emulator_thread),
+        cores: u32::try_from(ctx.overhead.pinned_cores(vm.spec.cpu.into(), vm.spec.isolate_emulator_thread))
+            .unwrap_or(u32::MAX),
         one_numa_node: !vm.spec.numa_passthrough && smallest_cell.is_some_and(|cell| vm.spec.cpu <= cell),
     };
     let verdict = pinning::check(node_cpus(ctx, &expected.node).as_ref(), &expected);

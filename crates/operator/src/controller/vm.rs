@@ -13,7 +13,7 @@ use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::planner::model::node_allocatable;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
-use catalyst_core::quantity::format_bytes;
+use catalyst_core::quantity::{HumanBytes, HumanCores};
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
@@ -262,10 +262,10 @@ fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Op
     (!allocatable.covers(&used)).then(|| {
         format!(
             "with this spec the VMs on CatalystHost {host_name} need {} cores and {}, more than its {} cores and {}",
-            used.cpu,
-            format_bytes(used.memory),
-            allocatable.cpu,
-            format_bytes(allocatable.memory)
+            HumanCores(used.millicores),
+            HumanBytes(used.memory),
+            HumanCores(allocatable.millicores),
+            HumanBytes(allocatable.memory)
         )
     })
 }
