@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = rules::HOST_RESERVED_CPU_BELOW_CAPACITY.to_kube(),
     validation = rules::HOST_RESERVED_MEMORY_BELOW_CAPACITY.to_kube(),
-    validation = rules::HOST_NUMA_CPU_WITHIN_CAPACITY.to_kube()
+    validation = rules::HOST_NUMA_CPU_WITHIN_CAPACITY.to_kube(),
+    validation = rules::HOST_HUGEPAGES_WITHIN_MEMORY.to_kube()
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CatalystHostSpec {
@@ -41,10 +42,16 @@ pub struct CatalystHostSpec {
     /// What is kept for the hypervisor and host OS, never given to VMs.
     #[serde(default)]
     pub reserved: HostReserved,
-    /// NUMA cells. When set, VMs that ask for NUMA passthrough or hugepages must fit the cell they get.
+    /// NUMA cells. When set, a VM with NUMA passthrough must fit the cells its cores land on,
+    /// with its hugepages split equally over them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub numa: Vec<NumaCell>,
+    /// Hugepages the host's kernel pre-allocates at boot (`hugepagesz=1G hugepages=N`). They
+    /// leave the memory ordinary pods and VMs get, and hugepage VMs take their guest memory
+    /// from them; the kernel spreads boot-time pages evenly over the NUMA cells.
+    #[serde(default, skip_serializing_if = "HostHugepages::is_empty")]
+    pub hugepages: HostHugepages,
     /// Rack or zone. Spread groups keep their members in distinct failure domains. Defaults to the host itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
@@ -96,6 +103,34 @@ impl Default for HostReserved {
 
 fn zero_quantity() -> Quantity {
     Quantity("0".into())
+}
+
+/// The host's hugepage pools: how many pages of each size.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct HostHugepages {
+    /// 1Gi pages.
+    #[serde(default, rename = "pages1Gi", skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 1048576))]
+    pub pages_1gi: u32,
+    /// 2Mi pages.
+    #[serde(default, rename = "pages2Mi", skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 536870912))]
+    pub pages_2mi: u32,
+}
+
+impl HostHugepages {
+    pub fn is_empty(&self) -> bool {
+        self.pages_1gi == 0 && self.pages_2mi == 0
+    }
+
+    /// The pools' bytes in all.
+    pub fn bytes(&self) -> u64 {
+        (u64::from(self.pages_1gi) << 30) + (u64::from(self.pages_2mi) << 21)
+    }
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// One NUMA cell: the cores and memory local to one socket or die.

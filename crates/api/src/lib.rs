@@ -40,6 +40,14 @@ pub struct Resources {
     /// headroom adds a fraction, in millicores (`30015m`).
     #[schemars(schema_with = "quantity_schema")]
     pub cpu: Quantity,
-    /// Memory, as a quantity such as 512Gi.
+    /// Ordinary memory, as a quantity such as 512Gi.
     pub memory: Quantity,
+    /// 1Gi hugepages, where there are any.
+    #[serde(default, rename = "hugepages-1Gi", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_quantity_schema")]
+    pub hugepages_1gi: Option<Quantity>,
+    /// 2Mi hugepages, where there are any.
+    #[serde(default, rename = "hugepages-2Mi", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_quantity_schema")]
+    pub hugepages_2mi: Option<Quantity>,
 }

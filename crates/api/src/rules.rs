@@ -66,6 +66,18 @@ pub const HOST_NUMA_CPU_WITHIN_CAPACITY: CelRule = CelRule {
     field_path: Some(".numa"),
 };
 
+/// Pools no larger than the memory the host does not reserve. Bounded page counts (at most
+/// 1Pi of either size, in the schema) keep the sum within CEL's integers.
+pub const HOST_HUGEPAGES_WITHIN_MEMORY: CelRule = CelRule {
+    cel: "!has(self.hugepages) || !isQuantity(self.capacity.memory) || !isQuantity(self.reserved.memory) || \
+          !quantity(self.capacity.memory).isLessThan(quantity('8Ei')) || \
+          (has(self.hugepages.pages1Gi) ? self.hugepages.pages1Gi * 1073741824 : 0) + \
+          (has(self.hugepages.pages2Mi) ? self.hugepages.pages2Mi * 2097152 : 0) <= \
+          quantity(self.capacity.memory).asInteger() - quantity(self.reserved.memory).asInteger()",
+    message: "the hugepage pools must fit in capacity memory less reserved memory",
+    field_path: Some(".hugepages"),
+};
+
 pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
     cel: "!has(self.hugepages) || !(self.hugepages in ['2Mi', '1Gi']) || !isQuantity(self.memory) || \
           quantity(self.memory).asInteger() % quantity(self.hugepages).asInteger() == 0",
@@ -112,12 +124,13 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 11] = [
+pub const ALL: [&CelRule; 12] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
     &HOST_RESERVED_MEMORY_BELOW_CAPACITY,
     &HOST_NUMA_CPU_WITHIN_CAPACITY,
+    &HOST_HUGEPAGES_WITHIN_MEMORY,
     &VM_MEMORY_WHOLE_PAGES,
     &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
     &VM_NODE_RESERVED_CPU_BELOW_CPU,

@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo bench --bench planner` (add `-- --quick` for one run per size).
 
+use catalyst_api::vm::HugepageSize;
+use catalyst_core::planner::model::CellDemand;
 use catalyst_core::planner::{HostModel, PlanInput, Res, SearchBudget, Verdict, VmModel, plan, plan_within};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,8 +45,9 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             failure_domain: format!("rack-{:04}", i / 4),
             schedulable: true,
             labels: BTreeMap::new(),
-            allocatable: Res::cores(248, 1984 * GI),
-            cells: vec![Res::cores(124, 992 * GI); 2],
+            // 512Gi of the 1,984Gi in 1Gi hugepages, 256 pages on each cell.
+            allocatable: Res::cores(248, 1472 * GI) + Res::hugepages(HugepageSize::OneGibibyte, 512 * GI),
+            cells: vec![Res::cores(124, 0) + Res::hugepages(HugepageSize::OneGibibyte, 256 * GI); 2],
         })
         .collect();
     let vms = (0..vms)
@@ -52,14 +55,23 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             let cores = rng.pick(&[2u64, 4, 8, 16, 32, 48]);
             let memory = cores * rng.pick(&[4u64, 8]) * GI;
             let in_group = i % 10 == 0;
+            // One VM in ten has NUMA passthrough, its guest memory in 1Gi hugepages.
+            let passthrough = i % 10 == 5;
+            let overhead = (328 << 20) + cores * (8 << 20) + memory / 512;
+            let guest =
+                if passthrough { Res::hugepages(HugepageSize::OneGibibyte, memory) } else { Res::cores(0, memory) };
             VmModel {
                 key: format!("ns/vm-{i:06}"),
-                demand: Res::cores(cores + 1, memory + (228 << 20) + cores * (8 << 20) + memory / 512),
+                demand: Res::millicores((cores + 1) * 1000 + 15, overhead + 60_000_000) + guest,
                 pinned: None,
                 placed: None,
                 spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
                 host_selector: BTreeMap::new(),
-                numa_aware: i % 10 == 5,
+                cells: passthrough.then_some(CellDemand {
+                    millicores: (cores + 1) * 1000,
+                    page_size: HugepageSize::OneGibibyte,
+                    pages: memory / GI,
+                }),
                 joins: true,
                 for_groups: Res::cores(cores - 1, memory - 4 * GI),
             }
@@ -186,7 +198,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             placed: None,
             spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
             host_selector: BTreeMap::new(),
-            numa_aware: false,
+            cells: None,
             joins: true,
             for_groups: Res::cores(cores, cores * 4 * GI),
         });

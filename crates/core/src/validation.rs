@@ -147,6 +147,17 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
             &rules::HOST_RESERVED_MEMORY_BELOW_CAPACITY,
         );
     }
+    if let (Some(reserved), Some(capacity)) = (reserved_memory, capacity_memory)
+        && capacity < 8 << 60
+    {
+        let pools = spec.hugepages.bytes();
+        c.check(
+            pools <= capacity - reserved.min(capacity),
+            "spec.hugepages",
+            crate::quantity::format_bytes(pools),
+            &rules::HOST_HUGEPAGES_WITHIN_MEMORY,
+        );
+    }
     if spec.numa.len() > MAX_NUMA_CELLS {
         c.fail_schema(
             "spec.numa",

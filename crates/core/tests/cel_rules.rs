@@ -21,7 +21,8 @@ fn valid(kind: &str) -> Value {
                 "nodeName": "node-1",
                 "capacity": {"cpu": 256, "memory": "2Ti", "storage": "40T"},
                 "reserved": {"cpu": 8, "memory": "64Gi"},
-                "numa": [{"cpu": 128, "memory": "1Ti"}, {"cpu": 128, "memory": "1Ti"}]
+                "numa": [{"cpu": 128, "memory": "1Ti"}, {"cpu": 128, "memory": "1Ti"}],
+                "hugepages": {"pages1Gi": 1024}
             }
         }),
         "CatalystVM" => json!({
@@ -181,6 +182,7 @@ fn cases() -> Vec<Case> {
             &[
                 ("spec.capacity.memory", &POSITIVE_QUANTITY),
                 ("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY),
+                ("spec.hugepages", &HOST_HUGEPAGES_WITHIN_MEMORY),
             ],
         ),
         case("CatalystHost", "spec.capacity.memory", json!("lots"), &[("spec.capacity.memory", &POSITIVE_QUANTITY)]),
@@ -195,7 +197,10 @@ fn cases() -> Vec<Case> {
             "CatalystHost",
             "spec.reserved.memory",
             json!("2Ti"),
-            &[("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY)],
+            &[
+                ("spec.reserved.memory", &HOST_RESERVED_MEMORY_BELOW_CAPACITY),
+                ("spec.hugepages", &HOST_HUGEPAGES_WITHIN_MEMORY),
+            ],
         ),
         case(
             "CatalystHost",
@@ -204,6 +209,18 @@ fn cases() -> Vec<Case> {
             &[("spec.reserved.memory", &NON_NEGATIVE_QUANTITY)],
         ),
         case("CatalystHost", "spec.numa.0.cpu", json!(129), &[("spec.numa", &HOST_NUMA_CPU_WITHIN_CAPACITY)]),
+        case(
+            "CatalystHost",
+            "spec.hugepages.pages1Gi",
+            json!(1985),
+            &[("spec.hugepages", &HOST_HUGEPAGES_WITHIN_MEMORY)],
+        ),
+        case(
+            "CatalystHost",
+            "spec.hugepages.pages2Mi",
+            json!(491_521),
+            &[("spec.hugepages", &HOST_HUGEPAGES_WITHIN_MEMORY)],
+        ),
         case("CatalystHost", "spec.numa.1.memory", json!("1KB"), &[("spec.numa[1].memory", &POSITIVE_QUANTITY)]),
         case("CatalystVM", "spec.cpu", json!(0), &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)]),
         case(

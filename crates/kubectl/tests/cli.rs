@@ -16,16 +16,17 @@ fn stdout(output: &Output) -> String {
 }
 
 #[test]
-fn the_seed_layout_does_not_fit_three_hosts_and_needs_six() {
+fn the_seed_layout_does_not_fit_three_hosts_and_needs_seven() {
     let output = run(&["plan", "-f", "config/samples/catalyst-v3/", "--add-hosts-like", "host-1"]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     // 17 VMs: 1328 cores as listed plus one emulator-thread core and a console-log sidecar's
-    // 15m each; 3 x (256 - 8) offered.
-    assert!(text.contains("demand:      1345.255 cores"), "{text}");
-    assert!(text.contains("allocatable: 744 cores, 5952Gi (3 hosts"), "{text}");
-    assert!(text.contains("shortfall:   601.255 cores"), "{text}");
-    assert!(text.contains("add 3 (then 6 hosts in all)"), "{text}");
+    // 15m each; 3 x (256 - 8) offered. The seven hugepage VMs' 4608Gi of guest memory comes
+    // from the hosts' 1Ti pools, only their overheads from ordinary memory.
+    assert!(text.contains("demand:      1345.255 cores, 4642.8Gi, 4608Gi of 1Gi hugepages"), "{text}");
+    assert!(text.contains("allocatable: 744 cores, 2880Gi, 3072Gi of 1Gi hugepages (3 hosts"), "{text}");
+    assert!(text.contains("shortfall:   601.255 cores, 1762.8Gi, 1536Gi of 1Gi hugepages"), "{text}");
+    assert!(text.contains("add 4 (then 7 hosts in all)"), "{text}");
     assert!(text.contains("RESULT: does NOT fit"), "{text}");
 }
 

@@ -222,6 +222,6 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("token: <redacted>"));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("not rendered: CatalystVM catalyst-v3/timescaledb: no host can take it"), "{stderr}");
+    assert!(stderr.contains("not rendered: CatalystVM catalyst-v3/kafka-2: no host can take it"), "{stderr}");
     assert!(stderr.contains("not rendered: ServiceGroup catalyst-v3/sms: does not fit its VM"), "{stderr}");
 }

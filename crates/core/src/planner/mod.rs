@@ -37,6 +37,7 @@ pub use search::SearchBudget;
 
 use crate::manifest::Manifests;
 use crate::quantity::{HumanBytes, HumanCores, format_millicores};
+use catalyst_api::vm::HugepageSize;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
@@ -448,15 +449,7 @@ fn vm_object(vm: &VmModel) -> Subject {
 fn overcommit_violations(host: &HostModel, used: Res) -> Vec<Violation> {
     let allocatable = host.allocatable;
     let object = Subject::host(&host.name);
-    let what = "its running VMs take more than it offers";
-    let mut found = Vec::new();
-    if used.millicores > allocatable.millicores {
-        found.push(Violation::cpu(object.clone(), used.millicores, allocatable.millicores, what));
-    }
-    if used.memory > allocatable.memory {
-        found.push(Violation::memory(object, used.memory, allocatable.memory, what));
-    }
-    found
+    Violation::shortfalls(&object, used, allocatable, "its running VMs take more than it offers")
 }
 
 impl Violation {
@@ -499,6 +492,24 @@ impl Violation {
         }
     }
 
+    fn hugepages(object: Subject, size: HugepageSize, requested: u64, available: u64, context: &str) -> Self {
+        let resource = format!("hugepages-{}", size.as_str());
+        let shortfall = requested.saturating_sub(available);
+        Self {
+            message: format!(
+                "{object}: {resource}: requested {}, available {}, short by {} ({context})",
+                HumanBytes(requested),
+                HumanBytes(available),
+                HumanBytes(shortfall)
+            ),
+            object,
+            resource,
+            requested: Some(crate::quantity::format_bytes(requested)),
+            available: Some(crate::quantity::format_bytes(available)),
+            shortfall: Some(crate::quantity::format_bytes(shortfall)),
+        }
+    }
+
     /// One violation per resource of `requested` that `available` does not cover.
     fn shortfalls(object: &Subject, requested: Res, available: Res, context: &str) -> Vec<Violation> {
         let mut found = Vec::new();
@@ -507,6 +518,12 @@ impl Violation {
         }
         if requested.memory > available.memory {
             found.push(Violation::memory(object.clone(), requested.memory, available.memory, context));
+        }
+        for size in [HugepageSize::OneGibibyte, HugepageSize::TwoMebibytes] {
+            if requested.pool(size) > available.pool(size) {
+                let (wanted, free) = (requested.pool(size), available.pool(size));
+                found.push(Violation::hugepages(object.clone(), size, wanted, free, context));
+            }
         }
         found
     }
@@ -628,35 +645,30 @@ impl<'a> Engine<'a> {
         self.numa_fit(h, vm).ok_or(Refusal::Numa)
     }
 
-    /// The cells a NUMA-aware VM takes on host `h`. A VM is given the fewest cells its size
-    /// needs (one, when it is no larger than a cell) and must fit in that many: spreading a
-    /// VM that fits one cell over two would put remote memory under its cores. One cell: the
-    /// tightest that holds it. Several: those with the most free cores, shared out greedily.
-    /// Empty when no cell constraint applies; `None` when the cells cannot hold it.
+    /// The cells a NUMA-passthrough VM takes on host `h`: its cores, and its hugepages split
+    /// equally over the cells its cores land on ([`model::CellDemand`]). A VM is given the
+    /// fewest cells its size needs (one, when it is no larger than a cell) and must fit in that
+    /// many: spreading a VM that fits one cell over two would put remote memory under its
+    /// cores. One cell: the tightest that holds it. Several: those with the most free cores,
+    /// each holding at least one of its cores and its share of the pages. Empty when no cell
+    /// constraint applies; `None` when the cells cannot hold it.
     fn numa_fit(&self, h: usize, vm: &VmModel) -> Option<Vec<(usize, Res)>> {
         let cells = &self.cells_free[h];
-        if !vm.numa_aware || cells.is_empty() {
-            return Some(Vec::new());
-        }
-        let needed = cells_needed(&self.hosts[h].cells, vm.demand)?;
-        if needed == 1 {
+        let Some(need) = vm.cells.filter(|_| !cells.is_empty()) else { return Some(Vec::new()) };
+        let count = cells_needed(&self.hosts[h].cells, &need)?;
+        if count == 1 {
+            let whole = Res::millicores(need.millicores, 0) + need.share(0, 1);
             let (c, _) = cells
                 .iter()
                 .enumerate()
-                .filter(|(_, free)| free.covers(&vm.demand))
+                .filter(|(_, free)| free.covers(&whole))
                 .min_by_key(|(c, free)| (**free, *c))?;
-            return Some(vec![(c, vm.demand)]);
+            return Some(vec![(c, whole)]);
         }
-        let mut by_room: Vec<usize> = (0..cells.len()).collect();
-        by_room.sort_by_key(|&c| (std::cmp::Reverse(cells[c]), c));
-        let mut remaining = vm.demand;
-        let mut taken = Vec::new();
-        for c in by_room.into_iter().take(needed) {
-            let part = cells[c].min_each(&remaining);
-            taken.push((c, part));
-            remaining = remaining - part;
-        }
-        (remaining == Res::ZERO).then_some(taken)
+        let mut chosen: Vec<usize> = (0..cells.len()).collect();
+        chosen.sort_by_key(|&c| (std::cmp::Reverse(cells[c].millicores), c));
+        chosen.truncate(count);
+        spread_over(cells, &chosen, &need)
     }
 
     fn commit(&mut self, vm: &'a VmModel, h: usize, cells: &[(usize, Res)]) {
@@ -716,7 +728,8 @@ impl<'a> Engine<'a> {
                     // Weigh a millicore like the memory a millicore comes with on this host.
                     let host = self.hosts[h].allocatable;
                     let per_millicore = (host.memory / host.millicores.max(1)) as u128;
-                    let score = short.millicores as u128 * per_millicore + short.memory as u128;
+                    let bytes = short.memory as u128 + short.hugepages_1gi as u128 + short.hugepages_2mi as u128;
+                    let score = short.millicores as u128 * per_millicore + bytes;
                     if closest.is_none_or(|(best, _)| score < best) {
                         closest = Some((score, h));
                     }
@@ -761,18 +774,33 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// The fewest cells of these sizes that together hold `demand`, or `None` if all of them cannot.
-fn cells_needed(cells: &[Res], demand: Res) -> Option<usize> {
-    let mut sizes = cells.to_vec();
-    sizes.sort_by(|a, b| b.cmp(a));
-    let mut total = Res::ZERO;
-    for (count, size) in sizes.into_iter().enumerate() {
-        total += size;
-        if total.covers(&demand) {
-            return Some(count + 1);
-        }
+/// The fewest cells of these sizes that could hold `need`, or `None` if all of them cannot.
+fn cells_needed(cells: &[Res], need: &model::CellDemand) -> Option<usize> {
+    let mut by_cores: Vec<usize> = (0..cells.len()).collect();
+    by_cores.sort_by_key(|&c| (std::cmp::Reverse(cells[c].millicores), c));
+    (1..=cells.len()).find(|&count| spread_over(cells, &by_cores[..count], need).is_some())
+}
+
+/// `need` over exactly the cells `chosen` of `free`: the guest's cells follow the host cells'
+/// order, so the lowest-numbered take the odd pages; cores fill the cells with the most room
+/// first, and every cell holds at least one core (a cell without one is not the VM's).
+fn spread_over(free: &[Res], chosen: &[usize], need: &model::CellDemand) -> Option<Vec<(usize, Res)>> {
+    let mut in_order = chosen.to_vec();
+    in_order.sort_unstable();
+    let mut parts: Vec<(usize, Res)> =
+        in_order.iter().enumerate().map(|(i, &c)| (c, need.share(i, chosen.len()))).collect();
+    if parts.iter().any(|(c, part)| !free[*c].covers(part) || free[*c].millicores < 1000) {
+        return None;
     }
-    None
+    // One core each, then the rest where there is room.
+    let mut left = need.millicores.checked_sub(1000 * chosen.len() as u64)?;
+    for (c, part) in &mut parts {
+        part.millicores = 1000;
+        let more = (free[*c].millicores - 1000).min(left);
+        part.millicores += more;
+        left -= more;
+    }
+    (left == 0).then_some(parts)
 }
 
 /// Each VM offers `for_groups` to its ServiceGroups, in name order: a group that does not fit

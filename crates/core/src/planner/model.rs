@@ -1,21 +1,33 @@
 //! The planner's view of the API objects: plain numbers, resolved defaults, interned names.
 
 pub use super::overhead::Overhead;
-use crate::quantity::{format_bytes, format_millicores, parse_bytes, parse_millicores};
+use crate::quantity::{HumanBytes, HumanCores, format_bytes, format_millicores, parse_bytes, parse_millicores};
+use catalyst_api::vm::HugepageSize;
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::ops::{Add, AddAssign, Sub};
 
-/// CPU in millicores and memory in bytes: pods ask for whole cores, but a launcher pod's
-/// console-log sidecar asks for 15m, and a host must keep that fraction too.
+/// CPU in millicores, ordinary memory and each hugepage pool in bytes, as the kubelet counts
+/// them apart: pods ask for whole cores, but a launcher pod's console-log sidecar asks for 15m,
+/// and a host must keep that fraction too; a hugepage VM's guest memory comes from its pool,
+/// only its overhead from ordinary memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Res {
     #[serde(rename = "cpu", serialize_with = "as_cpu_quantity")]
     pub millicores: u64,
     #[serde(serialize_with = "as_quantity")]
     pub memory: u64,
+    #[serde(rename = "hugepages-1Gi", serialize_with = "as_quantity", skip_serializing_if = "is_zero")]
+    pub hugepages_1gi: u64,
+    #[serde(rename = "hugepages-2Mi", serialize_with = "as_quantity", skip_serializing_if = "is_zero")]
+    pub hugepages_2mi: u64,
+}
+
+fn is_zero(amount: &u64) -> bool {
+    *amount == 0
 }
 
 fn as_quantity<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -27,32 +39,71 @@ fn as_cpu_quantity<S: Serializer>(millicores: &u64, serializer: S) -> Result<S::
 }
 
 impl Res {
-    pub const ZERO: Res = Res { millicores: 0, memory: 0 };
+    pub const ZERO: Res = Res { millicores: 0, memory: 0, hugepages_1gi: 0, hugepages_2mi: 0 };
 
     /// Whole cores and bytes.
     pub fn cores(cores: u64, memory: u64) -> Self {
-        Self { millicores: cores.saturating_mul(1000), memory }
+        Self { millicores: cores.saturating_mul(1000), memory, ..Self::ZERO }
     }
 
     pub fn millicores(millicores: u64, memory: u64) -> Self {
-        Self { millicores, memory }
+        Self { millicores, memory, ..Self::ZERO }
     }
 
-    /// Both resources at least those of `other`.
+    /// `bytes` of hugepages of `size`.
+    pub fn hugepages(size: HugepageSize, bytes: u64) -> Self {
+        match size {
+            HugepageSize::OneGibibyte => Self { hugepages_1gi: bytes, ..Self::ZERO },
+            HugepageSize::TwoMebibytes => Self { hugepages_2mi: bytes, ..Self::ZERO },
+        }
+    }
+
+    /// The bytes of the pool of `size`.
+    pub fn pool(&self, size: HugepageSize) -> u64 {
+        match size {
+            HugepageSize::OneGibibyte => self.hugepages_1gi,
+            HugepageSize::TwoMebibytes => self.hugepages_2mi,
+        }
+    }
+
+    /// Every resource at least that of `other`.
     pub fn covers(&self, other: &Res) -> bool {
-        self.millicores >= other.millicores && self.memory >= other.memory
+        self.millicores >= other.millicores
+            && self.memory >= other.memory
+            && self.hugepages_1gi >= other.hugepages_1gi
+            && self.hugepages_2mi >= other.hugepages_2mi
     }
 
     pub fn saturating_sub(&self, other: &Res) -> Res {
-        Res {
-            millicores: self.millicores.saturating_sub(other.millicores),
-            memory: self.memory.saturating_sub(other.memory),
-        }
+        self.each(other, u64::saturating_sub)
     }
 
     /// The smaller of each resource.
     pub fn min_each(&self, other: &Res) -> Res {
-        Res { millicores: self.millicores.min(other.millicores), memory: self.memory.min(other.memory) }
+        self.each(other, u64::min)
+    }
+
+    fn each(&self, other: &Res, op: impl Fn(u64, u64) -> u64) -> Res {
+        Res {
+            millicores: op(self.millicores, other.millicores),
+            memory: op(self.memory, other.memory),
+            hugepages_1gi: op(self.hugepages_1gi, other.hugepages_1gi),
+            hugepages_2mi: op(self.hugepages_2mi, other.hugepages_2mi),
+        }
+    }
+}
+
+/// For a person: `30.015 cores, 512.3Gi`, and the hugepages where there are any
+/// (`, 512Gi of 1Gi hugepages`).
+impl std::fmt::Display for Res {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} cores, {}", HumanCores(self.millicores), HumanBytes(self.memory))?;
+        for (bytes, size) in [(self.hugepages_1gi, "1Gi"), (self.hugepages_2mi, "2Mi")] {
+            if bytes > 0 {
+                write!(f, ", {} of {size} hugepages", HumanBytes(bytes))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -61,10 +112,7 @@ impl Add for Res {
     /// Saturating: totals of hosts or VMs of absurd sizes (a user may write `9Ei`) stay
     /// totals, never an overflow.
     fn add(self, other: Res) -> Res {
-        Res {
-            millicores: self.millicores.saturating_add(other.millicores),
-            memory: self.memory.saturating_add(other.memory),
-        }
+        self.each(&other, u64::saturating_add)
     }
 }
 
@@ -85,14 +133,25 @@ impl Sub for Res {
 /// The figures as the API writes them in statuses (CPU and memory as quantities).
 impl From<Res> for catalyst_api::Resources {
     fn from(res: Res) -> Self {
-        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-        Self { cpu: Quantity(format_millicores(res.millicores)), memory: Quantity(format_bytes(res.memory)) }
+        let pool = |bytes: u64| (bytes > 0).then(|| Quantity(format_bytes(bytes)));
+        Self {
+            cpu: Quantity(format_millicores(res.millicores)),
+            memory: Quantity(format_bytes(res.memory)),
+            hugepages_1gi: pool(res.hugepages_1gi),
+            hugepages_2mi: pool(res.hugepages_2mi),
+        }
     }
 }
 
 impl From<&catalyst_api::Resources> for Res {
     fn from(resources: &catalyst_api::Resources) -> Self {
-        Res::millicores(parse_millicores(&resources.cpu.0).unwrap_or(0), bytes(&resources.memory.0))
+        let pool = |quantity: &Option<Quantity>| quantity.as_ref().map_or(0, |q| bytes(&q.0));
+        Res {
+            millicores: parse_millicores(&resources.cpu.0).unwrap_or(0),
+            memory: bytes(&resources.memory.0),
+            hugepages_1gi: pool(&resources.hugepages_1gi),
+            hugepages_2mi: pool(&resources.hugepages_2mi),
+        }
     }
 }
 
@@ -104,27 +163,39 @@ pub struct HostModel {
     pub failure_domain: String,
     pub schedulable: bool,
     pub labels: BTreeMap<String, String>,
-    /// capacity - reserved.
+    /// capacity - reserved, with the hugepage pools apart from ordinary memory.
     pub allocatable: Res,
-    /// Allocatable share of each NUMA cell (empty when the host declares none).
+    /// The cores and hugepages of each NUMA cell, what NUMA-passthrough VMs take from cells
+    /// (empty when the host declares none).
     pub cells: Vec<Res>,
 }
 
 impl HostModel {
-    /// Reads a validated host. NUMA cells give up the host's reserve in equal shares
-    /// (rounded up), since the hypervisor's own threads run on every cell.
+    /// Reads a validated host. The hugepage pools leave ordinary memory, as the kubelet takes
+    /// pre-allocated hugepages out of allocatable memory. NUMA cells give up the host's
+    /// reserved cores in equal shares (rounded up), since the hypervisor's own threads run on
+    /// every cell, and hold the pools as the kernel spreads boot-time hugepages: evenly, the
+    /// first cells one page more when the count does not divide.
     pub fn from_host(host: &CatalystHost) -> Self {
         let spec = &host.spec;
+        let pools = &spec.hugepages;
         let capacity = Res::cores(spec.capacity.cpu.into(), bytes(&spec.capacity.memory.0));
         let reserved = Res::cores(spec.reserved.cpu.into(), bytes(&spec.reserved.memory.0));
+        let mut allocatable = capacity - reserved - Res::millicores(0, pools.bytes());
+        allocatable.hugepages_1gi = u64::from(pools.pages_1gi) << 30;
+        allocatable.hugepages_2mi = u64::from(pools.pages_2mi) << 21;
         let cell_count = spec.numa.len() as u64;
-        let cells = spec
-            .numa
-            .iter()
-            .map(|cell| {
-                let cores = u64::from(spec.reserved.cpu).div_ceil(cell_count);
-                let share = Res::cores(cores, reserved.memory.div_ceil(cell_count));
-                Res::cores(cell.cpu.into(), bytes(&cell.memory.0)) - share
+        let share = |pages: u32, cell: u64| {
+            let pages = u64::from(pages);
+            pages / cell_count + u64::from(cell < pages % cell_count)
+        };
+        let cells = (0..cell_count)
+            .zip(&spec.numa)
+            .map(|(c, cell)| {
+                let cores = u64::from(cell.cpu).saturating_sub(u64::from(spec.reserved.cpu).div_ceil(cell_count));
+                Res::cores(cores, 0)
+                    + Res::hugepages(HugepageSize::OneGibibyte, share(pools.pages_1gi, c) << 30)
+                    + Res::hugepages(HugepageSize::TwoMebibytes, share(pools.pages_2mi, c) << 21)
             })
             .collect();
         Self {
@@ -133,9 +204,29 @@ impl HostModel {
             failure_domain: spec.failure_domain.clone().unwrap_or_else(|| host.name_any()),
             schedulable: spec.schedulable,
             labels: host.labels().clone(),
-            allocatable: capacity - reserved,
+            allocatable,
             cells,
         }
+    }
+}
+
+/// What a NUMA-passthrough VM takes from the cells its cores land on: KubeVirt binds its guest
+/// memory strictly to those cells, in equal shares of whole hugepages, the first guest cells
+/// one page more when the pages do not divide (kubevirt v1.9.0
+/// `pkg/virt-launcher/virtwrap/converter/vcpu/vcpu.go`, `numaMapping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellDemand {
+    pub millicores: u64,
+    pub page_size: HugepageSize,
+    pub pages: u64,
+}
+
+impl CellDemand {
+    /// What cell `i` of `count` takes of the pages.
+    pub fn share(&self, i: usize, count: usize) -> Res {
+        let count = count.max(1) as u64;
+        let pages = self.pages / count + u64::from((i as u64) < self.pages % count);
+        Res::hugepages(self.page_size, pages * self.page_size.bytes())
     }
 }
 
@@ -153,8 +244,8 @@ pub struct VmModel {
     /// namespace/spreadGroup
     pub spread_group: Option<String>,
     pub host_selector: BTreeMap<String, String>,
-    /// Needs its cores and memory within NUMA cells (numaPassthrough or hugepages).
-    pub numa_aware: bool,
+    /// NUMA passthrough: its cores and hugepages within cells of its host.
+    pub cells: Option<CellDemand>,
     /// What the VM offers ServiceGroups: cpu - node.reservedCpu, memory - node.reservedMemory.
     pub for_groups: Res,
     /// Whether it joins the cluster as a node (`spec.node.joinSecretName` is set): a VM that
@@ -170,14 +261,26 @@ impl VmModel {
         let vcpus = u64::from(spec.cpu);
         let cores = overhead.pinned_cores(vcpus, spec.isolate_emulator_thread);
         let container_disk = spec.boot_disk.container_disk.is_some();
+        // A hugepage VM's launcher asks `hugepages-<size>` for the guest and ordinary memory
+        // only for the overhead (`renderresources.go`, `WithHugePages`).
+        let guest = match spec.hugepages {
+            Some(size) => Res::hugepages(size, memory),
+            None => Res::millicores(0, memory),
+        };
+        let cells = match (spec.numa_passthrough, spec.hugepages) {
+            (true, Some(page_size)) => {
+                Some(CellDemand { millicores: cores * 1000, page_size, pages: memory / page_size.bytes() })
+            }
+            _ => None,
+        };
         Self {
             key: crate::key::key(&namespace, &vm.name_any()),
-            demand: Res::cores(cores, memory) + overhead.of_vm(memory, vcpus, container_disk),
+            demand: Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk),
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
-            numa_aware: spec.numa_passthrough || spec.hugepages.is_some(),
+            cells,
             for_groups: node_allocatable(spec),
             joins: spec.node.join_secret_name.is_some(),
         }

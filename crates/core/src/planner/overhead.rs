@@ -61,7 +61,7 @@ impl KubevirtRelease {
             // `pkg/container-disk/container-disk.go`: a `volume<name>` container per
             // containerDisk, 10m and 40M for a dedicated-CPU VM. From v1.9.0 the ImageVolume
             // feature gate is on by default and mounts the image instead (no container).
-            container_disk: (self <= Self::V1_8).then_some(Res { millicores: 10, memory: 40_000_000 }),
+            container_disk: (self <= Self::V1_8).then_some(Res { millicores: 10, memory: 40_000_000, ..Res::ZERO }),
         }
     }
 }
@@ -94,7 +94,7 @@ struct LauncherFigures {
 /// The `guest-console-log` sidecar's requests, equal to its limits for a dedicated-CPU VM
 /// (kubevirt v1.9.0 `pkg/virt-controller/services/serialconsolelog.go`): 15m of CPU and 60M
 /// of memory. Its millicores are why a host is never planned down to its last core.
-pub const CONSOLE_LOG: Res = Res { millicores: 15, memory: 60_000_000 };
+pub const CONSOLE_LOG: Res = Res { millicores: 15, memory: 60_000_000, ..Res::ZERO };
 
 /// The launcher-pod model the planner uses: a KubeVirt release's constants, and the KubeVirt
 /// CR's settings that change what a launcher pod asks for.
@@ -108,8 +108,8 @@ pub struct Overhead {
     /// The dedicated-CPU term.
     #[serde(serialize_with = "as_quantity")]
     pub dedicated_cpus: u64,
-    #[serde(skip)]
-    ratio_scales_dedicated: bool,
+    /// Whether the ratio scales the dedicated-CPU term (from v1.6).
+    pub ratio_scales_dedicated: bool,
     #[serde(serialize_with = "as_quantity")]
     pub per_vcpu: u64,
     pub pagetable_divisor: u64,

@@ -28,12 +28,13 @@ fn cores_of(used: u64, of: u64) -> String {
     format!("{}/{}", HumanCores(used), HumanCores(of))
 }
 
-fn bytes_of(used: u64, of: u64) -> String {
-    format!("{}/{}", HumanBytes(used), HumanBytes(of))
+/// Both pools' bytes.
+fn hugepages(res: Res) -> u64 {
+    res.hugepages_1gi + res.hugepages_2mi
 }
 
-fn resources(res: Res) -> String {
-    format!("{} cores, {}", HumanCores(res.millicores), HumanBytes(res.memory))
+fn bytes_of(used: u64, of: u64) -> String {
+    format!("{}/{}", HumanBytes(used), HumanBytes(of))
 }
 
 /// Names without the namespace when every object shares one, to keep the table narrow.
@@ -58,11 +59,14 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
         let _ = writeln!(out, "Namespace: {ns}\n");
     }
 
+    // Hugepage columns only for layouts that have pools or ask for them.
+    let pooled =
+        plan.hosts.iter().any(|h| hugepages(h.allocatable) > 0) || plan.vms.iter().any(|vm| hugepages(vm.demand) > 0);
     let host_rows: Vec<Vec<String>> = plan
         .hosts
         .iter()
         .map(|h| {
-            vec![
+            let mut row = vec![
                 h.name.clone(),
                 h.node_name.clone(),
                 if h.failure_domain == h.name { "-".into() } else { h.failure_domain.clone() },
@@ -71,31 +75,47 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
                 HumanCores(h.free.millicores).to_string(),
                 bytes_of(h.allocated.memory, h.allocatable.memory),
                 HumanBytes(h.free.memory).to_string(),
-                h.vms.iter().map(|vm| short(vm, ns)).collect::<Vec<_>>().join(","),
-            ]
+            ];
+            if pooled {
+                row.push(bytes_of(hugepages(h.allocated), hugepages(h.allocatable)));
+            }
+            row.push(h.vms.iter().map(|vm| short(vm, ns)).collect::<Vec<_>>().join(","));
+            row
         })
         .collect();
     let _ = writeln!(out, "HOSTS ({})", plan.hosts.len());
-    out.push_str(&aligned(
-        &["HOST", "NODE", "DOMAIN", "SCHED", "CPU USED/ALLOC", "CPU FREE", "MEMORY USED/ALLOC", "MEMORY FREE", "VMS"],
-        &host_rows,
-    ));
+    let mut headers =
+        vec!["HOST", "NODE", "DOMAIN", "SCHED", "CPU USED/ALLOC", "CPU FREE", "MEMORY USED/ALLOC", "MEMORY FREE"];
+    if pooled {
+        headers.push("HUGEPAGES USED/ALLOC");
+    }
+    headers.push("VMS");
+    out.push_str(&aligned(&headers, &host_rows));
 
     let vm_rows: Vec<Vec<String>> = plan
         .vms
         .iter()
         .map(|vm| {
-            vec![
+            let mut row = vec![
                 short(&vm.vm, ns).to_string(),
                 HumanCores(vm.demand.millicores).to_string(),
                 HumanBytes(vm.demand.memory).to_string(),
-                vm.host.clone().unwrap_or_else(|| "-".into()),
-                format!("{:?}", vm.decision),
-            ]
+            ];
+            if pooled {
+                row.push(HumanBytes(hugepages(vm.demand)).to_string());
+            }
+            row.push(vm.host.clone().unwrap_or_else(|| "-".into()));
+            row.push(format!("{:?}", vm.decision));
+            row
         })
         .collect();
     let _ = writeln!(out, "\nVMS ({}), cores and memory with emulator thread and launcher overhead", plan.vms.len());
-    out.push_str(&aligned(&["VM", "CPU", "MEMORY", "HOST", "DECISION"], &vm_rows));
+    let headers: &[&str] = if pooled {
+        &["VM", "CPU", "MEMORY", "HUGEPAGES", "HOST", "DECISION"]
+    } else {
+        &["VM", "CPU", "MEMORY", "HOST", "DECISION"]
+    };
+    out.push_str(&aligned(headers, &vm_rows));
 
     if !plan.groups.is_empty() {
         let group_rows: Vec<Vec<String>> = plan
@@ -127,15 +147,10 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
 
     let totals = &plan.totals;
     let _ = writeln!(out, "\nTOTALS");
-    let _ = writeln!(out, "demand:      {} ({} VMs, overheads included)", resources(totals.demand), plan.vms.len());
-    let _ = writeln!(
-        out,
-        "allocatable: {} ({} hosts, capacity - reserved)",
-        resources(totals.allocatable),
-        plan.hosts.len()
-    );
+    let _ = writeln!(out, "demand:      {} ({} VMs, overheads included)", totals.demand, plan.vms.len());
+    let _ = writeln!(out, "allocatable: {} ({} hosts, capacity - reserved)", totals.allocatable, plan.hosts.len());
     if totals.shortfall != Res::ZERO {
-        let _ = writeln!(out, "shortfall:   {}: no packing fits these VMs on these hosts", resources(totals.shortfall));
+        let _ = writeln!(out, "shortfall:   {}: no packing fits these VMs on these hosts", totals.shortfall);
     }
 
     if let Some(more) = more {

@@ -94,14 +94,11 @@ pub(super) fn pack<'a>(engine: &mut Engine<'a>, all: &[&'a VmModel], vms: &[usiz
     let mut order = vms.to_vec();
     // Largest first, as the heuristic; identical VMs end up next to each other.
     order.sort_by(|&a, &b| super::size_order(all[a], all[b]).then(a.cmp(&b)));
-    // The smallest cores and memory among the VMs from each depth on.
-    let mut smallest = vec![Res::millicores(u64::MAX, u64::MAX); order.len() + 1];
+    // The smallest of each resource among the VMs from each depth on.
+    let unbounded = Res { millicores: u64::MAX, memory: u64::MAX, hugepages_1gi: u64::MAX, hugepages_2mi: u64::MAX };
+    let mut smallest = vec![unbounded; order.len() + 1];
     for depth in (0..order.len()).rev() {
-        let demand = all[order[depth]].demand;
-        smallest[depth] = Res::millicores(
-            smallest[depth + 1].millicores.min(demand.millicores),
-            smallest[depth + 1].memory.min(demand.memory),
-        );
+        smallest[depth] = smallest[depth + 1].min_each(&all[order[depth]].demand);
     }
     let alone = (0..engine.hosts.len())
         .map(|h| engine.domain.iter().filter(|&&d| d == engine.domain[h]).count() == 1)
@@ -143,13 +140,7 @@ fn root_bounds(engine: &Engine, all: &[&VmModel], vms: &[usize]) -> Option<Strin
     let free = schedulable.iter().fold(Res::ZERO, |sum, &h| sum + engine.free(h));
     let needed = vms.iter().fold(Res::ZERO, |sum, &v| sum + all[v].demand);
     if !free.covers(&needed) {
-        return Some(format!(
-            "capacity bound: the VMs to place need {} cores and {}, the schedulable hosts have {} cores and {} free",
-            crate::quantity::HumanCores(needed.millicores),
-            crate::quantity::HumanBytes(needed.memory),
-            crate::quantity::HumanCores(free.millicores),
-            crate::quantity::HumanBytes(free.memory)
-        ));
+        return Some(format!("capacity bound: the VMs to place need {needed}, the schedulable hosts have {free} free"));
     }
     for &v in vms {
         if !schedulable.iter().any(|&h| engine.check(all[v], h).is_ok()) {
@@ -190,7 +181,7 @@ struct Search<'s, 'a> {
     all: &'s [&'a VmModel],
     /// The VMs to place, in the order they are placed.
     order: Vec<usize>,
-    /// The smallest cores and memory among `order[depth..]`.
+    /// The smallest of each resource among `order[depth..]`.
     smallest: Vec<Res>,
     /// Whether each host is alone in its failure domain.
     alone: Vec<bool>,
@@ -270,10 +261,7 @@ impl<'a> Search<'_, 'a> {
 
 /// Two VMs the search may swap without changing anything: same demand and constraints.
 fn interchangeable(a: &VmModel, b: &VmModel) -> bool {
-    a.demand == b.demand
-        && a.spread_group == b.spread_group
-        && a.host_selector == b.host_selector
-        && a.numa_aware == b.numa_aware
+    a.demand == b.demand && a.spread_group == b.spread_group && a.host_selector == b.host_selector && a.cells == b.cells
 }
 
 /// What makes a host a different choice from another for the VMs still to place.

@@ -1,7 +1,9 @@
 //! Small layouts with answers worked out by hand, and properties over generated ones.
 
+use super::model::CellDemand;
 use super::whatif::{host_loss, hosts_needed};
 use super::*;
+use catalyst_api::vm::HugepageSize;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -27,7 +29,7 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
         placed: None,
         spread_group: None,
         host_selector: BTreeMap::new(),
-        numa_aware: false,
+        cells: None,
         joins: true,
         for_groups: Res::cores(cpu, memory_gi * GI),
     }
@@ -191,11 +193,30 @@ fn host_selectors_restrict_candidates() {
     assert_eq!(resources_of(&plan), [("CatalystVM ns/ml".to_string(), "hostSelector".to_string())]);
 }
 
+/// A host with 1Gi hugepage pools: `cells` NUMA cells of `cores` cores and `pages` pages each.
+fn pooled_host(name: &str, cells: u64, cores: u64, pages: u64) -> HostModel {
+    let cell = Res::cores(cores, 0) + Res::hugepages(HugepageSize::OneGibibyte, pages * GI);
+    let mut pooled = host(name, cells * cores, 100);
+    pooled.allocatable.hugepages_1gi = cells * pages * GI;
+    pooled.cells = vec![cell; cells as usize];
+    pooled
+}
+
+/// A VM backed by `memory_gi` of 1Gi hugepages, with NUMA passthrough or without.
+fn hugepage_vm(name: &str, cpu: u64, memory_gi: u64, passthrough: bool) -> VmModel {
+    let cells = passthrough.then_some(CellDemand {
+        millicores: cpu * 1000,
+        page_size: HugepageSize::OneGibibyte,
+        pages: memory_gi,
+    });
+    let demand = Res::cores(cpu, GI) + Res::hugepages(HugepageSize::OneGibibyte, memory_gi * GI);
+    VmModel { demand, cells, ..vm(name, cpu, 1) }
+}
+
 #[test]
 fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
-    let mut numa_host = host("a", 20, 200);
-    numa_host.cells = vec![Res::cores(10, 100 * GI), Res::cores(10, 100 * GI)];
-    let numa = |name: &str, cpu: u64| VmModel { numa_aware: true, ..vm(name, cpu, 10) };
+    let numa_host = pooled_host("a", 2, 10, 100);
+    let numa = |name: &str, cpu: u64| hugepage_vm(name, cpu, 10, true);
     // 7 + 7 take a cell each; 5 fits one cell by size but no cell has 5 left, although the host has 6.
     let plan = plan(&input(vec![numa_host.clone()], vec![numa("a7", 7), numa("b7", 7), numa("c5", 5)]));
     assert_eq!(host_of(&plan, "c5"), None);
@@ -207,6 +228,56 @@ fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
     let loose = super::plan(&input(vec![numa_host], vec![numa("a7", 7), numa("b7", 7), vm("c5", 5, 10)]));
     assert!(loose.fits);
     assert!(loose.violations.iter().all(|v| v.resource != "numa"));
+}
+
+/// KubeVirt splits a passthrough VM's hugepages equally over the cells its cores land on
+/// (`vcpu.go`, `numaMapping`): a 100-core, 300Gi VM on two cells of 64 cores and 200 pages
+/// takes 150 pages of each, so a 10-core, 60Gi VM no longer fits the one cell with cores left
+/// (50 pages). All 300 pages on the first cell would have left 100 on the second: a false fit.
+#[test]
+fn a_passthrough_vm_takes_equal_shares_of_the_cells_it_spans() {
+    let two_cells = pooled_host("a", 2, 64, 200);
+    let plan = plan(&input(
+        vec![two_cells.clone()],
+        vec![hugepage_vm("big", 100, 300, true), hugepage_vm("small", 10, 60, true)],
+    ));
+    assert_eq!(host_of(&plan, "big").as_deref(), Some("a"));
+    assert_eq!(host_of(&plan, "small"), None);
+    assert_eq!(resources_of(&plan), [("CatalystVM ns/small".to_string(), "numa".to_string())]);
+    // 50 pages each are left: a 10-core VM of 50Gi fits the cell with cores.
+    let plan = plan_of(two_cells, vec![hugepage_vm("big", 100, 300, true), hugepage_vm("small", 10, 50, true)]);
+    assert!(plan.fits, "{:?}", plan.violations);
+    // An odd page goes to the first cell.
+    let need = CellDemand { millicores: 4000, page_size: HugepageSize::OneGibibyte, pages: 5 };
+    assert_eq!(need.share(0, 2).hugepages_1gi, 3 * GI);
+    assert_eq!(need.share(1, 2).hugepages_1gi, 2 * GI);
+}
+
+/// Hugepages without passthrough are not bound to a cell (KubeVirt only binds memory for
+/// `guestMappingPassthrough`): three 40-core hugepage VMs fit a host of two 63-core cells.
+#[test]
+fn hugepages_without_passthrough_take_from_the_whole_host() {
+    let vms = (0..3).map(|i| hugepage_vm(&format!("v{i}"), 40, 64, false)).collect();
+    let plan = plan_of(pooled_host("a", 2, 63, 100), vms);
+    assert!(plan.fits, "{:?}", plan.violations);
+}
+
+/// A hugepage VM's guest memory comes from its host's pool of its page size, never from
+/// ordinary memory: two 64Gi VMs do not fit a pool of 100 pages, whatever memory is free.
+#[test]
+fn a_full_hugepage_pool_refuses_the_next_vm() {
+    let plan =
+        plan_of(pooled_host("a", 1, 64, 100), vec![hugepage_vm("a", 8, 64, false), hugepage_vm("b", 8, 64, false)]);
+    assert_eq!(host_of(&plan, "b"), None);
+    let refusal = plan.violations.iter().find(|v| v.object == Subject::vm("ns/b")).unwrap();
+    assert_eq!(
+        (refusal.resource.as_str(), refusal.requested.as_deref(), refusal.available.as_deref()),
+        ("hugepages-1Gi", Some("64Gi"), Some("36Gi"))
+    );
+}
+
+fn plan_of(host: HostModel, vms: Vec<VmModel>) -> Plan {
+    plan(&input(vec![host], vms))
 }
 
 #[test]
@@ -569,4 +640,33 @@ proptest! {
 fn the_memory_the_node_keeps_for_eviction_is_the_threshold_the_kubelet_is_given() {
     let rendered = model::EVICTION_HARD.iter().find(|(signal, _)| *signal == "memory.available").unwrap().1;
     assert_eq!(crate::quantity::parse_bytes(rendered).unwrap(), model::EVICTION_HARD_MEMORY);
+}
+
+/// The worked example, from the objects as a user writes them: a 29-core VM (30 cores
+/// with its emulator thread) on a 32-core host that reserves 2 was planned "30/30, fits", but its
+/// launcher pod asks 30.015 CPUs with the console-log sidecar, and stays Pending with
+/// `Insufficient cpu`. Without the sidecar (`disableSerialConsoleLog`) it fits exactly.
+#[test]
+fn a_vm_filling_its_host_to_the_last_core_leaves_its_launcher_pending() {
+    let host: catalyst_api::CatalystHost = serde_json::from_value(serde_json::json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
+        "spec": {"nodeName": "h", "capacity": {"cpu": 32, "memory": "256Gi"}, "reserved": {"cpu": 2, "memory": "8Gi"}}
+    }))
+    .unwrap();
+    let vm: catalyst_api::CatalystVM = serde_json::from_value(serde_json::json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM", "metadata": {"name": "big", "namespace": "ns"},
+        "spec": {"cpu": 29, "memory": "128Gi", "bootDisk": {"persistentVolumeClaim": {"claimName": "root"}}}
+    }))
+    .unwrap();
+    let layout = |overhead: &Overhead| PlanInput {
+        hosts: vec![HostModel::from_host(&host)],
+        vms: vec![VmModel::from_vm(&vm, overhead)],
+        groups: Vec::new(),
+    };
+    let plan = plan(&layout(&Overhead::default()));
+    assert_eq!(plan.vms[0].demand.millicores, 30_015);
+    assert_eq!(host_of(&plan, "big"), None);
+    assert_eq!((plan.violations[0].resource.as_str(), plan.violations[0].shortfall.as_deref()), ("cpu", Some("15m")));
+    let without_sidecar = Overhead { console_log: None, ..Overhead::default() };
+    assert!(super::plan(&layout(&without_sidecar)).fits);
 }

@@ -80,18 +80,7 @@ pub fn desired_status(
     wanted_conditions.push(if allocatable.covers(&allocated) {
         wanted(OVERCOMMITTED, false, "WithinCapacity", "its VMs fit what it offers")
     } else {
-        wanted(
-            OVERCOMMITTED,
-            true,
-            "VMsExceedCapacity",
-            format!(
-                "its VMs take {} cores and {}, it offers {} cores and {}",
-                HumanCores(allocated.millicores),
-                HumanBytes(allocated.memory),
-                HumanCores(allocatable.millicores),
-                HumanBytes(allocatable.memory)
-            ),
-        )
+        wanted(OVERCOMMITTED, true, "VMsExceedCapacity", format!("its VMs take {allocated}, it offers {allocatable}"))
     });
     let generation = host.metadata.generation;
     CatalystHostStatus {

@@ -13,7 +13,6 @@ use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::planner::model::node_allocatable;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
-use catalyst_core::quantity::{HumanBytes, HumanCores};
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
@@ -259,15 +258,8 @@ fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Op
         .chain(std::iter::once(vm))
         .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
-    (!allocatable.covers(&used)).then(|| {
-        format!(
-            "with this spec the VMs on CatalystHost {host_name} need {} cores and {}, more than its {} cores and {}",
-            HumanCores(used.millicores),
-            HumanBytes(used.memory),
-            HumanCores(allocatable.millicores),
-            HumanBytes(allocatable.memory)
-        )
-    })
+    (!allocatable.covers(&used))
+        .then(|| format!("with this spec the VMs on CatalystHost {host_name} need {used}, more than its {allocatable}"))
 }
 
 /// What the VM's node still offers after the ServiceGroups that fit in it.
