@@ -195,7 +195,8 @@ async fn a_group_that_does_not_fit_is_refused_and_what_runs_is_untouched() {
         (status.observed_generation == group.metadata.generation).then(|| ready.message.clone())
     })
     .await;
-    assert!(message.contains("cpu: requested 8 cores, available 7, short by 1"), "{message}");
+    // 8 cores less the reserved one and the 500m headroom.
+    assert!(message.contains("cpu: requested 8 cores, available 6.5, short by 1.5"), "{message}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stateful_set(client, &ns, "api-a").await.spec.unwrap().replicas, Some(3), "nothing running was touched");
 
@@ -229,9 +230,9 @@ async fn edits_roll_out_and_children_deleted_by_hand_are_repaired() {
         (sets.get("api-b").await.ok()?.spec?.replicas == Some(2)).then_some(())
     })
     .await;
-    // The VM's status follows what its groups take: 7 cores less 2 x 2.
-    eventually("api-b's VM shows 3 cores left", CONVERGE, || async {
-        (vms(client, &ns).get("api-b").await.ok()?.status?.available?.cpu.0 == "3").then_some(())
+    // The VM's status follows what its groups take: 6.5 cores (7 less the 500m headroom) less 2 x 2.
+    eventually("api-b's VM shows 2.5 cores left", CONVERGE, || async {
+        (vms(client, &ns).get("api-b").await.ok()?.status?.available?.cpu.0 == "2500m").then_some(())
     })
     .await;
 

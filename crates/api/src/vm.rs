@@ -190,6 +190,13 @@ pub struct NodeSettings {
     #[schemars(schema_with = "super::quantity_schema")]
     #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
     pub reserved_memory: Quantity,
+    /// What the node keeps free of ServiceGroups for the DaemonSets that run on every node
+    /// and tolerate its taint: the CNI agent, CSI node plugins (a PVC-backed group needs
+    /// one), Catalyst's agent. The scheduler counts their requests against the same
+    /// allocatable as the replicas', so a node filled to its last core leaves a replica
+    /// Pending.
+    #[serde(default)]
+    pub headroom: NodeHeadroom,
     /// Extra labels on the node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -205,10 +212,42 @@ impl Default for NodeSettings {
         Self {
             reserved_cpu: default_reserved_cpu(),
             reserved_memory: default_reserved_memory(),
+            headroom: NodeHeadroom::default(),
             labels: BTreeMap::new(),
             join_secret_name: None,
         }
     }
+}
+
+/// Requests of node-level DaemonSets, kept out of what ServiceGroups may take.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NodeHeadroom {
+    /// CPU, such as 500m. Replicas take whole cores, so any fraction here costs a core.
+    #[serde(default = "default_headroom_cpu")]
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    pub cpu: Quantity,
+    /// Memory, such as 512Mi.
+    #[serde(default = "default_headroom_memory")]
+    #[schemars(schema_with = "super::quantity_schema")]
+    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    pub memory: Quantity,
+}
+
+impl Default for NodeHeadroom {
+    fn default() -> Self {
+        Self { cpu: default_headroom_cpu(), memory: default_headroom_memory() }
+    }
+}
+
+/// A CNI agent (Calico's calico-node asks 250m), a CSI node plugin and Catalyst's agent (10m,
+/// 16Mi) with room to spare.
+fn default_headroom_cpu() -> Quantity {
+    Quantity("500m".into())
+}
+
+fn default_headroom_memory() -> Quantity {
+    Quantity("512Mi".into())
 }
 
 fn default_reserved_cpu() -> u32 {
@@ -270,6 +309,11 @@ pub struct CatalystVMStatus {
     /// Cores and memory left for ServiceGroups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<super::Resources>,
+    /// The topology manager policy the VM's kubelet admits replicas under:
+    /// `single-numa-node` when the guest has one NUMA node, `restricted` under NUMA passthrough,
+    /// where a replica larger than a guest cell must span cells rather than be refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_manager_policy: Option<String>,
     /// The host's CPUs the VM's launcher pod holds exclusively, as the host's kubelet reports
     /// them (a Linux CPU list), and their NUMA nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -233,10 +233,23 @@ fn run_strategy(strategy: RunStrategy) -> &'static str {
     }
 }
 
+/// The topology manager policy of the VM's kubelet (scope `pod`). A guest without NUMA
+/// passthrough has one NUMA node, so `single-numa-node` admits every replica that fits the
+/// node. Under passthrough the guest has a NUMA node per host cell its vCPUs land on, and
+/// `single-numa-node` would refuse a replica larger than one (`TopologyAffinityError`, kubernetes
+/// `pkg/kubelet/cm/topologymanager/policy_single_numa_node.go`), recreated forever by its
+/// StatefulSet; `restricted` admits a replica on the fewest NUMA nodes that can hold it (a hint
+/// is preferred when no narrower one could satisfy the request) and refuses it only when
+/// those are taken.
+pub fn topology_manager_policy(spec: &catalyst_api::CatalystVMSpec) -> &'static str {
+    if spec.numa_passthrough { "restricted" } else { "single-numa-node" }
+}
+
 /// The cloud-init user data that makes the VM a node only its own workloads use: the kubelet
-/// with the static CPU manager (its reserved cores first), `single-numa-node` topology, the
-/// VM's reserved memory and eviction threshold, the `catalyst.io/vm` label and the
-/// `catalyst.io/dedicated` taint; then `kubeadm join` when there are credentials.
+/// with the static CPU manager (its reserved cores first), the topology policy of
+/// [`topology_manager_policy`], the VM's reserved memory and eviction thresholds, the
+/// `catalyst.io/vm` label and the `catalyst.io/dedicated` taint; then `kubeadm join` when there
+/// are credentials.
 pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> String {
     let node = &vm.spec.node;
     let node_name = node_name(vm);
@@ -248,7 +261,7 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
         "cpuManagerPolicy": "static",
         "cpuManagerPolicyOptions": {"full-pcpus-only": "true"},
         "reservedSystemCPUs": reserved_cpus,
-        "topologyManagerPolicy": "single-numa-node",
+        "topologyManagerPolicy": topology_manager_policy(&vm.spec),
         "topologyManagerScope": "pod",
         "systemReserved": {"memory": node.reserved_memory.0},
         "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),

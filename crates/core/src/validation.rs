@@ -227,6 +227,8 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     );
     let reserved_memory =
         c.quantity("spec.node.reservedMemory", &spec.node.reserved_memory, &rules::NON_NEGATIVE_QUANTITY);
+    c.quantity("spec.node.headroom.cpu", &spec.node.headroom.cpu, &rules::NON_NEGATIVE_QUANTITY);
+    c.quantity("spec.node.headroom.memory", &spec.node.headroom.memory, &rules::NON_NEGATIVE_QUANTITY);
     if let (Some(reserved), Some(memory)) = (reserved_memory, memory) {
         c.check(
             reserved < memory,

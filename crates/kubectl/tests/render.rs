@@ -108,7 +108,14 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     let kubelet: Value = serde_norway::from_str(files[0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(kubelet["cpuManagerPolicy"], "static");
     assert_eq!(kubelet["reservedSystemCPUs"], "0-1");
-    assert_eq!(kubelet["topologyManagerPolicy"], "single-numa-node");
+    // kafka-2 has NUMA passthrough: a guest NUMA node per host cell its vCPUs land on, where
+    // single-numa-node would refuse a replica larger than one (TopologyAffinityError).
+    assert_eq!(kubelet["topologyManagerPolicy"], "restricted");
+    assert_eq!(kubelet["topologyManagerScope"], "pod");
+    let one_cell: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), None)).unwrap();
+    let one_cell_kubelet: Value =
+        serde_norway::from_str(one_cell["write_files"][0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(one_cell_kubelet["topologyManagerPolicy"], "single-numa-node");
     assert_eq!(kubelet["systemReserved"]["memory"], "4Gi");
     // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go): setting
     // only memory.available would turn disk-pressure eviction off.

@@ -216,8 +216,10 @@ async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported()
     let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
     assert_eq!(vm["status"]["host"], "small-1");
     assert_eq!(vm["status"]["phase"], "Scheduled");
-    // The node offers 7 cores and 32Gi - 512Mi (page structures) - 4Gi - 100Mi = 28060Mi; the group takes 3 x (2, 8Gi).
-    assert_eq!(vm["status"]["available"], json!({"cpu": "1", "memory": "3484Mi"}));
+    // The node offers 7 cores and 32Gi - 512Mi (page structures) - 4Gi - 100Mi = 28060Mi, less
+    // the 500m and 512Mi of headroom; the group takes 3 x (2, 8Gi).
+    assert_eq!(vm["status"]["available"], json!({"cpu": "500m", "memory": "2972Mi"}));
+    assert_eq!(vm["status"]["topologyManagerPolicy"], "single-numa-node", "no NUMA passthrough: one guest NUMA node");
     let ready = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("Provisioning")));
 }
@@ -458,7 +460,10 @@ async fn a_group_that_does_not_fit_is_refused_and_nothing_running_is_touched() {
     let status = fake.get(&format!("{GROUPS}/api-a")).unwrap()["status"].clone();
     let ready = &status["conditions"][0];
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("DoesNotFit")));
-    assert!(ready["message"].as_str().unwrap().contains("cpu: requested 8 cores, available 7, short by 1"), "{ready}");
+    assert!(
+        ready["message"].as_str().unwrap().contains("cpu: requested 8 cores, available 6.5, short by 1.5"),
+        "{ready}"
+    );
     assert_eq!(status["requested"], json!({"cpu": "8", "memory": "32Gi"}));
 }
 

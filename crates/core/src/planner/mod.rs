@@ -6,7 +6,8 @@
 //! Dedicated resources, no overcommit. A host offers `capacity - reserved`. A VM takes its
 //! cores (plus one for its emulator thread when isolated) and its memory plus the launcher
 //! pod's overhead ([`Overhead`]). A ServiceGroup takes `replicas x (cpu, memory)` from what
-//! its VM's node offers pods ([`model::node_allocatable`]).
+//! its VM's node offers them: its allocatable less the headroom kept for node-level
+//! DaemonSets ([`model::offered_to_groups`]).
 //!
 //! ## Heuristic: best-fit decreasing over an ordered index, spread-aware
 //! VMs are placed in three passes: those already running (their status names a host: they
@@ -845,7 +846,7 @@ pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, V
                 let earlier =
                     if left == offered { String::new() } else { ", less what earlier groups take".to_string() };
                 let context = format!(
-                    "{} replicas; VM {} offers groups {} cores and {}: its node's allocatable{earlier}",
+                    "{} replicas; VM {} offers groups {} cores and {}: its node's allocatable less headroom{earlier}",
                     group.replicas,
                     group.vm,
                     HumanCores(offered.millicores),

@@ -281,7 +281,7 @@ impl VmModel {
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
             cells,
-            for_groups: node_allocatable(spec),
+            for_groups: offered_to_groups(spec),
             joins: spec.node.join_secret_name.is_some(),
         }
     }
@@ -313,6 +313,13 @@ pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec) -> Res {
     let memory = bytes(&spec.memory.0);
     let kept = memory.div_ceil(GUEST_MEMMAP_DIVISOR) + bytes(&spec.node.reserved_memory.0) + EVICTION_HARD_MEMORY;
     Res::cores(u64::from(spec.cpu), memory) - Res::cores(spec.node.reserved_cpu.into(), kept)
+}
+
+/// What the VM's node offers ServiceGroups: its allocatable less the headroom kept for
+/// node-level DaemonSets.
+pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec) -> Res {
+    let headroom = &spec.node.headroom;
+    node_allocatable(spec) - Res::millicores(parse_millicores(&headroom.cpu.0).unwrap_or(0), bytes(&headroom.memory.0))
 }
 
 /// A ServiceGroup as the planner sees it.

@@ -11,7 +11,7 @@ use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_gua
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
-use catalyst_core::planner::model::node_allocatable;
+use catalyst_core::planner::model::offered_to_groups;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
@@ -65,6 +65,7 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
     status.available = Some(left_for_groups(vm, ctx));
+    status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
     let (verdict, pinned) = pinning::vm(vm, &prepared.host, ctx);
     status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
     status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
@@ -269,7 +270,7 @@ fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
     let model = VmModel::from_vm(vm, &ctx.overhead);
     let (plans, _) = planner::fit_groups(&groups, &[&model]);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
-    let left = node_allocatable(&vm.spec) - taken;
+    let left = offered_to_groups(&vm.spec) - taken;
     left.into()
 }
 
