@@ -156,7 +156,7 @@ pub struct DiskTarget {
 pub struct Interface {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub masquerade: Option<Empty>,
+    pub bridge: Option<Empty>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -164,6 +164,18 @@ pub struct Network {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multus: Option<MultusNetwork>,
+}
+
+/// A Multus network (`staging/src/kubevirt.io/api/core/v1/schema.go`, `MultusNetwork`):
+/// `default` makes it the pod's default network in place of the cluster network.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusNetwork {
+    pub network_name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 /// A VMI volume: exactly one source is set.

@@ -107,6 +107,22 @@ pub const VM_NODE_RESERVED_MEMORY_BELOW_MEMORY: CelRule = CelRule {
     field_path: Some(".node.reservedMemory"),
 };
 
+/// `namespace/name` or `name` of a NetworkAttachmentDefinition, as KubeVirt's
+/// `MultusNetwork.networkName` takes it.
+pub const VM_MULTUS_NETWORK_NAME: CelRule = CelRule {
+    cel: "self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+    message: "must be namespace/name or name of a NetworkAttachmentDefinition",
+    field_path: None,
+};
+
+/// A Kubernetes minor or patch release, as pkgs.k8s.io names its repositories (`v1.34`) and
+/// packages (`1.34.2`).
+pub const VM_KUBERNETES_VERSION: CelRule = CelRule {
+    cel: "self.matches('^v1\\\\.[0-9]{1,3}(\\\\.[0-9]{1,3})?$')",
+    message: "must be a Kubernetes release such as v1.34 or v1.34.2",
+    field_path: None,
+};
+
 pub const BOOT_DISK_ONE_SOURCE: CelRule = CelRule {
     cel: "(has(self.containerDisk) ? 1 : 0) + (has(self.dataVolume) ? 1 : 0) + \
           (has(self.persistentVolumeClaim) ? 1 : 0) == 1",
@@ -124,7 +140,7 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 12] = [
+pub const ALL: [&CelRule; 14] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
@@ -135,6 +151,8 @@ pub const ALL: [&CelRule; 12] = [
     &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
     &VM_NODE_RESERVED_CPU_BELOW_CPU,
     &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
+    &VM_MULTUS_NETWORK_NAME,
+    &VM_KUBERNETES_VERSION,
     &BOOT_DISK_ONE_SOURCE,
     &VM_PLACED_HOST_IS_FIXED,
 ];

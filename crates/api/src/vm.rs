@@ -65,6 +65,9 @@ pub struct CatalystVMSpec {
     pub numa_passthrough: bool,
     #[serde(default)]
     pub run_strategy: RunStrategy,
+    /// The network the VM's node is reached on.
+    #[serde(default, skip_serializing_if = "VmNetwork::is_pod_network")]
+    pub network: VmNetwork,
     /// How the VM joins the cluster as a node.
     #[serde(default)]
     pub node: NodeSettings,
@@ -90,6 +93,30 @@ pub struct Placement {
 impl Placement {
     pub fn is_empty(&self) -> bool {
         self.spread_group.is_none() && self.host_selector.is_empty()
+    }
+}
+
+/// The VM's one network interface, bridged so that the guest has an address of its own that
+/// other nodes route to: its kubelet registers it as the node's InternalIP. (KubeVirt's
+/// `masquerade` binding would give every guest 10.0.2.2, `DefaultVMCIDR` in
+/// `pkg/virt-launcher/virtwrap/api/defaults.go`, so every VM-node would claim the same address.)
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VmNetwork {
+    /// A Multus NetworkAttachmentDefinition, `namespace/name` or `name` in the VM's namespace,
+    /// that replaces the pod network as the VM's default network (a bridge to the hosts' LAN,
+    /// say). The guest takes its address from that network's DHCP. Without it the VM is
+    /// bridged to the pod network and KubeVirt's DHCP gives the guest its pod's IPv4 address
+    /// (the KubeVirt CR's `permitBridgeInterfaceOnPodNetwork`, true by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 317))]
+    #[x_kube(validation = rules::VM_MULTUS_NETWORK_NAME.to_kube())]
+    pub multus_network_name: Option<String>,
+}
+
+impl VmNetwork {
+    pub fn is_pod_network(&self) -> bool {
+        self.multus_network_name.is_none()
     }
 }
 
@@ -205,6 +232,14 @@ pub struct NodeSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub join_secret_name: Option<String>,
+    /// Turn a stock Debian or Ubuntu cloud image into a node of this Kubernetes version, such
+    /// as `v1.34` or `v1.34.2`: before joining, cloud-init installs containerd and this
+    /// version's kubelet and kubeadm from pkgs.k8s.io. Without it the boot image must be a
+    /// prepared node image (see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = rules::VM_KUBERNETES_VERSION.to_kube())]
+    pub kubernetes_version: Option<String>,
 }
 
 impl Default for NodeSettings {
@@ -215,6 +250,7 @@ impl Default for NodeSettings {
             headroom: NodeHeadroom::default(),
             labels: BTreeMap::new(),
             join_secret_name: None,
+            kubernetes_version: None,
         }
     }
 }

@@ -237,6 +237,12 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
             &rules::VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
         );
     }
+    if let Some(name) = &spec.network.multus_network_name {
+        c.check(is_multus_network_name(name), "spec.network.multusNetworkName", name, &rules::VM_MULTUS_NETWORK_NAME);
+    }
+    if let Some(version) = &spec.node.kubernetes_version {
+        c.check(is_kubernetes_release(version), "spec.node.kubernetesVersion", version, &rules::VM_KUBERNETES_VERSION);
+    }
     let disk = &spec.boot_disk;
     let sources = [disk.container_disk.is_some(), disk.data_volume.is_some(), disk.persistent_volume_claim.is_some()];
     let set = sources.iter().filter(|set| **set).count();
@@ -278,6 +284,32 @@ pub fn validate_vm_update(old: &CatalystVM, new: &CatalystVM) -> Result<(), Vec<
 
 /// The longest value a Kubernetes label may have (apimachinery `validation.LabelValueMaxLength`).
 const MAX_LABEL_VALUE: usize = 63;
+/// Lowercase letters and digits at both ends, and `middle` characters between.
+fn lowercase_word(text: &str, middle: fn(char) -> bool) -> bool {
+    let end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    end(text.chars().next())
+        && end(text.chars().last())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || middle(c))
+}
+
+/// [`rules::VM_MULTUS_NETWORK_NAME`]'s expression: an optional DNS-label namespace and `/`,
+/// then a name of lowercase letters, digits, `-` and `.`.
+fn is_multus_network_name(text: &str) -> bool {
+    let name_ok = |name: &str| lowercase_word(name, |c| c == '-' || c == '.');
+    match text.split_once('/') {
+        Some((namespace, name)) => lowercase_word(namespace, |c| c == '-') && name_ok(name),
+        None => name_ok(text),
+    }
+}
+
+/// [`rules::VM_KUBERNETES_VERSION`]'s expression: `v1.` and one or two dot-separated numbers
+/// of 1 to 3 digits.
+fn is_kubernetes_release(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("v1.") else { return false };
+    let parts: Vec<&str> = rest.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// The longest DNS subdomain, a label key's prefix (apimachinery `validation.DNS1123SubdomainMaxLength`).
 const MAX_SUBDOMAIN: usize = 253;
 

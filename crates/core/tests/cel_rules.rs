@@ -31,7 +31,8 @@ fn valid(kind: &str) -> Value {
             "spec": {
                 "cpu": 96, "memory": "512Gi", "hugepages": "1Gi", "numaPassthrough": true,
                 "bootDisk": {"dataVolume": {"storageClassName": "ceph-rbd", "size": "100Gi", "imageUrl": "docker://quay.io/containerdisks/ubuntu:22.04"}},
-                "node": {"reservedCpu": 2, "reservedMemory": "8Gi"}
+                "node": {"reservedCpu": 2, "reservedMemory": "8Gi", "kubernetesVersion": "v1.34.2"},
+                "network": {"multusNetworkName": "infra/hosts-lan.v4"}
             }
         }),
         "ServiceGroup" => json!({
@@ -230,6 +231,30 @@ fn cases() -> Vec<Case> {
             &[("spec.memory", &POSITIVE_QUANTITY), ("spec.node.reservedMemory", &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY)],
         ),
         case("CatalystVM", "spec.memory", json!("9217Mi"), &[("spec.memory", &VM_MEMORY_WHOLE_PAGES)]),
+        case(
+            "CatalystVM",
+            "spec.network.multusNetworkName",
+            json!("Infra/lan"),
+            &[("spec.network.multusNetworkName", &VM_MULTUS_NETWORK_NAME)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.network.multusNetworkName",
+            json!("infra/lan-"),
+            &[("spec.network.multusNetworkName", &VM_MULTUS_NETWORK_NAME)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.kubernetesVersion",
+            json!("1.34"),
+            &[("spec.node.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.kubernetesVersion",
+            json!("v1.34.2; rm -rf /"),
+            &[("spec.node.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+        ),
         case(
             "CatalystVM",
             "spec.hugepages",

@@ -90,6 +90,20 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
         "quay.io/containerdisks/ubuntu:22.04"
     );
     assert_eq!(api["spec"].get("dataVolumeTemplates"), None);
+
+    // Bridged, so each guest has its own routable address (masquerade gives every guest
+    // 10.0.2.2, KubeVirt's DefaultVMCIDR): the pod network's by default, or a Multus network's.
+    let template = &api["spec"]["template"]["spec"];
+    assert_eq!(template["domain"]["devices"]["interfaces"], json!([{"name": "default", "bridge": {}}]));
+    assert_eq!(template["networks"], json!([{"name": "default", "pod": {}}]));
+    let mut lan = vm_named("api-a");
+    lan.spec.network.multus_network_name = Some("infra/hosts-lan".into());
+    let lan = serde_json::to_value(render::virtual_machine(&lan, "worker-1")).unwrap();
+    assert_eq!(
+        lan["spec"]["template"]["spec"]["networks"],
+        json!([{"name": "default", "multus": {"networkName": "infra/hosts-lan", "default": true}}])
+    );
+    assert!(kubevirt_violations(&lan).is_empty(), "{:?}", kubevirt_violations(&lan));
 }
 
 #[test]
@@ -130,21 +144,31 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         join_config["nodeRegistration"]["taints"][0],
         json!({"key": "catalyst.io/dedicated", "value": "kafka-2", "effect": "NoSchedule"})
     );
+    // The node IP is the guest's own, found at boot (kubeadm v1beta4 passes kubelet flags).
+    assert_eq!(
+        join_config["nodeRegistration"]["kubeletExtraArgs"][1],
+        json!({"name": "node-ip", "value": "@NODE_IP@"})
+    );
     assert_eq!(join_config["discovery"]["bootstrapToken"]["token"], "abcdef.0123456789abcdef");
+    assert_eq!(files[1]["path"], "/etc/kubernetes/catalyst/join.yaml.in");
     assert_eq!(files[1]["permissions"], "0600");
+    assert_eq!(files[2]["path"], "/etc/kubernetes/catalyst/node-ip.sh");
     // The join is a systemd unit that retries until the node has joined (runcmd runs once).
-    assert_eq!(files[2]["path"], "/etc/systemd/system/catalyst-join.service");
-    let unit = files[2]["content"].as_str().unwrap();
+    let unit_file = files.iter().find(|f| f["path"] == "/etc/systemd/system/catalyst-join.service").unwrap();
+    let unit = unit_file["content"].as_str().unwrap();
     for line in [
         "Type=oneshot",
         "Restart=on-failure",
         "StartLimitIntervalSec=0",
         "ConditionPathExists=!/etc/kubernetes/kubelet.conf",
+        "ExecStartPre=/etc/kubernetes/catalyst/node-ip.sh",
         "ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml",
         "WantedBy=multi-user.target",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line:?} missing in:\n{unit}");
     }
+    // A prepared image: nothing to install.
+    assert!(!unit.contains("install.sh") && files.iter().all(|f| f["path"] != "/etc/kubernetes/catalyst/install.sh"));
     assert_eq!(config["runcmd"][1], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
     let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, None)).unwrap();
@@ -231,4 +255,84 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("not rendered: CatalystVM catalyst-v3/kafka-2: no host can take it"), "{stderr}");
     assert!(stderr.contains("not rendered: ServiceGroup catalyst-v3/sms: does not fit its VM"), "{stderr}");
+}
+
+/// A stock image is made a node before the join: the install script runs first in the unit,
+/// from the minor release's pkgs.k8s.io repository, pinned to the patch release.
+#[test]
+fn a_stock_image_installs_the_named_kubernetes_before_joining() {
+    let mut vm = vm_named("api-a");
+    vm.spec.node.kubernetes_version = Some("v1.34.2".into());
+    let join = JoinCredentials {
+        api_server_endpoint: "10.0.0.1:6443".into(),
+        token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: "sha256:00".into(),
+    };
+    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, Some(&join))).unwrap();
+    let files = config["write_files"].as_array().unwrap();
+    let script = files.iter().find(|f| f["path"] == "/etc/kubernetes/catalyst/install.sh").unwrap();
+    let script = script["content"].as_str().unwrap();
+    for line in [
+        "curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+        "apt-get install -y kubelet=1.34.2-* kubeadm=1.34.2-*",
+        "apt-mark hold kubelet kubeadm containerd",
+        "swapoff -a",
+        r"if command -v kubeadm >/dev/null && kubeadm version -o short | grep -q '^v1\.34\.2$'; then exit 0; fi",
+    ] {
+        assert!(script.lines().any(|l| l == line), "{line:?} missing in:\n{script}");
+    }
+    let unit = files.iter().find(|f| f["path"] == "/etc/systemd/system/catalyst-join.service").unwrap();
+    let pre: Vec<&str> =
+        unit["content"].as_str().unwrap().lines().filter_map(|l| l.strip_prefix("ExecStartPre=")).collect();
+    assert_eq!(
+        pre,
+        ["/etc/kubernetes/catalyst/install.sh", "-kubeadm reset --force", "/etc/kubernetes/catalyst/node-ip.sh"]
+    );
+    // A minor release takes its newest patch.
+    let minor = render::install_script("v1.34");
+    assert!(minor.contains("apt-get install -y kubelet kubeadm\n"), "{minor}");
+    assert!(minor.contains(r"grep -q '^v1\.34\.'"), "{minor}");
+}
+
+/// The node-IP script, run as the join unit runs it, against stand-ins for `getent` and `ip`:
+/// the kubelet is given the address the guest reaches the API server from.
+#[test]
+fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
+    let dir = std::env::temp_dir().join(format!("catalyst-node-ip-{}", std::process::id()));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let join = JoinCredentials {
+        api_server_endpoint: "control-plane.example:6443".into(),
+        token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: "sha256:00".into(),
+    };
+    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), Some(&join))).unwrap();
+    let template = config["write_files"][1]["content"].as_str().unwrap();
+    std::fs::write(dir.join("join.yaml.in"), template).unwrap();
+    let stub = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    stub(
+        "getent",
+        r#"[ "$1 $2" = "ahostsv4 control-plane.example" ] && echo "10.0.0.1        STREAM control-plane.example""#,
+    );
+    stub(
+        "ip",
+        r#"[ "$*" = "-4 -o route get 10.0.0.1" ] && echo "10.0.0.1 via 10.244.3.1 dev eth0 src 10.244.3.17 uid 0 \    cache ""#,
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(render::NODE_IP_SCRIPT)
+        .env("PATH", path)
+        .env("CATALYST_DIR", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written: Value = serde_norway::from_str(&std::fs::read_to_string(dir.join("join.yaml")).unwrap()).unwrap();
+    assert_eq!(written["nodeRegistration"]["kubeletExtraArgs"][1], json!({"name": "node-ip", "value": "10.244.3.17"}));
+    assert_eq!(written["discovery"], serde_norway::from_str::<Value>(template).unwrap()["discovery"]);
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -2,15 +2,21 @@
 //! deterministic functions of the objects. The reconcilers and `kubectl catalyst render` both
 //! call these, so a reviewer sees in a pull request exactly what a merge will do.
 
-use crate::planner::model::EVICTION_HARD;
+mod node;
+
+pub use node::{
+    JOIN_KEYS, JOIN_UNIT, JoinCredentials, NODE_IP_PLACEHOLDER, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data,
+    install_script, topology_manager_policy,
+};
+
 use crate::validation::node_name;
 use catalyst_api::kubevirt::{
     ClaimRef, CloudInitNoCloud, ContainerDisk, Cpu, DataVolumeRef, DataVolumeSource, DataVolumeSpec,
     DataVolumeTemplate, Devices, Disk, DiskTarget, Domain, Empty, Hugepages, InstanceSpec, InstanceTemplate, Interface,
-    Memory, Network, Numa, Resources, StorageResources, StorageSpec, TemplateMeta, UrlSource, VirtualMachine,
-    VirtualMachineSpec, Volume,
+    Memory, MultusNetwork, Network, Numa, Resources, StorageResources, StorageSpec, TemplateMeta, UrlSource,
+    VirtualMachine, VirtualMachineSpec, Volume,
 };
-use catalyst_api::vm::RunStrategy;
+use catalyst_api::vm::{RunStrategy, VmNetwork};
 use catalyst_api::{CatalystVM, ServiceGroup};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetOrdinals, StatefulSetSpec};
@@ -23,7 +29,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use std::collections::BTreeMap;
 
 /// The one field manager every write of the operator uses.
@@ -39,50 +44,6 @@ pub mod labels {
     pub const SERVICE_GROUP: &str = "catalyst.io/service-group";
     /// Taint on a VM's node, so only the workloads pinned to that VM run there.
     pub const DEDICATED_TAINT: &str = "catalyst.io/dedicated";
-}
-
-/// The kubeadm join credentials, read from the Secret `spec.node.joinSecretName` names.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JoinCredentials {
-    pub api_server_endpoint: String,
-    pub token: String,
-    pub ca_cert_hash: String,
-}
-
-/// Never prints the values, so credentials cannot leak through a log or an error.
-impl std::fmt::Debug for JoinCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JoinCredentials { <redacted> }")
-    }
-}
-
-/// The keys a join Secret must have.
-pub const JOIN_KEYS: [&str; 3] = ["apiServerEndpoint", "token", "caCertHash"];
-
-/// Placeholder for a secret value in offline output.
-pub const REDACTED: &str = "<redacted>";
-
-impl JoinCredentials {
-    /// Stand-ins for `kubectl catalyst render`, which never reads a Secret.
-    pub fn redacted() -> Self {
-        Self { api_server_endpoint: REDACTED.into(), token: REDACTED.into(), ca_cert_hash: REDACTED.into() }
-    }
-
-    /// Reads the credentials; the error names the Secret and the missing keys, never a value.
-    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
-        let data = secret.data.clone().unwrap_or_default();
-        let read =
-            |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string());
-        let missing: Vec<&str> = JOIN_KEYS.into_iter().filter(|k| read(k).is_none_or(|v| v.is_empty())).collect();
-        if !missing.is_empty() {
-            return Err(format!("Secret {} lacks the key(s) {}", secret.name_any(), missing.join(", ")));
-        }
-        Ok(Self {
-            api_server_endpoint: read("apiServerEndpoint").unwrap_or_default(),
-            token: read("token").unwrap_or_default(),
-            ca_cert_hash: read("caCertHash").unwrap_or_default(),
-        })
-    }
 }
 
 /// The controller owner reference to `owner`, when it exists in the API server (has a uid).
@@ -118,7 +79,7 @@ pub fn cloud_init_secret_name(vm: &CatalystVM) -> String {
 
 const BOOT_DISK: &str = "boot";
 const CLOUD_INIT_DISK: &str = "cloudinit";
-const POD_NETWORK: &str = "default";
+const NETWORK: &str = "default";
 
 /// The KubeVirt VirtualMachine for a CatalystVM placed on the host whose node is `host_node`:
 /// dedicated cores (and an isolated emulator thread), requests == limits so the launcher pod is
@@ -196,11 +157,11 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
                                 Disk { name: BOOT_DISK.into(), disk: Some(virtio()), boot_order: Some(1) },
                                 Disk { name: CLOUD_INIT_DISK.into(), disk: Some(virtio()), boot_order: None },
                             ],
-                            interfaces: vec![Interface { name: POD_NETWORK.into(), masquerade: Some(Empty {}) }],
+                            interfaces: vec![Interface { name: NETWORK.into(), bridge: Some(Empty {}) }],
                         },
                     },
                     node_selector: BTreeMap::from([("kubernetes.io/hostname".to_string(), host_node.to_string())]),
-                    networks: vec![Network { name: POD_NETWORK.into(), pod: Some(Empty {}) }],
+                    networks: vec![network(&spec.network)],
                     volumes: vec![
                         boot_source,
                         Volume {
@@ -219,6 +180,18 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
     }
 }
 
+/// The pod network, or the Multus network that replaces it; both bridged (see [`VmNetwork`]).
+fn network(network: &VmNetwork) -> Network {
+    match &network.multus_network_name {
+        Some(name) => Network {
+            name: NETWORK.into(),
+            multus: Some(MultusNetwork { network_name: name.clone(), default: true }),
+            ..Network::default()
+        },
+        None => Network { name: NETWORK.into(), pod: Some(Empty {}), ..Network::default() },
+    }
+}
+
 fn virtio() -> DiskTarget {
     DiskTarget { bus: Some("virtio".into()) }
 }
@@ -231,106 +204,6 @@ fn run_strategy(strategy: RunStrategy) -> &'static str {
         RunStrategy::Halted => "Halted",
         RunStrategy::Once => "Once",
     }
-}
-
-/// The topology manager policy of the VM's kubelet (scope `pod`). A guest without NUMA
-/// passthrough has one NUMA node, so `single-numa-node` admits every replica that fits the
-/// node. Under passthrough the guest has a NUMA node per host cell its vCPUs land on, and
-/// `single-numa-node` would refuse a replica larger than one (`TopologyAffinityError`, kubernetes
-/// `pkg/kubelet/cm/topologymanager/policy_single_numa_node.go`), recreated forever by its
-/// StatefulSet; `restricted` admits a replica on the fewest NUMA nodes that can hold it (a hint
-/// is preferred when no narrower one could satisfy the request) and refuses it only when
-/// those are taken.
-pub fn topology_manager_policy(spec: &catalyst_api::CatalystVMSpec) -> &'static str {
-    if spec.numa_passthrough { "restricted" } else { "single-numa-node" }
-}
-
-/// The cloud-init user data that makes the VM a node only its own workloads use: the kubelet
-/// with the static CPU manager (its reserved cores first), the topology policy of
-/// [`topology_manager_policy`], the VM's reserved memory and eviction thresholds, the
-/// `catalyst.io/vm` label and the `catalyst.io/dedicated` taint; then `kubeadm join` when there
-/// are credentials.
-pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> String {
-    let node = &vm.spec.node;
-    let node_name = node_name(vm);
-    let reserved_cpus = match node.reserved_cpu {
-        0 | 1 => "0".to_string(),
-        n => format!("0-{}", n - 1),
-    };
-    let kubelet = json!({
-        "cpuManagerPolicy": "static",
-        "cpuManagerPolicyOptions": {"full-pcpus-only": "true"},
-        "reservedSystemCPUs": reserved_cpus,
-        "topologyManagerPolicy": topology_manager_policy(&vm.spec),
-        "topologyManagerScope": "pod",
-        "systemReserved": {"memory": node.reserved_memory.0},
-        "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),
-    });
-    let mut node_labels = vec![format!("{}={}", labels::VM, node_name)];
-    node_labels.extend(node.labels.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut files = vec![json!({
-        "path": "/etc/kubernetes/catalyst/patches/kubeletconfiguration+merge.yaml",
-        "permissions": "0644",
-        "content": to_yaml(&kubelet),
-    })];
-    let mut config = json!({"hostname": node_name, "write_files": []});
-    if let Some(join) = join {
-        let join_config = json!({
-            "apiVersion": "kubeadm.k8s.io/v1beta4",
-            "kind": "JoinConfiguration",
-            "discovery": {"bootstrapToken": {
-                "apiServerEndpoint": join.api_server_endpoint,
-                "token": join.token,
-                "caCertHashes": [join.ca_cert_hash],
-            }},
-            "nodeRegistration": {
-                "name": node_name,
-                "kubeletExtraArgs": [{"name": "node-labels", "value": node_labels.join(",")}],
-                "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
-            },
-            "patches": {"directory": "/etc/kubernetes/catalyst/patches"},
-        });
-        files.push(json!({"path": "/etc/kubernetes/catalyst/join.yaml", "permissions": "0600", "content": to_yaml(&join_config)}));
-        files.push(json!({"path": JOIN_UNIT_PATH, "permissions": "0644", "content": join_unit(&node_name)}));
-        // cloud-init's runcmd runs once; the unit retries until the node has joined, and at
-        // every boot after checks that it has.
-        config["runcmd"] =
-            json!([["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", JOIN_UNIT],]);
-    }
-    config["write_files"] = json!(files);
-    format!("#cloud-config\n{}", to_yaml(&config))
-}
-
-/// The systemd unit that joins the VM to the cluster.
-pub const JOIN_UNIT: &str = "catalyst-join.service";
-const JOIN_UNIT_PATH: &str = "/etc/systemd/system/catalyst-join.service";
-
-/// A join that retries until it has succeeded: `kubeadm join` fails while the control plane is
-/// unreachable or the container runtime is not up yet, and cloud-init's `runcmd` never runs
-/// twice. `Type=oneshot` with `Restart=on-failure` restarts (systemd's own TEST-41
-/// `oneshot-restart`); `StartLimitIntervalSec=0` lifts the default limit of 5 starts in 10 s
-/// (systemd.unit(5)), so it never gives up. Each attempt first undoes what a failed one left
-/// (kubeadm's preflight refuses an existing `/etc/kubernetes/pki/ca.crt`); once the kubelet's
-/// kubeconfig exists the node has joined and the unit no longer runs, at this boot or later.
-fn join_unit(node_name: &str) -> String {
-    format!(
-        "[Unit]\n\
-         Description=Join this VM to the cluster as node {node_name}, retried until it has\n\
-         Wants=network-online.target\n\
-         After=network-online.target containerd.service\n\
-         ConditionPathExists=!/etc/kubernetes/kubelet.conf\n\
-         StartLimitIntervalSec=0\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         ExecStartPre=-kubeadm reset --force\n\
-         ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml\n\
-         Restart=on-failure\n\
-         RestartSec=20s\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n"
-    )
 }
 
 fn to_yaml(value: &serde_json::Value) -> String {

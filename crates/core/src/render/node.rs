@@ -1,0 +1,244 @@
+//! How a VM becomes a node only its own workloads use: the cloud-init user data that
+//! installs Kubernetes on a stock image when asked, configures the kubelet and joins the
+//! cluster from a systemd unit that retries, with the guest's own bridged address as the
+//! node's IP.
+
+use super::{labels, to_yaml};
+use crate::planner::model::EVICTION_HARD;
+use crate::validation::node_name;
+use catalyst_api::CatalystVM;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The kubeadm join credentials, read from the Secret `spec.node.joinSecretName` names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinCredentials {
+    pub api_server_endpoint: String,
+    pub token: String,
+    pub ca_cert_hash: String,
+}
+
+/// Never prints the values, so credentials cannot leak through a log or an error.
+impl std::fmt::Debug for JoinCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinCredentials { <redacted> }")
+    }
+}
+
+/// The keys a join Secret must have.
+pub const JOIN_KEYS: [&str; 3] = ["apiServerEndpoint", "token", "caCertHash"];
+
+/// Placeholder for a secret value in offline output.
+pub const REDACTED: &str = "<redacted>";
+
+impl JoinCredentials {
+    /// Stand-ins for `kubectl catalyst render`, which never reads a Secret.
+    pub fn redacted() -> Self {
+        Self { api_server_endpoint: REDACTED.into(), token: REDACTED.into(), ca_cert_hash: REDACTED.into() }
+    }
+
+    /// Reads the credentials; the error names the Secret and the missing keys, never a value.
+    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
+        let data = secret.data.clone().unwrap_or_default();
+        let read =
+            |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string());
+        let missing: Vec<&str> = JOIN_KEYS.into_iter().filter(|k| read(k).is_none_or(|v| v.is_empty())).collect();
+        if !missing.is_empty() {
+            return Err(format!("Secret {} lacks the key(s) {}", secret.name_any(), missing.join(", ")));
+        }
+        Ok(Self {
+            api_server_endpoint: read("apiServerEndpoint").unwrap_or_default(),
+            token: read("token").unwrap_or_default(),
+            ca_cert_hash: read("caCertHash").unwrap_or_default(),
+        })
+    }
+}
+
+/// The topology manager policy of the VM's kubelet (scope `pod`). A guest without NUMA
+/// passthrough has one NUMA node, so `single-numa-node` admits every replica that fits the
+/// node. Under passthrough the guest has a NUMA node per host cell its vCPUs land on, and
+/// `single-numa-node` would refuse a replica larger than one (`TopologyAffinityError`, kubernetes
+/// `pkg/kubelet/cm/topologymanager/policy_single_numa_node.go`), recreated forever by its
+/// StatefulSet; `restricted` admits a replica on the fewest NUMA nodes that can hold it (a hint
+/// is preferred when no narrower one could satisfy the request) and refuses it only when
+/// those are taken.
+pub fn topology_manager_policy(spec: &catalyst_api::CatalystVMSpec) -> &'static str {
+    if spec.numa_passthrough { "restricted" } else { "single-numa-node" }
+}
+
+/// The cloud-init user data that makes the VM a node only its own workloads use: the kubelet
+/// with the static CPU manager (its reserved cores first), the topology policy of
+/// [`topology_manager_policy`], the VM's reserved memory and eviction thresholds, the
+/// `catalyst.io/vm` label and the `catalyst.io/dedicated` taint; then, when there are
+/// credentials, the join unit with its scripts ([`join_unit`]).
+pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> String {
+    let node = &vm.spec.node;
+    let node_name = node_name(vm);
+    let reserved_cpus = match node.reserved_cpu {
+        0 | 1 => "0".to_string(),
+        n => format!("0-{}", n - 1),
+    };
+    let kubelet = json!({
+        "cpuManagerPolicy": "static",
+        "cpuManagerPolicyOptions": {"full-pcpus-only": "true"},
+        "reservedSystemCPUs": reserved_cpus,
+        "topologyManagerPolicy": topology_manager_policy(&vm.spec),
+        "topologyManagerScope": "pod",
+        "systemReserved": {"memory": node.reserved_memory.0},
+        "evictionHard": EVICTION_HARD.iter().map(|(signal, threshold)| (*signal, *threshold)).collect::<BTreeMap<_, _>>(),
+    });
+    let mut node_labels = vec![format!("{}={}", labels::VM, node_name)];
+    node_labels.extend(node.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut files = vec![json!({
+        "path": format!("{DIR}/patches/kubeletconfiguration+merge.yaml"),
+        "permissions": "0644",
+        "content": to_yaml(&kubelet),
+    })];
+    let mut config = json!({"hostname": node_name, "write_files": []});
+    if let Some(join) = join {
+        let join_config = json!({
+            "apiVersion": "kubeadm.k8s.io/v1beta4",
+            "kind": "JoinConfiguration",
+            "discovery": {"bootstrapToken": {
+                "apiServerEndpoint": join.api_server_endpoint,
+                "token": join.token,
+                "caCertHashes": [join.ca_cert_hash],
+            }},
+            "nodeRegistration": {
+                "name": node_name,
+                "kubeletExtraArgs": [
+                    {"name": "node-labels", "value": node_labels.join(",")},
+                    {"name": "node-ip", "value": NODE_IP_PLACEHOLDER},
+                ],
+                "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
+            },
+            "patches": {"directory": format!("{DIR}/patches")},
+        });
+        files.push(
+            json!({"path": format!("{DIR}/join.yaml.in"), "permissions": "0600", "content": to_yaml(&join_config)}),
+        );
+        files.push(json!({"path": format!("{DIR}/node-ip.sh"), "permissions": "0700", "content": NODE_IP_SCRIPT}));
+        if let Some(version) = &node.kubernetes_version {
+            files.push(
+                json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": install_script(version)}),
+            );
+        }
+        files.push(json!({
+            "path": JOIN_UNIT_PATH,
+            "permissions": "0644",
+            "content": join_unit(&node_name, node.kubernetes_version.is_some()),
+        }));
+        // cloud-init's runcmd runs once; the unit retries until the node has joined, and at
+        // every boot after checks that it has.
+        config["runcmd"] =
+            json!([["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", JOIN_UNIT],]);
+    }
+    config["write_files"] = json!(files);
+    format!("#cloud-config\n{}", to_yaml(&config))
+}
+
+/// Where Catalyst's files live in the guest.
+const DIR: &str = "/etc/kubernetes/catalyst";
+
+/// The systemd unit that joins the VM to the cluster.
+pub const JOIN_UNIT: &str = "catalyst-join.service";
+const JOIN_UNIT_PATH: &str = "/etc/systemd/system/catalyst-join.service";
+
+/// Stands in `join.yaml.in` for the node IP, which only the running guest knows.
+pub const NODE_IP_PLACEHOLDER: &str = "@NODE_IP@";
+
+/// The kubelet's `--node-ip` (a flag, not a KubeletConfiguration field; kubeadm v1beta4 passes
+/// it through `nodeRegistration.kubeletExtraArgs`): the IPv4 address the guest reaches the API
+/// server from, on its bridged interface, which it took from DHCP. Written into `join.yaml`
+/// from `join.yaml.in` at each attempt. `CATALYST_DIR` only moves the files for a test.
+pub const NODE_IP_SCRIPT: &str = r#"#!/bin/sh
+# The node's IP: the address this guest reaches the API server from.
+set -eu
+dir="${CATALYST_DIR:-/etc/kubernetes/catalyst}"
+endpoint=$(sed -n 's/^ *apiServerEndpoint: *//p' "$dir/join.yaml.in" | tr -d "'\"")
+server=$(getent ahostsv4 "${endpoint%:*}" | awk 'NR == 1 { print $1 }')
+test -n "$server"
+ip=$(ip -4 -o route get "$server" | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+test -n "$ip"
+sed "s/@NODE_IP@/$ip/" "$dir/join.yaml.in" > "$dir/join.yaml"
+chmod 600 "$dir/join.yaml"
+"#;
+
+/// Turns a stock Debian or Ubuntu cloud image into a node of Kubernetes `version`, following
+/// kubernetes.io's "Installing kubeadm" and "Container Runtimes": swap off; IPv4 forwarding
+/// (and the bridge netfilter a kube-proxy in iptables mode needs); containerd with the systemd
+/// cgroup driver, which kubeadm's kubelet uses since v1.22; kubelet and kubeadm from the
+/// pkgs.k8s.io repository of the minor release (pinned to the patch release when one is
+/// given), held against upgrades. Does nothing when kubeadm of that release is installed, so
+/// a retry or a reboot only finishes what failed.
+pub fn install_script(version: &str) -> String {
+    let minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    let package = match version.split('.').nth(2) {
+        Some(_) => format!("={}-*", &version[1..]),
+        None => String::new(),
+    };
+    // `kubeadm version -o short` prints `v1.34.2`: the release, or any patch of the minor.
+    let escaped = version.replace('.', r"\.");
+    let installed = if package.is_empty() { format!(r"^{escaped}\.") } else { format!("^{escaped}$") };
+    format!(
+        r#"#!/bin/sh
+# Kubernetes {version} on a stock Debian or Ubuntu image.
+set -eux
+if command -v kubeadm >/dev/null && kubeadm version -o short | grep -q '{installed}'; then exit 0; fi
+swapoff -a
+sed -i '/\sswap\s/s/^/#/' /etc/fstab
+printf 'overlay\nbr_netfilter\n' > /etc/modules-load.d/k8s.conf
+modprobe overlay
+modprobe br_netfilter
+printf 'net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n' > /etc/sysctl.d/k8s.conf
+sysctl --system
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y apt-transport-https ca-certificates curl gpg containerd
+mkdir -p -m 755 /etc/apt/keyrings
+curl -fsSL https://pkgs.k8s.io/core:/stable:/{minor}/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/{minor}/deb/ /' > /etc/apt/sources.list.d/kubernetes.list
+apt-get update
+apt-get install -y kubelet{package} kubeadm{package}
+apt-mark hold kubelet kubeadm containerd
+mkdir -p /etc/containerd
+containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml
+systemctl restart containerd
+systemctl enable kubelet
+"#
+    )
+}
+
+/// A join that retries until it has succeeded: `kubeadm join` fails while the control plane is
+/// unreachable or the container runtime is not up yet, and cloud-init's `runcmd` never runs
+/// twice. `Type=oneshot` with `Restart=on-failure` restarts (systemd's own TEST-41
+/// `oneshot-restart`); `StartLimitIntervalSec=0` lifts the default limit of 5 starts in 10 s
+/// (systemd.unit(5)), so it never gives up. Each attempt installs Kubernetes when asked and
+/// not yet done, undoes what a failed attempt left (kubeadm's preflight refuses an existing
+/// `/etc/kubernetes/pki/ca.crt`) and finds the node IP; once the kubelet's kubeconfig exists
+/// the node has joined and the unit no longer runs, at this boot or later.
+fn join_unit(node_name: &str, install: bool) -> String {
+    let install = if install { format!("ExecStartPre={DIR}/install.sh\n") } else { String::new() };
+    format!(
+        "[Unit]\n\
+         Description=Join this VM to the cluster as node {node_name}, retried until it has\n\
+         Wants=network-online.target\n\
+         After=network-online.target containerd.service\n\
+         ConditionPathExists=!/etc/kubernetes/kubelet.conf\n\
+         StartLimitIntervalSec=0\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         {install}\
+         ExecStartPre=-kubeadm reset --force\n\
+         ExecStartPre={DIR}/node-ip.sh\n\
+         ExecStart=kubeadm join --config {DIR}/join.yaml\n\
+         Restart=on-failure\n\
+         RestartSec=20s\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
