@@ -110,11 +110,7 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
 fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     let mut vm = vm_named("kafka-2");
     vm.spec.node.reserved_cpu = 2;
-    let join = JoinCredentials {
-        api_server_endpoint: "10.0.0.1:6443".into(),
-        token: "abcdef.0123456789abcdef".into(),
-        ca_cert_hash: "sha256:00".into(),
-    };
+    let join = credentials("10.0.0.1:6443");
     let text = render::cloud_init_user_data(&vm, Some(&join));
     assert!(text.starts_with("#cloud-config\n"));
     let config: Value = serde_norway::from_str(&text).unwrap();
@@ -263,11 +259,7 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
 fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let mut vm = vm_named("api-a");
     vm.spec.node.kubernetes_version = Some("v1.34.2".into());
-    let join = JoinCredentials {
-        api_server_endpoint: "10.0.0.1:6443".into(),
-        token: "abcdef.0123456789abcdef".into(),
-        ca_cert_hash: "sha256:00".into(),
-    };
+    let join = credentials("10.0.0.1:6443");
     let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, Some(&join))).unwrap();
     let files = config["write_files"].as_array().unwrap();
     let script = files.iter().find(|f| f["path"] == "/etc/kubernetes/catalyst/install.sh").unwrap();
@@ -301,11 +293,7 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     let dir = std::env::temp_dir().join(format!("catalyst-node-ip-{}", std::process::id()));
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let join = JoinCredentials {
-        api_server_endpoint: "control-plane.example:6443".into(),
-        token: "abcdef.0123456789abcdef".into(),
-        ca_cert_hash: "sha256:00".into(),
-    };
+    let join = credentials("control-plane.example:6443");
     let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), Some(&join))).unwrap();
     let template = config["write_files"][1]["content"].as_str().unwrap();
     std::fs::write(dir.join("join.yaml.in"), template).unwrap();
@@ -335,4 +323,13 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     assert_eq!(written["nodeRegistration"]["kubeletExtraArgs"][1], json!({"name": "node-ip", "value": "10.244.3.17"}));
     assert_eq!(written["discovery"], serde_norway::from_str::<Value>(template).unwrap()["discovery"]);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Join credentials of a bootstrap token for the API server at `endpoint`.
+fn credentials(endpoint: &str) -> JoinCredentials {
+    JoinCredentials {
+        api_server_endpoint: endpoint.into(),
+        token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: "sha256:00".into(),
+    }
 }
