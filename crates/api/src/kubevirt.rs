@@ -380,3 +380,46 @@ mod tests {
         assert!(PrintableStatus::ErrorUnschedulable.is_failure() && !newer.is_failure());
     }
 }
+
+/// `kubevirt.io/v1` VirtualMachineInstance, only what Catalyst reads: where it runs and the
+/// addresses KubeVirt reports for its interfaces (`staging/src/kubevirt.io/api/core/v1/types.go`,
+/// KubeVirt v1.9.0, `VirtualMachineInstanceStatus` and `VirtualMachineInstanceNetworkInterface`).
+/// Catalyst never writes one: KubeVirt makes it from the VirtualMachine.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "kubevirt.io",
+    version = "v1",
+    kind = "VirtualMachineInstance",
+    namespaced,
+    status = "VirtualMachineInstanceStatus",
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
+)]
+pub struct VirtualMachineInstanceSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineInstanceStatus {
+    /// Such as Scheduling, Running, Succeeded, Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The node the VM runs on: its host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InstanceInterface>,
+}
+
+/// For a bridged interface on the pod network, KubeVirt fills the addresses from the pod's
+/// own (no guest agent needed); a guest agent adds what the guest reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInterface {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, rename = "ipAddress", skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, rename = "ipAddresses", skip_serializing_if = "Vec::is_empty")]
+    pub ip_addresses: Vec<String>,
+}

@@ -140,15 +140,15 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         join_config["nodeRegistration"]["taints"][0],
         json!({"key": "catalyst.io/dedicated", "value": "kafka-2", "effect": "NoSchedule"})
     );
-    // The node IP is the guest's own, found at boot (kubeadm v1beta4 passes kubelet flags).
-    assert_eq!(
-        join_config["nodeRegistration"]["kubeletExtraArgs"][1],
-        json!({"name": "node-ip", "value": "@NODE_IP@"})
-    );
     assert_eq!(join_config["discovery"]["bootstrapToken"]["token"], "abcdef.0123456789abcdef");
-    assert_eq!(files[1]["path"], "/etc/kubernetes/catalyst/join.yaml.in");
+    assert_eq!(files[1]["path"], "/etc/kubernetes/catalyst/join.yaml");
     assert_eq!(files[1]["permissions"], "0600");
+    // The node IP is the guest's own, found at every boot before the kubelet starts.
     assert_eq!(files[2]["path"], "/etc/kubernetes/catalyst/node-ip.sh");
+    assert_eq!(files[3]["path"], "/etc/systemd/system/catalyst-node-ip.service");
+    let node_ip_unit = files[3]["content"].as_str().unwrap();
+    assert!(node_ip_unit.lines().any(|l| l == "Before=kubelet.service catalyst-join.service"), "{node_ip_unit}");
+    assert_eq!(config["runcmd"][1], json!(["systemctl", "enable", "catalyst-node-ip.service"]));
     // The join is a systemd unit that retries until the node has joined (runcmd runs once).
     let unit_file = files.iter().find(|f| f["path"] == "/etc/systemd/system/catalyst-join.service").unwrap();
     let unit = unit_file["content"].as_str().unwrap();
@@ -157,7 +157,6 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         "Restart=on-failure",
         "StartLimitIntervalSec=0",
         "ConditionPathExists=!/etc/kubernetes/kubelet.conf",
-        "ExecStartPre=/etc/kubernetes/catalyst/node-ip.sh",
         "ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml",
         "WantedBy=multi-user.target",
     ] {
@@ -165,7 +164,7 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     }
     // A prepared image: nothing to install.
     assert!(!unit.contains("install.sh") && files.iter().all(|f| f["path"] != "/etc/kubernetes/catalyst/install.sh"));
-    assert_eq!(config["runcmd"][1], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
+    assert_eq!(config["runcmd"][2], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
     let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, None)).unwrap();
     assert_eq!(alone["write_files"].as_array().unwrap().len(), 1);
@@ -266,7 +265,7 @@ fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let script = script["content"].as_str().unwrap();
     for line in [
         "curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
-        "apt-get install -y kubelet=1.34.2-* kubeadm=1.34.2-*",
+        "apt-get install -y -o Dpkg::Options::=--force-confold kubelet=1.34.2-* kubeadm=1.34.2-*",
         "apt-mark hold kubelet kubeadm containerd",
         "swapoff -a",
         r"if command -v kubeadm >/dev/null && kubeadm version -o short | grep -q '^v1\.34\.2$'; then exit 0; fi",
@@ -276,18 +275,15 @@ fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let unit = files.iter().find(|f| f["path"] == "/etc/systemd/system/catalyst-join.service").unwrap();
     let pre: Vec<&str> =
         unit["content"].as_str().unwrap().lines().filter_map(|l| l.strip_prefix("ExecStartPre=")).collect();
-    assert_eq!(
-        pre,
-        ["/etc/kubernetes/catalyst/install.sh", "-kubeadm reset --force", "/etc/kubernetes/catalyst/node-ip.sh"]
-    );
+    assert_eq!(pre, ["/etc/kubernetes/catalyst/install.sh", "-kubeadm reset --force"]);
     // A minor release takes its newest patch.
     let minor = render::install_script("v1.34");
-    assert!(minor.contains("apt-get install -y kubelet kubeadm\n"), "{minor}");
+    assert!(minor.contains("--force-confold kubelet kubeadm\n"), "{minor}");
     assert!(minor.contains(r"grep -q '^v1\.34\.'"), "{minor}");
 }
 
-/// The node-IP script, run as the join unit runs it, against stand-ins for `getent` and `ip`:
-/// the kubelet is given the address the guest reaches the API server from.
+/// The node-IP script, run as its unit runs it, against stand-ins for `getent` and `ip`: the
+/// kubelet is given the address the guest reaches the API server from.
 #[test]
 fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     let dir = std::env::temp_dir().join(format!("catalyst-node-ip-{}", std::process::id()));
@@ -295,8 +291,7 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     std::fs::create_dir_all(&bin).unwrap();
     let join = credentials("control-plane.example:6443");
     let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), Some(&join))).unwrap();
-    let template = config["write_files"][1]["content"].as_str().unwrap();
-    std::fs::write(dir.join("join.yaml.in"), template).unwrap();
+    std::fs::write(dir.join("join.yaml"), config["write_files"][1]["content"].as_str().unwrap()).unwrap();
     let stub = |name: &str, body: &str| {
         let path = bin.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -316,12 +311,11 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
         .arg(render::NODE_IP_SCRIPT)
         .env("PATH", path)
         .env("CATALYST_DIR", &dir)
+        .env("KUBELET_DEFAULTS", dir.join("kubelet"))
         .status()
         .unwrap();
     assert!(status.success());
-    let written: Value = serde_norway::from_str(&std::fs::read_to_string(dir.join("join.yaml")).unwrap()).unwrap();
-    assert_eq!(written["nodeRegistration"]["kubeletExtraArgs"][1], json!({"name": "node-ip", "value": "10.244.3.17"}));
-    assert_eq!(written["discovery"], serde_norway::from_str::<Value>(template).unwrap()["discovery"]);
+    assert_eq!(std::fs::read_to_string(dir.join("kubelet")).unwrap(), "KUBELET_EXTRA_ARGS=--node-ip=10.244.3.17\n");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

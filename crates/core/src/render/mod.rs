@@ -5,7 +5,7 @@
 mod node;
 
 pub use node::{
-    JOIN_KEYS, JOIN_UNIT, JoinCredentials, NODE_IP_PLACEHOLDER, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data,
+    JOIN_KEYS, JOIN_UNIT, JoinCredentials, NODE_IP_SCRIPT, NODE_IP_UNIT_NAME, REDACTED, cloud_init_user_data,
     install_script, topology_manager_policy,
 };
 

@@ -108,18 +108,15 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
             }},
             "nodeRegistration": {
                 "name": node_name,
-                "kubeletExtraArgs": [
-                    {"name": "node-labels", "value": node_labels.join(",")},
-                    {"name": "node-ip", "value": NODE_IP_PLACEHOLDER},
-                ],
+                "kubeletExtraArgs": [{"name": "node-labels", "value": node_labels.join(",")}],
                 "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
             },
             "patches": {"directory": format!("{DIR}/patches")},
         });
-        files.push(
-            json!({"path": format!("{DIR}/join.yaml.in"), "permissions": "0600", "content": to_yaml(&join_config)}),
-        );
+        files
+            .push(json!({"path": format!("{DIR}/join.yaml"), "permissions": "0600", "content": to_yaml(&join_config)}));
         files.push(json!({"path": format!("{DIR}/node-ip.sh"), "permissions": "0700", "content": NODE_IP_SCRIPT}));
+        files.push(json!({"path": NODE_IP_UNIT_PATH, "permissions": "0644", "content": NODE_IP_UNIT}));
         if let Some(version) = &node.kubernetes_version {
             files.push(
                 json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": install_script(version)}),
@@ -132,8 +129,11 @@ pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> 
         }));
         // cloud-init's runcmd runs once; the unit retries until the node has joined, and at
         // every boot after checks that it has.
-        config["runcmd"] =
-            json!([["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", JOIN_UNIT],]);
+        config["runcmd"] = json!([
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", NODE_IP_UNIT_NAME],
+            ["systemctl", "enable", "--now", "--no-block", JOIN_UNIT],
+        ]);
     }
     config["write_files"] = json!(files);
     format!("#cloud-config\n{}", to_yaml(&config))
@@ -146,32 +146,50 @@ const DIR: &str = "/etc/kubernetes/catalyst";
 pub const JOIN_UNIT: &str = "catalyst-join.service";
 const JOIN_UNIT_PATH: &str = "/etc/systemd/system/catalyst-join.service";
 
-/// Stands in `join.yaml.in` for the node IP, which only the running guest knows.
-pub const NODE_IP_PLACEHOLDER: &str = "@NODE_IP@";
-
-/// The kubelet's `--node-ip` (a flag, not a KubeletConfiguration field; kubeadm v1beta4 passes
-/// it through `nodeRegistration.kubeletExtraArgs`): the IPv4 address the guest reaches the API
-/// server from, on its bridged interface, which it took from DHCP. Written into `join.yaml`
-/// from `join.yaml.in` at each attempt. `CATALYST_DIR` only moves the files for a test.
+/// The kubelet's `--node-ip` (a flag, not a KubeletConfiguration field): the IPv4 address the
+/// guest reaches the API server from, on its bridged interface, which it took from DHCP. On
+/// the pod network that is the launcher pod's address, new at each restart of the VM, so it is
+/// found again at every boot, before the kubelet starts, and given to it through
+/// `/etc/default/kubelet`'s `KUBELET_EXTRA_ARGS`, which kubeadm's kubelet drop-in reads (and
+/// which outranks the flags kubeadm itself writes). `CATALYST_DIR` and `KUBELET_DEFAULTS` only
+/// move the files for a test.
 pub const NODE_IP_SCRIPT: &str = r#"#!/bin/sh
 # The node's IP: the address this guest reaches the API server from.
 set -eu
 dir="${CATALYST_DIR:-/etc/kubernetes/catalyst}"
-endpoint=$(sed -n 's/^ *apiServerEndpoint: *//p' "$dir/join.yaml.in" | tr -d "'\"")
+endpoint=$(sed -n 's/^ *apiServerEndpoint: *//p' "$dir/join.yaml" | tr -d "'\"")
 server=$(getent ahostsv4 "${endpoint%:*}" | awk 'NR == 1 { print $1 }')
 test -n "$server"
 ip=$(ip -4 -o route get "$server" | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 test -n "$ip"
-sed "s/@NODE_IP@/$ip/" "$dir/join.yaml.in" > "$dir/join.yaml"
-chmod 600 "$dir/join.yaml"
+echo "KUBELET_EXTRA_ARGS=--node-ip=$ip" > "${KUBELET_DEFAULTS:-/etc/default/kubelet}"
 "#;
+
+/// Runs [`NODE_IP_SCRIPT`] at every boot, once the network is up and before the kubelet or the
+/// join start. When it fails the kubelet still starts, with the address it finds itself.
+const NODE_IP_UNIT: &str = "[Unit]\n\
+    Description=Give the kubelet this VM's own address as its node IP\n\
+    Wants=network-online.target\n\
+    After=network-online.target\n\
+    Before=kubelet.service catalyst-join.service\n\
+    \n\
+    [Service]\n\
+    Type=oneshot\n\
+    RemainAfterExit=yes\n\
+    ExecStart=/etc/kubernetes/catalyst/node-ip.sh\n\
+    \n\
+    [Install]\n\
+    WantedBy=multi-user.target\n";
+pub const NODE_IP_UNIT_NAME: &str = "catalyst-node-ip.service";
+const NODE_IP_UNIT_PATH: &str = "/etc/systemd/system/catalyst-node-ip.service";
 
 /// Turns a stock Debian or Ubuntu cloud image into a node of Kubernetes `version`, following
 /// kubernetes.io's "Installing kubeadm" and "Container Runtimes": swap off; IPv4 forwarding
 /// (and the bridge netfilter a kube-proxy in iptables mode needs); containerd with the systemd
 /// cgroup driver, which kubeadm's kubelet uses since v1.22; kubelet and kubeadm from the
 /// pkgs.k8s.io repository of the minor release (pinned to the patch release when one is
-/// given), held against upgrades. Does nothing when kubeadm of that release is installed, so
+/// given), held against upgrades, keeping the `/etc/default/kubelet` the node-IP unit wrote
+/// (`--force-confold`). Does nothing when kubeadm of that release is installed, so
 /// a retry or a reboot only finishes what failed.
 pub fn install_script(version: &str) -> String {
     let minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
@@ -201,7 +219,7 @@ mkdir -p -m 755 /etc/apt/keyrings
 curl -fsSL https://pkgs.k8s.io/core:/stable:/{minor}/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
 echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/{minor}/deb/ /' > /etc/apt/sources.list.d/kubernetes.list
 apt-get update
-apt-get install -y kubelet{package} kubeadm{package}
+apt-get install -y -o Dpkg::Options::=--force-confold kubelet{package} kubeadm{package}
 apt-mark hold kubelet kubeadm containerd
 mkdir -p /etc/containerd
 containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml
@@ -224,8 +242,8 @@ fn join_unit(node_name: &str, install: bool) -> String {
     format!(
         "[Unit]\n\
          Description=Join this VM to the cluster as node {node_name}, retried until it has\n\
-         Wants=network-online.target\n\
-         After=network-online.target containerd.service\n\
+         Wants=network-online.target {NODE_IP_UNIT_NAME}\n\
+         After=network-online.target containerd.service {NODE_IP_UNIT_NAME}\n\
          ConditionPathExists=!/etc/kubernetes/kubelet.conf\n\
          StartLimitIntervalSec=0\n\
          \n\
@@ -233,7 +251,6 @@ fn join_unit(node_name: &str, install: bool) -> String {
          Type=oneshot\n\
          {install}\
          ExecStartPre=-kubeadm reset --force\n\
-         ExecStartPre={DIR}/node-ip.sh\n\
          ExecStart=kubeadm join --config {DIR}/join.yaml\n\
          Restart=on-failure\n\
          RestartSec=20s\n\
