@@ -107,7 +107,10 @@ async fn a_layout_converges_into_pinned_virtual_machines_and_statefulsets() {
     let spec = set.spec.unwrap();
     assert_eq!((spec.replicas, spec.ordinals.unwrap().start), (Some(3), Some(1)));
     let pod = spec.template.spec.unwrap();
-    assert_eq!(pod.node_selector.unwrap().get("catalyst.io/vm"), Some(&format!("api-a.{ns}")));
+    // Replicas go only to the node the operator verified, never on the kubelet's own label.
+    let selector = pod.node_selector.unwrap();
+    assert_eq!(selector.get("catalyst.io.node-restriction.kubernetes.io/vm"), Some(&format!("api-a.{ns}")));
+    assert_eq!(selector.get("catalyst.io/vm"), None);
     let resources = pod.containers[0].resources.clone().unwrap();
     assert_eq!(resources.requests, resources.limits, "Guaranteed QoS");
 
@@ -892,4 +895,79 @@ async fn a_real_kubelet_reports_a_guaranteed_pods_exclusive_cpu_through_the_agen
     let cpus = catalyst_core::cpuset::CpuSet::parse(&cpus).unwrap();
     assert_eq!(cpus.len(), 1, "one whole CPU, exclusively: {cpus}");
     cluster.clean_up(&ns, &[]).await;
+}
+
+/// Issue 10, item 5, against an API server: a node that registers under a VM's name (its
+/// kubelet sets `catalyst.io/vm`) gets the node-restriction label the replicas select on only
+/// once its InternalIP is the address KubeVirt reports for the VM's instance on the VM's host.
+/// The test plays KubeVirt and the kubelet: it writes the instance and the Node itself, so it
+/// runs where the suite installed its VirtualMachineInstance stand-in (no KubeVirt).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vms_node_is_labelled_for_its_replicas_once_it_matches_the_vms_instance() {
+    let (cluster, ns, _operator, layout) = running_minimal("verify").await;
+    let client = &cluster.client;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let crd = crds.get("virtualmachineinstances.kubevirt.io").await.unwrap();
+    if !crd.annotations().contains_key("catalyst.io/stand-in") {
+        eprintln!("skipped: KubeVirt runs here; the test would have to fake its instances");
+        cluster.clean_up(&ns, &layout.hosts).await;
+        return;
+    }
+    let host = placed_host(client, &ns, "api-a").await;
+    let host_node = layout.hosts.iter().find(|h| h.name_any() == host).unwrap().spec.node_name.clone();
+    let instances: Api<catalyst_api::kubevirt::VirtualMachineInstance> = Api::namespaced(client.clone(), &ns);
+    let mut instance: catalyst_api::kubevirt::VirtualMachineInstance =
+        serde_json::from_value(json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                                      "metadata": {"name": "api-a"}, "spec": {}}))
+        .unwrap();
+    instance = instances.create(&PostParams::default(), &instance).await.unwrap();
+    instance.status = serde_json::from_value(json!({"phase": "Running", "nodeName": host_node,
+        "interfaces": [{"name": "default", "ipAddress": "10.244.9.17", "ipAddresses": ["10.244.9.17"]}]}))
+    .unwrap();
+    instances.replace_status(&instance.name_any(), &PostParams::default(), &instance).await.unwrap();
+
+    // The node registers as a kubelet would: its own label, then its addresses in its status.
+    let node_name = format!("api-a.{ns}");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let register = |address: &str| {
+        serde_json::from_value::<k8s_openapi::api::core::v1::Node>(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node_name, "labels": {"catalyst.io/vm": node_name}},
+            "status": {"addresses": [{"type": "InternalIP", "address": address}]}
+        }))
+        .unwrap()
+    };
+    let mut node = nodes.create(&PostParams::default(), &register("192.168.9.9")).await.unwrap();
+    node.status = register("192.168.9.9").status;
+    nodes.replace_status(&node_name, &PostParams::default(), &node).await.unwrap();
+    let verified = |vm: CatalystVM| {
+        vm.status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "NodeVerified"))
+            .map(|c| (c.status, c.reason))
+    };
+    eventually("an impostor's address refused", CONVERGE, || async {
+        let vm = vms(client, &ns).get("api-a").await.ok()?;
+        (verified(vm)? == ("False".to_string(), "AddressMismatch".to_string())).then_some(())
+    })
+    .await;
+    let labels = nodes.get(&node_name).await.unwrap().metadata.labels.unwrap_or_default();
+    assert!(!labels.contains_key("catalyst.io.node-restriction.kubernetes.io/vm"), "{labels:?}");
+
+    // Its address becomes the instance's: the VM's own node.
+    let mut node = nodes.get(&node_name).await.unwrap();
+    node.status = register("10.244.9.17").status;
+    nodes.replace_status(&node_name, &PostParams::default(), &node).await.unwrap();
+    eventually("the node labelled as the VM's", CONVERGE, || async {
+        let labels = nodes.get(&node_name).await.ok()?.metadata.labels?;
+        (labels.get("catalyst.io.node-restriction.kubernetes.io/vm") == Some(&node_name)).then_some(())
+    })
+    .await;
+    eventually("NodeVerified", CONVERGE, || async {
+        let vm = vms(client, &ns).get("api-a").await.ok()?;
+        (verified(vm)? == ("True".to_string(), "Verified".to_string())).then_some(())
+    })
+    .await;
+    nodes.delete(&node_name, &DeleteParams::default()).await.unwrap();
+    cluster.clean_up(&ns, &layout.hosts).await;
 }

@@ -2,7 +2,8 @@
 //!
 //! [`validation`] checks objects offline, [`manifest`] reads multi-document YAML within
 //! [`manifest::bounds`], [`planner`] places VMs on hosts and groups in VMs, [`render`] builds
-//! the objects the operator applies, [`crd`] and [`schema`] generate and check the CRDs, and
+//! the objects the operator applies, [`node_identity`] decides whether a Node is the VM it
+//! claims to be, [`crd`] and [`schema`] generate and check the CRDs, and
 //! [`pool`] selects the hosts one operator owns. The crate has no kube client and no tokio:
 //! the compiler, not a comment, keeps I/O out; the only I/O is [`manifest::load`] reading files.
 
@@ -10,6 +11,7 @@ pub mod cpuset;
 pub mod crd;
 pub mod key;
 pub mod manifest;
+pub mod node_identity;
 pub mod pinning;
 pub mod planner;
 pub mod pool;

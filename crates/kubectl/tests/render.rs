@@ -196,7 +196,8 @@ fn a_service_group_becomes_a_parallel_statefulset_of_guaranteed_pinned_replicas(
     assert_eq!(spec["podManagementPolicy"], "Parallel");
     assert_eq!(spec["serviceName"], "kafka-broker-1");
     let pod = &spec["template"]["spec"];
-    assert_eq!(pod["nodeSelector"], json!({"catalyst.io/vm": "kafka-1.catalyst-v3"}));
+    // The label the operator sets once it verified the node, which no kubelet may set itself.
+    assert_eq!(pod["nodeSelector"], json!({"catalyst.io.node-restriction.kubernetes.io/vm": "kafka-1.catalyst-v3"}));
     assert_eq!(
         pod["tolerations"][0],
         json!({"key": "catalyst.io/dedicated", "operator": "Equal", "value": "kafka-1", "effect": "NoSchedule"})

@@ -77,7 +77,18 @@ pub const CLUSTER: &[Grant] = &[
         verbs: &["get", "list", "watch", "create", "patch"],
         why: "apply and follow each group's StatefulSet",
     },
-    Grant { group: "", resource: "nodes", verbs: &["list", "watch"], why: "hosts' and VMs' node readiness" },
+    Grant {
+        group: "",
+        resource: "nodes",
+        verbs: &["list", "watch", "patch"],
+        why: "hosts' and VMs' node readiness; label a VM's node once it is verified (one label, server-side apply)",
+    },
+    Grant {
+        group: "kubevirt.io",
+        resource: "virtualmachineinstances",
+        verbs: &["get"],
+        why: "match a node that claims a VM to the VM's instance (its host and addresses)",
+    },
     Grant {
         group: "events.k8s.io",
         resource: "events",

@@ -655,6 +655,15 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     controller::vm::reconcile(vm_guard(&world, "api-a"), ctx()).await.unwrap();
     controller::vm::reconcile(vm_guard(&world, "api-b"), ctx()).await.unwrap();
     controller::group::reconcile(group_guard(&world, "api-a"), ctx()).await.unwrap();
+    // api-a's node joins and is verified against its instance, then labelled.
+    let joined = reread(&fake, &world);
+    let host = joined.vms[0].status.as_ref().unwrap().host.clone().unwrap();
+    let host_node =
+        joined.hosts.iter().find(|h| h.metadata.name.as_ref() == Some(&host)).unwrap().spec.node_name.clone();
+    fake.insert(&format!("{INSTANCES}/api-a"), instance("api-a", &host_node, "10.244.3.17"));
+    let node = claiming_node("api-a", "10.244.3.17");
+    fake.insert("/api/v1/nodes/api-a.catalyst-demo", serde_json::to_value(&node).unwrap());
+    controller::vm::reconcile(vm_guard(&joined, "api-a"), context(client.clone(), &joined, vec![node])).await.unwrap();
     let mut placed = reread(&fake, &world);
     placed.hosts[0].status.as_mut().unwrap().vms.push("catalyst-demo/unseen".into());
     controller::host::reconcile(Arc::new(DeserializeGuard(Ok(placed.hosts[0].clone()))), ctx()).await.unwrap();
@@ -821,4 +830,75 @@ async fn waits_requeue_soon_without_raising_the_backoff_and_every_error_is_count
     ] {
         assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
     }
+}
+
+const INSTANCES: &str = "/apis/kubevirt.io/v1/namespaces/catalyst-demo/virtualmachineinstances";
+
+/// A Ready node that claims VM `vm` (its kubelet set `catalyst.io/vm`), with InternalIP `address`.
+fn claiming_node(vm: &str, address: &str) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": format!("{vm}.catalyst-demo"), "labels": {"catalyst.io/vm": format!("{vm}.catalyst-demo")}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "addresses": [{"type": "InternalIP", "address": address}]}
+    }))
+    .unwrap()
+}
+
+/// KubeVirt's instance of VM `vm`, running on `host_node` with a bridged interface at `address`.
+fn instance(vm: &str, host_node: &str, address: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": vm, "namespace": "catalyst-demo"},
+        "spec": {},
+        "status": {"phase": "Running", "nodeName": host_node, "interfaces": [{"name": "default", "ipAddress": address}]}
+    })
+}
+
+/// Issue 10, item 5: the kubelet's own label only names a candidate; the operator sets the
+/// node-restriction label the replicas select on once the node matches the VM's instance, and
+/// never for a node whose address is not the instance's.
+#[tokio::test]
+async fn a_node_is_labelled_for_its_vms_replicas_only_once_it_matches_the_vms_instance() {
+    let (placed, fake, client) = with_api_a_placed().await;
+    let host = fake.get(&format!("{VMS}/api-a")).unwrap()["status"]["host"].as_str().unwrap().to_string();
+    let host_node = placed.hosts.iter().find(|h| h.metadata.name.as_deref() == Some(host.as_str())).unwrap();
+    let host_node = host_node.spec.node_name.clone();
+
+    // An impostor: registered under the VM's name, from another address.
+    fake.insert(&format!("{INSTANCES}/api-a"), instance("api-a", &host_node, "10.244.3.17"));
+    let impostor = claiming_node("api-a", "192.168.9.9");
+    fake.insert("/api/v1/nodes/api-a.catalyst-demo", serde_json::to_value(&impostor).unwrap());
+    let action =
+        controller::vm::reconcile(vm_guard(&placed, "api-a"), context(client.clone(), &placed, vec![impostor])).await;
+    assert_eq!(action.unwrap(), kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(15)));
+    assert!(fake.requests().iter().all(|r| !r.starts_with("PATCH /api/v1/nodes")), "{:?}", fake.requests());
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let verified = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NodeVerified").unwrap();
+    assert_eq!((&verified["status"], &verified["reason"]), (&json!("False"), &json!("AddressMismatch")));
+    let warning = fake.body_of(&format!("POST {EVENTS}")).unwrap();
+    assert_eq!(warning["reason"], "AddressMismatch");
+
+    // The VM itself: its address is the instance's, on the VM's host.
+    fake.forget_requests();
+    let node = claiming_node("api-a", "10.244.3.17");
+    fake.insert("/api/v1/nodes/api-a.catalyst-demo", serde_json::to_value(&node).unwrap());
+    let placed = reread(&fake, &placed);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), context(client.clone(), &placed, vec![node])).await.unwrap();
+    let label = fake.body_of("PATCH /api/v1/nodes/api-a.catalyst-demo").unwrap();
+    assert_eq!(
+        label["metadata"]["labels"],
+        json!({"catalyst.io.node-restriction.kubernetes.io/vm": "api-a.catalyst-demo"}),
+        "one label, nothing else"
+    );
+    let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let verified = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NodeVerified").unwrap();
+    assert_eq!((&verified["status"], &verified["reason"]), (&json!("True"), &json!("Verified")));
+
+    // Labelled, it is not checked again.
+    fake.forget_requests();
+    let labelled: Node = serde_json::from_value(fake.get("/api/v1/nodes/api-a.catalyst-demo").unwrap()).unwrap();
+    let placed = reread(&fake, &placed);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), context(client, &placed, vec![labelled])).await.unwrap();
+    assert!(fake.requests().iter().all(|r| !r.contains("virtualmachineinstances") && !r.contains("/nodes")));
 }

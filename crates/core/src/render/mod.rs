@@ -42,6 +42,10 @@ pub mod labels {
     pub const VM: &str = "catalyst.io/vm";
     /// On a ServiceGroup's StatefulSet, Service and pods: the group's name.
     pub const SERVICE_GROUP: &str = "catalyst.io/service-group";
+    /// On a VM's node, set by the operator once it has matched the node to the VM's
+    /// VirtualMachineInstance ([`crate::node_identity`]); no kubelet may set a
+    /// `node-restriction.kubernetes.io/` label, so ServiceGroups select on this one.
+    pub const VERIFIED_VM: &str = "catalyst.io.node-restriction.kubernetes.io/vm";
     /// Taint on a VM's node, so only the workloads pinned to that VM run there.
     pub const DEDICATED_TAINT: &str = "catalyst.io/dedicated";
 }
@@ -293,7 +297,8 @@ pub fn stateful_set(group: &ServiceGroup, vm: &CatalystVM) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
-                    node_selector: Some(BTreeMap::from([(labels::VM.to_string(), node_name(vm))])),
+                    // The label the operator sets once the node is verified, never the kubelet's own.
+                    node_selector: Some(BTreeMap::from([(labels::VERIFIED_VM.to_string(), node_name(vm))])),
                     tolerations: Some(vec![Toleration {
                         key: Some(labels::DEDICATED_TAINT.into()),
                         operator: Some("Equal".into()),

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 pub const SCHEDULED: &str = "Scheduled";
 pub const NODE_JOINED: &str = "NodeJoined";
+pub const NODE_VERIFIED: &str = "NodeVerified";
 pub const OVERCOMMITTED: &str = "Overcommitted";
 pub const RESTART_REQUIRED: &str = "RestartRequired";
 

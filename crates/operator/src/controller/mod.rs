@@ -66,6 +66,10 @@ pub enum Error {
     PlacementRace { vm: String, host: String },
     #[error("waiting for VirtualMachine {0} to be deleted")]
     WaitingForDeletion(String),
+    #[error("reading VirtualMachineInstance {vm}: {source}")]
+    ReadInstance { vm: String, source: kube::Error },
+    #[error("labelling node {node} as verified: {source}")]
+    LabelNode { node: String, source: kube::Error },
 }
 
 impl Error {
@@ -95,6 +99,8 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::PlacementRace { .. } => "placement_race",
             Error::WaitingForDeletion(_) => "waiting_for_deletion",
+            Error::ReadInstance { .. } => "read_instance",
+            Error::LabelNode { .. } => "label_node",
             Error::Finalizer(wrapped) => match wrapped.as_ref() {
                 Finalizer::AddFinalizer(_) => "add_finalizer",
                 Finalizer::RemoveFinalizer(_) => "remove_finalizer",
@@ -638,5 +644,6 @@ pub mod pinning;
 pub mod placement;
 pub mod refusal;
 pub mod runtime;
+pub mod verify;
 
 pub use runtime::run;

@@ -7,7 +7,7 @@ use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
-use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid};
+use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid, verify};
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
@@ -28,6 +28,8 @@ use std::time::Duration;
 
 /// How often a healthy VM is looked at again, to follow its VirtualMachine and node.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a node that claims the VM but is not verified yet is checked again.
+const RECHECK_NODE: Duration = Duration::from_secs(15);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Context>) -> Result<Action, Error> {
     reconcile_guarded("CatalystVM", guard, ctx, |vm, ctx| async move {
@@ -71,8 +73,10 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
     let old_conditions = vm.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     pinning::warn_when_unpinned(&vm.object_ref(&()), old_conditions, &pinned, ctx).await;
-    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned]).collect();
-    report(vm, vm.status.as_ref(), status, ctx, &conditions, false, Action::requeue(RESYNC)).await
+    let (verified, recheck) = verify::node(vm, &prepared.host, node.as_deref(), ctx).await?;
+    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned, verified]).collect();
+    let next = Action::requeue(if recheck { RECHECK_NODE } else { RESYNC });
+    report(vm, vm.status.as_ref(), status, ctx, &conditions, false, next).await
 }
 
 /// Validates the spec, places the VM, checks its host and reads its join credentials. A
