@@ -59,6 +59,18 @@ pub struct CatalystHostSpec {
     /// false keeps the VMs already here but places no new ones (a cordon).
     #[serde(default = "default_true")]
     pub schedulable: bool,
+    /// Hardware threads per physical core: 2 on a host with SMT (hyperthreading). `capacity.cpu`
+    /// and the NUMA cells count threads, as the kubelet does. Catalyst assumes the host
+    /// kubelet's static CPU manager runs with `full-pcpus-only`, as dedicated cores need on such
+    /// a host, so it pins each VM's launcher to whole physical cores and refuses one whose CPU
+    /// count is not a multiple of this (`SMTAlignmentError`).
+    #[serde(default = "default_threads_per_core")]
+    #[schemars(range(min = 1, max = 8))]
+    pub threads_per_core: u32,
+}
+
+fn default_threads_per_core() -> u32 {
+    1
 }
 
 fn default_true() -> bool {

@@ -46,6 +46,7 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             schedulable: true,
             labels: BTreeMap::new(),
             // 512Gi of the 1,984Gi in 1Gi hugepages, 256 pages on each cell.
+            threads_per_core: 1,
             allocatable: Res::cores(248, 1472 * GI) + Res::hugepages(HugepageSize::OneGibibyte, 512 * GI),
             cells: vec![Res::cores(124, 0) + Res::hugepages(HugepageSize::OneGibibyte, 256 * GI); 2],
         })
@@ -63,6 +64,7 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             VmModel {
                 key: format!("ns/vm-{i:06}"),
                 demand: Res::millicores((cores + 1) * 1000 + 15, overhead + 60_000_000) + guest,
+                pinned_cpus: cores + 1,
                 pinned: None,
                 placed: None,
                 spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
@@ -174,6 +176,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             failure_domain: format!("host-{i:03}"),
             schedulable: true,
             labels: BTreeMap::new(),
+            threads_per_core: 1,
             allocatable: Res::cores(64, 512 * GI),
             cells: Vec::new(),
         })
@@ -194,6 +197,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
         list.push(VmModel {
             key: format!("ns/vm-{i:04}"),
             demand: Res::cores(cores, cores * 4 * GI),
+            pinned_cpus: cores,
             pinned: None,
             placed: None,
             spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),

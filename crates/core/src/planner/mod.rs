@@ -538,6 +538,8 @@ enum Refusal {
     Spread(String),
     Capacity,
     Numa,
+    /// The host pins whole physical cores and the VM's CPU count is not a multiple of them.
+    SmtAlignment,
 }
 
 impl Refusal {
@@ -552,6 +554,7 @@ impl Refusal {
                 host.name, host.failure_domain
             ),
             Refusal::Numa => format!("no NUMA cells of host {} can hold it", host.name),
+            Refusal::SmtAlignment => smt_message(vm, host),
             Refusal::Capacity => {
                 let context = format!("on host {}", host.name);
                 return Violation::shortfalls(&object, vm.demand, engine.free(h), &context);
@@ -561,10 +564,21 @@ impl Refusal {
             Refusal::Spread(_) => "spreadGroup",
             Refusal::Numa => "numa",
             Refusal::Selector => "hostSelector",
+            Refusal::SmtAlignment => "threadsPerCore",
             _ => "host",
         };
         vec![Violation::constraint(object, resource, message)]
     }
+}
+
+/// Why an SMT host refuses the VM, and what would make it fit.
+fn smt_message(vm: &VmModel, host: &HostModel) -> String {
+    format!(
+        "its launcher pins {} CPUs, not a multiple of host {}'s {} threads per core: the host kubelet's \
+         full-pcpus-only refuses it (SMTAlignmentError); give it a vCPU count that makes the total even, \
+         or enable KubeVirt's AlignCPUs",
+        vm.pinned_cpus, host.name, host.threads_per_core
+    )
 }
 
 /// Mutable placement state over the sorted hosts.
@@ -628,6 +642,9 @@ impl<'a> Engine<'a> {
         }
         if !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
             return Err(Refusal::Selector);
+        }
+        if !vm.pinned_cpus.is_multiple_of(host.threads_per_core.max(1)) {
+            return Err(Refusal::SmtAlignment);
         }
         if let Some(group) = &vm.spread_group
             && self.spread_blocks(group, h)
@@ -755,7 +772,11 @@ impl<'a> Engine<'a> {
                 let spread = count(|r| matches!(r, Refusal::Spread(_)));
                 let selector = count(|r| matches!(r, Refusal::Selector));
                 let cordoned = count(|r| matches!(r, Refusal::Unschedulable));
-                let (resource, message) = if spread > 0 {
+                let smt = count(|r| matches!(r, Refusal::SmtAlignment));
+                let (resource, message) = if smt > 0 && spread == 0 && selector == 0 {
+                    let host = self.hosts.iter().find(|h| !vm.pinned_cpus.is_multiple_of(h.threads_per_core.max(1)));
+                    ("threadsPerCore", host.map(|h| smt_message(vm, h)).unwrap_or_default())
+                } else if spread > 0 {
                     let group = vm.spread_group.as_deref().unwrap_or_default();
                     (
                         "spreadGroup",

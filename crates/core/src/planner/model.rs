@@ -165,6 +165,8 @@ pub struct HostModel {
     pub labels: BTreeMap<String, String>,
     /// capacity - reserved, with the hugepage pools apart from ordinary memory.
     pub allocatable: Res,
+    /// Hardware threads per physical core: a launcher's pinned CPUs must be a multiple of it.
+    pub threads_per_core: u64,
     /// The cores and hugepages of each NUMA cell, what NUMA-passthrough VMs take from cells
     /// (empty when the host declares none).
     pub cells: Vec<Res>,
@@ -205,6 +207,7 @@ impl HostModel {
             schedulable: spec.schedulable,
             labels: host.labels().clone(),
             allocatable,
+            threads_per_core: spec.threads_per_core.max(1).into(),
             cells,
         }
     }
@@ -237,6 +240,8 @@ pub struct VmModel {
     pub key: String,
     /// What the VM takes from its host: cores (plus the emulator thread's) and memory plus overhead.
     pub demand: Res,
+    /// The CPUs its launcher's compute container pins: vCPUs and emulator-thread cores.
+    pub pinned_cpus: u64,
     /// The host the user pinned it to.
     pub pinned: Option<String>,
     /// The host its status names: it runs there and is never moved.
@@ -276,6 +281,7 @@ impl VmModel {
         Self {
             key: crate::key::key(&namespace, &vm.name_any()),
             demand: Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk),
+            pinned_cpus: cores,
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),

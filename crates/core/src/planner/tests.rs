@@ -17,6 +17,7 @@ fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
         schedulable: true,
         labels: BTreeMap::new(),
         allocatable: Res::cores(cpu, memory_gi * GI),
+        threads_per_core: 1,
         cells: Vec::new(),
     }
 }
@@ -25,6 +26,7 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
     VmModel {
         key: format!("ns/{name}"),
         demand: Res::cores(cpu, memory_gi * GI),
+        pinned_cpus: cpu,
         pinned: None,
         placed: None,
         spread_group: None,
@@ -669,4 +671,22 @@ fn a_vm_filling_its_host_to_the_last_core_leaves_its_launcher_pending() {
     assert_eq!((plan.violations[0].resource.as_str(), plan.violations[0].shortfall.as_deref()), ("cpu", Some("15m")));
     let without_sidecar = Overhead { console_log: None, ..Overhead::default() };
     assert!(super::plan(&layout(&without_sidecar)).fits);
+}
+
+/// On an SMT host whose kubelet runs the static CPU manager with `full-pcpus-only`, a container
+/// asking a CPU count that is not a multiple of the threads per core is refused at admission
+/// (`SMTAlignmentError`, kubernetes `pkg/kubelet/cm/cpumanager/policy_static.go`): 96 vCPUs
+/// and an emulator thread pin 97 CPUs. 95 vCPUs pin 96, and so does 96 under KubeVirt's
+/// AlignCPUs, which gives the emulator two.
+#[test]
+fn an_smt_host_refuses_a_vm_that_would_split_a_physical_core() {
+    let smt = HostModel { threads_per_core: 2, ..host("smt", 200, 1000) };
+    let odd = vm("odd", 97, 64);
+    let plan = plan(&input(vec![smt.clone()], vec![odd]));
+    assert_eq!(host_of(&plan, "odd"), None);
+    assert_eq!(plan.violations[0].resource, "threadsPerCore");
+    assert!(plan.violations[0].message.contains("pins 97 CPUs"), "{}", plan.violations[0].message);
+    assert!(plan.violations[0].message.contains("SMTAlignmentError"), "{}", plan.violations[0].message);
+    let plan = super::plan(&input(vec![smt], vec![vm("even", 96, 64)]));
+    assert!(plan.fits, "{:?}", plan.violations);
 }
