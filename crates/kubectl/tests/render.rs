@@ -4,7 +4,7 @@
 
 use catalyst_api::{CatalystVM, ServiceGroup};
 use catalyst_core::manifest::{self, Manifests};
-use catalyst_core::render::{self, JoinCredentials};
+use catalyst_core::render::{self, JoinCredentials, OnHost};
 use catalyst_core::schema;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -44,21 +44,22 @@ fn every_sample_vm_renders_into_a_virtual_machine_kubevirt_accepts() {
     let manifests = samples();
     assert_eq!(manifests.vms.len(), 19);
     for vm in &manifests.vms {
-        let rendered = serde_json::to_value(render::virtual_machine(vm, "hv-1")).unwrap();
+        let rendered = serde_json::to_value(render::virtual_machine(vm, OnHost::node("hv-1"))).unwrap();
         assert_eq!(kubevirt_violations(&rendered), Vec::<String>::new(), "{:?}", vm.metadata.name);
     }
 }
 
 #[test]
 fn the_strict_check_refuses_a_misspelt_kubevirt_field() {
-    let mut rendered = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), "hv-1")).unwrap();
+    let mut rendered =
+        serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), OnHost::node("hv-1"))).unwrap();
     rendered["spec"]["template"]["spec"]["domain"]["cpu"]["dedicatedCPUPlacement"] = json!(true);
     assert_eq!(kubevirt_violations(&rendered), ["spec.template.spec.domain.cpu.dedicatedCPUPlacement: unknown field"]);
 }
 
 #[test]
 fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
-    let kafka = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), "hv-2")).unwrap();
+    let kafka = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), OnHost::node("hv-2"))).unwrap();
     let spec = &kafka["spec"]["template"]["spec"];
     let domain = &spec["domain"];
     assert_eq!(
@@ -81,7 +82,7 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
     assert_eq!(spec["volumes"][0], json!({"name": "boot", "dataVolume": {"name": "kafka-1-boot"}}));
     assert_eq!(spec["volumes"][1]["cloudInitNoCloud"]["secretRef"]["name"], "kafka-1-cloud-init");
 
-    let api = serde_json::to_value(render::virtual_machine(&vm_named("api-a"), "worker-1")).unwrap();
+    let api = serde_json::to_value(render::virtual_machine(&vm_named("api-a"), OnHost::node("worker-1"))).unwrap();
     let domain = &api["spec"]["template"]["spec"]["domain"];
     assert_eq!(domain["cpu"].get("numa"), None);
     assert_eq!(domain["memory"], json!({"guest": "32Gi"}));
@@ -98,7 +99,7 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
     assert_eq!(template["networks"], json!([{"name": "default", "pod": {}}]));
     let mut lan = vm_named("api-a");
     lan.spec.network.multus_network_name = Some("infra/hosts-lan".into());
-    let lan = serde_json::to_value(render::virtual_machine(&lan, "worker-1")).unwrap();
+    let lan = serde_json::to_value(render::virtual_machine(&lan, OnHost::node("worker-1"))).unwrap();
     assert_eq!(
         lan["spec"]["template"]["spec"]["networks"],
         json!([{"name": "default", "multus": {"networkName": "infra/hosts-lan", "default": true}}])
@@ -111,7 +112,7 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     let mut vm = vm_named("kafka-2");
     vm.spec.node.reserved_cpu = 2;
     let join = credentials("10.0.0.1:6443");
-    let text = render::cloud_init_user_data(&vm, Some(&join));
+    let text = render::cloud_init_user_data(&vm, OnHost::node("hv-1"), Some(&join));
     assert!(text.starts_with("#cloud-config\n"));
     let config: Value = serde_norway::from_str(&text).unwrap();
     let files = config["write_files"].as_array().unwrap();
@@ -122,7 +123,8 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     // single-numa-node would refuse a replica larger than one (TopologyAffinityError).
     assert_eq!(kubelet["topologyManagerPolicy"], "restricted");
     assert_eq!(kubelet["topologyManagerScope"], "pod");
-    let one_cell: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), None)).unwrap();
+    let one_cell: Value =
+        serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), OnHost::node("hv-1"), None)).unwrap();
     let one_cell_kubelet: Value =
         serde_norway::from_str(one_cell["write_files"][0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(one_cell_kubelet["topologyManagerPolicy"], "single-numa-node");
@@ -166,7 +168,7 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     assert!(!unit.contains("install.sh") && files.iter().all(|f| f["path"] != "/etc/kubernetes/catalyst/install.sh"));
     assert_eq!(config["runcmd"][2], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
-    let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, None)).unwrap();
+    let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), None)).unwrap();
     assert_eq!(alone["write_files"].as_array().unwrap().len(), 1);
     assert_eq!(alone.get("runcmd"), None);
     assert_eq!(format!("{join:?}"), "JoinCredentials { <redacted> }");
@@ -260,7 +262,8 @@ fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let mut vm = vm_named("api-a");
     vm.spec.node.kubernetes_version = Some("v1.34.2".into());
     let join = credentials("10.0.0.1:6443");
-    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, Some(&join))).unwrap();
+    let config: Value =
+        serde_norway::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), Some(&join))).unwrap();
     let files = config["write_files"].as_array().unwrap();
     let script = files.iter().find(|f| f["path"] == "/etc/kubernetes/catalyst/install.sh").unwrap();
     let script = script["content"].as_str().unwrap();
@@ -291,7 +294,9 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let join = credentials("control-plane.example:6443");
-    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), Some(&join))).unwrap();
+    let config: Value =
+        serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), OnHost::node("hv-1"), Some(&join)))
+            .unwrap();
     std::fs::write(dir.join("join.yaml"), config["write_files"][1]["content"].as_str().unwrap()).unwrap();
     let stub = |name: &str, body: &str| {
         let path = bin.join(name);
@@ -327,4 +332,25 @@ fn credentials(endpoint: &str) -> JoinCredentials {
         token: "abcdef.0123456789abcdef".into(),
         ca_cert_hash: "sha256:00".into(),
     }
+}
+
+/// On a host with two threads per core KubeVirt pins the VM to whole physical cores; the guest
+/// is told so (48 cores of 2 threads, not 96 single-thread cores, two of which could be
+/// siblings), and its kubelet reserves whole cores, as its `full-pcpus-only` hands out only
+/// whole cores.
+#[test]
+fn on_an_smt_host_the_guest_sees_whole_cores_of_two_threads() {
+    let smt = OnHost { node_name: "hv-1", threads_per_core: 2 };
+    let kafka = serde_json::to_value(render::virtual_machine(&vm_named("kafka-1"), smt)).unwrap();
+    let cpu = &kafka["spec"]["template"]["spec"]["domain"]["cpu"];
+    assert_eq!((&cpu["cores"], &cpu["threads"], &cpu["sockets"]), (&json!(48), &json!(2), &json!(1)));
+    assert!(kubevirt_violations(&kafka).is_empty());
+    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("kafka-1"), smt, None)).unwrap();
+    let kubelet: Value = serde_norway::from_str(config["write_files"][0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(kubelet["reservedSystemCPUs"], "0-1", "reservedCpu 1, rounded up to a whole core of 2 threads");
+    // An odd vCPU count cannot be whole cores: one thread each, as before.
+    let mut odd = vm_named("kafka-1");
+    odd.spec.cpu = 95;
+    let odd = serde_json::to_value(render::virtual_machine(&odd, smt)).unwrap();
+    assert_eq!(odd["spec"]["template"]["spec"]["domain"]["cpu"]["threads"], 1);
 }

@@ -349,7 +349,9 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
             vms,
         })
         .collect();
-    let (groups, group_violations) = fit_groups(&input.groups, &vms);
+    let host_of: HashMap<&str, usize> = order.iter().filter_map(|&(v, h, _)| Some((vms[v].key.as_str(), h?))).collect();
+    let host_threads = |vm: &str| host_of.get(vm).map_or(1, |&h| hosts[h].threads_per_core);
+    let (groups, group_violations) = fit_groups(&input.groups, &vms, host_threads);
     violations.extend(group_violations);
 
     let demand = input.vms.iter().fold(Res::ZERO, |sum, vm| sum + vm.demand);
@@ -825,10 +827,25 @@ fn spread_over(free: &[Res], chosen: &[usize], need: &model::CellDemand) -> Opti
     (left == 0).then_some(parts)
 }
 
-/// Each VM offers `for_groups` to its ServiceGroups, in name order: a group that does not fit
-/// what the groups before it left is refused (and takes nothing).
-pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, Vec<Violation>) {
-    let offers: HashMap<&str, Res> = vms.iter().map(|vm| (vm.key.as_str(), vm.for_groups)).collect();
+/// Each VM offers what its node offers groups to its ServiceGroups, in name order: a group that
+/// does not fit what the groups before it left is refused (and takes nothing). `host_threads`
+/// gives the threads per core of each VM's host (by VM key; 1 when it has none): a guest with
+/// SMT reserves whole cores, and its kubelet's `full-pcpus-only` admits only replicas of whole
+/// cores (`SMTAlignmentError` otherwise).
+pub fn fit_groups(
+    groups: &[GroupModel],
+    vms: &[&VmModel],
+    host_threads: impl Fn(&str) -> u64,
+) -> (Vec<GroupPlan>, Vec<Violation>) {
+    let threads: HashMap<&str, u64> =
+        vms.iter().map(|vm| (vm.key.as_str(), model::guest_threads(vm.vcpus, host_threads(&vm.key)))).collect();
+    let offers: HashMap<&str, Res> = vms
+        .iter()
+        .map(|vm| {
+            let more_reserved = vm.reserved_cpu.next_multiple_of(threads[vm.key.as_str()]) - vm.reserved_cpu;
+            (vm.key.as_str(), vm.for_groups - Res::cores(more_reserved, 0))
+        })
+        .collect();
     let joins: HashMap<&str, bool> = vms.iter().map(|vm| (vm.key.as_str(), vm.joins)).collect();
     let mut remaining = offers.clone();
     let mut sorted: Vec<&GroupModel> = groups.iter().collect();
@@ -854,6 +871,19 @@ pub fn fit_groups(groups: &[GroupModel], vms: &[&VmModel]) -> (Vec<GroupPlan>, V
                     format!(
                         "VM {} has no spec.node.joinSecretName: it never becomes a node, so no replica can run on it",
                         group.vm
+                    ),
+                ));
+                false
+            }
+            Some(_) if !group.cpu.is_multiple_of(threads.get(group.vm.as_str()).copied().unwrap_or(1)) => {
+                let per_core = threads[group.vm.as_str()];
+                violations.push(Violation::constraint(
+                    object,
+                    "threadsPerCore",
+                    format!(
+                        "each replica asks {} cores, but VM {}'s guest has {per_core} threads per core (its host's \
+                         SMT), and its kubelet's full-pcpus-only admits only whole cores (SMTAlignmentError)",
+                        group.cpu, group.vm
                     ),
                 ));
                 false

@@ -242,6 +242,9 @@ pub struct VmModel {
     pub demand: Res,
     /// The CPUs its launcher's compute container pins: vCPUs and emulator-thread cores.
     pub pinned_cpus: u64,
+    pub vcpus: u64,
+    /// `node.reservedCpu`, which a guest with SMT rounds up to whole cores.
+    pub reserved_cpu: u64,
     /// The host the user pinned it to.
     pub pinned: Option<String>,
     /// The host its status names: it runs there and is never moved.
@@ -251,7 +254,7 @@ pub struct VmModel {
     pub host_selector: BTreeMap<String, String>,
     /// NUMA passthrough: its cores and hugepages within cells of its host.
     pub cells: Option<CellDemand>,
-    /// What the VM offers ServiceGroups: cpu - node.reservedCpu, memory - node.reservedMemory.
+    /// What the VM offers ServiceGroups on a host without SMT ([`offered_to_groups`]).
     pub for_groups: Res,
     /// Whether it joins the cluster as a node (`spec.node.joinSecretName` is set): a VM that
     /// does not never takes a replica, whatever room it has.
@@ -287,7 +290,9 @@ impl VmModel {
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
             cells,
-            for_groups: offered_to_groups(spec),
+            for_groups: offered_to_groups(spec, 1),
+            vcpus,
+            reserved_cpu: spec.node.reserved_cpu.into(),
             joins: spec.node.join_secret_name.is_some(),
         }
     }
@@ -313,19 +318,33 @@ pub const EVICTION_HARD: [(&str, &str); 4] = [
     ("imagefs.available", "15%"),
 ];
 
-/// What the VM's node offers pods (its allocatable): cores less `node.reservedCpu`; memory less
+/// The threads per core the guest sees: its host's, when its vCPUs make whole cores of them,
+/// so the guest's exclusive cores are the host's physical cores (two guest "cores" on sibling
+/// threads would share one); one otherwise.
+pub fn guest_threads(vcpus: u64, host_threads: u64) -> u64 {
+    if host_threads > 1 && vcpus.is_multiple_of(host_threads) { host_threads } else { 1 }
+}
+
+/// The CPUs the guest kubelet keeps for the system (`reservedSystemCPUs`): `node.reservedCpu`,
+/// rounded up to whole guest cores, as `full-pcpus-only` gives replicas only whole cores.
+pub fn reserved_cpus(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> u64 {
+    u64::from(spec.node.reserved_cpu).next_multiple_of(guest_threads.max(1))
+}
+
+/// What the VM's node offers pods (its allocatable): cores less its reserved CPUs; memory less
 /// the guest kernel's page structures, `node.reservedMemory` and the eviction threshold.
-pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec) -> Res {
+pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> Res {
     let memory = bytes(&spec.memory.0);
     let kept = memory.div_ceil(GUEST_MEMMAP_DIVISOR) + bytes(&spec.node.reserved_memory.0) + EVICTION_HARD_MEMORY;
-    Res::cores(u64::from(spec.cpu), memory) - Res::cores(spec.node.reserved_cpu.into(), kept)
+    Res::cores(u64::from(spec.cpu), memory) - Res::cores(reserved_cpus(spec, guest_threads), kept)
 }
 
 /// What the VM's node offers ServiceGroups: its allocatable less the headroom kept for
 /// node-level DaemonSets.
-pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec) -> Res {
+pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> Res {
     let headroom = &spec.node.headroom;
-    node_allocatable(spec) - Res::millicores(parse_millicores(&headroom.cpu.0).unwrap_or(0), bytes(&headroom.memory.0))
+    node_allocatable(spec, guest_threads)
+        - Res::millicores(parse_millicores(&headroom.cpu.0).unwrap_or(0), bytes(&headroom.memory.0))
 }
 
 /// A ServiceGroup as the planner sees it.
@@ -336,6 +355,8 @@ pub struct GroupModel {
     /// namespace/vm
     pub vm: String,
     pub replicas: u64,
+    /// Cores per replica.
+    pub cpu: u64,
     /// replicas x per-replica
     pub demand: Res,
 }
@@ -349,6 +370,7 @@ impl GroupModel {
             key: crate::key::key(&namespace, &group.name_any()),
             vm: format!("{namespace}/{}", spec.vm),
             replicas,
+            cpu: spec.cpu.into(),
             demand: Res::cores(replicas * u64::from(spec.cpu), replicas.saturating_mul(bytes(&spec.memory.0))),
         }
     }

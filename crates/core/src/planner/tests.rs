@@ -27,6 +27,8 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
         key: format!("ns/{name}"),
         demand: Res::cores(cpu, memory_gi * GI),
         pinned_cpus: cpu,
+        vcpus: cpu,
+        reserved_cpu: 1,
         pinned: None,
         placed: None,
         spread_group: None,
@@ -290,6 +292,7 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
         key: format!("ns/{name}"),
         vm: "ns/app".into(),
         replicas,
+        cpu,
         demand: Res::cores(replicas * cpu, replicas * 4 * GI),
     };
     let mut layout = input(vec![host("a", 100, 100)], vec![vm_model]);
@@ -316,8 +319,13 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
 fn a_group_on_a_vm_that_never_joins_does_not_fit() {
     let lonely = VmModel { joins: false, ..vm("lonely", 16, 64) };
     let mut layout = input(vec![host("a", 100, 100)], vec![lonely]);
-    layout.groups =
-        vec![GroupModel { key: "ns/web".into(), vm: "ns/lonely".into(), replicas: 1, demand: Res::cores(1, GI) }];
+    layout.groups = vec![GroupModel {
+        key: "ns/web".into(),
+        vm: "ns/lonely".into(),
+        replicas: 1,
+        cpu: 1,
+        demand: Res::cores(1, GI),
+    }];
     let plan = plan(&layout);
     assert!(!plan.groups[0].fits);
     assert_eq!(plan.violations[0].resource, "node");
@@ -689,4 +697,29 @@ fn an_smt_host_refuses_a_vm_that_would_split_a_physical_core() {
     assert!(plan.violations[0].message.contains("SMTAlignmentError"), "{}", plan.violations[0].message);
     let plan = super::plan(&input(vec![smt], vec![vm("even", 96, 64)]));
     assert!(plan.fits, "{:?}", plan.violations);
+}
+
+/// A VM on an SMT host sees whole cores of two threads, so its kubelet (`full-pcpus-only`)
+/// admits only replicas of whole cores and reserves a whole core for the system.
+#[test]
+fn replicas_in_a_vm_on_an_smt_host_take_whole_cores() {
+    let smt = HostModel { threads_per_core: 2, ..host("smt", 200, 1000) };
+    let vm_model = VmModel { for_groups: Res::cores(15, 60 * GI), ..vm("app", 16, 64) };
+    let group = |name: &str, replicas: u64, cpu: u64| GroupModel {
+        key: format!("ns/{name}"),
+        vm: "ns/app".into(),
+        replicas,
+        cpu,
+        demand: Res::cores(replicas * cpu, replicas * GI),
+    };
+    let mut layout = input(vec![smt], vec![vm_model]);
+    layout.groups = vec![group("odd", 1, 3), group("even", 7, 2)];
+    let plan = plan(&layout);
+    let odd = plan.violations.iter().find(|v| v.object == Subject::group("ns/odd")).unwrap();
+    assert_eq!(odd.resource, "threadsPerCore");
+    assert!(odd.message.contains("SMTAlignmentError"), "{}", odd.message);
+    // 16 vCPUs less 2 reserved (1, rounded up to a whole core): 14 cores for 7 x 2.
+    let even = plan.groups.iter().find(|g| g.group == "ns/even").unwrap();
+    assert!(even.fits, "{:?}", plan.violations);
+    assert_eq!(even.available.unwrap().millicores, 14_000);
 }

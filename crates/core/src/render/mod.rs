@@ -9,6 +9,7 @@ pub use node::{
     install_script, topology_manager_policy,
 };
 
+use crate::planner::model::guest_threads;
 use crate::validation::node_name;
 use catalyst_api::kubevirt::{
     ClaimRef, CloudInitNoCloud, ContainerDisk, Cpu, DataVolumeRef, DataVolumeSource, DataVolumeSpec,
@@ -17,7 +18,7 @@ use catalyst_api::kubevirt::{
     VirtualMachine, VirtualMachineSpec, Volume,
 };
 use catalyst_api::vm::{RunStrategy, VmNetwork};
-use catalyst_api::{CatalystVM, ServiceGroup};
+use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetOrdinals, StatefulSetSpec};
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -85,11 +86,37 @@ const BOOT_DISK: &str = "boot";
 const CLOUD_INIT_DISK: &str = "cloudinit";
 const NETWORK: &str = "default";
 
-/// The KubeVirt VirtualMachine for a CatalystVM placed on the host whose node is `host_node`:
-/// dedicated cores (and an isolated emulator thread), requests == limits so the launcher pod is
-/// Guaranteed, hugepages and NUMA passthrough as asked, pinned to the host's node, booting from
-/// the asked disk with cloud-init from the VM's Secret.
-pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
+/// Where a VM runs, as rendering needs it: its host's node, and the host's threads per core.
+#[derive(Debug, Clone, Copy)]
+pub struct OnHost<'a> {
+    pub node_name: &'a str,
+    pub threads_per_core: u64,
+}
+
+impl<'a> OnHost<'a> {
+    pub fn of(host: &'a CatalystHost) -> Self {
+        Self { node_name: &host.spec.node_name, threads_per_core: host.spec.threads_per_core.max(1).into() }
+    }
+
+    /// A host without SMT.
+    pub fn node(node_name: &'a str) -> Self {
+        Self { node_name, threads_per_core: 1 }
+    }
+
+    /// The threads per core a VM of `spec` sees here ([`guest_threads`]).
+    pub fn guest_threads(&self, spec: &catalyst_api::CatalystVMSpec) -> u64 {
+        guest_threads(spec.cpu.into(), self.threads_per_core)
+    }
+}
+
+/// The KubeVirt VirtualMachine for a CatalystVM placed on `host`: dedicated cores (and an
+/// isolated emulator thread), requests == limits so the launcher pod is Guaranteed, hugepages
+/// and NUMA passthrough as asked, pinned to the host's node, booting from the asked disk with
+/// cloud-init from the VM's Secret. On a host with SMT the guest sees its vCPUs as pairs (or
+/// more) of threads, as KubeVirt pins them to whole physical cores, so the guest kubelet's
+/// exclusive cores are physical cores too.
+pub fn virtual_machine(vm: &CatalystVM, host: OnHost) -> VirtualMachine {
+    let threads = host.guest_threads(&vm.spec);
     let spec = &vm.spec;
     let name = vm.name_any();
     let memory = spec.memory.clone();
@@ -143,9 +170,9 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
                 spec: InstanceSpec {
                     domain: Domain {
                         cpu: Some(Cpu {
-                            cores: Some(spec.cpu),
+                            cores: Some(spec.cpu / threads as u32),
                             sockets: Some(1),
-                            threads: Some(1),
+                            threads: Some(threads as u32),
                             dedicated_cpu_placement: Some(true),
                             isolate_emulator_thread: Some(spec.isolate_emulator_thread),
                             numa: spec.numa_passthrough.then_some(Numa { guest_mapping_passthrough: Some(Empty {}) }),
@@ -164,7 +191,7 @@ pub fn virtual_machine(vm: &CatalystVM, host_node: &str) -> VirtualMachine {
                             interfaces: vec![Interface { name: NETWORK.into(), bridge: Some(Empty {}) }],
                         },
                     },
-                    node_selector: BTreeMap::from([("kubernetes.io/hostname".to_string(), host_node.to_string())]),
+                    node_selector: BTreeMap::from([("kubernetes.io/hostname".to_string(), host.node_name.to_string())]),
                     networks: vec![network(&spec.network)],
                     volumes: vec![
                         boot_source,
@@ -215,7 +242,7 @@ fn to_yaml(value: &serde_json::Value) -> String {
 }
 
 /// The Secret KubeVirt reads the VM's cloud-init user data from.
-pub fn cloud_init_secret(vm: &CatalystVM, join: Option<&JoinCredentials>) -> Secret {
+pub fn cloud_init_secret(vm: &CatalystVM, host: OnHost, join: Option<&JoinCredentials>) -> Secret {
     Secret {
         metadata: meta(
             cloud_init_secret_name(vm),
@@ -224,7 +251,10 @@ pub fn cloud_init_secret(vm: &CatalystVM, join: Option<&JoinCredentials>) -> Sec
             owner_reference(vm),
         ),
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([("userdata".to_string(), ByteString(cloud_init_user_data(vm, join).into_bytes()))])),
+        data: Some(BTreeMap::from([(
+            "userdata".to_string(),
+            ByteString(cloud_init_user_data(vm, host, join).into_bytes()),
+        )])),
         ..Secret::default()
     }
 }
@@ -382,20 +412,17 @@ pub mod offline {
         let key = |namespace: Option<String>, name: String| format!("{}/{name}", namespace.unwrap_or_default());
         let vms: BTreeMap<String, &CatalystVM> =
             manifests.vms.iter().map(|vm| (key(vm.namespace(), vm.name_any()), vm)).collect();
-        let nodes: BTreeMap<&str, &str> = manifests
-            .hosts
-            .iter()
-            .map(|h| (h.metadata.name.as_deref().unwrap_or_default(), h.spec.node_name.as_str()))
-            .collect();
+        let hosts: BTreeMap<&str, OnHost> =
+            manifests.hosts.iter().map(|h| (h.metadata.name.as_deref().unwrap_or_default(), OnHost::of(h))).collect();
         let mut objects = Vec::new();
         let mut skipped = Vec::new();
         for placement in &plan.vms {
             let vm = vms[&placement.vm];
-            match placement.host.as_deref().and_then(|h| nodes.get(h)) {
-                Some(node) => {
-                    objects.push(serde_json::to_value(virtual_machine(vm, node)).expect("serializable"));
+            match placement.host.as_deref().and_then(|h| hosts.get(h)) {
+                Some(&host) => {
+                    objects.push(serde_json::to_value(virtual_machine(vm, host)).expect("serializable"));
                     let join = vm.spec.node.join_secret_name.as_ref().map(|_| JoinCredentials::redacted());
-                    objects.push(redacted(cloud_init_secret(vm, join.as_ref())));
+                    objects.push(redacted(cloud_init_secret(vm, host, join.as_ref())));
                 }
                 None => skipped
                     .push(format!("CatalystVM {}: no host can take it (see `kubectl catalyst plan`)", placement.vm)),

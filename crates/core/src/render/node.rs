@@ -3,8 +3,8 @@
 //! cluster from a systemd unit that retries, with the guest's own bridged address as the
 //! node's IP.
 
-use super::{labels, to_yaml};
-use crate::planner::model::EVICTION_HARD;
+use super::{OnHost, labels, to_yaml};
+use crate::planner::model::{EVICTION_HARD, reserved_cpus};
 use crate::validation::node_name;
 use catalyst_api::CatalystVM;
 use k8s_openapi::api::core::v1::Secret;
@@ -72,11 +72,12 @@ pub fn topology_manager_policy(spec: &catalyst_api::CatalystVMSpec) -> &'static 
 /// with the static CPU manager (its reserved cores first), the topology policy of
 /// [`topology_manager_policy`], the VM's reserved memory and eviction thresholds, the
 /// `catalyst.io/vm` label and the `catalyst.io/dedicated` taint; then, when there are
-/// credentials, the join unit with its scripts ([`join_unit`]).
-pub fn cloud_init_user_data(vm: &CatalystVM, join: Option<&JoinCredentials>) -> String {
+/// credentials, the join unit with its scripts ([`join_unit`]). On a host with SMT the guest's
+/// reserved CPUs are whole guest cores ([`reserved_cpus`]).
+pub fn cloud_init_user_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCredentials>) -> String {
     let node = &vm.spec.node;
     let node_name = node_name(vm);
-    let reserved_cpus = match node.reserved_cpu {
+    let reserved_cpus = match reserved_cpus(&vm.spec, host.guest_threads(&vm.spec)) {
         0 | 1 => "0".to_string(),
         n => format!("0-{}", n - 1),
     };

@@ -34,7 +34,8 @@ fn fit(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> Result<(), Strin
         valid(&guards).filter(|g| g.metadata.name != group.metadata.name).map(GroupModel::from_group).collect();
     groups.push(GroupModel::from_group(group));
     let model = VmModel::from_vm(vm, &ctx.overhead);
-    let (plans, violations) = planner::fit_groups(&groups, &[&model]);
+    let threads = ctx.host_threads(vm);
+    let (plans, violations) = planner::fit_groups(&groups, &[&model], |_| threads);
     if plans.iter().any(|p| p.group == key && p.fits) {
         return Ok(());
     }

@@ -11,7 +11,7 @@ use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_gua
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
-use catalyst_core::planner::model::offered_to_groups;
+use catalyst_core::planner::model::{guest_threads, offered_to_groups};
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
@@ -156,9 +156,11 @@ async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> 
     let namespace = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let no_status = |_: &Secret| None::<()>;
-    apply::apply_known(&secrets, render::cloud_init_secret(vm, prepared.join.as_ref()), &ctx.known, no_status).await?;
+    let host = render::OnHost::of(&prepared.host);
+    apply::apply_known(&secrets, render::cloud_init_secret(vm, host, prepared.join.as_ref()), &ctx.known, no_status)
+        .await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let desired = render::virtual_machine(vm, &prepared.host.spec.node_name);
+    let desired = render::virtual_machine(vm, host);
     let status = apply::apply_known(&machines, desired, &ctx.known, |m: &VirtualMachine| m.status.clone()).await?;
     Ok(status.unwrap_or_default())
 }
@@ -272,9 +274,10 @@ fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
     let guards = ctx.stores.groups_of_vm(&vm.namespace().unwrap_or_default(), &vm.name_any());
     let groups: Vec<GroupModel> = valid(&guards).map(GroupModel::from_group).collect();
     let model = VmModel::from_vm(vm, &ctx.overhead);
-    let (plans, _) = planner::fit_groups(&groups, &[&model]);
+    let threads = ctx.host_threads(vm);
+    let (plans, _) = planner::fit_groups(&groups, &[&model], |_| threads);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
-    let left = offered_to_groups(&vm.spec) - taken;
+    let left = offered_to_groups(&vm.spec, guest_threads(vm.spec.cpu.into(), threads)) - taken;
     left.into()
 }
 
