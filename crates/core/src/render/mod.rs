@@ -5,8 +5,7 @@
 mod node;
 
 pub use node::{
-    JOIN_KEYS, JOIN_UNIT, JoinCredentials, NODE_IP_SCRIPT, NODE_IP_UNIT_NAME, REDACTED, cloud_init_user_data,
-    install_script, topology_manager_policy,
+    JOIN_KEYS, JoinCredentials, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data, install_script, topology_manager_policy,
 };
 
 use crate::planner::model::guest_threads;

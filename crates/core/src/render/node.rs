@@ -99,35 +99,7 @@ pub fn cloud_init_user_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCre
     })];
     let mut config = json!({"hostname": node_name, "write_files": []});
     if let Some(join) = join {
-        let join_config = json!({
-            "apiVersion": "kubeadm.k8s.io/v1beta4",
-            "kind": "JoinConfiguration",
-            "discovery": {"bootstrapToken": {
-                "apiServerEndpoint": join.api_server_endpoint,
-                "token": join.token,
-                "caCertHashes": [join.ca_cert_hash],
-            }},
-            "nodeRegistration": {
-                "name": node_name,
-                "kubeletExtraArgs": [{"name": "node-labels", "value": node_labels.join(",")}],
-                "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
-            },
-            "patches": {"directory": format!("{DIR}/patches")},
-        });
-        files
-            .push(json!({"path": format!("{DIR}/join.yaml"), "permissions": "0600", "content": to_yaml(&join_config)}));
-        files.push(json!({"path": format!("{DIR}/node-ip.sh"), "permissions": "0700", "content": NODE_IP_SCRIPT}));
-        files.push(json!({"path": NODE_IP_UNIT_PATH, "permissions": "0644", "content": NODE_IP_UNIT}));
-        if let Some(version) = &node.kubernetes_version {
-            files.push(
-                json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": install_script(version)}),
-            );
-        }
-        files.push(json!({
-            "path": JOIN_UNIT_PATH,
-            "permissions": "0644",
-            "content": join_unit(&node_name, node.kubernetes_version.is_some()),
-        }));
+        files.extend(join_files(vm, &node_name, &node_labels, join));
         // cloud-init's runcmd runs once; the unit retries until the node has joined, and at
         // every boot after checks that it has.
         config["runcmd"] = json!([
@@ -140,11 +112,52 @@ pub fn cloud_init_user_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCre
     format!("#cloud-config\n{}", to_yaml(&config))
 }
 
+/// What the join takes: the kubeadm JoinConfiguration, the node-IP script and its unit, the
+/// install script for a stock image, and the join unit.
+fn join_files(
+    vm: &CatalystVM,
+    node_name: &str,
+    node_labels: &[String],
+    join: &JoinCredentials,
+) -> Vec<serde_json::Value> {
+    let node = &vm.spec.node;
+    let mut files = Vec::new();
+    let join_config = json!({
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": join.api_server_endpoint,
+            "token": join.token,
+            "caCertHashes": [join.ca_cert_hash],
+        }},
+        "nodeRegistration": {
+            "name": node_name,
+            "kubeletExtraArgs": [{"name": "node-labels", "value": node_labels.join(",")}],
+            "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
+        },
+        "patches": {"directory": format!("{DIR}/patches")},
+    });
+    files.push(json!({"path": format!("{DIR}/join.yaml"), "permissions": "0600", "content": to_yaml(&join_config)}));
+    files.push(json!({"path": format!("{DIR}/node-ip.sh"), "permissions": "0700", "content": NODE_IP_SCRIPT}));
+    files.push(json!({"path": NODE_IP_UNIT_PATH, "permissions": "0644", "content": NODE_IP_UNIT}));
+    if let Some(version) = &node.kubernetes_version {
+        files.push(
+            json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": install_script(version)}),
+        );
+    }
+    files.push(json!({
+        "path": JOIN_UNIT_PATH,
+        "permissions": "0644",
+        "content": join_unit(node_name, node.kubernetes_version.is_some()),
+    }));
+    files
+}
+
 /// Where Catalyst's files live in the guest.
 const DIR: &str = "/etc/kubernetes/catalyst";
 
 /// The systemd unit that joins the VM to the cluster.
-pub const JOIN_UNIT: &str = "catalyst-join.service";
+const JOIN_UNIT: &str = "catalyst-join.service";
 const JOIN_UNIT_PATH: &str = "/etc/systemd/system/catalyst-join.service";
 
 /// The kubelet's `--node-ip` (a flag, not a KubeletConfiguration field): the IPv4 address the
@@ -181,7 +194,7 @@ const NODE_IP_UNIT: &str = "[Unit]\n\
     \n\
     [Install]\n\
     WantedBy=multi-user.target\n";
-pub const NODE_IP_UNIT_NAME: &str = "catalyst-node-ip.service";
+const NODE_IP_UNIT_NAME: &str = "catalyst-node-ip.service";
 const NODE_IP_UNIT_PATH: &str = "/etc/systemd/system/catalyst-node-ip.service";
 
 /// Turns a stock Debian or Ubuntu cloud image into a node of Kubernetes `version`, following
