@@ -29,6 +29,10 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
         format!("{NOTICE}{}", rbac::rules_yaml(rbac::LEADER_ELECTION)),
     ));
     files.push((
+        "charts/catalyst-operator/files/rbac/join-token-rules.yaml".into(),
+        format!("{NOTICE}{}", rbac::rules_yaml(rbac::JOIN_TOKENS)),
+    ));
+    files.push((
         "charts/catalyst-operator/files/rbac/agent-rules.yaml".into(),
         format!("{NOTICE}{}", rbac::rules_yaml(rbac::AGENT)),
     ));

@@ -150,17 +150,38 @@ fn non_default_values_render_two_namespaces_a_host_pool_one_replica_and_a_servic
         "helm",
         &["template", "catalyst", CHART, "-f", "charts/catalyst-operator/ci/non-default-values.yaml"],
     ));
-    let expected =
-        ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"];
+    let expected = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "DaemonSet",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ];
     assert_eq!(
         kinds(&rendered),
         expected.iter().map(|k| k.to_string()).collect(),
-        "no CRDs, no PDB, no lease Role, no own-node policy; the agent's account only"
+        "no CRDs, no PDB, no lease Role, no own-node policy; the agent's account only; the join-token Role"
     );
+    let tokens_role = named(&rendered, "Role", "catalyst-catalyst-operator-join-tokens");
+    assert_eq!(tokens_role["metadata"]["namespace"], "kube-system");
+    assert_eq!(tokens_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::JOIN_TOKENS)).unwrap());
     let container = &of_kind(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.contains(&"--namespace=telecom,billing") && args.contains(&"--leader-elect=false"), "{args:?}");
     assert!(args.contains(&"--host-selector=catalyst.io/pool in (telecom,billing)"), "{args:?}");
+    for kubevirt in [
+        "--kubevirt-version=v1.8",
+        "--additional-guest-memory-overhead-ratio=1.5",
+        "--disable-serial-console-log",
+        "--align-cpus",
+        "--mint-join-tokens",
+    ] {
+        assert!(args.contains(&kubevirt), "{kubevirt} missing in {args:?}");
+    }
     assert_eq!(container["image"], "registry.example.com/platform/catalyst-operator:0.1.0-rc.1");
     assert_eq!(of_kind(&rendered, "ServiceMonitor")[0]["metadata"]["labels"]["release"], "prometheus");
 }

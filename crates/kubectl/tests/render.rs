@@ -181,9 +181,21 @@ fn join_credentials_name_missing_keys_but_never_values() {
     let mut secret = Secret::default();
     secret.metadata.name = Some("catalyst-join".into());
     secret.data = Some([("token".to_string(), ByteString(b"s3cr3t.token".to_vec()))].into());
-    let error = JoinCredentials::from_secret(&secret).unwrap_err();
+    let error = JoinCredentials::from_secret(&secret, false).unwrap_err();
     assert_eq!(error, "Secret catalyst-join lacks the key(s) apiServerEndpoint, caCertHash");
     assert!(!error.contains("s3cr3t"));
+    // When the operator mints each VM's token, the Secret's own is neither needed nor used.
+    secret.data = Some(
+        [("apiServerEndpoint", "10.0.0.1:6443"), ("caCertHash", "sha256:00")]
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .into(),
+    );
+    let minted = JoinCredentials::from_secret(&secret, true).unwrap();
+    assert!(minted.minted && minted.token.is_empty());
+    assert_eq!(
+        JoinCredentials::from_secret(&secret, false).unwrap_err(),
+        "Secret catalyst-join lacks the key(s) token"
+    );
 }
 
 fn group_named(name: &str) -> ServiceGroup {
@@ -331,6 +343,7 @@ fn credentials(endpoint: &str) -> JoinCredentials {
         api_server_endpoint: endpoint.into(),
         token: "abcdef.0123456789abcdef".into(),
         ca_cert_hash: "sha256:00".into(),
+        minted: false,
     }
 }
 

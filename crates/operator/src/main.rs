@@ -69,6 +69,12 @@ struct Args {
     lease_renew_deadline_seconds: u64,
     #[command(flatten)]
     kubevirt: catalyst_core::planner::overhead::KubevirtArgs,
+    /// Each VM joins with a bootstrap token of its own, minted in kube-system, valid 2 h after
+    /// it was last extended and extended only until the VM's node is verified; the join Secret
+    /// then needs only apiServerEndpoint and caCertHash. Needs the chart's joinTokens.mint
+    /// (a Role on Secrets in kube-system).
+    #[arg(long, env = "CATALYST_MINT_JOIN_TOKENS")]
+    mint_join_tokens: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -154,6 +160,7 @@ async fn main() -> ExitCode {
             ..catalyst_core::planner::SearchBudget::default()
         },
         overhead: Overhead::from(&args.kubevirt),
+        mint_join_tokens: args.mint_join_tokens,
     };
     let synced = {
         let health = health.clone();

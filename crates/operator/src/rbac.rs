@@ -105,6 +105,14 @@ pub const LEADER_ELECTION: &[Grant] = &[Grant {
     why: "acquire, renew and release the leader Lease",
 }];
 
+/// Grants in `kube-system` (a Role), with `--mint-join-tokens` only: each VM's bootstrap token.
+pub const JOIN_TOKENS: &[Grant] = &[Grant {
+    group: "",
+    resource: "secrets",
+    verbs: &["get", "create", "patch", "delete"],
+    why: "mint each VM's bootstrap token (server-side apply), extend it until the VM joins, revoke it with the VM",
+}];
+
 /// The node agent's grants (a ClusterRole; its report is cluster-scoped): it writes its own
 /// node's CatalystNodeReport and reads nothing from the API server. Which report it may write
 /// is narrowed to its own node's by a ValidatingAdmissionPolicy (the chart's

@@ -902,3 +902,76 @@ async fn a_node_is_labelled_for_its_vms_replicas_only_once_it_matches_the_vms_in
     controller::vm::reconcile(vm_guard(&placed, "api-a"), context(client, &placed, vec![labelled])).await.unwrap();
     assert!(fake.requests().iter().all(|r| !r.contains("virtualmachineinstances") && !r.contains("/nodes")));
 }
+
+/// Issue 10, item 5, with `--mint-join-tokens`: each VM joins with a bootstrap token of its own,
+/// in the API server's bootstrap-token format, valid two hours after it was last extended; the
+/// VM's cloud-init keeps it (the same token on every reconcile), and it goes with the VM.
+#[tokio::test]
+async fn each_vm_joins_with_a_short_lived_token_of_its_own() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let minting = |world: &World| {
+        let mut ctx = Arc::try_unwrap(context(client.clone(), world, vec![])).ok().unwrap();
+        ctx.mint_join_tokens = true;
+        Arc::new(ctx)
+    };
+    controller::vm::reconcile(vm_guard(&world, "api-a"), minting(&world)).await.unwrap();
+    let tokens = "/api/v1/namespaces/kube-system/secrets/bootstrap-token-";
+    let minted = fake.requests().into_iter().find(|r| r.starts_with("PATCH") && r.contains(tokens)).unwrap();
+    let token: Secret = serde_json::from_value(fake.body_of(&minted).unwrap()).unwrap();
+    let value = |key: &str| String::from_utf8(token.data.as_ref().unwrap()[key].0.clone()).unwrap();
+    assert_eq!(token.type_.as_deref(), Some("bootstrap.kubernetes.io/token"));
+    assert_eq!(value("expiration"), "2026-09-21T16:13:20Z", "two hours after the (fixed) clock");
+    assert_eq!(value("auth-extra-groups"), "system:bootstrappers:kubeadm:default-node-token");
+    let own = format!("{}.{}", value("token-id"), value("token-secret"));
+    let cloud_init: Secret = serde_json::from_value(fake.get(&format!("{SECRETS}/api-a-cloud-init")).unwrap()).unwrap();
+    let kept = String::from_utf8(cloud_init.data.as_ref().unwrap()["joinToken"].0.clone()).unwrap();
+    assert_eq!(kept, own);
+    let userdata = String::from_utf8(cloud_init.data.as_ref().unwrap()["userdata"].0.clone()).unwrap();
+    assert!(userdata.contains(&format!("token: {own}")), "{userdata}");
+    assert!(!userdata.contains("token: token"), "the shared token of the join Secret is not used");
+
+    // Again: the same token, still valid, so not written.
+    fake.forget_requests();
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&placed)).await.unwrap();
+    assert!(fake.requests().iter().all(|r| !(r.starts_with("PATCH") && r.contains(tokens))), "{:?}", fake.requests());
+
+    // Deleted with the VM.
+    let mut deleting = reread(&fake, &world);
+    deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&deleting)).await;
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&deleting)).await.unwrap();
+    let revoked = format!("DELETE {tokens}{}", value("token-id"));
+    assert!(fake.requests().contains(&revoked), "{:?}", fake.requests());
+}
+
+/// The kube-system Role of `--mint-join-tokens` grants exactly the token calls: reads, the
+/// server-side apply (which a new Secret authorizes as `create`) and the revocation.
+#[tokio::test]
+async fn the_join_token_role_grants_exactly_the_token_calls() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let mut ctx = Arc::try_unwrap(context(client.clone(), &world, vec![])).ok().unwrap();
+    ctx.mint_join_tokens = true;
+    let ctx = Arc::new(ctx);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    let mut deleting = reread(&fake, &world);
+    deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
+    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), ctx.clone()).await;
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), ctx).await.unwrap();
+    let observed: std::collections::BTreeSet<(String, String, String)> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/namespaces/kube-system/"))
+        .map(|r| authorization(r))
+        .chain([("".to_string(), "secrets".to_string(), "create".to_string())])
+        .collect();
+    let granted: std::collections::BTreeSet<(String, String, String)> = catalyst_operator::rbac::JOIN_TOKENS
+        .iter()
+        .flat_map(|g| g.verbs.iter().map(move |v| (g.group.to_string(), g.resource.to_string(), v.to_string())))
+        .collect();
+    assert_eq!(observed, granted);
+}

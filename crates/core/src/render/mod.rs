@@ -3,6 +3,7 @@
 //! call these, so a reviewer sees in a pull request exactly what a merge will do.
 
 mod node;
+pub mod token;
 
 pub use node::{
     JOIN_KEYS, JoinCredentials, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data, install_script, topology_manager_policy,
@@ -46,6 +47,8 @@ pub mod labels {
     /// VirtualMachineInstance ([`crate::node_identity`]); no kubelet may set a
     /// `node-restriction.kubernetes.io/` label, so ServiceGroups select on this one.
     pub const VERIFIED_VM: &str = "catalyst.io.node-restriction.kubernetes.io/vm";
+    /// On a bootstrap token the operator minted: `name.namespace` of the VM it is for.
+    pub const JOIN_TOKEN_OF: &str = "catalyst.io/join-token-of";
     /// Taint on a VM's node, so only the workloads pinned to that VM run there.
     pub const DEDICATED_TAINT: &str = "catalyst.io/dedicated";
 }
@@ -250,12 +253,19 @@ pub fn cloud_init_secret(vm: &CatalystVM, host: OnHost, join: Option<&JoinCreden
             owner_reference(vm),
         ),
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            "userdata".to_string(),
-            ByteString(cloud_init_user_data(vm, host, join).into_bytes()),
-        )])),
+        data: Some(cloud_init_data(vm, host, join)),
         ..Secret::default()
     }
+}
+
+/// `userdata`, and the VM's own join token where the operator minted one.
+fn cloud_init_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCredentials>) -> BTreeMap<String, ByteString> {
+    let userdata = ByteString(cloud_init_user_data(vm, host, join).into_bytes());
+    let mut data = BTreeMap::from([("userdata".to_string(), userdata)]);
+    if let Some(join) = join.filter(|j| j.minted) {
+        data.insert(token::CLOUD_INIT_TOKEN_KEY.into(), ByteString(join.token.clone().into_bytes()));
+    }
+    data
 }
 
 fn group_labels(group: &ServiceGroup) -> BTreeMap<String, String> {

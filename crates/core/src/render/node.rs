@@ -18,6 +18,9 @@ pub struct JoinCredentials {
     pub api_server_endpoint: String,
     pub token: String,
     pub ca_cert_hash: String,
+    /// The token is the VM's own, minted by the operator ([`super::token`]): the cloud-init
+    /// Secret keeps it, so it is found again.
+    pub minted: bool,
 }
 
 /// Never prints the values, so credentials cannot leak through a log or an error.
@@ -36,22 +39,34 @@ pub const REDACTED: &str = "<redacted>";
 impl JoinCredentials {
     /// Stand-ins for `kubectl catalyst render`, which never reads a Secret.
     pub fn redacted() -> Self {
-        Self { api_server_endpoint: REDACTED.into(), token: REDACTED.into(), ca_cert_hash: REDACTED.into() }
+        Self {
+            api_server_endpoint: REDACTED.into(),
+            token: REDACTED.into(),
+            ca_cert_hash: REDACTED.into(),
+            minted: false,
+        }
     }
 
     /// Reads the credentials; the error names the Secret and the missing keys, never a value.
-    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
+    /// When the operator mints each VM its own token (`mint`), the Secret's token is not read
+    /// (nor needed), and the token is left empty for the operator to fill.
+    pub fn from_secret(secret: &Secret, mint: bool) -> Result<Self, String> {
         let data = secret.data.clone().unwrap_or_default();
         let read =
             |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string());
-        let missing: Vec<&str> = JOIN_KEYS.into_iter().filter(|k| read(k).is_none_or(|v| v.is_empty())).collect();
+        let missing: Vec<&str> = JOIN_KEYS
+            .into_iter()
+            .filter(|k| !(mint && *k == "token"))
+            .filter(|k| read(k).is_none_or(|v| v.is_empty()))
+            .collect();
         if !missing.is_empty() {
             return Err(format!("Secret {} lacks the key(s) {}", secret.name_any(), missing.join(", ")));
         }
         Ok(Self {
             api_server_endpoint: read("apiServerEndpoint").unwrap_or_default(),
-            token: read("token").unwrap_or_default(),
+            token: if mint { String::new() } else { read("token").unwrap_or_default() },
             ca_cert_hash: read("caCertHash").unwrap_or_default(),
+            minted: mint,
         })
     }
 }

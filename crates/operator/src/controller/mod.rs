@@ -70,6 +70,10 @@ pub enum Error {
     ReadInstance { vm: String, source: kube::Error },
     #[error("labelling node {node} as verified: {source}")]
     LabelNode { node: String, source: kube::Error },
+    #[error("keeping the join token of {vm}: {source}")]
+    JoinToken { vm: String, source: kube::Error },
+    #[error("reading random bytes for a join token: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 impl Error {
@@ -101,6 +105,8 @@ impl Error {
             Error::WaitingForDeletion(_) => "waiting_for_deletion",
             Error::ReadInstance { .. } => "read_instance",
             Error::LabelNode { .. } => "label_node",
+            Error::JoinToken { .. } => "join_token",
+            Error::Random(_) => "random",
             Error::Finalizer(wrapped) => match wrapped.as_ref() {
                 Finalizer::AddFinalizer(_) => "add_finalizer",
                 Finalizer::RemoveFinalizer(_) => "remove_finalizer",
@@ -368,6 +374,8 @@ pub struct Context {
     pub placement: tokio::sync::Mutex<()>,
     /// The namespaces this operator manages; all when empty.
     pub namespaces: Vec<String>,
+    /// Each VM joins with a bootstrap token of its own ([`join_token`]).
+    pub mint_join_tokens: bool,
     /// The CatalystHosts this operator manages.
     pub host_pool: catalyst_core::pool::HostPool,
     /// How long a placement may search for a packing when the heuristic leaves a VM out; it
@@ -399,6 +407,7 @@ impl Context {
             namespaces: Vec::new(),
             host_pool: catalyst_core::pool::HostPool::default(),
             search: catalyst_core::planner::SearchBudget::default(),
+            mint_join_tokens: false,
         }
     }
 
@@ -646,6 +655,7 @@ where
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
 pub mod index;
+pub mod join_token;
 pub mod pinning;
 pub mod placement;
 pub mod refusal;

@@ -41,6 +41,8 @@ pub struct Config {
     pub search: catalyst_core::planner::SearchBudget,
     /// Objects each controller reconciles at once; 0 is unbounded.
     pub concurrency: u16,
+    /// Each VM joins with a bootstrap token of its own, minted in `kube-system`.
+    pub mint_join_tokens: bool,
 }
 
 /// The watch of the pool's hosts: the API server filters by the pool's selector.
@@ -252,6 +254,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.namespaces = config.namespaces.clone();
     ctx.host_pool = config.host_pool.clone();
     ctx.search = config.search;
+    ctx.mint_join_tokens = config.mint_join_tokens;
     secrets.followers.push(Arc::new(Follows { known: ctx.known.clone(), kind: "Secret".into() }));
     let ctx = Arc::new(ctx);
 

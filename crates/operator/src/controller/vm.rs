@@ -7,7 +7,9 @@ use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
-use super::{Context, Error, FINALIZER, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid, verify};
+use super::{
+    Context, Error, FINALIZER, join_token, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid, verify,
+};
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
@@ -118,21 +120,37 @@ async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinC
         return Ok(Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }));
     };
     let id = object_id("Secret", &catalyst_core::key::key(&namespace, secret));
-    if let Some((read_at, join)) = ctx.join_secrets.lock().get(&id)
-        && *read_at == version
-    {
-        return Ok(Ok(Some(join.clone())));
-    }
-    let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret).await;
-    let read = read.map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret}"), source })?;
-    Ok(match read.map(|found| JoinCredentials::from_secret(&found)) {
-        None => Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }),
-        Some(Ok(join)) => {
-            ctx.join_secrets.lock().insert(id, (version, join.clone()));
-            Ok(Some(join))
+    let cached =
+        ctx.join_secrets.lock().get(&id).filter(|(read_at, _)| *read_at == version).map(|(_, join)| join.clone());
+    let join = match cached {
+        Some(join) => join,
+        None => {
+            let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret).await;
+            let read =
+                read.map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret}"), source })?;
+            match read.map(|found| JoinCredentials::from_secret(&found, ctx.mint_join_tokens)) {
+                None => return Ok(Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace })),
+                Some(Err(why)) => return Ok(Err(Refusal::JoinSecretInvalid { why })),
+                Some(Ok(join)) => {
+                    ctx.join_secrets.lock().insert(id, (version, join.clone()));
+                    join
+                }
+            }
         }
-        Some(Err(why)) => Err(Refusal::JoinSecretInvalid { why }),
-    })
+    };
+    Ok(Ok(Some(with_own_token(vm, join, ctx).await?)))
+}
+
+/// The credentials with the VM's own token, where the operator mints them.
+async fn with_own_token(vm: &CatalystVM, mut join: JoinCredentials, ctx: &Context) -> Result<JoinCredentials, Error> {
+    if !join.minted {
+        return Ok(join);
+    }
+    let name = node_name(vm);
+    let node = ctx.stores.node_of_vm(&name);
+    let joined = node.is_some_and(|n| n.labels().get(render::labels::VERIFIED_VM) == Some(&name));
+    join.token = join_token::ensure(vm, joined, ctx).await?.reveal();
+    Ok(join)
 }
 
 /// An Unschedulable VM is also reported as not Scheduled.
@@ -292,6 +310,9 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
             machines.delete(&vm.name_any(), &DeleteParams::foreground()).await.map_err(failed)?;
         }
         return Err(Error::WaitingForDeletion(key));
+    }
+    if ctx.mint_join_tokens {
+        join_token::revoke(vm, ctx).await?;
     }
     let api: Api<CatalystHost> = Api::all(ctx.client.clone());
     // The host the VM's status names is read even when the cache has not yet seen the
