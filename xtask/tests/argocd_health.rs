@@ -53,6 +53,14 @@ fn a_vm_is_healthy_when_ready_and_degraded_by_a_placement_failure() {
         json!({}),
     );
     assert_eq!(health("CatalystVM", booting).0, "Progressing");
+    let impostor = object(
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+        condition("Ready", "True", "Ready", "up"),
+        condition("NodeVerified", "False", "AddressMismatch", "node x claims this VM")]}),
+        json!({}),
+    );
+    assert_eq!(health("CatalystVM", impostor), ("Degraded".into(), "AddressMismatch: node x claims this VM".into()));
 }
 
 #[test]
