@@ -938,6 +938,27 @@ async fn each_vm_joins_with_a_short_lived_token_of_its_own() {
     controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&placed)).await.unwrap();
     assert!(fake.requests().iter().all(|r| !(r.starts_with("PATCH") && r.contains(tokens))), "{:?}", fake.requests());
 
+    // Joined (verified and Ready): the token is left to expire.
+    let mut node = claiming_node("api-a", "10.244.3.17");
+    kube::ResourceExt::labels_mut(&mut node)
+        .insert("catalyst.io.node-restriction.kubernetes.io/vm".into(), "api-a.catalyst-demo".into());
+    let with_node = |world: &World, node: &Node| {
+        let mut ctx = Arc::try_unwrap(context(client.clone(), world, vec![node.clone()])).ok().unwrap();
+        ctx.mint_join_tokens = true;
+        Arc::new(ctx)
+    };
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), with_node(&placed, &node)).await.unwrap();
+    assert!(fake.requests().iter().all(|r| !r.contains(tokens)), "{:?}", fake.requests());
+    // The VM restarts from a fresh containerDisk after the token cleaner removed its expired
+    // token: its node is NotReady, and the same token is made again for the new join.
+    fake.delete(&format!("{tokens}{}", value("token-id")));
+    node.status.as_mut().unwrap().conditions =
+        Some(vec![serde_json::from_value(json!({"type": "Ready", "status": "False"})).unwrap()]);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), with_node(&placed, &node)).await.unwrap();
+    let remade: Secret = serde_json::from_value(fake.get(&format!("{tokens}{}", value("token-id"))).unwrap()).unwrap();
+    assert_eq!(remade.data.as_ref().unwrap()["token-secret"].0, value("token-secret").into_bytes());
+
     // Deleted with the VM.
     let mut deleting = reread(&fake, &world);
     deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());

@@ -2,8 +2,9 @@
 //! [`catalyst_core::render::token`]. A VM's token is minted once and kept in its cloud-init
 //! Secret (so the same token is found again and the VM's cloud-init never changes); its
 //! bootstrap-token Secret in `kube-system` expires [`TTL`] after it was last extended, and it is
-//! extended only while the VM's node has not been verified, so a token outlives its join by at
-//! most that. The token goes with the VM.
+//! extended (or made again, when the API server's token cleaner removed it) only while the VM's
+//! node is not verified and Ready, so a token outlives a join by at most that. The token goes
+//! with the VM.
 
 use super::{Context, Error};
 use catalyst_api::CatalystVM;
@@ -21,7 +22,7 @@ pub const TTL: SignedDuration = SignedDuration::from_hours(2);
 
 /// The VM's token: the one its cloud-init Secret keeps, or a new one. Its bootstrap-token
 /// Secret is created, or extended when less than half of [`TTL`] is left, unless the VM has
-/// `joined` (its node is verified).
+/// `joined` (its node is verified and Ready).
 pub async fn ensure(vm: &CatalystVM, joined: bool, ctx: &Context) -> Result<BootstrapToken, Error> {
     let namespace = vm.namespace().unwrap_or_default();
     let vm_key = key(&namespace, &vm.name_any());

@@ -141,14 +141,16 @@ async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinC
     Ok(Ok(Some(with_own_token(vm, join, ctx).await?)))
 }
 
-/// The credentials with the VM's own token, where the operator mints them.
+/// The credentials with the VM's own token, where the operator mints them. The token is kept
+/// valid while the VM has not joined, or is down: a VM booting a containerDisk again starts
+/// from a fresh disk and joins again, with the same token (re-created if it had expired).
 async fn with_own_token(vm: &CatalystVM, mut join: JoinCredentials, ctx: &Context) -> Result<JoinCredentials, Error> {
     if !join.minted {
         return Ok(join);
     }
     let name = node_name(vm);
     let node = ctx.stores.node_of_vm(&name);
-    let joined = node.is_some_and(|n| n.labels().get(render::labels::VERIFIED_VM) == Some(&name));
+    let joined = node.is_some_and(|n| n.labels().get(render::labels::VERIFIED_VM) == Some(&name) && node_is_ready(&n));
     join.token = join_token::ensure(vm, joined, ctx).await?.reveal();
     Ok(join)
 }

@@ -79,6 +79,11 @@ impl FakeApi {
         self.objects.lock().unwrap().get(path).cloned()
     }
 
+    /// Removes an object behind the operator's back, as another controller would.
+    pub fn delete(&self, path: &str) {
+        self.objects.lock().unwrap().remove(path);
+    }
+
     /// Answers `PUT path` with 409 Conflict from now on.
     pub fn conflict_on(&self, path: &str) {
         self.conflicts.lock().unwrap().insert(path.to_string());
