@@ -68,7 +68,7 @@ mod millis {
     }
 }
 
-/// NUMA cells a VM takes on its host: (cell, cores and memory).
+/// NUMA cells a VM takes on its host: (cell, cores and hugepages).
 pub type Cells = Vec<(usize, Res)>;
 
 /// One VM on one host: (VM index, host index, NUMA cells).
