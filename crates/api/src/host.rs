@@ -73,6 +73,13 @@ fn default_threads_per_core() -> u32 {
     1
 }
 
+impl CatalystHostSpec {
+    /// Threads per core as a count to divide by: never 0, whatever an unvalidated object says.
+    pub fn threads(&self) -> u64 {
+        self.threads_per_core.max(1).into()
+    }
+}
+
 fn default_true() -> bool {
     true
 }

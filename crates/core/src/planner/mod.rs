@@ -646,7 +646,7 @@ impl<'a> Engine<'a> {
         if !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
             return Err(Refusal::Selector);
         }
-        if !vm.pinned_cpus.is_multiple_of(host.threads_per_core.max(1)) {
+        if !host.takes_whole_cores(vm.pinned_cpus) {
             return Err(Refusal::SmtAlignment);
         }
         if let Some(group) = &vm.spread_group
@@ -751,7 +751,7 @@ impl<'a> Engine<'a> {
                 let cordoned = count(|r| matches!(r, Refusal::Unschedulable));
                 let smt = count(|r| matches!(r, Refusal::SmtAlignment));
                 let (resource, message) = if smt > 0 && spread == 0 && selector == 0 {
-                    let host = self.hosts.iter().find(|h| !vm.pinned_cpus.is_multiple_of(h.threads_per_core.max(1)));
+                    let host = self.hosts.iter().find(|h| !h.takes_whole_cores(vm.pinned_cpus));
                     ("threadsPerCore", host.map(|h| smt_message(vm, h)).unwrap_or_default())
                 } else if spread > 0 {
                     let group = vm.spread_group.as_deref().unwrap_or_default();
@@ -783,17 +783,15 @@ pub fn fit_groups(
     vms: &[&VmModel],
     host_threads: impl Fn(&str) -> u64,
 ) -> (Vec<GroupPlan>, Vec<Violation>) {
-    let threads: HashMap<&str, u64> =
-        vms.iter().map(|vm| (vm.key.as_str(), model::guest_threads(vm.vcpus, host_threads(&vm.key)))).collect();
-    let offers: HashMap<&str, Res> = vms
+    // Each VM with what its node offers groups and the threads per core its guest sees.
+    let guests: HashMap<&str, (&VmModel, Res, u64)> = vms
         .iter()
         .map(|vm| {
-            let more_reserved = vm.reserved_cpu.next_multiple_of(threads[vm.key.as_str()]) - vm.reserved_cpu;
-            (vm.key.as_str(), vm.for_groups - Res::cores(more_reserved, 0))
+            let host_threads = host_threads(&vm.key);
+            (vm.key.as_str(), (*vm, vm.offer(host_threads), vm.guest_threads(host_threads)))
         })
         .collect();
-    let joins: HashMap<&str, bool> = vms.iter().map(|vm| (vm.key.as_str(), vm.joins)).collect();
-    let mut remaining = offers.clone();
+    let mut remaining: HashMap<&str, Res> = guests.iter().map(|(key, (_, offer, _))| (*key, *offer)).collect();
     let mut sorted: Vec<&GroupModel> = groups.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut plans = Vec::new();
@@ -801,8 +799,9 @@ pub fn fit_groups(
     for group in sorted {
         let object = Subject::group(&group.key);
         let available = remaining.get(group.vm.as_str()).copied();
-        let fits = match available {
-            None => {
+        let guest = guests.get(group.vm.as_str()).copied();
+        let fits = match (guest, available) {
+            (None, _) | (_, None) => {
                 violations.push(Violation::constraint(
                     object,
                     "vm",
@@ -810,7 +809,7 @@ pub fn fit_groups(
                 ));
                 false
             }
-            Some(_) if joins.get(group.vm.as_str()) == Some(&false) => {
+            (Some((vm, _, _)), Some(_)) if !vm.joins => {
                 violations.push(Violation::constraint(
                     object,
                     "node",
@@ -821,8 +820,7 @@ pub fn fit_groups(
                 ));
                 false
             }
-            Some(_) if !group.cpu.is_multiple_of(threads.get(group.vm.as_str()).copied().unwrap_or(1)) => {
-                let per_core = threads[group.vm.as_str()];
+            (Some((_, _, per_core)), Some(_)) if !group.cpu.is_multiple_of(per_core) => {
                 violations.push(Violation::constraint(
                     object,
                     "threadsPerCore",
@@ -834,12 +832,11 @@ pub fn fit_groups(
                 ));
                 false
             }
-            Some(left) if left.covers(&group.demand) => {
+            (_, Some(left)) if left.covers(&group.demand) => {
                 remaining.insert(group.vm.as_str(), left - group.demand);
                 true
             }
-            Some(left) => {
-                let offered = offers.get(group.vm.as_str()).copied().unwrap_or_default();
+            (Some((_, offered, _)), Some(left)) => {
                 let earlier =
                     if left == offered { String::new() } else { ", less what earlier groups take".to_string() };
                 let context = format!(

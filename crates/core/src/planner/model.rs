@@ -173,6 +173,12 @@ pub struct HostModel {
 }
 
 impl HostModel {
+    /// Whether `cpus` pinned CPUs make whole physical cores here, as the host kubelet's
+    /// `full-pcpus-only` demands (`SMTAlignmentError` otherwise).
+    pub fn takes_whole_cores(&self, cpus: u64) -> bool {
+        cpus.is_multiple_of(self.threads_per_core.max(1))
+    }
+
     /// Reads a validated host. The hugepage pools leave ordinary memory, as the kubelet takes
     /// pre-allocated hugepages out of allocatable memory. NUMA cells give up the host's
     /// reserved cores in equal shares (rounded up), since the hypervisor's own threads run on
@@ -207,7 +213,7 @@ impl HostModel {
             schedulable: spec.schedulable,
             labels: host.labels().clone(),
             allocatable,
-            threads_per_core: spec.threads_per_core.max(1).into(),
+            threads_per_core: spec.threads(),
             cells,
         }
     }
@@ -290,11 +296,23 @@ impl VmModel {
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
             cells,
-            for_groups: offered_to_groups(spec, 1),
+            for_groups: offered_to_groups(spec),
             vcpus,
             reserved_cpu: spec.node.reserved_cpu.into(),
             joins: spec.node.join_secret_name.is_some(),
         }
+    }
+
+    /// The threads per core its guest sees on a host of `host_threads` ([`guest_threads`]).
+    pub fn guest_threads(&self, host_threads: u64) -> u64 {
+        guest_threads(self.vcpus, host_threads)
+    }
+
+    /// What it offers ServiceGroups on a host of `host_threads`: a guest with SMT reserves
+    /// whole cores ([`reserved_cpus`]), so it offers less than `for_groups` by the rounding.
+    pub fn offer(&self, host_threads: u64) -> Res {
+        let rounding = reserved_cpus(self.reserved_cpu, self.guest_threads(host_threads)) - self.reserved_cpu;
+        self.for_groups - Res::cores(rounding, 0)
     }
 }
 
@@ -327,24 +345,24 @@ pub fn guest_threads(vcpus: u64, host_threads: u64) -> u64 {
 
 /// The CPUs the guest kubelet keeps for the system (`reservedSystemCPUs`): `node.reservedCpu`,
 /// rounded up to whole guest cores, as `full-pcpus-only` gives replicas only whole cores.
-pub fn reserved_cpus(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> u64 {
-    u64::from(spec.node.reserved_cpu).next_multiple_of(guest_threads.max(1))
+pub fn reserved_cpus(reserved_cpu: u64, guest_threads: u64) -> u64 {
+    reserved_cpu.next_multiple_of(guest_threads.max(1))
 }
 
-/// What the VM's node offers pods (its allocatable): cores less its reserved CPUs; memory less
-/// the guest kernel's page structures, `node.reservedMemory` and the eviction threshold.
-pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> Res {
+/// What the VM's node offers pods (its allocatable) on a host without SMT: cores less
+/// `node.reservedCpu`; memory less the guest kernel's page structures, `node.reservedMemory`
+/// and the eviction threshold.
+pub fn node_allocatable(spec: &catalyst_api::CatalystVMSpec) -> Res {
     let memory = bytes(&spec.memory.0);
     let kept = memory.div_ceil(GUEST_MEMMAP_DIVISOR) + bytes(&spec.node.reserved_memory.0) + EVICTION_HARD_MEMORY;
-    Res::cores(u64::from(spec.cpu), memory) - Res::cores(reserved_cpus(spec, guest_threads), kept)
+    Res::cores(u64::from(spec.cpu), memory) - Res::cores(spec.node.reserved_cpu.into(), kept)
 }
 
-/// What the VM's node offers ServiceGroups: its allocatable less the headroom kept for
-/// node-level DaemonSets.
-pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec, guest_threads: u64) -> Res {
+/// What the VM's node offers ServiceGroups on a host without SMT: its allocatable less the
+/// headroom kept for node-level DaemonSets ([`VmModel::offer`] on any host).
+pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec) -> Res {
     let headroom = &spec.node.headroom;
-    node_allocatable(spec, guest_threads)
-        - Res::millicores(parse_millicores(&headroom.cpu.0).unwrap_or(0), bytes(&headroom.memory.0))
+    node_allocatable(spec) - Res::millicores(parse_millicores(&headroom.cpu.0).unwrap_or(0), bytes(&headroom.memory.0))
 }
 
 /// A ServiceGroup as the planner sees it.

@@ -97,7 +97,7 @@ pub struct OnHost<'a> {
 
 impl<'a> OnHost<'a> {
     pub fn of(host: &'a CatalystHost) -> Self {
-        Self { node_name: &host.spec.node_name, threads_per_core: host.spec.threads_per_core.max(1).into() }
+        Self { node_name: &host.spec.node_name, threads_per_core: host.spec.threads() }
     }
 
     /// A host without SMT.

@@ -92,7 +92,7 @@ pub fn topology_manager_policy(spec: &catalyst_api::CatalystVMSpec) -> &'static 
 pub fn cloud_init_user_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCredentials>) -> String {
     let node = &vm.spec.node;
     let node_name = node_name(vm);
-    let reserved_cpus = match reserved_cpus(&vm.spec, host.guest_threads(&vm.spec)) {
+    let reserved_cpus = match reserved_cpus(node.reserved_cpu.into(), host.guest_threads(&vm.spec)) {
         0 | 1 => "0".to_string(),
         n => format!("0-{}", n - 1),
     };

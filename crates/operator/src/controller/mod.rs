@@ -420,7 +420,7 @@ impl Context {
     /// The threads per core of the host `vm` is placed on (1 while it has none).
     pub fn host_threads(&self, vm: &CatalystVM) -> u64 {
         let host = vm.status.as_ref().and_then(|s| s.host.as_deref()).and_then(|h| self.stores.host(h));
-        host.map_or(1, |h| h.spec.threads_per_core.max(1).into())
+        host.map_or(1, |h| h.spec.threads())
     }
 
     pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: String) {
