@@ -66,6 +66,13 @@ impl Identity {
     }
 }
 
+/// Whether `node` already carries the verified label for the VM whose node is `vm_node`
+/// (`name.namespace`): the operator set it once the node matched, and it stays with that Node.
+pub fn is_labelled_as(node: &Node, vm_node: &str) -> bool {
+    use kube::ResourceExt;
+    node.labels().get(crate::render::labels::VERIFIED_VM).is_some_and(|value| value == vm_node)
+}
+
 /// Checks `node` against the VM's `instance`, which must run on `host_node`.
 pub fn verify(node: &Node, instance: Option<&VirtualMachineInstance>, host_node: &str) -> Identity {
     let Some(instance) = instance else { return Identity::NoInstance };

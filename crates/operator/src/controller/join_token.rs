@@ -6,9 +6,8 @@
 //! node is not verified and Ready, so a token outlives a join by at most that. The token goes
 //! with the VM.
 
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 use catalyst_api::CatalystVM;
-use catalyst_core::key::key;
 use catalyst_core::render::token::{BootstrapToken, TOKEN_NAMESPACE};
 use catalyst_core::render::{FIELD_MANAGER, cloud_init_secret_name};
 use k8s_openapi::api::core::v1::Secret;
@@ -24,22 +23,14 @@ pub const TTL: SignedDuration = SignedDuration::from_hours(2);
 /// Secret is created, or extended when less than half of [`TTL`] is left, unless the VM has
 /// `joined` (its node is verified and Ready).
 pub async fn ensure(vm: &CatalystVM, joined: bool, ctx: &Context) -> Result<BootstrapToken, Error> {
-    let namespace = vm.namespace().unwrap_or_default();
-    let vm_key = key(&namespace, &vm.name_any());
-    let cloud_init: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = cloud_init_secret_name(vm);
-    let kept = cloud_init
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{name}"), source })?
-        .and_then(|secret| BootstrapToken::kept_in(&secret));
-    let token = match kept {
+    let token = match kept(vm, ctx).await? {
         Some(token) => token,
         None => mint()?,
     };
     if joined {
         return Ok(token);
     }
+    let vm_key = key_of(vm);
     let tokens: Api<Secret> = Api::namespaced(ctx.client.clone(), TOKEN_NAMESPACE);
     let failed = |source| Error::JoinToken { vm: vm_key.clone(), source };
     let current = tokens.get_opt(&token.secret_name()).await.map_err(failed)?;
@@ -56,24 +47,21 @@ pub async fn ensure(vm: &CatalystVM, joined: bool, ctx: &Context) -> Result<Boot
 
 /// Deletes the VM's token, if it has one (its cloud-init Secret names it).
 pub async fn revoke(vm: &CatalystVM, ctx: &Context) -> Result<(), Error> {
-    let namespace = vm.namespace().unwrap_or_default();
-    let vm_key = key(&namespace, &vm.name_any());
-    let cloud_init: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let failed = |source| Error::JoinToken { vm: vm_key.clone(), source };
-    let Some(token) = cloud_init
-        .get_opt(&cloud_init_secret_name(vm))
-        .await
-        .map_err(failed)?
-        .and_then(|s| BootstrapToken::kept_in(&s))
-    else {
-        return Ok(());
-    };
+    let Some(token) = kept(vm, ctx).await? else { return Ok(()) };
     let tokens: Api<Secret> = Api::namespaced(ctx.client.clone(), TOKEN_NAMESPACE);
     match tokens.delete(&token.secret_name(), &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(failed(source)),
+        Err(source) => Err(Error::JoinToken { vm: key_of(vm), source }),
     }
+}
+
+/// The token the VM's cloud-init Secret keeps, if it has one yet.
+async fn kept(vm: &CatalystVM, ctx: &Context) -> Result<Option<BootstrapToken>, Error> {
+    let cloud_init: Api<Secret> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
+    let secret = cloud_init.get_opt(&cloud_init_secret_name(vm)).await;
+    let secret = secret.map_err(|source| Error::JoinToken { vm: key_of(vm), source })?;
+    Ok(secret.and_then(|secret| BootstrapToken::kept_in(&secret)))
 }
 
 /// A new token from the kernel's random source.

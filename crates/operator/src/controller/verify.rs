@@ -9,7 +9,7 @@ use super::conditions::{NODE_VERIFIED, Wanted, wanted};
 use super::{Context, Error};
 use catalyst_api::kubevirt::VirtualMachineInstance;
 use catalyst_api::{CatalystHost, CatalystVM};
-use catalyst_core::node_identity::{Identity, verify};
+use catalyst_core::node_identity::{Identity, is_labelled_as, verify};
 use catalyst_core::render::{FIELD_MANAGER, labels};
 use catalyst_core::validation::node_name;
 use k8s_openapi::api::core::v1::Node;
@@ -32,7 +32,7 @@ pub async fn node(
         return Ok((wanted(NODE_VERIFIED, false, "NoNode", "no node claims this VM yet"), false));
     };
     let name = node.name_any();
-    if node.labels().get(labels::VERIFIED_VM) == Some(&expected) {
+    if is_labelled_as(node, &expected) {
         let message = format!("node {name} carries {}={expected}", labels::VERIFIED_VM);
         return Ok((wanted(NODE_VERIFIED, true, "Verified", message), false));
     }

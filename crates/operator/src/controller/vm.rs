@@ -13,7 +13,7 @@ use super::{
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
-use catalyst_core::planner::model::{guest_threads, offered_to_groups};
+use catalyst_core::node_identity::is_labelled_as;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
@@ -150,7 +150,7 @@ async fn with_own_token(vm: &CatalystVM, mut join: JoinCredentials, ctx: &Contex
     }
     let name = node_name(vm);
     let node = ctx.stores.node_of_vm(&name);
-    let joined = node.is_some_and(|n| n.labels().get(render::labels::VERIFIED_VM) == Some(&name) && node_is_ready(&n));
+    let joined = node.is_some_and(|n| is_labelled_as(&n, &name) && node_is_ready(&n));
     join.token = join_token::ensure(vm, joined, ctx).await?.reveal();
     Ok(join)
 }
@@ -297,7 +297,7 @@ fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
     let threads = ctx.host_threads(vm);
     let (plans, _) = planner::fit_groups(&groups, &[&model], |_| threads);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
-    let left = offered_to_groups(&vm.spec, guest_threads(vm.spec.cpu.into(), threads)) - taken;
+    let left = model.offer(threads) - taken;
     left.into()
 }
 
