@@ -61,6 +61,13 @@ pub struct InstanceSpec {
     pub volumes: Vec<Volume>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+    /// What a drain of the VM's node does to it: `None` (its pod is evicted and the VM
+    /// restarts), `LiveMigrate`, `LiveMigrateIfPossible` or `External`. Without it the VMI takes
+    /// the KubeVirt CR's, copied in when the VMI is made (KubeVirt `pkg/defaults/defaults.go`,
+    /// `setDefaultEvictionStrategy`), and a cluster-wide `LiveMigrate` holds a drain for ever on a
+    /// VM that cannot migrate (`pod-eviction-admitter.go` refuses its eviction with 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_strategy: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -116,10 +116,34 @@ pub const VM_MULTUS_NETWORK_NAME: CelRule = CelRule {
 };
 
 /// A Kubernetes minor or patch release, as pkgs.k8s.io names its repositories (`v1.34`) and
-/// packages (`1.34.2`).
+/// packages (`1.34.2`), of v1.31 or later: the rendered JoinConfiguration is
+/// `kubeadm.k8s.io/v1beta4`, which kubeadm reads from v1.31 (kubernetes release notes of v1.31,
+/// "kubeadm: introduce v1beta4"). The value is written into a shell script, so nothing else passes.
 pub const VM_KUBERNETES_VERSION: CelRule = CelRule {
-    cel: "self.matches('^v1\\\\.[0-9]{1,3}(\\\\.[0-9]{1,3})?$')",
-    message: "must be a Kubernetes release such as v1.34 or v1.34.2",
+    cel: "self.matches('^v1\\\\.(3[1-9]|[4-9][0-9]|[1-9][0-9]{2})(\\\\.[0-9]{1,3})?$')",
+    message: "must be a Kubernetes release of v1.31 or later, such as v1.34 or v1.34.2 (the join is a kubeadm.k8s.io/v1beta4 JoinConfiguration, which kubeadm reads from v1.31)",
+    field_path: None,
+};
+
+/// A VM that joins says where its node software comes from: a stock image with nothing to
+/// join with retries `kubeadm join` for ever.
+pub const VM_NODE_JOIN_NEEDS_SOFTWARE: CelRule = CelRule {
+    cel: "!has(self.joinSecretName) || has(self.software)",
+    message: "a VM that joins (joinSecretName) must name its node software: software.kubernetesVersion, with source Install (cloud-init installs it on a stock image; the default) or Prepared (the boot image holds kubelet, kubeadm and containerd)",
+    field_path: Some(".software"),
+};
+
+pub const VM_SOFTWARE_REPOSITORY_ONLY_TO_INSTALL: CelRule = CelRule {
+    cel: "!has(self.repository) || !has(self.source) || self.source == 'Install'",
+    message: "repository is where source Install takes its packages from; a Prepared image installs nothing",
+    field_path: Some(".repository"),
+};
+
+/// An http(s) URL without a character a shell would read (it is written into the install
+/// script): no quotes, spaces, `$`, backquotes, `;`, `&`, `|` or redirections.
+pub const VM_PACKAGE_REPOSITORY_URL: CelRule = CelRule {
+    cel: "self.matches('^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+:@-]*)*$')",
+    message: "must be an http or https URL of letters, digits and ._~%+:@-/ only, such as https://mirror.example.com/kubernetes/v1.34/deb/",
     field_path: None,
 };
 
@@ -140,7 +164,7 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 14] = [
+pub const ALL: [&CelRule; 17] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
@@ -153,6 +177,9 @@ pub const ALL: [&CelRule; 14] = [
     &VM_NODE_RESERVED_MEMORY_BELOW_MEMORY,
     &VM_MULTUS_NETWORK_NAME,
     &VM_KUBERNETES_VERSION,
+    &VM_NODE_JOIN_NEEDS_SOFTWARE,
+    &VM_SOFTWARE_REPOSITORY_ONLY_TO_INSTALL,
+    &VM_PACKAGE_REPOSITORY_URL,
     &BOOT_DISK_ONE_SOURCE,
     &VM_PLACED_HOST_IS_FIXED,
 ];

@@ -205,6 +205,7 @@ pub enum RunStrategy {
 
 /// Settings of the Kubernetes node the VM becomes.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = rules::VM_NODE_JOIN_NEEDS_SOFTWARE.to_kube())]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSettings {
     /// Whole cores kept for the guest OS and the kubelet (the kubelet's reservedSystemCPUs);
@@ -228,18 +229,15 @@ pub struct NodeSettings {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Secret in the VM's namespace with the kubeadm join credentials: keys
-    /// `apiServerEndpoint`, `token` and `caCertHash`. Without it the VM boots but does not join.
+    /// `apiServerEndpoint`, `token` and `caCertHash` (only the first and last when the operator
+    /// mints each VM its own token). Without it the VM boots but does not join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub join_secret_name: Option<String>,
-    /// Turn a stock Debian or Ubuntu cloud image into a node of this Kubernetes version, such
-    /// as `v1.34` or `v1.34.2`: before joining, cloud-init installs containerd and this
-    /// version's kubelet and kubeadm from pkgs.k8s.io. Without it the boot image must be a
-    /// prepared node image (see the README).
+    /// What makes the VM a node: its Kubernetes release and where its kubelet, kubeadm and
+    /// container runtime come from. Required with `joinSecretName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 16))]
-    #[x_kube(validation = rules::VM_KUBERNETES_VERSION.to_kube())]
-    pub kubernetes_version: Option<String>,
+    pub software: Option<NodeSoftware>,
 }
 
 impl Default for NodeSettings {
@@ -250,9 +248,57 @@ impl Default for NodeSettings {
             headroom: NodeHeadroom::default(),
             labels: BTreeMap::new(),
             join_secret_name: None,
-            kubernetes_version: None,
+            software: None,
         }
     }
+}
+
+/// The node's software: a Kubernetes release, and whether cloud-init installs it or the boot
+/// image already holds it. Either way the choice is written down, so a VM never boots an image
+/// that cannot join and retries for ever.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = rules::VM_SOFTWARE_REPOSITORY_ONLY_TO_INSTALL.to_kube())]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSoftware {
+    /// The release of the node's kubelet and kubeadm, `v1.34` or `v1.34.2`: v1.31 or later,
+    /// as the rendered JoinConfiguration is `kubeadm.k8s.io/v1beta4`. The operator refuses a
+    /// release newer than the API server's or more than one minor release older (kubeadm's
+    /// skew policy).
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = rules::VM_KUBERNETES_VERSION.to_kube())]
+    pub kubernetes_version: String,
+    /// `Install`: before joining, cloud-init installs containerd, and this release's kubelet
+    /// and kubeadm, on a stock Debian or Ubuntu cloud image. `Prepared`: the boot image holds
+    /// them already (see the guide for what it must contain).
+    #[serde(default)]
+    pub source: SoftwareSource,
+    /// Where `Install` takes the Kubernetes packages from instead of pkgs.k8s.io: a mirror, as
+    /// air-gapped clusters need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<PackageRepository>,
+}
+
+/// Where a VM-node's software comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SoftwareSource {
+    /// Installed by cloud-init on a stock image.
+    #[default]
+    Install,
+    /// Already in the boot image.
+    Prepared,
+}
+
+/// An apt repository with the content of pkgs.k8s.io's repository of one minor release
+/// (`https://pkgs.k8s.io/core:/stable:/v1.34/deb/`): a flat repository (`deb <url> /`) whose
+/// signing key is `<url>/Release.key`. For Kubernetes v1.36 and later on a distribution that
+/// ships containerd 1.x, it may carry a `containerd` package of 2.0 or later too: apt takes the
+/// newest version any source offers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PackageRepository {
+    /// An http or https URL, such as `https://mirror.example.com/kubernetes/v1.34/deb/`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = rules::VM_PACKAGE_REPOSITORY_URL.to_kube())]
+    pub url: String,
 }
 
 /// Requests of node-level DaemonSets, kept out of what ServiceGroups may take.

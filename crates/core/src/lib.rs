@@ -16,6 +16,7 @@ pub mod pinning;
 pub mod planner;
 pub mod pool;
 pub mod quantity;
+pub mod release;
 pub mod render;
 pub mod schema;
 pub mod status;

@@ -4,6 +4,8 @@
 
 use crate::quantity::{QuantityError, parse_bytes};
 use catalyst_api::rules::{self, CelRule};
+use crate::release::Release;
+use catalyst_api::vm::SoftwareSource;
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -240,8 +242,30 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     if let Some(name) = &spec.network.multus_network_name {
         c.check(is_multus_network_name(name), "spec.network.multusNetworkName", name, &rules::VM_MULTUS_NETWORK_NAME);
     }
-    if let Some(version) = &spec.node.kubernetes_version {
-        c.check(is_kubernetes_release(version), "spec.node.kubernetesVersion", version, &rules::VM_KUBERNETES_VERSION);
+    c.check(
+        spec.node.join_secret_name.is_none() || spec.node.software.is_some(),
+        "spec.node.software",
+        "none",
+        &rules::VM_NODE_JOIN_NEEDS_SOFTWARE,
+    );
+    if let Some(software) = &spec.node.software {
+        let version = &software.kubernetes_version;
+        let field = "spec.node.software.kubernetesVersion";
+        c.check(Release::parse(version).is_some(), field, version, &rules::VM_KUBERNETES_VERSION);
+        if let Some(repository) = &software.repository {
+            c.check(
+                software.source == SoftwareSource::Install,
+                "spec.node.software.repository",
+                &repository.url,
+                &rules::VM_SOFTWARE_REPOSITORY_ONLY_TO_INSTALL,
+            );
+            c.check(
+                is_package_repository_url(&repository.url),
+                "spec.node.software.repository.url",
+                &repository.url,
+                &rules::VM_PACKAGE_REPOSITORY_URL,
+            );
+        }
     }
     let disk = &spec.boot_disk;
     let sources = [disk.container_disk.is_some(), disk.data_volume.is_some(), disk.persistent_volume_claim.is_some()];
@@ -302,12 +326,16 @@ fn is_multus_network_name(text: &str) -> bool {
     }
 }
 
-/// [`rules::VM_KUBERNETES_VERSION`]'s expression: `v1.` and one or two dot-separated numbers
-/// of 1 to 3 digits.
-fn is_kubernetes_release(text: &str) -> bool {
-    let Some(rest) = text.strip_prefix("v1.") else { return false };
-    let parts: Vec<&str> = rest.split('.').collect();
-    parts.len() <= 2 && parts.iter().all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
+/// [`rules::VM_PACKAGE_REPOSITORY_URL`]'s expression: `http://` or `https://`, a host of letters,
+/// digits, `.` and `-`, maybe a port, then path segments of letters, digits and `._~%+:@-`.
+fn is_package_repository_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else { return false };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let (host, port) = authority.split_once(':').map_or((authority, None), |(h, p)| (h, Some(p)));
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~%+:@-/".contains(&b));
+    host_ok && port_ok && path_ok
 }
 
 /// The longest DNS subdomain, a label key's prefix (apimachinery `validation.DNS1123SubdomainMaxLength`).

@@ -31,7 +31,9 @@ fn valid(kind: &str) -> Value {
             "spec": {
                 "cpu": 96, "memory": "512Gi", "hugepages": "1Gi", "numaPassthrough": true,
                 "bootDisk": {"dataVolume": {"storageClassName": "ceph-rbd", "size": "100Gi", "imageUrl": "docker://quay.io/containerdisks/ubuntu:22.04"}},
-                "node": {"reservedCpu": 2, "reservedMemory": "8Gi", "kubernetesVersion": "v1.34.2"},
+                "node": {"reservedCpu": 2, "reservedMemory": "8Gi", "joinSecretName": "catalyst-join",
+                         "software": {"kubernetesVersion": "v1.34.2", "source": "Install",
+                                      "repository": {"url": "https://mirror.example.com/kubernetes/core:/stable:/v1.34/deb/"}}},
                 "network": {"multusNetworkName": "infra/hosts-lan.v4"}
             }
         }),
@@ -245,15 +247,41 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "CatalystVM",
-            "spec.node.kubernetesVersion",
+            "spec.node.software.kubernetesVersion",
             json!("1.34"),
-            &[("spec.node.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+            &[("spec.node.software.kubernetesVersion", &VM_KUBERNETES_VERSION)],
         ),
         case(
             "CatalystVM",
-            "spec.node.kubernetesVersion",
+            "spec.node.software.kubernetesVersion",
             json!("v1.34.2; rm -rf /"),
-            &[("spec.node.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+            &[("spec.node.software.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+        ),
+        // kubeadm reads JoinConfiguration v1beta4 from v1.31.
+        case(
+            "CatalystVM",
+            "spec.node.software.kubernetesVersion",
+            json!("v1.30.4"),
+            &[("spec.node.software.kubernetesVersion", &VM_KUBERNETES_VERSION)],
+        ),
+        case("CatalystVM", "spec.node.software", Value::Null, &[("spec.node.software", &VM_NODE_JOIN_NEEDS_SOFTWARE)]),
+        case(
+            "CatalystVM",
+            "spec.node.software.source",
+            json!("Prepared"),
+            &[("spec.node.software.repository", &VM_SOFTWARE_REPOSITORY_ONLY_TO_INSTALL)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.software.repository.url",
+            json!("http://mirror/$(reboot)/"),
+            &[("spec.node.software.repository.url", &VM_PACKAGE_REPOSITORY_URL)],
+        ),
+        case(
+            "CatalystVM",
+            "spec.node.software.repository.url",
+            json!("ftp://mirror.example.com/"),
+            &[("spec.node.software.repository.url", &VM_PACKAGE_REPOSITORY_URL)],
         ),
         case(
             "CatalystVM",

@@ -4,6 +4,8 @@
 
 use catalyst_api::{CatalystVM, ServiceGroup};
 use catalyst_core::manifest::{self, Manifests};
+use catalyst_api::vm::{NodeSoftware, PackageRepository, SoftwareSource};
+use catalyst_core::release::Release;
 use catalyst_core::render::{self, JoinCredentials, OnHost};
 use catalyst_core::schema;
 use serde_json::{Value, json};
@@ -75,7 +77,7 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
     assert_eq!(
         kafka["spec"]["dataVolumeTemplates"][0]["spec"],
         json!({
-            "source": {"registry": {"url": "docker://quay.io/containerdisks/ubuntu:22.04"}},
+            "source": {"registry": {"url": "docker://quay.io/containerdisks/ubuntu:24.04"}},
             "storage": {"storageClassName": "ceph-rbd", "resources": {"requests": {"storage": "200Gi"}}}
         })
     );
@@ -88,9 +90,12 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
     assert_eq!(domain["memory"], json!({"guest": "32Gi"}));
     assert_eq!(
         api["spec"]["template"]["spec"]["volumes"][0]["containerDisk"]["image"],
-        "quay.io/containerdisks/ubuntu:22.04"
+        "quay.io/containerdisks/ubuntu:24.04"
     );
     assert_eq!(api["spec"].get("dataVolumeTemplates"), None);
+    // Explicit, so that a cluster-wide LiveMigrate never holds a drain on a VM that cannot
+    // migrate (KubeVirt's default is None, copied into each VMI: pkg/defaults/defaults.go).
+    assert_eq!(api["spec"]["template"]["spec"]["evictionStrategy"], "None");
 
     // Bridged, so each guest has its own routable address (masquerade gives every guest
     // 10.0.2.2, KubeVirt's DefaultVMCIDR): the pod network's by default, or a Multus network's.
@@ -129,11 +134,13 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         serde_norway::from_str(one_cell["write_files"][0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(one_cell_kubelet["topologyManagerPolicy"], "single-numa-node");
     assert_eq!(kubelet["systemReserved"]["memory"], "4Gi");
-    // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go): setting
-    // only memory.available would turn disk-pressure eviction off.
+    // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go, with
+    // imagefs.inodesFree since v1.30): setting only memory.available would turn disk-pressure
+    // eviction off.
     assert_eq!(
         kubelet["evictionHard"],
-        json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%", "imagefs.available": "15%"})
+        json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+               "imagefs.available": "15%", "imagefs.inodesFree": "5%"})
     );
     let join_config: Value = serde_norway::from_str(files[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(join_config["nodeRegistration"]["name"], "kafka-2.catalyst-v3");
@@ -159,13 +166,12 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         "Restart=on-failure",
         "StartLimitIntervalSec=0",
         "ConditionPathExists=!/etc/kubernetes/kubelet.conf",
-        "ExecStart=kubeadm join --config /etc/kubernetes/catalyst/join.yaml",
+        "ExecStart=/etc/kubernetes/catalyst/join.sh",
+        "StandardOutput=journal+console",
         "WantedBy=multi-user.target",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line:?} missing in:\n{unit}");
     }
-    // A prepared image: nothing to install.
-    assert!(!unit.contains("install.sh") && files.iter().all(|f| f["path"] != "/etc/kubernetes/catalyst/install.sh"));
     assert_eq!(config["runcmd"][2], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
     let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), None)).unwrap();
@@ -267,35 +273,121 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
     assert!(stderr.contains("not rendered: ServiceGroup catalyst-v3/sms: does not fit its VM"), "{stderr}");
 }
 
+/// The samples' VMs name their node software, so each renders a join that can succeed: the
+/// install script, which runs first in the join unit, for a stock image.
+#[test]
+fn every_sample_vm_that_joins_installs_its_node_software() {
+    for vm in samples().vms {
+        let software = vm.spec.node.software.as_ref().unwrap_or_else(|| panic!("{:?} names no software", vm.metadata.name));
+        assert_eq!(software.source, SoftwareSource::Install);
+        let config = user_data(&vm);
+        assert!(file(&config, "/etc/kubernetes/catalyst/install.sh").is_some(), "{:?}", vm.metadata.name);
+    }
+}
+
+fn user_data(vm: &CatalystVM) -> Value {
+    let join = credentials("10.0.0.1:6443");
+    serde_norway::from_str(&render::cloud_init_user_data(vm, OnHost::node("hv-1"), Some(&join))).unwrap()
+}
+
+fn file<'a>(config: &'a Value, path: &str) -> Option<&'a str> {
+    config["write_files"].as_array().unwrap().iter().find(|f| f["path"] == path).and_then(|f| f["content"].as_str())
+}
+
+fn install(release: &str, repository: Option<&str>, guest_agent: bool) -> String {
+    let repository = repository.map(|url| PackageRepository { url: url.into() });
+    render::install_script(Release::parse(release).unwrap(), repository.as_ref(), guest_agent)
+}
+
 /// A stock image is made a node before the join: the install script runs first in the unit,
-/// from the minor release's pkgs.k8s.io repository, pinned to the patch release.
+/// from the minor release's pkgs.k8s.io repository, pinned to the patch release; every command
+/// of the unit is an absolute path (systemd up to 246 resolves a bare name when the unit loads,
+/// before the script has installed kubeadm: commit 9f71ba8d, v247).
 #[test]
 fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let mut vm = vm_named("api-a");
-    vm.spec.node.kubernetes_version = Some("v1.34.2".into());
-    let join = credentials("10.0.0.1:6443");
-    let config: Value =
-        serde_norway::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), Some(&join))).unwrap();
-    let files = config["write_files"].as_array().unwrap();
-    let script = files.iter().find(|f| f["path"] == "/etc/kubernetes/catalyst/install.sh").unwrap();
-    let script = script["content"].as_str().unwrap();
+    vm.spec.node.software = Some(NodeSoftware {
+        kubernetes_version: "v1.34.2".into(),
+        source: SoftwareSource::Install,
+        repository: None,
+    });
+    let config = user_data(&vm);
+    let script = file(&config, "/etc/kubernetes/catalyst/install.sh").unwrap();
     for line in [
         "curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
-        "apt-get install -y -o Dpkg::Options::=--force-confold kubelet=1.34.2-* kubeadm=1.34.2-*",
+        "echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.34/deb/ /' > /etc/apt/sources.list.d/kubernetes.list",
+        "apt-get install -y -o Dpkg::Options::=--force-confold containerd kubelet=1.34.2-* kubeadm=1.34.2-*",
         "apt-mark hold kubelet kubeadm containerd",
+        "containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml",
         "swapoff -a",
         r"if command -v kubeadm >/dev/null && kubeadm version -o short | grep -q '^v1\.34\.2$'; then exit 0; fi",
     ] {
         assert!(script.lines().any(|l| l == line), "{line:?} missing in:\n{script}");
     }
-    let unit = files.iter().find(|f| f["path"] == "/etc/systemd/system/catalyst-join.service").unwrap();
-    let pre: Vec<&str> =
-        unit["content"].as_str().unwrap().lines().filter_map(|l| l.strip_prefix("ExecStartPre=")).collect();
-    assert_eq!(pre, ["/etc/kubernetes/catalyst/install.sh", "-kubeadm reset --force"]);
+    let unit = file(&config, "/etc/systemd/system/catalyst-join.service").unwrap();
+    let exec = |key: &str| unit.lines().filter_map(|l| l.strip_prefix(key)).collect::<Vec<_>>();
+    assert_eq!(exec("ExecStartPre="), ["/etc/kubernetes/catalyst/install.sh", "-/usr/bin/kubeadm reset --force"]);
+    assert_eq!(exec("ExecStart="), ["/etc/kubernetes/catalyst/join.sh"]);
+    assert!(file(&config, "/etc/kubernetes/catalyst/join.sh").unwrap().contains("exec /usr/bin/kubeadm join --config"));
     // A minor release takes its newest patch.
-    let minor = render::install_script("v1.34");
-    assert!(minor.contains("--force-confold kubelet kubeadm\n"), "{minor}");
+    let minor = install("v1.34", None, false);
+    assert!(minor.contains("--force-confold containerd kubelet kubeadm\n"), "{minor}");
     assert!(minor.contains(r"grep -q '^v1\.34\.'"), "{minor}");
+}
+
+/// A Prepared image installs nothing: the join unit only resets and joins.
+#[test]
+fn a_prepared_image_is_joined_as_it_is() {
+    let mut vm = vm_named("api-a");
+    vm.spec.node.software.as_mut().unwrap().source = SoftwareSource::Prepared;
+    let config = user_data(&vm);
+    assert_eq!(file(&config, "/etc/kubernetes/catalyst/install.sh"), None);
+    let unit = file(&config, "/etc/systemd/system/catalyst-join.service").unwrap();
+    assert!(!unit.contains("install.sh"), "{unit}");
+}
+
+/// What each release needs beside kubelet and kubeadm: conntrack for kubeadm's preflight below
+/// v1.32 (kubernetes#126953), containerd 2 from v1.36 (the v1.35 release's "Final call for
+/// containerd v1.X"); a mirror replaces pkgs.k8s.io; the guest agent on a Multus network.
+#[test]
+fn each_release_installs_what_it_needs_from_where_it_is_told() {
+    let v131 = install("v1.31", None, false);
+    assert!(v131.contains("containerd kubelet kubeadm conntrack\n"), "{v131}");
+    assert!(!install("v1.32", None, false).contains("conntrack"));
+    let v136 = install("v1.36.1", None, false);
+    assert!(v136.contains("needs containerd 2.0 or later"), "{v136}");
+    assert!(!install("v1.35", None, false).contains("needs containerd 2.0"));
+    let mirrored = install("v1.35", Some("http://10.0.2.2:8080/kubernetes/v1.35/deb/"), true);
+    assert!(mirrored.contains("curl -fsSL http://10.0.2.2:8080/kubernetes/v1.35/deb/Release.key |"), "{mirrored}");
+    assert!(mirrored.contains("http://10.0.2.2:8080/kubernetes/v1.35/deb/ /' >"), "{mirrored}");
+    assert!(!mirrored.contains("pkgs.k8s.io"));
+    assert!(mirrored.contains("kubeadm qemu-guest-agent\n") && mirrored.contains("systemctl start qemu-guest-agent\n"));
+}
+
+/// A `kubeadm join` gives up discovery after a minute instead of kubeadm's silent five, so the
+/// unit's retries (each saying what it waits for) show on the console.
+#[test]
+fn the_join_waits_a_minute_for_discovery_and_says_what_it_waits_for() {
+    let config = user_data(&vm_named("api-a"));
+    let join: Value = serde_norway::from_str(file(&config, "/etc/kubernetes/catalyst/join.yaml").unwrap()).unwrap();
+    assert_eq!(join["apiVersion"], "kubeadm.k8s.io/v1beta4");
+    assert_eq!(join["timeouts"], json!({"discovery": "1m0s"}));
+    let dir = std::env::temp_dir().join(format!("catalyst-join-{}", std::process::id()));
+    let bin = dir.join("usr/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(dir.join("join.yaml"), file(&config, "/etc/kubernetes/catalyst/join.yaml").unwrap()).unwrap();
+    // The script execs /usr/bin/kubeadm; run with a copy whose path points at a stand-in.
+    let script = render::JOIN_SCRIPT.replace("/usr/bin/kubeadm", &bin.join("kubeadm").display().to_string());
+    std::fs::write(bin.join("kubeadm"), "#!/bin/sh\necho \"kubeadm $*\"\n").unwrap();
+    std::fs::set_permissions(bin.join("kubeadm"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = std::process::Command::new("sh").arg("-c").arg(script).env("CATALYST_DIR", &dir).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("catalyst-join: joining through the API server at 10.0.0.1:6443: waiting up to 1m0s for its cluster-info"),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("kubeadm join --config {}/join.yaml --v=1\n", dir.display())), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The node-IP script, run as its unit runs it, against stand-ins for `getent` and `ip`: the

@@ -325,15 +325,18 @@ pub const GUEST_MEMMAP_DIVISOR: u64 = 64;
 pub const EVICTION_HARD_MEMORY: u64 = 100 << 20;
 
 /// The kubelet's default hard-eviction thresholds on Linux (kubernetes
-/// `pkg/kubelet/eviction/defaults_linux.go`, `DefaultEvictionHard`). The kubelet applies them
-/// only when `evictionHard` is unset (unless `mergeDefaultEvictionSettings` is on): a config
-/// that sets one signal turns the others off, disk-pressure eviction included. So Catalyst
-/// renders all of them.
-pub const EVICTION_HARD: [(&str, &str); 4] = [
+/// `pkg/kubelet/eviction/defaults_linux.go`, `DefaultEvictionHard`; `imagefs.inodesFree` since
+/// v1.30, "Added imagefs.inodesfree to default EvictionHard settings", kubernetes#121834, so in
+/// every release a VM-node may run, v1.31 on). The kubelet applies them only when `evictionHard`
+/// is unset: a config that sets one signal sets the others to zero (unless
+/// `mergeDefaultEvictionSettings`, v1.33 on and off by default), disk-pressure eviction
+/// included. So Catalyst renders all of them.
+pub const EVICTION_HARD: [(&str, &str); 5] = [
     ("memory.available", "100Mi"),
     ("nodefs.available", "10%"),
     ("nodefs.inodesFree", "5%"),
     ("imagefs.available", "15%"),
+    ("imagefs.inodesFree", "5%"),
 ];
 
 /// The threads per core the guest sees: its host's, when its vCPUs make whole cores of them,

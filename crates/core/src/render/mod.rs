@@ -6,7 +6,8 @@ mod node;
 pub mod token;
 
 pub use node::{
-    JOIN_KEYS, JoinCredentials, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data, install_script, topology_manager_policy,
+    DISCOVERY_TIMEOUT, JOIN_KEYS, JOIN_SCRIPT, JoinCredentials, NODE_IP_SCRIPT, REDACTED, cloud_init_user_data,
+    install_script, topology_manager_policy,
 };
 
 use crate::planner::model::guest_threads;
@@ -206,6 +207,9 @@ pub fn virtual_machine(vm: &CatalystVM, host: OnHost) -> VirtualMachine {
                         },
                     ],
                     termination_grace_period_seconds: Some(180),
+                    // Its node selector pins it to its host, and a bridge on the pod network
+                    // cannot migrate: a drain evicts it, and it starts again on its host.
+                    eviction_strategy: Some("None".into()),
                 },
             },
         },

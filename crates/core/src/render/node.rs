@@ -6,7 +6,9 @@
 use super::{OnHost, labels, to_yaml};
 use crate::planner::model::{EVICTION_HARD, reserved_cpus};
 use crate::validation::node_name;
+use crate::release::Release;
 use catalyst_api::CatalystVM;
+use catalyst_api::vm::{NodeSoftware, PackageRepository, SoftwareSource};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use serde_json::json;
@@ -128,14 +130,13 @@ pub fn cloud_init_user_data(vm: &CatalystVM, host: OnHost, join: Option<&JoinCre
 }
 
 /// What the join takes: the kubeadm JoinConfiguration, the node-IP script and its unit, the
-/// install script for a stock image, and the join unit.
+/// install script where cloud-init installs the node's software, and the join script and unit.
 fn join_files(
     vm: &CatalystVM,
     node_name: &str,
     node_labels: &[String],
     join: &JoinCredentials,
 ) -> Vec<serde_json::Value> {
-    let node = &vm.spec.node;
     let mut files = Vec::new();
     let join_config = json!({
         "apiVersion": "kubeadm.k8s.io/v1beta4",
@@ -151,22 +152,36 @@ fn join_files(
             "taints": [{"key": labels::DEDICATED_TAINT, "value": vm.name_any(), "effect": "NoSchedule"}],
         },
         "patches": {"directory": format!("{DIR}/patches")},
+        // kubeadm's default is 5m, waited out in silence; the unit retries sooner and says why.
+        "timeouts": {"discovery": DISCOVERY_TIMEOUT},
     });
     files.push(json!({"path": format!("{DIR}/join.yaml"), "permissions": "0600", "content": to_yaml(&join_config)}));
     files.push(json!({"path": format!("{DIR}/node-ip.sh"), "permissions": "0700", "content": NODE_IP_SCRIPT}));
     files.push(json!({"path": NODE_IP_UNIT_PATH, "permissions": "0644", "content": NODE_IP_UNIT}));
-    if let Some(version) = &node.kubernetes_version {
-        files.push(
-            json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": install_script(version)}),
-        );
+    let install = installed_release(vm);
+    if let Some((release, software)) = install {
+        let script = install_script(release, software.repository.as_ref(), !vm.spec.network.is_pod_network());
+        files.push(json!({"path": format!("{DIR}/install.sh"), "permissions": "0700", "content": script}));
     }
+    files.push(json!({"path": format!("{DIR}/join.sh"), "permissions": "0700", "content": JOIN_SCRIPT}));
     files.push(json!({
         "path": JOIN_UNIT_PATH,
         "permissions": "0644",
-        "content": join_unit(node_name, node.kubernetes_version.is_some()),
+        "content": join_unit(node_name, install.is_some()),
     }));
     files
 }
+
+/// The release cloud-init installs, when the VM's software is `Install` (and valid).
+fn installed_release(vm: &CatalystVM) -> Option<(Release, &NodeSoftware)> {
+    let software = vm.spec.node.software.as_ref().filter(|s| s.source == SoftwareSource::Install)?;
+    Some((Release::parse(&software.kubernetes_version)?, software))
+}
+
+/// How long one `kubeadm join` waits for the API server's `cluster-info` signed with its token
+/// (`timeouts.discovery` of JoinConfiguration v1beta4, 5m by default:
+/// `cmd/kubeadm/app/constants/constants.go`, `DiscoveryTimeout`).
+pub const DISCOVERY_TIMEOUT: &str = "1m0s";
 
 /// Where Catalyst's files live in the guest.
 const DIR: &str = "/etc/kubernetes/catalyst";
@@ -212,26 +227,55 @@ const NODE_IP_UNIT: &str = "[Unit]\n\
 const NODE_IP_UNIT_NAME: &str = "catalyst-node-ip.service";
 const NODE_IP_UNIT_PATH: &str = "/etc/systemd/system/catalyst-node-ip.service";
 
-/// Turns a stock Debian or Ubuntu cloud image into a node of Kubernetes `version`, following
+/// pkgs.k8s.io's repository of a minor release.
+fn upstream_repository(release: Release) -> String {
+    format!("https://pkgs.k8s.io/core:/stable:/{}/deb", release.minor_name())
+}
+
+/// Turns a stock Debian or Ubuntu cloud image into a node of Kubernetes `release`, following
 /// kubernetes.io's "Installing kubeadm" and "Container Runtimes": swap off; IPv4 forwarding
 /// (and the bridge netfilter a kube-proxy in iptables mode needs); containerd with the systemd
-/// cgroup driver, which kubeadm's kubelet uses since v1.22; kubelet and kubeadm from the
-/// pkgs.k8s.io repository of the minor release (pinned to the patch release when one is
-/// given), held against upgrades, keeping the `/etc/default/kubelet` the node-IP unit wrote
-/// (`--force-confold`). Does nothing when kubeadm of that release is installed, so
-/// a retry or a reboot only finishes what failed.
-pub fn install_script(version: &str) -> String {
-    let minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
-    let package = match version.split('.').nth(2) {
-        Some(_) => format!("={}-*", &version[1..]),
-        None => String::new(),
-    };
+/// cgroup driver, which kubeadm's kubelet uses since v1.22; kubelet and kubeadm from
+/// pkgs.k8s.io's repository of the minor release, or its mirror (`repository`), pinned to the
+/// patch release when one is given, held against upgrades, keeping the `/etc/default/kubelet`
+/// the node-IP unit wrote (`--force-confold`). conntrack where kubeadm's preflight needs it
+/// ([`Release::needs_conntrack`]); containerd 2 where the release needs it
+/// ([`Release::needs_containerd_2`]): the newest any source offers, refused by name when that is
+/// 1.x. `qemu-guest-agent` on a Multus network (`guest_agent`), where KubeVirt learns the
+/// guest's address from it alone when the network has no IPAM (KubeVirt
+/// `pkg/network/setup/netpod/discoverbridge.go`: no IPAM address, no DHCP server). Does nothing
+/// when kubeadm of that release is installed, so a retry or a reboot only finishes what failed.
+pub fn install_script(release: Release, repository: Option<&PackageRepository>, guest_agent: bool) -> String {
+    let repository = repository.map_or_else(|| upstream_repository(release), |r| r.url.trim_end_matches('/').into());
+    let package = release.patch.map(|patch| format!("=1.{}.{patch}-*", release.minor)).unwrap_or_default();
     // `kubeadm version -o short` prints `v1.34.2`: the release, or any patch of the minor.
-    let escaped = version.replace('.', r"\.");
-    let installed = if package.is_empty() { format!(r"^{escaped}\.") } else { format!("^{escaped}$") };
+    let installed = match release.patch {
+        Some(patch) => format!(r"^v1\.{}\.{patch}$", release.minor),
+        None => format!(r"^v1\.{}\.", release.minor),
+    };
+    let mut packages = vec!["containerd".to_string(), format!("kubelet{package}"), format!("kubeadm{package}")];
+    if release.needs_conntrack() {
+        packages.push("conntrack".into());
+    }
+    if guest_agent {
+        packages.push("qemu-guest-agent".into());
+    }
+    let packages = packages.join(" ");
+    let containerd_2 = if release.needs_containerd_2() {
+        format!(
+            r#"if [ "$(containerd --version | awk '{{sub(/^v/, "", $3); split($3, v, "."); print v[1]}}')" -lt 2 ]; then
+  echo "catalyst-install: Kubernetes {release} needs containerd 2.0 or later (v1.35 was the last release to support 1.x), and this image's sources offer $(containerd --version): use a distribution that ships containerd 2, or a repository (software.repository) that carries it" >&2
+  exit 1
+fi
+"#
+        )
+    } else {
+        String::new()
+    };
+    let guest_agent = if guest_agent { "systemctl start qemu-guest-agent\n" } else { "" };
     format!(
         r#"#!/bin/sh
-# Kubernetes {version} on a stock Debian or Ubuntu image.
+# Kubernetes {release} on a stock Debian or Ubuntu image.
 set -eux
 if command -v kubeadm >/dev/null && kubeadm version -o short | grep -q '{installed}'; then exit 0; fi
 swapoff -a
@@ -243,29 +287,43 @@ printf 'net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bri
 sysctl --system
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y apt-transport-https ca-certificates curl gpg containerd
+apt-get install -y apt-transport-https ca-certificates curl gpg
 mkdir -p -m 755 /etc/apt/keyrings
-curl -fsSL https://pkgs.k8s.io/core:/stable:/{minor}/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
-echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/{minor}/deb/ /' > /etc/apt/sources.list.d/kubernetes.list
+curl -fsSL {repository}/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {repository}/ /' > /etc/apt/sources.list.d/kubernetes.list
 apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confold kubelet{package} kubeadm{package}
-apt-mark hold kubelet kubeadm containerd
+apt-get install -y -o Dpkg::Options::=--force-confold {packages}
+{containerd_2}apt-mark hold kubelet kubeadm containerd
 mkdir -p /etc/containerd
 containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml
 systemctl restart containerd
-systemctl enable kubelet
+{guest_agent}systemctl enable kubelet
 "#
     )
 }
 
+/// One attempt to join: says on the console what it waits for, then runs kubeadm, which at
+/// `--v=1` names each step it waits on (discovery, the TLS bootstrap).
+pub const JOIN_SCRIPT: &str = r#"#!/bin/sh
+dir="${CATALYST_DIR:-/etc/kubernetes/catalyst}"
+endpoint=$(sed -n 's/^ *apiServerEndpoint: *//p' "$dir/join.yaml" | tr -d "'\"")
+timeout=$(sed -n 's/^ *discovery: *\([0-9][0-9a-z]*\)$/\1/p' "$dir/join.yaml")
+echo "catalyst-join: joining through the API server at $endpoint: waiting up to $timeout for its cluster-info signed with this VM's token (kube-controller-manager's bootstrapsigner signs it), then for the kubelet's client certificate; retried 20 s after a failure"
+exec /usr/bin/kubeadm join --config "$dir/join.yaml" --v=1
+"#;
+
 /// A join that retries until it has succeeded: `kubeadm join` fails while the control plane is
 /// unreachable or the container runtime is not up yet, and cloud-init's `runcmd` never runs
-/// twice. `Type=oneshot` with `Restart=on-failure` restarts (systemd's own TEST-41
-/// `oneshot-restart`); `StartLimitIntervalSec=0` lifts the default limit of 5 starts in 10 s
-/// (systemd.unit(5)), so it never gives up. Each attempt installs Kubernetes when asked and
-/// not yet done, undoes what a failed attempt left (kubeadm's preflight refuses an existing
-/// `/etc/kubernetes/pki/ca.crt`) and finds the node IP; once the kubelet's kubeconfig exists
-/// the node has joined and the unit no longer runs, at this boot or later.
+/// twice. `Type=oneshot` with `Restart=on-failure` restarts from systemd 244 (earlier releases
+/// refuse the unit: systemd `src/core/service.c` at v243 and v244, commit 10e72727);
+/// `StartLimitIntervalSec=0` lifts the default limit of 5 starts in 10 s (systemd.unit(5)), so
+/// it never gives up. Commands are absolute paths: up to systemd 246 a bare name is looked up
+/// when the unit loads, before the install script has put kubeadm there (commit 9f71ba8d moved
+/// it to execution in v247). Each attempt installs Kubernetes when asked and not yet done,
+/// undoes what a failed attempt left (kubeadm's preflight refuses an existing
+/// `/etc/kubernetes/pki/ca.crt`), and joins, writing to the console what it waits for; once the
+/// kubelet's kubeconfig exists the node has joined and the unit no longer runs, at this boot or
+/// later.
 fn join_unit(node_name: &str, install: bool) -> String {
     let install = if install { format!("ExecStartPre={DIR}/install.sh\n") } else { String::new() };
     format!(
@@ -279,10 +337,12 @@ fn join_unit(node_name: &str, install: bool) -> String {
          [Service]\n\
          Type=oneshot\n\
          {install}\
-         ExecStartPre=-kubeadm reset --force\n\
-         ExecStart=kubeadm join --config {DIR}/join.yaml\n\
+         ExecStartPre=-/usr/bin/kubeadm reset --force\n\
+         ExecStart={DIR}/join.sh\n\
          Restart=on-failure\n\
          RestartSec=20s\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n"
