@@ -2,7 +2,9 @@
 //! HTTP on 127.0.0.1, the subset of the Kubernetes API that the operator, the suite and
 //! kubectl use; README.md lists every way it differs from a real API server.
 
+pub mod auth;
 pub mod cel_cost;
+pub mod certificates;
 pub mod openapi;
 pub mod resources;
 pub mod select;
@@ -164,7 +166,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         ("GET", "/version") => {
             return respond(
                 200,
-                &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-catalyst-emulator", "platform": "linux/amd64"}),
+                &json!({"major": "1", "minor": "35", "gitVersion": "v1.35.0-catalyst-emulator", "platform": "linux/amd64"}),
             );
         }
         ("GET", "/healthz" | "/readyz" | "/livez") => return respond(200, &json!("ok")),
@@ -210,6 +212,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let Some(target) = resources::parse_path(&path) else {
         return error(ApiError::not_found("the server could not find the requested resource"));
     };
+    let user = match auth::authenticate(&shared.store.lock().unwrap(), &header("authorization")) {
+        Ok(user) => user,
+        Err(e) => return error(e),
+    };
     match target {
         Target::Discovery { group, version, core } => discovery(&shared, group, version, core),
         Target::Object { group, version, plural, namespace, name, subresource } => {
@@ -222,6 +228,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             let call =
                 Call { shared: &shared, resource: &resource, namespace: namespace.as_deref(), name: name.as_deref() };
             let status_only = subresource.as_deref() == Some("status");
+            if subresource.as_deref() == Some("approval") {
+                return match (method, resource.plural == certificates::PLURAL, parse_body(&bytes)) {
+                    (Method::PUT, true, Ok(body)) => call.approve(&body),
+                    (_, _, Err(e)) => error(e),
+                    _ => error(ApiError::new(405, "MethodNotAllowed", format!("{path} does not support this method"))),
+                };
+            }
             match (method, name.is_some()) {
                 (Method::GET, true) => call.get(shape),
                 (Method::GET, false) if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) => {
@@ -229,7 +242,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 }
                 (Method::GET, false) => call.list(&params, shape),
                 (Method::POST, false) => match parse_body(&bytes) {
-                    Ok(body) => {
+                    Ok(mut body) => {
+                        if resource.plural == certificates::PLURAL
+                            && let Err(e) = certificates::prepare_for_create(&mut body, &user)
+                        {
+                            return error(e);
+                        }
                         let created = shared.store.lock().unwrap().create(
                             &resource.group,
                             &resource.plural,
@@ -494,6 +512,20 @@ impl Call<'_> {
         };
         let updated = self.shared.store.lock().unwrap().update(&at, body, status_only, expected.as_deref());
         updated.map(|o| respond(200, &o)).unwrap_or_else(error)
+    }
+
+    /// A decision on a CertificateSigningRequest: its conditions, and nothing else.
+    fn approve(&self, body: &Value) -> Response<Body> {
+        let current = self.shared.store.lock().unwrap().get(
+            &self.resource.group,
+            &self.resource.plural,
+            self.namespace,
+            self.name(),
+        );
+        match current.and_then(|current| certificates::approve(&current, body)) {
+            Ok(next) => self.write(next, true, body["metadata"]["resourceVersion"].as_str().map(String::from)),
+            Err(e) => error(e),
+        }
     }
 
     fn patch(&self, content_type: &str, patch: Value, status_only: bool) -> Response<Body> {

@@ -102,6 +102,17 @@ pub fn builtins() -> Vec<Resource> {
         Resource::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
         short(
             Resource::builtin(
+                "certificates.k8s.io",
+                "v1",
+                "certificatesigningrequests",
+                "CertificateSigningRequest",
+                false,
+                true,
+            ),
+            &["csr"],
+        ),
+        short(
+            Resource::builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",

@@ -1,11 +1,15 @@
 //! The emulator behaves as the API server does where the operator and the suite depend on it.
 
+#[path = "../../support/kubelet_csr.rs"]
+mod kubelet_csr;
+
 use apiserver_emulator::Emulator;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
+use kubelet_csr::kubelet_csr;
 use serde_json::{Value, json};
 
 async fn start() -> (Emulator, Client) {
@@ -258,4 +262,106 @@ async fn a_secrets_string_data_lands_in_its_data() {
     let patch = json!({"stringData": {"token": "new"}});
     let patched = api.patch("join", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     assert_eq!(patched.data.unwrap()["token"].0, b"new");
+}
+
+/// A client that authenticates with `token` as a bearer token.
+async fn as_token(emulator: &Emulator, token: &str) -> Client {
+    let mut config = Kubeconfig::from_yaml(&emulator.kubeconfig()).unwrap();
+    config.auth_infos[0].auth_info.as_mut().unwrap().token = Some(token.to_string().into());
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// A bootstrap-token Secret of the API server's format (k8s.io/cluster-bootstrap `token/api/types.go`).
+fn bootstrap_token(id: &str, secret: &str, expiration: &str, groups: &str) -> k8s_openapi::api::core::v1::Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {"token-id": id, "token-secret": secret, "expiration": expiration,
+                       "usage-bootstrap-authentication": "true", "auth-extra-groups": groups}
+    }))
+    .unwrap()
+}
+
+/// The bootstrap-token authenticator (kubernetes `plugin/pkg/auth/authenticator/token/bootstrap/
+/// bootstrap.go`): a valid token is `system:bootstrap:<id>` with `system:bootstrappers` and its
+/// extra groups; an unknown token, a wrong secret or an expired token gets 401. A CSR records
+/// who made it, whatever its body says (`pkg/registry/certificates/certificates/strategy.go`).
+#[tokio::test]
+async fn bootstrap_tokens_authenticate_and_a_csr_records_its_real_requester() {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let (emulator, admin) = start().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), "kube-system");
+    let groups = "system:bootstrappers:catalyst:vm-nodes";
+    secrets
+        .create(&PostParams::default(), &bootstrap_token("abcdef", "0123456789abcdef", "2099-01-01T00:00:00Z", groups))
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &bootstrap_token("expird", "0123456789abcdef", "2020-01-01T00:00:00Z", groups))
+        .await
+        .unwrap();
+
+    let token = as_token(&emulator, "abcdef.0123456789abcdef").await;
+    let csrs: Api<CertificateSigningRequest> = Api::all(token);
+    // The body claims another requester; the server records the real one.
+    let mut claiming = kubelet_csr("node-csr-a", "system:node:api-a.team");
+    claiming.spec.username = Some("system:admin".into());
+    claiming.spec.groups = Some(vec!["system:masters".into()]);
+    let created = csrs.create(&PostParams::default(), &claiming).await.unwrap();
+    assert_eq!(created.spec.username.as_deref(), Some("system:bootstrap:abcdef"), "the requester, not the body's");
+    assert_eq!(
+        created.spec.groups.unwrap(),
+        ["system:bootstrappers", "system:bootstrappers:catalyst:vm-nodes", "system:authenticated"]
+    );
+    for refused in ["abcdef.ffffffffffffffff", "zzzzzz.0123456789abcdef", "expird.0123456789abcdef", "not-a-token"] {
+        let client = as_token(&emulator, refused).await;
+        let error = Api::<CertificateSigningRequest>::all(client).list(&Default::default()).await.unwrap_err();
+        assert!(matches!(&error, kube::Error::Api(s) if s.code == 401), "{refused}: {error}");
+    }
+    // The request must be a PEM certificate request.
+    let mut garbage = kubelet_csr("node-csr-b", "system:node:api-a.team");
+    garbage.spec.request = k8s_openapi::ByteString(
+        b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".to_vec(),
+    );
+    let error =
+        Api::<CertificateSigningRequest>::all(admin).create(&PostParams::default(), &garbage).await.unwrap_err();
+    assert!(matches!(&error, kube::Error::Api(s) if s.code == 422 && s.message.contains("spec.request")), "{error}");
+}
+
+/// Approval is a subresource that writes the conditions alone; Approved and Denied exclude each
+/// other, and a decision made stays (`pkg/apis/certificates/validation/validation.go`).
+#[tokio::test]
+async fn a_csr_is_decided_through_its_approval_subresource_once() {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let (_emulator, client) = start().await;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let mut csr = csrs.create(&PostParams::default(), &kubelet_csr("node-csr-c", "system:node:n")).await.unwrap();
+    let decide = |csr: &CertificateSigningRequest, types: &[&str]| {
+        let mut decided = csr.clone();
+        decided.spec.signer_name = "example.com/tampered".into();
+        decided.status = serde_json::from_value(json!({"conditions":
+            types.iter().map(|t| json!({"type": t, "status": "True", "reason": "Test"})).collect::<Vec<_>>()}))
+        .unwrap();
+        decided
+    };
+    let both = csrs
+        .replace_subresource("approval", "node-csr-c", &PostParams::default(), &decide(&csr, &["Approved", "Denied"]))
+        .await;
+    assert!(
+        matches!(&both, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("mutually exclusive")),
+        "{both:?}"
+    );
+    csr = csrs
+        .replace_subresource("approval", "node-csr-c", &PostParams::default(), &decide(&csr, &["Approved"]))
+        .await
+        .unwrap();
+    assert_eq!(csr.spec.signer_name, "kubernetes.io/kube-apiserver-client-kubelet", "only the conditions change");
+    assert_eq!(csr.status.as_ref().unwrap().conditions.as_ref().unwrap()[0].type_, "Approved");
+    let undone =
+        csrs.replace_subresource("approval", "node-csr-c", &PostParams::default(), &decide(&csr, &["Denied"])).await;
+    assert!(
+        matches!(&undone, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("may not remove")),
+        "{undone:?}"
+    );
 }
