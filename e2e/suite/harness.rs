@@ -45,6 +45,8 @@ pub struct Cluster {
     pub client: Client,
     pub kubeconfig: PathBuf,
     pub dir: PathBuf,
+    /// The API server's minor release (its `/version`).
+    pub minor: u32,
     emulator: Option<Emulator>,
 }
 
@@ -82,7 +84,9 @@ impl Cluster {
         let config = Kubeconfig::read_from(&kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
         let client = Client::try_from(config).unwrap();
-        let cluster = Cluster { client, kubeconfig, dir, emulator };
+        let version = client.apiserver_version().await.unwrap();
+        let minor = catalyst_core::release::server_minor(&version.major, &version.minor).unwrap();
+        let cluster = Cluster { client, kubeconfig, dir, minor, emulator };
         cluster.install_crds().await;
         cluster
     }
@@ -162,6 +166,18 @@ impl Cluster {
         Some(serde_json::from_value(counts).unwrap())
     }
 
+    /// The minimal layout for a test's namespace ([`Layout::minimal`]), its VM-nodes of this API
+    /// server's own release, which the operator accepts whatever the server's version.
+    pub fn layout(&self, namespace: &str) -> Layout {
+        let mut layout = Layout::minimal(namespace);
+        for vm in &mut layout.vms {
+            if let Some(software) = vm.spec.node.software.as_mut() {
+                software.kubernetes_version = format!("v1.{}", self.minor);
+            }
+        }
+        layout
+    }
+
     /// Deletes a test's Catalyst objects while its operator still runs, waits for the operator
     /// to release them (finalizers: VirtualMachines deleted, ledger entries returned), then
     /// deletes the test's hosts and waits for them to go.
@@ -218,6 +234,25 @@ impl Cluster {
     }
 }
 
+/// Writes an object's status as another actor would (a kubelet, KubeVirt): read, change, replace,
+/// and again on a 409 Conflict, since on a real cluster that actor's own controllers write the
+/// same object (the node lifecycle controller writes every Node's status).
+pub async fn write_status<K>(api: &Api<K>, name: &str, change: impl Fn(&mut K)) -> K
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    for _ in 0..20 {
+        let mut object = api.get(name).await.unwrap_or_else(|e| panic!("reading {name}: {e}"));
+        change(&mut object);
+        match api.replace_status(name, &Default::default(), &object).await {
+            Ok(written) => return written,
+            Err(kube::Error::Api(status)) if status.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => panic!("writing the status of {name}: {error}"),
+        }
+    }
+    panic!("writing the status of {name}: 20 conflicts in a row")
+}
+
 /// Polls `check` until it returns `Some`, or fails the test with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -240,6 +275,9 @@ pub struct Layout {
     pub hosts: Vec<CatalystHost>,
     pub vms: Vec<CatalystVM>,
     pub groups: Vec<ServiceGroup>,
+    /// The API server the VMs' join Secret names (none answers there: the VMs render as they
+    /// would, and never join, unless a test boots one).
+    pub join_endpoint: String,
 }
 
 impl Layout {
@@ -255,7 +293,12 @@ impl Layout {
         for host in &mut manifests.hosts {
             host.labels_mut().insert(POOL.into(), namespace.into());
         }
-        Layout { hosts: manifests.hosts, vms: manifests.vms, groups: manifests.groups }
+        Layout {
+            hosts: manifests.hosts,
+            vms: manifests.vms,
+            groups: manifests.groups,
+            join_endpoint: "10.0.0.1:6443".into(),
+        }
     }
 
     pub async fn apply(&self, client: &Client) {
@@ -263,14 +306,13 @@ impl Layout {
         for host in &self.hosts {
             apply(&hosts, host).await;
         }
-        // The join credentials the VMs name (a bootstrap token of kubeadm's format; no control
-        // plane behind it here, so the VMs never join, but they render as they would).
+        // The join credentials the VMs name (a bootstrap token of kubeadm's format).
         let secrets: std::collections::BTreeSet<(String, String)> =
             self.vms.iter().filter_map(|vm| Some((vm.namespace()?, vm.spec.node.join_secret_name.clone()?))).collect();
         for (namespace, name) in secrets {
             let secret = serde_json::from_value(serde_json::json!({
                 "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-                "stringData": {"apiServerEndpoint": "10.0.0.1:6443", "token": "abcdef.0123456789abcdef",
+                "stringData": {"apiServerEndpoint": self.join_endpoint, "token": "abcdef.0123456789abcdef",
                                "caCertHash": format!("sha256:{}", "0".repeat(64))}
             }))
             .unwrap();

@@ -33,6 +33,24 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
         format!("{NOTICE}{}", rbac::rules_yaml(rbac::JOIN_TOKENS)),
     ));
     files.push((
+        "charts/catalyst-operator/files/rbac/cluster-info-rules.yaml".into(),
+        format!("{NOTICE}{}", rbac::rules_yaml(rbac::CLUSTER_INFO)),
+    ));
+    files.push((
+        "charts/catalyst-operator/files/rbac/node-certificate-rules.yaml".into(),
+        format!("{NOTICE}{}", rbac::rules_yaml(rbac::NODE_CERTIFICATES)),
+    ));
+    files
+        .push(("config/join/token_role.yaml".into(), namespaced_role("join-tokens", "kube-system", rbac::JOIN_TOKENS)));
+    files.push((
+        "config/join/cluster_info_role.yaml".into(),
+        namespaced_role("cluster-info", "kube-public", rbac::CLUSTER_INFO),
+    ));
+    files.push((
+        "config/join/node_certificates_role.yaml".into(),
+        role("ClusterRole", "node-certificates", rbac::NODE_CERTIFICATES),
+    ));
+    files.push((
         "charts/catalyst-operator/files/rbac/agent-rules.yaml".into(),
         format!("{NOTICE}{}", rbac::rules_yaml(rbac::AGENT)),
     ));
@@ -55,6 +73,14 @@ fn reference_picture(root: &Path) -> String {
     let input =
         planner::PlanInput::from_manifests(&manifests, &planner::Overhead::default(), &pool::HostPool::default());
     planner::picture::svg(&planner::plan(&input))
+}
+
+/// A Role in a namespace of its own (kustomize's `namespace:` would move it to the operator's).
+fn namespaced_role(name: &str, namespace: &str, grants: &[rbac::Grant]) -> String {
+    format!(
+        "{NOTICE}apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: {namespace}\nrules:\n{}",
+        rbac::rules_yaml(grants)
+    )
 }
 
 fn role(kind: &str, name: &str, grants: &[rbac::Grant]) -> String {

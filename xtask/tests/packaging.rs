@@ -97,7 +97,7 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
     assert_eq!(role["rules"], serde_json::to_value(rbac::policy_rules(rbac::CLUSTER)).unwrap());
     let agent_role = named(&rendered, "ClusterRole", "catalyst-catalyst-operator-agent");
     assert_eq!(agent_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::AGENT)).unwrap());
-    let lease_role = &of_kind(&rendered, "Role")[0];
+    let lease_role = named(&rendered, "Role", "catalyst-catalyst-operator-leader-election");
     assert_eq!(lease_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::LEADER_ELECTION)).unwrap());
     assert_eq!(lease_role["metadata"]["namespace"], "catalyst-system");
 
@@ -131,9 +131,44 @@ fn the_default_render_installs_everything_with_the_generated_crds_and_rbac() {
     assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
     assert_eq!(agent["tolerations"][0]["operator"], "Exists");
     assert_ne!(agent["serviceAccountName"], pod["serviceAccountName"], "the agent has an account of its own");
-    let policy = &of_kind(&rendered, "ValidatingAdmissionPolicy")[0];
+    let policy = named(&rendered, "ValidatingAdmissionPolicy", "catalyst-catalyst-operator-agent-own-node");
     let the_agent = policy["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
     assert!(the_agent.ends_with(":catalyst-system:catalyst-catalyst-operator-agent\""), "{the_agent}");
+
+    // The operator mints each VM's token (the default): its Roles in kube-system and
+    // kube-public and its approval of kubelet certificates are the generated rules.
+    assert!(args.contains(&"--mint-join-tokens=true"), "{args:?}");
+    for (kind, name, namespace, grants) in [
+        ("Role", "catalyst-catalyst-operator-join-tokens", Some("kube-system"), rbac::JOIN_TOKENS),
+        ("Role", "catalyst-catalyst-operator-cluster-info", Some("kube-public"), rbac::CLUSTER_INFO),
+        ("ClusterRole", "catalyst-catalyst-operator-node-certificates", None, rbac::NODE_CERTIFICATES),
+    ] {
+        let role = named(&rendered, kind, name);
+        assert_eq!(role["metadata"]["namespace"].as_str(), namespace, "{name}");
+        assert_eq!(role["rules"], serde_json::to_value(rbac::policy_rules(grants)).unwrap(), "{name}");
+    }
+    // A VM's token may join as kubeadm's own may, but nothing binds it to the auto-approval of
+    // node client certificates: the operator approves them.
+    let group = catalyst_core::kubelet_csr::NODE_BOOTSTRAP_GROUP;
+    let bound: BTreeSet<&str> = rendered
+        .iter()
+        .filter(|d| d["subjects"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == group)))
+        .map(|d| d["roleRef"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            "kube-proxy",
+            "kubeadm:get-nodes",
+            "kubeadm:kubelet-config",
+            "kubeadm:nodes-kubeadm-config",
+            "system:node-bootstrapper"
+        ]
+        .into()
+    );
+    let tokens = named(&rendered, "ValidatingAdmissionPolicy", "catalyst-catalyst-operator-join-tokens");
+    let the_operator = tokens["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+    assert!(the_operator.ends_with(":catalyst-system:catalyst-catalyst-operator\""), "{the_operator}");
 }
 
 /// The document of this kind and name.
@@ -150,25 +185,13 @@ fn non_default_values_render_two_namespaces_a_host_pool_one_replica_and_a_servic
         "helm",
         &["template", "catalyst", CHART, "-f", "charts/catalyst-operator/ci/non-default-values.yaml"],
     ));
-    let expected = [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "DaemonSet",
-        "Deployment",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "ServiceAccount",
-        "ServiceMonitor",
-    ];
+    let expected =
+        ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"];
     assert_eq!(
         kinds(&rendered),
         expected.iter().map(|k| k.to_string()).collect(),
-        "no CRDs, no PDB, no lease Role, no own-node policy; the agent's account only; the join-token Role"
+        "no CRDs, no PDB, no lease Role, no own-node policy; the agent's account only; no minted tokens, so nothing in kube-system"
     );
-    let tokens_role = named(&rendered, "Role", "catalyst-catalyst-operator-join-tokens");
-    assert_eq!(tokens_role["metadata"]["namespace"], "kube-system");
-    assert_eq!(tokens_role["rules"], serde_json::to_value(rbac::policy_rules(rbac::JOIN_TOKENS)).unwrap());
     let container = &of_kind(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.contains(&"--namespace=telecom,billing") && args.contains(&"--leader-elect=false"), "{args:?}");
@@ -178,7 +201,8 @@ fn non_default_values_render_two_namespaces_a_host_pool_one_replica_and_a_servic
         "--additional-guest-memory-overhead-ratio=1.5",
         "--disable-serial-console-log",
         "--align-cpus",
-        "--mint-join-tokens",
+        "--image-volume=true",
+        "--mint-join-tokens=false",
     ] {
         assert!(args.contains(&kubevirt), "{kubevirt} missing in {args:?}");
     }
@@ -241,4 +265,101 @@ fn the_kustomize_bases_render_the_operator_in_its_namespace() {
     assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
     let samples = documents(&run("kubectl", &["kustomize", "config/samples"]));
     assert_eq!(of_kind(&samples, "CatalystVM").len(), 2);
+}
+
+/// A Secret as a ValidatingAdmissionPolicy sees it: JSON, but `data` values are bytes.
+fn admitted_secret(json: Value) -> cel::Value {
+    let data = json.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut fields = json;
+    fields.as_object_mut().unwrap().remove("data");
+    let cel::Value::Map(map) = cel::to_value(&fields).unwrap() else { panic!("an object") };
+    let mut entries = (*map.map).clone();
+    if !data.is_empty() {
+        let bytes: std::collections::HashMap<cel::objects::Key, cel::Value> = data
+            .iter()
+            .map(|(k, v)| (k.clone().into(), cel::Value::Bytes(v.as_str().unwrap().as_bytes().to_vec().into())))
+            .collect();
+        entries.insert("data".to_string().into(), cel::Value::Map(cel::objects::Map { map: bytes.into() }));
+    }
+    cel::Value::Map(cel::objects::Map { map: entries.into() })
+}
+
+/// Whether the policy admits `operation` on `object` (or the deletion of `old`) by `user`: its
+/// match conditions, then its variables and validations, as the API server evaluates them.
+fn policy_admits(
+    policy: &Value,
+    user: &str,
+    operation: &str,
+    object: Option<Value>,
+    old: Option<Value>,
+) -> Result<(), String> {
+    let mut context = cel::Context::default();
+    let value = |v: Option<Value>| v.map(admitted_secret).unwrap_or(cel::Value::Null);
+    context.add_variable_from_value("object", value(object));
+    context.add_variable_from_value("oldObject", value(old));
+    context.add_variable_from_value(
+        "request",
+        cel::to_value(serde_json::json!({"operation": operation, "userInfo": {"username": user}})).unwrap(),
+    );
+    let evaluate = |context: &cel::Context, expression: &str| {
+        cel::Program::compile(expression).unwrap_or_else(|e| panic!("{expression}: {e}")).execute(context)
+    };
+    for condition in policy["spec"]["matchConditions"].as_array().unwrap() {
+        if evaluate(&context, condition["expression"].as_str().unwrap()) != Ok(cel::Value::Bool(true)) {
+            return Ok(());
+        }
+    }
+    let mut variables = std::collections::HashMap::<cel::objects::Key, cel::Value>::new();
+    for variable in policy["spec"]["variables"].as_array().into_iter().flatten() {
+        let computed = evaluate(&context, variable["expression"].as_str().unwrap()).unwrap();
+        variables.insert(variable["name"].as_str().unwrap().to_string().into(), computed);
+    }
+    context.add_variable_from_value("variables", cel::Value::Map(cel::objects::Map { map: variables.into() }));
+    for validation in policy["spec"]["validations"].as_array().unwrap() {
+        match evaluate(&context, validation["expression"].as_str().unwrap()) {
+            Ok(cel::Value::Bool(true)) => {}
+            // An error denies the request too (failurePolicy: Fail).
+            _ => return Err(validation["message"].as_str().unwrap().to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The operator may write Secrets in kube-system, which RBAC cannot narrow; the chart's policy
+/// does: the operator writes only bootstrap tokens it labelled, of Catalyst's group alone.
+#[test]
+fn the_token_policy_lets_the_operator_write_only_the_tokens_it_mints() {
+    let rendered = documents(&run("helm", &["template", "catalyst", CHART, "--namespace", "catalyst-system"]));
+    let policy = named(&rendered, "ValidatingAdmissionPolicy", "catalyst-catalyst-operator-join-tokens");
+    let operator = "system:serviceaccount:catalyst-system:catalyst-catalyst-operator";
+    let token = |groups: &str| {
+        serde_json::json!({
+            "type": "bootstrap.kubernetes.io/token",
+            "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system",
+                         "labels": {"app.kubernetes.io/managed-by": "catalyst", "catalyst.io/join-token-of": "api-a.team"}},
+            "data": {"token-id": "abcdef", "auth-extra-groups": groups}
+        })
+    };
+    let minted = token(catalyst_core::kubelet_csr::NODE_BOOTSTRAP_GROUP);
+    assert_eq!(policy_admits(policy, operator, "CREATE", Some(minted.clone()), None), Ok(()));
+    assert_eq!(policy_admits(policy, operator, "UPDATE", Some(minted.clone()), Some(minted.clone())), Ok(()));
+    assert_eq!(policy_admits(policy, operator, "DELETE", None, Some(minted.clone())), Ok(()));
+    // A token of kubeadm's group, whose client certificates are approved for any node name.
+    let kubeadm = token("system:bootstrappers:kubeadm:default-node-token");
+    assert!(
+        policy_admits(policy, operator, "CREATE", Some(kubeadm), None).unwrap_err().contains("Catalyst's group alone")
+    );
+    // Another Secret of kube-system, to write or to delete.
+    let other = serde_json::json!({"type": "Opaque", "metadata": {"name": "etcd-backup", "namespace": "kube-system"},
+                                   "data": {"key": "x"}});
+    assert!(policy_admits(policy, operator, "CREATE", Some(other.clone()), None).is_err());
+    assert!(policy_admits(policy, operator, "DELETE", None, Some(other.clone())).is_err());
+    let mut relabelled = minted.clone();
+    relabelled["metadata"]["name"] = "bootstrap-token-kubeadm".into();
+    let mut theirs = relabelled.clone();
+    theirs["metadata"].as_object_mut().unwrap().remove("labels");
+    let refused = policy_admits(policy, operator, "UPDATE", Some(relabelled), Some(theirs));
+    assert_eq!(refused, Err("the operator changes no Secret it did not mint".into()));
+    // Anyone else is not this policy's business.
+    assert_eq!(policy_admits(policy, "system:admin", "CREATE", Some(other), None), Ok(()));
 }

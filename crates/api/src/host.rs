@@ -192,7 +192,8 @@ pub struct CatalystHostStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// A host's cores, as Linux CPU lists: kept back by the kubelet, held by each VM, free.
+/// A host's cores, as Linux CPU lists: kept back by the kubelet, held by each VM, held by other
+/// pods, free.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct HostCores {
     /// CPUs the kubelet keeps from exclusive use (its reserved CPUs: the host OS, the kubelet).
@@ -201,6 +202,10 @@ pub struct HostCores {
     /// The CPUs each VM's launcher holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vms: Vec<VmCores>,
+    /// The CPUs pods that are no VM's launcher hold exclusively (another Guaranteed workload on
+    /// the host, or a launcher of a VM outside this operator's ledger).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<PodCores>,
     /// CPUs the kubelet may give exclusively that no container holds.
     #[serde(default)]
     pub free: String,
@@ -211,6 +216,14 @@ pub struct HostCores {
 pub struct VmCores {
     /// namespace/name.
     pub vm: String,
+    pub cpus: String,
+}
+
+/// The host CPUs a pod that is no VM's launcher holds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PodCores {
+    /// namespace/name.
+    pub pod: String,
     pub cpus: String,
 }
 

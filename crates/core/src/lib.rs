@@ -10,6 +10,7 @@
 pub mod cpuset;
 pub mod crd;
 pub mod key;
+pub mod kubelet_csr;
 pub mod manifest;
 pub mod node_identity;
 pub mod pinning;

@@ -77,13 +77,10 @@ impl NodeCpus {
                 .pods
                 .get_key_value(&(namespace.to_string(), name.clone()))
                 .map(|((_, name), containers)| (name.as_str(), containers.as_slice())),
-            Pod::LauncherOf(vm) => {
-                let prefix = format!("virt-launcher-{vm}-");
-                let mut launchers = self.pods.iter().filter(|((ns, name), _)| {
-                    ns == namespace
-                        && name.strip_prefix(&prefix).is_some_and(|suffix| suffix.len() == 5 && !suffix.contains('-'))
-                });
-                // Two launchers (a migration under way) cannot be told apart here: none is chosen.
+            Pod::Launcher { pods, .. } => {
+                let mut launchers =
+                    pods.iter().filter_map(|pod| self.pods.get_key_value(&(namespace.to_string(), pod.clone())));
+                // Two launchers on one node cannot be told apart here: none is chosen.
                 match (launchers.next(), launchers.next()) {
                     (Some(((_, name), containers)), None) => Some((name.as_str(), containers.as_slice())),
                     _ => None,
@@ -102,8 +99,13 @@ impl NodeCpus {
 pub enum Pod {
     /// A replica: the StatefulSet's pod of that name.
     Named(String),
-    /// A VM: KubeVirt's launcher pod `virt-launcher-<vm>-<5 characters>`.
-    LauncherOf(String),
+    /// A VM: the one of its launcher pods on the node. KubeVirt names them
+    /// `virt-launcher-<vmi>-` and a random suffix, but the API server cuts a `generateName` base
+    /// to 58 characters (`k8s.io/apiserver/pkg/storage/names/generate.go`), so a VM's name is
+    /// not read out of its pods' names: the operator knows them by the `kubevirt.io/domain`
+    /// annotation KubeVirt puts on each (`pkg/virt-controller/services/template.go`). During a
+    /// migration a VM has two, on two nodes.
+    Launcher { vm: String, pods: Vec<String> },
 }
 
 /// What a VM or replica should hold.
@@ -156,7 +158,7 @@ pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
     let Some((pod, containers)) = report.find(&expected.namespace, &expected.pod) else {
         let what = match &expected.pod {
             Pod::Named(name) => format!("pod {name}"),
-            Pod::LauncherOf(vm) => format!("one launcher pod of VM {vm}"),
+            Pod::Launcher { vm, .. } => format!("one launcher pod of VM {vm}"),
         };
         return unpinned(None, Reason::NoReport, format!("the report of node {} lists no {what}", expected.node));
     };
@@ -187,30 +189,46 @@ pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
 }
 
 /// A host's cores as its kubelet reports them: those it keeps back from exclusive use, those
-/// each VM's launcher holds, and those free.
+/// each VM's launcher holds, those other pods hold, and those free.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct CoreMap {
     pub reserved: CpuSet,
     /// (namespace/name of the VM, its launcher's CPUs), for the VMs found.
     pub vms: Vec<(String, CpuSet)>,
+    /// (namespace/name of a pod that is no VM's launcher, the CPUs its containers hold).
+    pub others: Vec<(String, CpuSet)>,
     pub free: CpuSet,
 }
 
-/// The core map of a host whose report is `report` and whose ledger holds `vms`
-/// (`namespace/name`). Free is what the kubelet may give exclusively and no container holds.
-pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = &'a String>) -> CoreMap {
+/// The core map of a host whose report is `report` and whose ledger holds `vms`: each VM's
+/// `namespace/name` and its launcher pods. Free is what the kubelet may give exclusively and
+/// no container holds.
+pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> CoreMap {
+    let mut launchers = BTreeSet::new();
     let vms = vms
         .into_iter()
-        .filter_map(|key| {
+        .filter_map(|(key, pods)| {
             let (namespace, name) = crate::key::split(key)?;
-            let (_, containers) = report.find(namespace, &Pod::LauncherOf(name.to_string()))?;
+            let (pod, containers) = report.find(namespace, &Pod::Launcher { vm: name.to_string(), pods })?;
+            launchers.insert((namespace.to_string(), pod.to_string()));
             let cpus: CpuSet = containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect();
             Some((key.clone(), cpus))
         })
         .collect();
+    let mut others: Vec<(String, CpuSet)> = report
+        .pods
+        .iter()
+        .filter(|(pod, _)| !launchers.contains(*pod))
+        .map(|((namespace, name), containers)| {
+            (format!("{namespace}/{name}"), containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect::<CpuSet>())
+        })
+        .filter(|(_, cpus)| !cpus.is_empty())
+        .collect();
+    others.sort_by(|a, b| a.0.cmp(&b.0));
     CoreMap {
         reserved: report.all.iter().filter(|cpu| !report.allocatable.contains(*cpu)).collect(),
         vms,
+        others,
         free: report.allocatable.iter().filter(|cpu| !report.holders.contains_key(cpu)).collect(),
     }
 }
@@ -292,30 +310,48 @@ mod tests {
 
     #[test]
     fn a_hosts_core_map_names_reserved_held_and_free_cores() {
-        let node =
-            report(&[("virt-launcher-db-x7k2p", "compute", "2-10"), ("virt-launcher-web-abcde", "compute", "11-12")]);
-        let map = core_map(&node, &["billing/db".into(), "billing/web".into(), "billing/gone".into()]);
+        let node = report(&[
+            ("virt-launcher-db-x7k2p", "compute", "2-10"),
+            ("virt-launcher-web-abcde", "compute", "11-12"),
+            ("dpdk-forwarder-0", "forwarder", "13-14"),
+            ("shared-pool-pod", "app", ""),
+        ]);
+        let launchers = |pod: &str| vec![pod.to_string()];
+        let (db, web, gone) = ("billing/db".to_string(), "billing/web".to_string(), "billing/gone".to_string());
+        let map = core_map(
+            &node,
+            [(&db, launchers("virt-launcher-db-x7k2p")), (&web, launchers("virt-launcher-web-abcde")), (&gone, vec![])],
+        );
         let vms: Vec<(&str, String)> = map.vms.iter().map(|(vm, cpus)| (vm.as_str(), cpus.to_string())).collect();
         assert_eq!(vms, [("billing/db", "2-10".to_string()), ("billing/web", "11-12".to_string())]);
-        assert_eq!((map.reserved.to_string(), map.free.to_string()), ("0-1".to_string(), "13-63".to_string()));
+        // Issue 20, item 10: CPUs other pods hold exclusively are named, not lost.
+        let others: Vec<(&str, String)> =
+            map.others.iter().map(|(pod, cpus)| (pod.as_str(), cpus.to_string())).collect();
+        assert_eq!(others, [("billing/dpdk-forwarder-0", "13-14".to_string())]);
+        assert_eq!((map.reserved.to_string(), map.free.to_string()), ("0-1".to_string(), "15-63".to_string()));
     }
 
+    /// Issue 20, item 7: a VM is found by the launcher pods KubeVirt made for it, whatever
+    /// their names; a VM of 44 characters or more has a pod name the API server cut short.
     #[test]
-    fn a_vm_is_found_by_its_launcher_pod() {
-        let node =
-            report(&[("virt-launcher-db-x7k2p", "compute", "2-9"), ("virt-launcher-db-2-abcde", "compute", "10-11")]);
-        let vm = |name: &str, cores| Expected {
+    fn a_vm_is_found_by_its_launcher_pods_whatever_their_names() {
+        let long = "settlement-engine-primary-billing-eu-west-01";
+        // `virt-launcher-<long>-` cut to 58 characters, then 5 random ones.
+        let cut = format!("{}x7k2p", &format!("virt-launcher-{long}-")[..58]);
+        let node = report(&[(&cut, "compute", "2-9"), ("virt-launcher-db-2-abcde", "compute", "10-11")]);
+        let vm = |name: &str, pods: &[&str], cores| Expected {
             node: "worker-1".into(),
             namespace: "billing".into(),
-            pod: Pod::LauncherOf(name.into()),
+            pod: Pod::Launcher { vm: name.into(), pods: pods.iter().map(|p| p.to_string()).collect() },
             container: "compute".into(),
             cores,
             one_numa_node: false,
         };
-        let db = check(Some(&node), &vm("db", 8));
-        assert!(db.pinned(), "{db:?}");
-        assert_eq!(db.holding.unwrap().pod, "virt-launcher-db-x7k2p");
-        assert!(check(Some(&node), &vm("db-2", 2)).pinned());
-        assert_eq!(reason(&check(Some(&node), &vm("d", 2))), Some(Reason::NoReport));
+        let found = check(Some(&node), &vm(long, &[&cut], 8));
+        assert!(found.pinned(), "{found:?}");
+        assert_eq!(found.holding.unwrap().pod, cut);
+        // Its migration target, on another node, is not in this node's report.
+        assert!(check(Some(&node), &vm("db-2", &["virt-launcher-db-2-abcde", "virt-launcher-db-2-zzzzz"], 2)).pinned());
+        assert_eq!(reason(&check(Some(&node), &vm("db", &[], 2))), Some(Reason::NoReport));
     }
 }

@@ -104,7 +104,9 @@ mod tests {
         assert_eq!(Release::parse("v1.34.2"), Some(Release { minor: 34, patch: Some(2) }));
         assert_eq!(Release::parse("v1.34.2").unwrap().to_string(), "v1.34.2");
         assert_eq!(Release::parse("v1.100").unwrap().minor_name(), "v1.100");
-        for bad in ["v1.30", "v1.30.9", "1.34", "v2.1", "v1.34.", "v1.34.2.1", "v1.3x", "v1.34; rm -rf /", "v1.1234", "v1.034"] {
+        for bad in
+            ["v1.30", "v1.30.9", "1.34", "v2.1", "v1.34.", "v1.34.2.1", "v1.3x", "v1.34; rm -rf /", "v1.1234", "v1.034"]
+        {
             assert_eq!(Release::parse(bad), None, "{bad}");
         }
     }

@@ -3,8 +3,8 @@
 //! server would refuse, with a message that names the object, the field, the value and the rule.
 
 use crate::quantity::{QuantityError, parse_bytes};
-use catalyst_api::rules::{self, CelRule};
 use crate::release::Release;
+use catalyst_api::rules::{self, CelRule};
 use catalyst_api::vm::SoftwareSource;
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

@@ -2,9 +2,9 @@
 //! OpenAPI accepts with every definition closed, cloud-init that makes a dedicated node, and
 //! StatefulSets whose replicas get exclusive cores.
 
+use catalyst_api::vm::{NodeSoftware, PackageRepository, SoftwareSource};
 use catalyst_api::{CatalystVM, ServiceGroup};
 use catalyst_core::manifest::{self, Manifests};
-use catalyst_api::vm::{NodeSoftware, PackageRepository, SoftwareSource};
 use catalyst_core::release::Release;
 use catalyst_core::render::{self, JoinCredentials, OnHost};
 use catalyst_core::schema;
@@ -278,7 +278,8 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
 #[test]
 fn every_sample_vm_that_joins_installs_its_node_software() {
     for vm in samples().vms {
-        let software = vm.spec.node.software.as_ref().unwrap_or_else(|| panic!("{:?} names no software", vm.metadata.name));
+        let software =
+            vm.spec.node.software.as_ref().unwrap_or_else(|| panic!("{:?} names no software", vm.metadata.name));
         assert_eq!(software.source, SoftwareSource::Install);
         let config = user_data(&vm);
         assert!(file(&config, "/etc/kubernetes/catalyst/install.sh").is_some(), "{:?}", vm.metadata.name);
@@ -306,11 +307,8 @@ fn install(release: &str, repository: Option<&str>, guest_agent: bool) -> String
 #[test]
 fn a_stock_image_installs_the_named_kubernetes_before_joining() {
     let mut vm = vm_named("api-a");
-    vm.spec.node.software = Some(NodeSoftware {
-        kubernetes_version: "v1.34.2".into(),
-        source: SoftwareSource::Install,
-        repository: None,
-    });
+    vm.spec.node.software =
+        Some(NodeSoftware { kubernetes_version: "v1.34.2".into(), source: SoftwareSource::Install, repository: None });
     let config = user_data(&vm);
     let script = file(&config, "/etc/kubernetes/catalyst/install.sh").unwrap();
     for line in [
@@ -383,7 +381,9 @@ fn the_join_waits_a_minute_for_discovery_and_says_what_it_waits_for() {
     let output = std::process::Command::new("sh").arg("-c").arg(script).env("CATALYST_DIR", &dir).output().unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
-        text.starts_with("catalyst-join: joining through the API server at 10.0.0.1:6443: waiting up to 1m0s for its cluster-info"),
+        text.starts_with(
+            "catalyst-join: joining through the API server at 10.0.0.1:6443: waiting up to 1m0s for its cluster-info"
+        ),
         "{text}"
     );
     assert!(text.ends_with(&format!("kubeadm join --config {}/join.yaml --v=1\n", dir.display())), "{text}");

@@ -69,11 +69,12 @@ struct Args {
     lease_renew_deadline_seconds: u64,
     #[command(flatten)]
     kubevirt: catalyst_core::planner::overhead::KubevirtArgs,
-    /// Each VM joins with a bootstrap token of its own, minted in kube-system, valid 2 h after
-    /// it was last extended and extended only until the VM's node is verified; the join Secret
-    /// then needs only apiServerEndpoint and caCertHash. Needs the chart's joinTokens.mint
-    /// (a Role on Secrets in kube-system).
-    #[arg(long, env = "CATALYST_MINT_JOIN_TOKENS")]
+    /// Each VM joins with a bootstrap token of its own, minted in kube-system while it joins,
+    /// whose kubelet client certificate the operator approves for that VM's node alone; the
+    /// join Secret then needs only apiServerEndpoint and caCertHash. Off, every VM joins with
+    /// the join Secret's token. Needs the chart's joinTokens.mint (Roles in kube-system and
+    /// kube-public, the approval of kubelet certificates).
+    #[arg(long, env = "CATALYST_MINT_JOIN_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
     mint_join_tokens: bool,
 }
 

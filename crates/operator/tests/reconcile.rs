@@ -85,7 +85,6 @@ fn guarded<K: Clone>(objects: &[K]) -> Vec<DeserializeGuard<K>> {
 }
 
 fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context> {
-    let nodes_by_vm = Arc::new(controller::index::NodesByVm::nodes().of(&nodes));
     let stores = Stores {
         hosts: store(guarded(&world.hosts)),
         vms: store(guarded(&world.vms)),
@@ -103,7 +102,9 @@ fn context(client: kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context
         groups_by_vm: Arc::new(controller::index::GroupsByVm::groups().of(&guarded(&world.groups))),
         vms_by_host: Arc::new(controller::index::VmsByHost::vms().of(&guarded(&world.vms))),
         hosts_by_ledger: Arc::new(controller::index::HostsByLedger::ledgers().of(&guarded(&world.hosts))),
-        nodes_by_vm,
+        launcher_pods: store(Vec::new()),
+        launchers: Arc::new(controller::index::LaunchersByVm::launchers()),
+        tokens: None,
     };
     let mut ctx = Context::new(client, stores, Overhead::default(), None);
     ctx.clock = fixed_time;
@@ -693,6 +694,36 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     assert!(unused.is_empty(), "grants no call needs: {unused:?}");
 }
 
+/// Issue 20, item 4: a VM-node must not run a kubelet newer than the API server, and kubeadm
+/// joins a control plane of its own minor release or the next (the version skew policy): the
+/// sample's v1.35 is refused by a v1.34 API server and by a v1.37 one, and nothing but the VM's
+/// status is written; a v1.36 one takes it.
+#[tokio::test]
+async fn a_vm_whose_kubernetes_cannot_join_this_api_server_is_refused() {
+    let world = world();
+    for (server, refused) in
+        [(34, Some("newer than the API server's v1.34")), (37, Some("use v1.36 or v1.37")), (36, None)]
+    {
+        let (fake, client) = FakeApi::start();
+        serve(&fake, &world);
+        let ctx = context(client, &world, vec![]);
+        ctx.server_minor.store(server, std::sync::atomic::Ordering::Relaxed);
+        controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+        let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+        let ready =
+            vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned().unwrap();
+        match refused {
+            Some(why) => {
+                assert_eq!(ready["reason"], "VersionSkew");
+                assert!(ready["message"].as_str().unwrap().contains(why), "{ready}");
+                let writes = [format!("PATCH {VMS}/api-a/status"), format!("POST {EVENTS}")];
+                assert_eq!(fake.writes(), writes, "nothing but the status, and a Warning");
+            }
+            None => assert_ne!(ready["reason"], "VersionSkew"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn objects_of_namespaces_the_operator_does_not_manage_are_left_alone() {
     let world = world();
@@ -903,96 +934,194 @@ async fn a_node_is_labelled_for_its_vms_replicas_only_once_it_matches_the_vms_in
     assert!(fake.requests().iter().all(|r| !r.contains("virtualmachineinstances") && !r.contains("/nodes")));
 }
 
-/// Issue 10, item 5, with `--mint-join-tokens`: each VM joins with a bootstrap token of its own,
-/// in the API server's bootstrap-token format, valid two hours after it was last extended; the
-/// VM's cloud-init keeps it (the same token on every reconcile), and it goes with the VM.
+const TOKENS: &str = "/api/v1/namespaces/kube-system/secrets/bootstrap-token-";
+
+/// A context that mints tokens, whose cache of kube-system's tokens (and nodes) is what the
+/// fake server holds now.
+fn minting(fake: &FakeApi, client: &kube::Client, world: &World, nodes: Vec<Node>) -> Arc<Context> {
+    let mut ctx = Arc::try_unwrap(context(client.clone(), world, nodes)).ok().unwrap();
+    let tokens = fake
+        .paths()
+        .into_iter()
+        .filter(|path| path.starts_with(TOKENS))
+        .map(|path| serde_json::from_value::<PartialObjectMeta<Secret>>(fake.get(&path).unwrap()).unwrap());
+    ctx.stores.tokens = Some(store(tokens));
+    ctx.mint_join_tokens = true;
+    Arc::new(ctx)
+}
+
+/// Its VirtualMachine as KubeVirt reports it: `printableStatus`.
+fn kubevirt_says(fake: &FakeApi, vm: &str, printable: &str) {
+    let path = format!("{MACHINES}/{vm}");
+    let mut machine = fake.get(&path).unwrap();
+    machine["status"] = json!({"printableStatus": printable, "ready": printable == "Running"});
+    fake.insert(&path, machine);
+}
+
+/// Issue 20, items 2 and 3: each VM joins with a bootstrap token of its own, of Catalyst's group
+/// (never kubeadm's, whose certificates are auto-approved for any node), in the API server's
+/// bootstrap-token format; the VM's cloud-init keeps it; its Secret in kube-system exists only
+/// while the VM's instance runs and its node is not verified and Ready, made again for a
+/// restart from a fresh disk, and goes with the VM.
 #[tokio::test]
-async fn each_vm_joins_with_a_short_lived_token_of_its_own() {
+async fn each_vm_joins_with_a_token_of_its_own_that_lives_only_while_it_joins() {
     let world = world();
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
-    let minting = |world: &World| {
-        let mut ctx = Arc::try_unwrap(context(client.clone(), world, vec![])).ok().unwrap();
-        ctx.mint_join_tokens = true;
-        Arc::new(ctx)
-    };
-    controller::vm::reconcile(vm_guard(&world, "api-a"), minting(&world)).await.unwrap();
-    let tokens = "/api/v1/namespaces/kube-system/secrets/bootstrap-token-";
-    let minted = fake.requests().into_iter().find(|r| r.starts_with("PATCH") && r.contains(tokens)).unwrap();
-    let token: Secret = serde_json::from_value(fake.body_of(&minted).unwrap()).unwrap();
-    let value = |key: &str| String::from_utf8(token.data.as_ref().unwrap()[key].0.clone()).unwrap();
-    assert_eq!(token.type_.as_deref(), Some("bootstrap.kubernetes.io/token"));
-    assert_eq!(value("expiration"), "2026-09-21T16:13:20Z", "two hours after the (fixed) clock");
-    assert_eq!(value("auth-extra-groups"), "system:bootstrappers:kubeadm:default-node-token");
-    let own = format!("{}.{}", value("token-id"), value("token-secret"));
+    controller::vm::reconcile(vm_guard(&world, "api-a"), minting(&fake, &client, &world, vec![])).await.unwrap();
+    // Not running yet: the cloud-init keeps a token, and no token Secret exists.
     let cloud_init: Secret = serde_json::from_value(fake.get(&format!("{SECRETS}/api-a-cloud-init")).unwrap()).unwrap();
-    let kept = String::from_utf8(cloud_init.data.as_ref().unwrap()["joinToken"].0.clone()).unwrap();
-    assert_eq!(kept, own);
+    let own = String::from_utf8(cloud_init.data.as_ref().unwrap()["joinToken"].0.clone()).unwrap();
     let userdata = String::from_utf8(cloud_init.data.as_ref().unwrap()["userdata"].0.clone()).unwrap();
     assert!(userdata.contains(&format!("token: {own}")), "{userdata}");
     assert!(!userdata.contains("token: token"), "the shared token of the join Secret is not used");
+    assert!(fake.requests().iter().all(|r| !r.contains(TOKENS)), "{:?}", fake.requests());
+    let (id, secret) = own.split_once('.').unwrap();
+    let token_path = format!("{TOKENS}{id}");
 
-    // Again: the same token, still valid, so not written.
-    fake.forget_requests();
+    // Running: the token Secret is made, valid for two hours.
+    kubevirt_says(&fake, "api-a", "Running");
     let placed = reread(&fake, &world);
-    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&placed)).await.unwrap();
-    assert!(fake.requests().iter().all(|r| !(r.starts_with("PATCH") && r.contains(tokens))), "{:?}", fake.requests());
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
+    let token: Secret = serde_json::from_value(fake.get(&token_path).unwrap()).unwrap();
+    let value = |key: &str| String::from_utf8(token.data.as_ref().unwrap()[key].0.clone()).unwrap();
+    assert_eq!(token.type_.as_deref(), Some("bootstrap.kubernetes.io/token"));
+    assert_eq!((value("token-id").as_str(), value("token-secret").as_str()), (id, secret));
+    assert_eq!(value("expiration"), "2026-09-21T16:13:20Z", "two hours after the (fixed) clock");
+    assert_eq!(value("auth-extra-groups"), "system:bootstrappers:catalyst:vm-nodes");
+    assert_eq!(token.metadata.labels.as_ref().unwrap()["catalyst.io/join-token-of"], "api-a.catalyst-demo");
 
-    // Joined (verified and Ready): the token is left to expire.
+    // Again, with the token in the cache and still valid: nothing written, nothing read.
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
+    assert!(fake.requests().iter().all(|r| !r.contains("/kube-system/")), "{:?}", fake.requests());
+
+    // Joined (verified and Ready): the token goes.
     let mut node = claiming_node("api-a", "10.244.3.17");
     kube::ResourceExt::labels_mut(&mut node)
         .insert("catalyst.io.node-restriction.kubernetes.io/vm".into(), "api-a.catalyst-demo".into());
-    let with_node = |world: &World, node: &Node| {
-        let mut ctx = Arc::try_unwrap(context(client.clone(), world, vec![node.clone()])).ok().unwrap();
-        ctx.mint_join_tokens = true;
-        Arc::new(ctx)
-    };
-    fake.forget_requests();
-    controller::vm::reconcile(vm_guard(&placed, "api-a"), with_node(&placed, &node)).await.unwrap();
-    assert!(fake.requests().iter().all(|r| !r.contains(tokens)), "{:?}", fake.requests());
-    // The VM restarts from a fresh containerDisk after the token cleaner removed its expired
-    // token: its node is NotReady, and the same token is made again for the new join.
-    fake.delete(&format!("{tokens}{}", value("token-id")));
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![node.clone()]))
+        .await
+        .unwrap();
+    assert!(fake.get(&token_path).is_none(), "deleted once the node is verified and Ready");
+
+    // The VM restarts from a fresh containerDisk: its node is NotReady, its instance runs, and
+    // the same token is made again for the new join.
     node.status.as_mut().unwrap().conditions =
         Some(vec![serde_json::from_value(json!({"type": "Ready", "status": "False"})).unwrap()]);
-    controller::vm::reconcile(vm_guard(&placed, "api-a"), with_node(&placed, &node)).await.unwrap();
-    let remade: Secret = serde_json::from_value(fake.get(&format!("{tokens}{}", value("token-id"))).unwrap()).unwrap();
-    assert_eq!(remade.data.as_ref().unwrap()["token-secret"].0, value("token-secret").into_bytes());
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![node])).await.unwrap();
+    let remade: Secret = serde_json::from_value(fake.get(&token_path).unwrap()).unwrap();
+    assert_eq!(remade.data.as_ref().unwrap()["token-secret"].0, secret.as_bytes());
+
+    // Halted: no instance runs, so no token.
+    kubevirt_says(&fake, "api-a", "Stopped");
+    let halted = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&halted, "api-a"), minting(&fake, &client, &halted, vec![])).await.unwrap();
+    assert!(fake.get(&token_path).is_none(), "deleted while the VM is stopped");
 
     // Deleted with the VM.
+    kubevirt_says(&fake, "api-a", "Running");
+    let running = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&running, "api-a"), minting(&fake, &client, &running, vec![])).await.unwrap();
     let mut deleting = reread(&fake, &world);
     deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
-    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&deleting)).await;
-    controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&deleting)).await.unwrap();
-    let revoked = format!("DELETE {tokens}{}", value("token-id"));
-    assert!(fake.requests().contains(&revoked), "{:?}", fake.requests());
+    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&fake, &client, &deleting, vec![])).await;
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&fake, &client, &deleting, vec![])).await.unwrap();
+    assert!(fake.requests().contains(&format!("DELETE {token_path}")), "{:?}", fake.requests());
 }
 
-/// The kube-system Role of `--mint-join-tokens` grants exactly the token calls: reads, the
-/// server-side apply (which a new Secret authorizes as `create`) and the revocation.
-#[tokio::test]
-async fn the_join_token_role_grants_exactly_the_token_calls() {
+/// api-a placed, running and its token made five minutes before the fixed clock, with a
+/// minting operator: the world, the fake server, its client and the token's path.
+async fn with_an_old_token() -> (World, FakeApi, kube::Client, String) {
     let world = world();
     let (fake, client) = FakeApi::start();
     serve(&fake, &world);
-    let mut ctx = Arc::try_unwrap(context(client.clone(), &world, vec![])).ok().unwrap();
-    ctx.mint_join_tokens = true;
-    let ctx = Arc::new(ctx);
-    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    controller::vm::reconcile(vm_guard(&world, "api-a"), minting(&fake, &client, &world, vec![])).await.unwrap();
+    kubevirt_says(&fake, "api-a", "Running");
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
+    let token_path = fake.paths().into_iter().find(|p| p.starts_with(TOKENS)).unwrap();
+    let mut token = fake.get(&token_path).unwrap();
+    token["metadata"]["creationTimestamp"] = json!("2026-09-21T14:08:20Z");
+    fake.insert(&token_path, token);
+    (world, fake, client, token_path)
+}
+
+/// Issue 20, item 3: a token that kube-controller-manager's bootstrapsigner has not signed a
+/// minute after it was made says so, since `kubeadm join`'s discovery waits for that signature
+/// in `kube-public/cluster-info` (kubernetes `pkg/controller/bootstrap/bootstrapsigner.go`, off
+/// unless kube-controller-manager runs it, as kubeadm asks).
+#[tokio::test]
+async fn a_token_the_bootstrapsigner_never_signs_is_reported() {
+    let (world, fake, client, token_path) = with_an_old_token().await;
+    let id = token_path.trim_start_matches(TOKENS).to_string();
+    let joined_reason = |fake: &FakeApi| {
+        let vm = fake.get(&format!("{VMS}/api-a")).unwrap();
+        let joined = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NodeJoined").cloned();
+        joined.map(|c| (c["reason"].as_str().unwrap().to_string(), c["message"].as_str().unwrap().to_string())).unwrap()
+    };
+    // No cluster-info at all: not a cluster kubeadm made.
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
+    assert_eq!(joined_reason(&fake).0, "NoClusterInfo");
+    // cluster-info without this token's signature.
+    let cluster_info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    fake.insert(
+        cluster_info,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info"},
+                                     "data": {"kubeconfig": "..."}}),
+    );
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
+    let (reason, message) = joined_reason(&fake);
+    assert_eq!(reason, "TokenNotSigned");
+    assert!(
+        message.contains(&format!("bootstrap token {id} for 300s")) && message.contains("bootstrapsigner"),
+        "{message}"
+    );
+    // Signed: joining, and the signature is not looked for again.
+    fake.insert(
+        cluster_info,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info"},
+                                     "data": {"kubeconfig": "...", format!("jws-kubeconfig-{id}"): "sig"}}),
+    );
+    let ctx = minting(&fake, &client, &placed, vec![]);
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(joined_reason(&fake).0, "Joining");
+    fake.forget_requests();
+    controller::vm::reconcile(vm_guard(&reread(&fake, &world), "api-a"), ctx).await.unwrap();
+    assert!(fake.requests().iter().all(|r| !r.contains("cluster-info")), "{:?}", fake.requests());
+}
+
+/// The Roles of minted tokens grant exactly their calls: in kube-system the token writes (the
+/// server-side apply, which a new Secret authorizes as `create`, and the deletion) and the watch
+/// of them; in kube-public the read of cluster-info.
+#[tokio::test]
+async fn the_join_token_roles_grant_exactly_the_token_calls() {
+    let (world, fake, client, _) = with_an_old_token().await;
+    let placed = reread(&fake, &world);
+    controller::vm::reconcile(vm_guard(&placed, "api-a"), minting(&fake, &client, &placed, vec![])).await.unwrap();
     let mut deleting = reread(&fake, &world);
     deleting.vms[0].metadata.deletion_timestamp = Some(fixed_time());
-    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), ctx.clone()).await;
-    controller::vm::reconcile(vm_guard(&deleting, "api-a"), ctx).await.unwrap();
-    let observed: std::collections::BTreeSet<(String, String, String)> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.contains("/namespaces/kube-system/"))
-        .map(|r| authorization(r))
-        .chain([("".to_string(), "secrets".to_string(), "create".to_string())])
-        .collect();
-    let granted: std::collections::BTreeSet<(String, String, String)> = catalyst_operator::rbac::JOIN_TOKENS
-        .iter()
-        .flat_map(|g| g.verbs.iter().map(move |v| (g.group.to_string(), g.resource.to_string(), v.to_string())))
-        .collect();
-    assert_eq!(observed, granted);
+    let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&fake, &client, &deleting, vec![])).await;
+    controller::vm::reconcile(vm_guard(&deleting, "api-a"), minting(&fake, &client, &deleting, vec![])).await.unwrap();
+    let observed = |namespace: &str, watched: &[&str]| -> std::collections::BTreeSet<(String, String, String)> {
+        let by_design = watched.iter().map(|verb| (String::new(), "secrets".to_string(), verb.to_string()));
+        fake.requests()
+            .iter()
+            .filter(|r| r.contains(&format!("/namespaces/{namespace}/")))
+            .map(|r| authorization(r))
+            .chain(by_design)
+            .collect()
+    };
+    let granted = |grants: &[catalyst_operator::rbac::Grant]| -> std::collections::BTreeSet<(String, String, String)> {
+        grants
+            .iter()
+            .flat_map(|g| g.verbs.iter().map(move |v| (g.group.to_string(), g.resource.to_string(), v.to_string())))
+            .collect()
+    };
+    // The watch (list, watch) is not a reconcile's call; a new Secret's apply authorizes as create.
+    assert_eq!(observed("kube-system", &["list", "watch", "create"]), granted(catalyst_operator::rbac::JOIN_TOKENS));
+    assert_eq!(observed("kube-public", &[]), granted(catalyst_operator::rbac::CLUSTER_INFO));
 }

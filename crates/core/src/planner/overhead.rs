@@ -58,13 +58,31 @@ impl KubevirtRelease {
             ratio_scales_dedicated: self >= Self::V1_6,
             per_vcpu: 8 << 20,
             pagetable_divisor: 512,
-            // `pkg/container-disk/container-disk.go`: a `volume<name>` container per
-            // containerDisk, 10m and 40M for a dedicated-CPU VM. From v1.9.0 the ImageVolume
-            // feature gate is on by default and mounts the image instead (no container).
-            container_disk: (self <= Self::V1_8).then_some(Res { millicores: 10, memory: 40_000_000, ..Res::ZERO }),
+            container_disk: (!self.image_volume_by_default()).then_some(CONTAINER_DISK),
         }
     }
 }
+
+impl KubevirtRelease {
+    /// Whether the `ImageVolume` feature gate exists: Alpha from v1.6.0, Beta from v1.7.0
+    /// (`pkg/virt-config/featuregate/active.go`).
+    pub fn has_image_volume_gate(self) -> bool {
+        self >= Self::V1_6
+    }
+
+    /// Whether it is on unless the KubeVirt CR turns it off: from v1.9.0, whose Beta gates are
+    /// on by default (commit 6a8dfaf64c, "Enable beta feature gates by default"); in v1.7 and
+    /// v1.8 a Beta gate is off unless listed.
+    pub fn image_volume_by_default(self) -> bool {
+        self >= Self::V1_9
+    }
+}
+
+/// `pkg/container-disk/container-disk.go`: a `volume<name>` container per containerDisk, 10m
+/// and 40M for a dedicated-CPU VM (its limits, which are its requests then). Under the
+/// ImageVolume gate the image is mounted as an image volume instead, and only an init container
+/// of the same name and size remains, which adds nothing to a pod whose containers ask more.
+const CONTAINER_DISK: Res = Res { millicores: 10, memory: 40_000_000, ..Res::ZERO };
 
 impl std::str::FromStr for KubevirtRelease {
     type Err = String;
@@ -212,10 +230,17 @@ pub struct KubevirtArgs {
     /// is multiplied by it.
     #[arg(long, env = "CATALYST_ADDITIONAL_GUEST_MEMORY_OVERHEAD_RATIO", default_value = "1.0", value_parser = parse_ratio)]
     pub additional_guest_memory_overhead_ratio: u64,
-    /// KubeVirt's `AlignCPUs` feature gate is on: a VM with an even vCPU count isolates its
-    /// emulator thread on two cores.
+    /// KubeVirt's `AlignCPUs` feature gate is on and the KubeVirt CR carries the annotation
+    /// `alpha.kubevirt.io/EmulatorThreadCompleteToEvenParity`: a VM with an even vCPU count
+    /// isolates its emulator thread on two cores. KubeVirt copies the annotation onto each VMI
+    /// only with both (`pkg/virt-api/webhooks/mutating-webhook/mutators/vmi-mutator.go`).
     #[arg(long, env = "CATALYST_ALIGN_CPUS")]
     pub align_cpus: bool,
+    /// KubeVirt's `ImageVolume` feature gate (v1.6 on): `true` or `false` as the KubeVirt CR
+    /// sets it; unset, the release's default (on from v1.9). Off, each containerDisk is served
+    /// by a container of 10m and 40M in the launcher pod.
+    #[arg(long, env = "CATALYST_IMAGE_VOLUME")]
+    pub image_volume: Option<bool>,
 }
 
 #[cfg(feature = "cli")]
@@ -225,6 +250,12 @@ impl From<&KubevirtArgs> for Overhead {
             console_log: (!args.disable_serial_console_log).then_some(CONSOLE_LOG),
             ratio_thousandths: args.additional_guest_memory_overhead_ratio,
             align_cpus: args.align_cpus,
+            container_disk: {
+                let release = args.kubevirt_version;
+                let mounted =
+                    release.has_image_volume_gate() && args.image_volume.unwrap_or(release.image_volume_by_default());
+                (!mounted).then_some(CONTAINER_DISK)
+            },
             ..Self::of_release(args.kubevirt_version)
         }
     }
@@ -287,6 +318,28 @@ mod tests {
         assert_eq!(extra, Res::millicores(10, 40_000_000));
         let v1_9 = Overhead::default();
         assert_eq!(v1_9.of_vm(4 << 30, 2, true), v1_9.of_vm(4 << 30, 2, false));
+    }
+
+    /// The gate as the KubeVirt CR sets it: on by default from v1.9 (Beta gates on), off by
+    /// default in v1.7 and v1.8 (Beta, off unless listed), absent before v1.6.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_image_volume_gate_decides_whether_a_container_disk_costs_a_container() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            kubevirt: KubevirtArgs,
+        }
+        let container = |args: &[&str]| {
+            let flags = Flags::try_parse_from(std::iter::once("plan").chain(args.iter().copied())).unwrap();
+            Overhead::from(&flags.kubevirt).container_disk.is_some()
+        };
+        assert!(!container(&[]), "v1.9: image volumes");
+        assert!(container(&["--image-volume=false"]), "v1.9 with the gate disabled");
+        assert!(container(&["--kubevirt-version=v1.8"]));
+        assert!(!container(&["--kubevirt-version=v1.8", "--image-volume=true"]));
+        assert!(container(&["--kubevirt-version=v1.5", "--image-volume=true"]), "no such gate before v1.6");
     }
 
     #[test]

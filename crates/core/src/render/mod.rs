@@ -48,7 +48,8 @@ pub mod labels {
     /// VirtualMachineInstance ([`crate::node_identity`]); no kubelet may set a
     /// `node-restriction.kubernetes.io/` label, so ServiceGroups select on this one.
     pub const VERIFIED_VM: &str = "catalyst.io.node-restriction.kubernetes.io/vm";
-    /// On a bootstrap token the operator minted: `name.namespace` of the VM it is for.
+    /// On a bootstrap token the operator minted: the node name (`name.namespace`) of the VM it
+    /// is for.
     pub const JOIN_TOKEN_OF: &str = "catalyst.io/join-token-of";
     /// Taint on a VM's node, so only the workloads pinned to that VM run there.
     pub const DEDICATED_TAINT: &str = "catalyst.io/dedicated";

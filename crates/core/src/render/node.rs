@@ -5,8 +5,8 @@
 
 use super::{OnHost, labels, to_yaml};
 use crate::planner::model::{EVICTION_HARD, reserved_cpus};
-use crate::validation::node_name;
 use crate::release::Release;
+use crate::validation::node_name;
 use catalyst_api::CatalystVM;
 use catalyst_api::vm::{NodeSoftware, PackageRepository, SoftwareSource};
 use k8s_openapi::api::core::v1::Secret;

@@ -1,11 +1,14 @@
 //! Per-VM bootstrap tokens: instead of one long-lived token that any holder can use to
-//! register nodes, each VM joins with a token of its own, which expires unless the operator
-//! extends it while the VM has not joined. Its Secret is the API server's bootstrap-token
-//! format (k8s.io/cluster-bootstrap `token/api/types.go`: the name, type and keys), and it
-//! carries kubeadm's default node group, which kubeadm's own RBAC lets join and get its CSR
-//! approved (`cmd/kubeadm/app/constants`, `NodeBootstrapTokenAuthGroup`).
+//! register nodes, each VM joins with a token of its own, which exists only while the VM runs
+//! and has not joined, and expires unless the operator extends it. Its Secret is the API
+//! server's bootstrap-token format (k8s.io/cluster-bootstrap `token/api/types.go`: the name,
+//! type and keys), and it carries Catalyst's own group
+//! ([`crate::kubelet_csr::NODE_BOOTSTRAP_GROUP`]) rather than kubeadm's, whose client
+//! certificates kube-controller-manager approves for any node name: the operator approves this
+//! token's only for its VM's node.
 
 use super::{labels, managed_labels};
+use crate::kubelet_csr::NODE_BOOTSTRAP_GROUP;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,11 +16,15 @@ use std::collections::BTreeMap;
 
 /// Where the API server looks for bootstrap tokens.
 pub const TOKEN_NAMESPACE: &str = "kube-system";
-/// kubeadm's group for node bootstrap tokens.
-pub const NODE_BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// When the token expires, also in the Secret's metadata, so that the operator's metadata
+/// watch of the tokens sees it without reading the Secret.
+pub const EXPIRES_ANNOTATION: &str = "catalyst.io/expires";
 /// The key of the VM's cloud-init Secret that keeps its token, so the operator finds it again
 /// (KubeVirt reads only `userdata` and `networkdata`).
 pub const CLOUD_INIT_TOKEN_KEY: &str = "joinToken";
+
+/// What a bootstrap token's Secret is named: this and the token id (`BootstrapTokenSecretPrefix`).
+pub const SECRET_PREFIX: &str = "bootstrap-token-";
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -58,13 +65,19 @@ impl BootstrapToken {
 
     /// The name of its Secret in `kube-system`.
     pub fn secret_name(&self) -> String {
-        format!("bootstrap-token-{}", self.id)
+        format!("{SECRET_PREFIX}{}", self.id)
     }
 
-    /// The bootstrap-token Secret for the VM `vm_key`, valid until `expires` (RFC 3339): for
-    /// authentication (`kubeadm join`) and for signing the `cluster-info` ConfigMap its
-    /// discovery reads.
-    pub fn secret(&self, vm_key: &str, expires: &str) -> Secret {
+    /// The token id, which the API server names its user by (`system:bootstrap:<id>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The bootstrap-token Secret for the VM whose node is `vm_node` (`name.namespace`), valid
+    /// until `expires` (RFC 3339): for authentication (`kubeadm join`) and for signing the
+    /// `cluster-info` ConfigMap its discovery reads. Its label names that node, the only one
+    /// whose client certificate the operator approves for this token.
+    pub fn secret(&self, vm_node: &str, expires: &str) -> Secret {
         let data = [
             ("token-id", self.id.clone()),
             ("token-secret", self.secret.clone()),
@@ -72,13 +85,14 @@ impl BootstrapToken {
             ("usage-bootstrap-authentication", "true".into()),
             ("usage-bootstrap-signing", "true".into()),
             ("auth-extra-groups", NODE_BOOTSTRAP_GROUP.into()),
-            ("description", format!("Catalyst: the join of CatalystVM {vm_key}")),
+            ("description", format!("Catalyst: the join of the VM-node {vm_node}")),
         ];
         Secret {
             metadata: ObjectMeta {
                 name: Some(self.secret_name()),
                 namespace: Some(TOKEN_NAMESPACE.into()),
-                labels: Some(managed_labels([(labels::JOIN_TOKEN_OF, vm_key.replace('/', "."))])),
+                labels: Some(managed_labels([(labels::JOIN_TOKEN_OF, vm_node.to_string())])),
+                annotations: Some([(EXPIRES_ANNOTATION.to_string(), expires.to_string())].into()),
                 ..ObjectMeta::default()
             },
             type_: Some("bootstrap.kubernetes.io/token".into()),
@@ -91,12 +105,6 @@ impl BootstrapToken {
     pub fn kept_in(cloud_init: &Secret) -> Option<Self> {
         let data: &BTreeMap<String, ByteString> = cloud_init.data.as_ref()?;
         Self::parse(std::str::from_utf8(&data.get(CLOUD_INIT_TOKEN_KEY)?.0).ok()?)
-    }
-
-    /// When its Secret `token` expires, as written there.
-    pub fn expiration_of(token: &Secret) -> Option<String> {
-        let value = token.data.as_ref()?.get("expiration")?;
-        String::from_utf8(value.0.clone()).ok()
     }
 }
 
@@ -123,7 +131,7 @@ mod tests {
     #[test]
     fn its_secret_is_the_api_servers_bootstrap_token_format() {
         let token = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
-        let secret = token.secret("team/api-a", "2026-11-29T11:00:00Z");
+        let secret = token.secret("api-a.team", "2026-11-29T11:00:00Z");
         assert_eq!(secret.metadata.name.as_deref(), Some("bootstrap-token-abcdef"));
         assert_eq!(secret.metadata.namespace.as_deref(), Some("kube-system"));
         assert_eq!(secret.type_.as_deref(), Some("bootstrap.kubernetes.io/token"));
@@ -133,7 +141,9 @@ mod tests {
         assert_eq!(value("token-secret"), "0123456789abcdef");
         assert_eq!(value("usage-bootstrap-authentication"), "true");
         assert_eq!(value("usage-bootstrap-signing"), "true");
-        assert_eq!(value("auth-extra-groups"), "system:bootstrappers:kubeadm:default-node-token");
-        assert_eq!(BootstrapToken::expiration_of(&secret).as_deref(), Some("2026-11-29T11:00:00Z"));
+        // Catalyst's group, which no role auto-approves, never kubeadm's default-node-token.
+        assert_eq!(value("auth-extra-groups"), "system:bootstrappers:catalyst:vm-nodes");
+        assert_eq!(value("expiration"), "2026-11-29T11:00:00Z");
+        assert_eq!(secret.metadata.annotations.unwrap()["catalyst.io/expires"], "2026-11-29T11:00:00Z");
     }
 }

@@ -1,12 +1,12 @@
 //! Secondary indexes kept by a watch beside its cache, so a reconcile finds the objects that
 //! concern it without scanning every object (it did, several times per reconcile, which made
 //! convergence grow with the square of the layout): the ServiceGroups of each VM, the
-//! CatalystVMs on each host (or on none yet), the host whose ledger holds each VM, and the
-//! Node each VM is.
+//! CatalystVMs on each host (or on none yet), the host whose ledger holds each VM, the VMs that
+//! name each join Secret, and the launcher pods of each VM.
 
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
-use k8s_openapi::api::core::v1::Node;
-use kube::core::DeserializeGuard;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -52,10 +52,24 @@ pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>>;
 pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
 /// The CatalystHosts by the VMs (`namespace/name`) their ledgers hold.
 pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>>;
-/// The Nodes by the VM they are (their `catalyst.io/vm` label, `name.namespace`).
-pub type NodesByVm = Index<Node>;
 /// The CatalystVMs by the join Secret (`namespace/name`) they name.
 pub type VmsByJoinSecret = Index<DeserializeGuard<CatalystVM>>;
+/// KubeVirt's launcher pods by the VM they run (`namespace/name`), from the `kubevirt.io/domain`
+/// annotation KubeVirt puts on each (`pkg/virt-controller/services/template.go`), never from
+/// their names, which the API server cuts short for a long VM name.
+pub type LaunchersByVm = Index<PartialObjectMeta<Pod>>;
+
+/// KubeVirt's annotation on a launcher pod: the name of the VMI it runs.
+pub const DOMAIN_ANNOTATION: &str = "kubevirt.io/domain";
+
+impl LaunchersByVm {
+    pub fn launchers() -> Self {
+        Self::new(|pod| {
+            let vm = pod.annotations().get(DOMAIN_ANNOTATION);
+            vm.map(|vm| catalyst_core::key::key(&pod.namespace().unwrap_or_default(), vm)).into_iter().collect()
+        })
+    }
+}
 
 impl VmsByJoinSecret {
     pub fn join_secrets() -> Self {
@@ -93,12 +107,6 @@ impl HostsByLedger {
         Self::new(|host| {
             host.0.as_ref().ok().and_then(|h| h.status.as_ref()).map(|s| s.vms.clone()).unwrap_or_default()
         })
-    }
-}
-
-impl NodesByVm {
-    pub fn nodes() -> Self {
-        Self::new(|node| node.labels().get(catalyst_core::render::labels::VM).cloned().into_iter().collect())
     }
 }
 

@@ -74,6 +74,8 @@ pub enum Error {
     JoinToken { vm: String, source: kube::Error },
     #[error("reading random bytes for a join token: {0}")]
     Random(#[source] std::io::Error),
+    #[error("deciding the certificate signing request {csr}: {source}")]
+    DecideCertificate { csr: String, source: kube::Error },
 }
 
 impl Error {
@@ -107,6 +109,7 @@ impl Error {
             Error::LabelNode { .. } => "label_node",
             Error::JoinToken { .. } => "join_token",
             Error::Random(_) => "random",
+            Error::DecideCertificate { .. } => "decide_certificate",
             Error::Finalizer(wrapped) => match wrapped.as_ref() {
                 Finalizer::AddFinalizer(_) => "add_finalizer",
                 Finalizer::RemoveFinalizer(_) => "remove_finalizer",
@@ -139,8 +142,13 @@ pub struct Stores {
     pub vms_by_host: Arc<index::VmsByHost>,
     /// The host whose ledger holds each VM, kept beside `hosts` by the same watch.
     pub hosts_by_ledger: Arc<index::HostsByLedger>,
-    /// The Node each VM is, kept beside `nodes` by the same watch.
-    pub nodes_by_vm: Arc<index::NodesByVm>,
+    /// KubeVirt's launcher pods, by metadata.
+    pub launcher_pods: Store<PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>,
+    /// The launcher pods of each VM, kept beside `launcher_pods` by the same watch.
+    pub launchers: Arc<index::LaunchersByVm>,
+    /// The bootstrap tokens this operator minted in `kube-system`, by metadata (their label
+    /// names the VM node each is for; an annotation, when it expires); `None` when it mints none.
+    pub tokens: Option<Store<PartialObjectMeta<Secret>>>,
 }
 
 impl Stores {
@@ -148,15 +156,23 @@ impl Stores {
     /// One caller at a time: kube-runtime 5.0.0's `Store::wait_until_ready` wakes only the
     /// last of several concurrent waiters (`src/utils/delayed_init.rs`, a oneshot receiver).
     pub async fn synced(&self) -> bool {
-        let (hosts, vms, groups, nodes, reports, secrets) = futures::join!(
+        let tokens = async {
+            match &self.tokens {
+                Some(tokens) => tokens.wait_until_ready().await,
+                None => Ok(()),
+            }
+        };
+        let (hosts, vms, groups, nodes, reports, secrets, launchers, tokens) = futures::join!(
             self.hosts.wait_until_ready(),
             self.vms.wait_until_ready(),
             self.groups.wait_until_ready(),
             self.nodes.wait_until_ready(),
             self.reports.wait_until_ready(),
-            self.secrets.wait_until_ready()
+            self.secrets.wait_until_ready(),
+            self.launcher_pods.wait_until_ready(),
+            tokens
         );
-        let synced = hosts.and(vms).and(groups).and(nodes).and(reports).and(secrets);
+        let synced = hosts.and(vms).and(groups).and(nodes).and(reports).and(secrets).and(launchers).and(tokens);
         if let Err(error) = &synced {
             tracing::error!(%error, "a cache could not sync");
         }
@@ -173,6 +189,7 @@ impl Stores {
                 self.groups.get(&ObjectRef::new(name).within(namespace)).is_some()
             }
             ("Secret", Some((namespace, name))) => self.secret_version(namespace, name).is_some(),
+            ("Token", _) => self.token(&format!("{}{key}", catalyst_core::render::token::SECRET_PREFIX)).is_some(),
             _ => false,
         }
     }
@@ -205,10 +222,23 @@ impl Stores {
         Some(secret.metadata.resource_version.clone().unwrap_or_default())
     }
 
-    /// The Node that carries the VM label `vm_node` (`name.namespace`).
-    pub fn node_of_vm(&self, vm_node: &str) -> Option<Arc<Node>> {
-        let (_, name) = self.nodes_by_vm.get(vm_node).into_iter().next()?;
-        self.nodes.get(&ObjectRef::new(&name))
+    /// The Node named `name`: a VM's node is the one named after it ([`node_name`]), never
+    /// one that only carries its label, which any kubelet may set.
+    ///
+    /// [`node_name`]: catalyst_core::validation::node_name
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
+    }
+
+    /// The minted token Secret `name` in `kube-system`, by metadata.
+    pub fn token(&self, name: &str) -> Option<Arc<PartialObjectMeta<Secret>>> {
+        let namespace = catalyst_core::render::token::TOKEN_NAMESPACE;
+        self.tokens.as_ref()?.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The names of the launcher pods KubeVirt made for the VM `key` (`namespace/name`).
+    pub fn launchers_of(&self, key: &str) -> Vec<String> {
+        self.launchers.get(key).into_iter().map(|(_, name)| name).collect()
     }
 
     /// A cached host whose ledger holds the VM `key` (`namespace/name`).
@@ -376,6 +406,13 @@ pub struct Context {
     pub namespaces: Vec<String>,
     /// Each VM joins with a bootstrap token of its own ([`join_token`]).
     pub mint_join_tokens: bool,
+    /// Each VM's token, once minted or read from its cloud-init Secret.
+    pub tokens: PerObject<catalyst_core::render::token::BootstrapToken>,
+    /// The tokens kube-controller-manager's bootstrapsigner has signed (by id).
+    pub signed: PerObject<()>,
+    /// The API server's minor release, from its `/version` (0 while unknown): a VM-node of
+    /// another release than it or the one before is refused ([`catalyst_core::release::skew`]).
+    pub server_minor: std::sync::atomic::AtomicU32,
     /// The CatalystHosts this operator manages.
     pub host_pool: catalyst_core::pool::HostPool,
     /// How long a placement may search for a packing when the heuristic leaves a VM out; it
@@ -408,7 +445,32 @@ impl Context {
             host_pool: catalyst_core::pool::HostPool::default(),
             search: catalyst_core::planner::SearchBudget::default(),
             mint_join_tokens: false,
+            tokens: PerObject::default(),
+            signed: PerObject::default(),
+            server_minor: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Reads the API server's `/version` again; a failure keeps what was known.
+    pub async fn read_server_version(&self) {
+        match self.client.apiserver_version().await {
+            Ok(info) => match catalyst_core::release::server_minor(&info.major, &info.minor) {
+                Some(minor) => self.server_minor.store(minor, std::sync::atomic::Ordering::Relaxed),
+                None => {
+                    tracing::warn!(major = %info.major, minor = %info.minor, "an API server version not of Kubernetes 1.x")
+                }
+            },
+            Err(error) => tracing::warn!(%error, "could not read the API server's version"),
+        }
+    }
+
+    /// Why the VM's node software cannot join this API server, if it cannot and the server's
+    /// version is known.
+    pub fn version_skew(&self, vm: &CatalystVM) -> Option<String> {
+        let server = self.server_minor.load(std::sync::atomic::Ordering::Relaxed);
+        let software = vm.spec.node.software.as_ref()?;
+        let release = catalyst_core::release::Release::parse(&software.kubernetes_version)?;
+        (server > 0).then(|| catalyst_core::release::skew(release, server))?
     }
 
     /// Records a finished reconcile of `kind` in the metrics.
@@ -654,6 +716,7 @@ where
 /// at again; its backoff stays where it is.
 const WAIT_AGAIN: Duration = Duration::from_secs(1);
 
+pub mod approval;
 pub mod index;
 pub mod join_token;
 pub mod pinning;

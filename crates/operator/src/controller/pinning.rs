@@ -5,7 +5,7 @@
 use super::conditions::{Wanted, wanted};
 use super::{Context, key_of};
 use catalyst_api::group::ReplicaCores;
-use catalyst_api::host::{HostCores, VmCores};
+use catalyst_api::host::{HostCores, PodCores, VmCores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Verdict};
 use catalyst_core::validation::node_name;
@@ -73,7 +73,7 @@ pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Want
     let expected = Expected {
         node: host.spec.node_name.clone(),
         namespace: vm.namespace().unwrap_or_default(),
-        pod: Pod::LauncherOf(vm.name_any()),
+        pod: Pod::Launcher { vm: vm.name_any(), pods: ctx.stores.launchers_of(&key_of(vm)) },
         container: COMPUTE.into(),
         cores: u32::try_from(ctx.overhead.pinned_cores(vm.spec.cpu.into(), vm.spec.isolate_emulator_thread))
             .unwrap_or(u32::MAX),
@@ -92,10 +92,11 @@ pub fn host_cores(
     ctx: &Context,
 ) -> Option<HostCores> {
     let report = node_cpus(ctx, &host.spec.node_name)?;
-    let map = pinning::core_map(&report, ledger);
+    let map = pinning::core_map(&report, ledger.iter().map(|vm| (vm, ctx.stores.launchers_of(vm))));
     Some(HostCores {
         reserved: map.reserved.to_string(),
         vms: map.vms.into_iter().map(|(vm, cpus)| VmCores { vm, cpus: cpus.to_string() }).collect(),
+        others: map.others.into_iter().map(|(pod, cpus)| PodCores { pod, cpus: cpus.to_string() }).collect(),
         free: map.free.to_string(),
     })
 }

@@ -33,6 +33,10 @@ pub enum Refusal {
     JoinSecretInvalid {
         why: String,
     },
+    /// The VM's Kubernetes release cannot join this API server.
+    VersionSkew {
+        why: String,
+    },
     /// The ServiceGroup's CatalystVM does not exist.
     VmNotFound {
         vm: String,
@@ -54,6 +58,7 @@ impl Refusal {
             Refusal::DoesNotFitHost { .. } => "DoesNotFitHost",
             Refusal::JoinSecretMissing { .. } => "JoinSecretMissing",
             Refusal::JoinSecretInvalid { .. } => "JoinSecretInvalid",
+            Refusal::VersionSkew { .. } => "VersionSkew",
             Refusal::VmNotFound { .. } => "VMNotFound",
             Refusal::DoesNotFit { .. } => "DoesNotFit",
         }
@@ -65,6 +70,9 @@ impl Refusal {
             Refusal::Unschedulable { why } | Refusal::JoinSecretInvalid { why } => why.clone(),
             Refusal::HostMissing { host } => format!("CatalystHost {host} is gone; the VM is left as it is"),
             Refusal::DoesNotFitHost { why } => format!("{why}; the running VM is left as it was"),
+            Refusal::VersionSkew { why } => {
+                format!("spec.node.software.kubernetesVersion: {why}; nothing running was touched")
+            }
             Refusal::JoinSecretMissing { secret, namespace } => {
                 format!("join Secret {secret} not found in namespace {namespace}")
             }
@@ -80,6 +88,8 @@ impl Refusal {
     pub fn requeue(&self) -> Action {
         match self {
             Refusal::HostMissing { .. } => Action::requeue(WAIT),
+            // The API server's version is read again every few minutes, not watched.
+            Refusal::VersionSkew { .. } => Action::requeue(Duration::from_secs(300)),
             // Hosts are watched: freed room wakes the VM; the resync is a safety net.
             Refusal::Unschedulable { .. } => Action::requeue(Duration::from_secs(300)),
             _ => Action::await_change(),

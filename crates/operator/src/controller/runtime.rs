@@ -3,7 +3,7 @@
 use super::apply::{Follows, Known};
 use super::index;
 use super::index::Follower;
-use super::{Context, Stores, error_policy, group, host, placement, valid, vm};
+use super::{Context, Stores, approval, error_policy, group, host, placement, valid, vm};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
 use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
@@ -13,7 +13,8 @@ use catalyst_core::render::labels;
 use catalyst_core::validation::vm_of_node;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -230,13 +231,17 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let hosts_by_ledger = Arc::new(index::HostsByLedger::ledgers());
     hosts.followers.push(hosts_by_ledger.clone());
     let mut nodes = Shared::<Node>::new();
-    let nodes_by_vm = Arc::new(index::NodesByVm::nodes());
-    nodes.followers.push(nodes_by_vm.clone());
     let mut reports = Shared::<CatalystNodeReport>::new();
     // One watch of every Secret's metadata: the cloud-init children and the join Secrets.
     let mut secrets = Shared::<PartialObjectMeta<Secret>>::new();
     let vms_by_join_secret = Arc::new(index::VmsByJoinSecret::join_secrets());
     vms.followers.push(vms_by_join_secret.clone());
+    // KubeVirt's launcher pods, by metadata: which pod in a node's report is which VM's.
+    let mut launchers = Shared::<PartialObjectMeta<Pod>>::new();
+    let launchers_by_vm = Arc::new(index::LaunchersByVm::launchers());
+    launchers.followers.push(launchers_by_vm.clone());
+    // The bootstrap tokens this operator minted, by metadata, in kube-system.
+    let mut tokens = config.mint_join_tokens.then(Shared::<PartialObjectMeta<Secret>>::new);
     let stores = Stores {
         hosts: hosts.store.clone(),
         vms: vms.store.clone(),
@@ -247,7 +252,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         groups_by_vm: groups_by_vm.clone(),
         vms_by_host: vms_by_host.clone(),
         hosts_by_ledger,
-        nodes_by_vm,
+        launcher_pods: launchers.store.clone(),
+        launchers: launchers_by_vm,
+        tokens: tokens.as_ref().map(|t| t.store.clone()),
     };
     let mut ctx = Context::new(client.clone(), stores.clone(), config.overhead, config.instance.clone());
     ctx.metrics = metrics;
@@ -256,6 +263,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     ctx.search = config.search;
     ctx.mint_join_tokens = config.mint_join_tokens;
     secrets.followers.push(Arc::new(Follows { known: ctx.known.clone(), kind: "Secret".into() }));
+    ctx.read_server_version().await;
     let ctx = Arc::new(ctx);
 
     let (groups_of_vm, hosts_of_node) = (groups_by_vm.clone(), stores.hosts.clone());
@@ -288,9 +296,10 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let group = group.0.as_ref().ok()?;
             Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
         })
-        // A VM's node joining or going NotReady changes the VM's status.
+        // A VM's node joining or going NotReady changes the VM's status; it is named after the VM.
         .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), |node| {
-            let (namespace, name) = vm_of_node(node.labels().get(labels::VM)?)?;
+            let node = node.name_any();
+            let (namespace, name) = vm_of_node(&node)?;
             Some(ObjectRef::new(name).within(namespace))
         })
         // A host's report says which cores its VMs' launchers hold.
@@ -301,6 +310,17 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 refs(on_node.iter().flat_map(|host| vms_by_host.get(&host.name)))
             }
         })
+        // A token gone (the token cleaner removed it) is made again while the VM joins.
+        .watches_shared_stream(
+            match tokens.as_mut() {
+                Some(tokens) => tokens.subscribe(Wake::OnAnyChange).boxed(),
+                None => futures::stream::empty().boxed(),
+            },
+            |token| {
+                let (namespace, name) = vm_of_node(token.labels().get(labels::JOIN_TOKEN_OF)?)?;
+                Some(ObjectRef::new(name).within(namespace))
+            },
+        )
         .shutdown_on_signal()
         .run(vm::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystVM", result) });
@@ -346,14 +366,37 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .run(host::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystHost", result) });
 
-    let feeds = futures::stream::select_all([
+    // With minted tokens, the kubelet client certificates of VM-nodes, approved by the operator.
+    let approvals = async {
+        if !config.mint_join_tokens {
+            return;
+        }
+        let signer = format!("spec.signerName={}", catalyst_core::kubelet_csr::KUBELET_CLIENT_SIGNER);
+        let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+        Controller::new(csrs, watcher::Config::default().fields(&signer))
+            .shutdown_on_signal()
+            .run(approval::reconcile, approval::error_policy, ctx.clone())
+            .for_each(|result| async move { log("CertificateSigningRequest", result) })
+            .await;
+    };
+
+    let mut feeds = vec![
         hosts.feed(Api::all(client.clone()), pool_hosts(&config.host_pool)).boxed(),
         vms.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
         groups.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
         nodes.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
         reports.feed(Api::all(client.clone()), watcher::Config::default()).boxed(),
         secrets.feed(scoped(&client, ns), watcher::Config::default()).boxed(),
-    ]);
+        launchers.feed(scoped(&client, ns), watcher::Config::default().labels("kubevirt.io=virt-launcher")).boxed(),
+    ];
+    if let Some(tokens) = tokens {
+        let minted = format!("{},{}={}", labels::JOIN_TOKEN_OF, labels::MANAGED_BY, labels::MANAGER);
+        let namespace = catalyst_core::render::token::TOKEN_NAMESPACE;
+        feeds.push(
+            tokens.feed(Api::namespaced(client.clone(), namespace), watcher::Config::default().labels(&minted)).boxed(),
+        );
+    }
+    let feeds = futures::stream::select_all(feeds);
     let feeding = tokio::spawn(feeds.for_each(|()| async {}));
     // No placement is decided on a partial view of the hosts' ledgers. A store is whole as
     // soon as its first list is, even while its feed waits for a controller not yet running.
@@ -367,20 +410,23 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let pruning = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(PRUNE_BACKOFF);
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_BACKOFF, PRUNE_BACKOFF);
             loop {
                 every.tick().await;
+                ctx.read_server_version().await;
                 ctx.backoff.failures.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.written.last.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.events.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.join_secrets.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.tokens.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.signed.prune(|kind, key| ctx.stores.contains(kind, key));
                 vacancies.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
                 ctx.metrics.forget_verdicts(|kind, key| ctx.stores.contains(kind, key));
             }
         })
     };
-    futures::join!(vm_controller, group_controller, host_controller);
+    futures::join!(vm_controller, group_controller, host_controller, approvals);
     pruning.abort();
     feeding.abort();
     tracing::info!("controllers stopped");

@@ -5,6 +5,7 @@
 
 use super::apply;
 use super::conditions::{NODE_JOINED, READY, RESTART_REQUIRED, SCHEDULED, Wanted, wanted};
+use super::join_token::Signing;
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
 use super::{
@@ -15,6 +16,7 @@ use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources};
 use catalyst_core::node_identity::is_labelled_as;
 use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
+use catalyst_core::render::token::BootstrapToken;
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
@@ -55,7 +57,8 @@ struct Prepared {
 }
 
 /// The pipeline: prepare (validate, place, check the host, read the join Secret), build and
-/// apply the children, derive the status from what was applied, report.
+/// apply the children, keep the VM's own join token, derive the status from what was applied,
+/// report.
 async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let mut status = vm.status.clone().unwrap_or_default();
     let prepared = match prepare(vm, ctx, &mut status).await? {
@@ -63,8 +66,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         Err(refusal) => return refuse_vm(vm, status, ctx, refusal).await,
     };
     let machine = apply_children(vm, &prepared, ctx).await?;
-    let node = ctx.stores.node_of_vm(&node_name(vm));
-    let derived = derive(vm, &prepared, &machine, node.as_deref());
+    let node = ctx.stores.node(&node_name(vm));
+    let signing = keep_token(vm, &prepared, &machine, node.as_deref(), ctx).await?;
+    let derived = derive(vm, &prepared, &machine, node.as_deref(), &signing);
     status.phase = Some(derived.phase);
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
@@ -81,6 +85,23 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     report(vm, vm.status.as_ref(), status, ctx, &conditions, false, next).await
 }
 
+/// The VM's own bootstrap token exists while its instance runs and its node is not yet
+/// verified and Ready, and only then ([`join_token::keep`]).
+async fn keep_token(
+    vm: &CatalystVM,
+    prepared: &Prepared,
+    machine: &VirtualMachineStatus,
+    node: Option<&Node>,
+    ctx: &Context,
+) -> Result<Signing, Error> {
+    let Some(token) = prepared.join.as_ref().filter(|j| j.minted).and_then(|j| BootstrapToken::parse(&j.token)) else {
+        return Ok(Signing::Fine);
+    };
+    let runs = matches!(machine.printable_status, Some(PrintableStatus::Running | PrintableStatus::Migrating));
+    let joined = node.is_some_and(|n| is_labelled_as(n, &node_name(vm)) && node_is_ready(n));
+    join_token::keep(vm, &token, runs && !joined, ctx).await
+}
+
 /// Validates the spec, places the VM, checks its host and reads its join credentials. A
 /// refusal leaves the VM's status phase as it was (or Pending when it has no host).
 async fn prepare(
@@ -91,6 +112,10 @@ async fn prepare(
     if let Err(errors) = validate_vm(vm) {
         status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
         return Ok(Err(Refusal::InvalidSpec { errors: summary(&errors) }));
+    }
+    if let Some(why) = ctx.version_skew(vm) {
+        status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
+        return Ok(Err(Refusal::VersionSkew { why }));
     }
     let host_name = match place(vm, ctx).await? {
         Placement::On(host) => host,
@@ -141,17 +166,11 @@ async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinC
     Ok(Ok(Some(with_own_token(vm, join, ctx).await?)))
 }
 
-/// The credentials with the VM's own token, where the operator mints them. The token is kept
-/// valid while the VM has not joined, or is down: a VM booting a containerDisk again starts
-/// from a fresh disk and joins again, with the same token (re-created if it had expired).
+/// The credentials with the VM's own token, where the operator mints them.
 async fn with_own_token(vm: &CatalystVM, mut join: JoinCredentials, ctx: &Context) -> Result<JoinCredentials, Error> {
-    if !join.minted {
-        return Ok(join);
+    if join.minted {
+        join.token = join_token::token_of(vm, ctx).await?.reveal();
     }
-    let name = node_name(vm);
-    let node = ctx.stores.node_of_vm(&name);
-    let joined = node.is_some_and(|n| is_labelled_as(&n, &name) && node_is_ready(&n));
-    join.token = join_token::ensure(vm, joined, ctx).await?.reveal();
     Ok(join)
 }
 
@@ -203,7 +222,13 @@ fn phase(run_strategy: RunStrategy, printable: &PrintableStatus, ready: bool, no
     }
 }
 
-fn derive(vm: &CatalystVM, prepared: &Prepared, machine: &VirtualMachineStatus, node: Option<&Node>) -> Derived {
+fn derive(
+    vm: &CatalystVM,
+    prepared: &Prepared,
+    machine: &VirtualMachineStatus,
+    node: Option<&Node>,
+    signing: &Signing,
+) -> Derived {
     let name = vm.name_any();
     let host_name = prepared.host.name_any();
     let node_ready = node.is_some_and(node_is_ready);
@@ -220,7 +245,28 @@ fn derive(vm: &CatalystVM, prepared: &Prepared, machine: &VirtualMachineStatus, 
             "NoJoinSecret",
             "spec.node.joinSecretName is not set: the VM does not join the cluster",
         ),
-        (None, _) => wanted(NODE_JOINED, false, "Joining", "no node carries this VM's label yet"),
+        (None, _) => match signing {
+            Signing::Fine => {
+                wanted(NODE_JOINED, false, "Joining", format!("no node {} has registered yet", node_name(vm)))
+            }
+            Signing::Unsigned { id, waited } => wanted(
+                NODE_JOINED,
+                false,
+                "TokenNotSigned",
+                format!(
+                    "kube-public/cluster-info has carried no signature for this VM's bootstrap token {id} for {}s, and \
+                     kubeadm join's discovery waits for one: kube-controller-manager's bootstrapsigner makes it, when \
+                     enabled (--controllers=*,bootstrapsigner,tokencleaner, as kubeadm sets them)",
+                    waited.as_secs()
+                ),
+            ),
+            Signing::NoClusterInfo => wanted(
+                NODE_JOINED,
+                false,
+                "NoClusterInfo",
+                "there is no kube-public/cluster-info, which kubeadm join's discovery reads: a cluster made by kubeadm has it",
+            ),
+        },
     };
     let ready = match phase {
         VmPhase::Ready => wanted(READY, true, "Ready", "the VM runs and its node is Ready"),

@@ -75,6 +75,11 @@ impl FakeApi {
         self.objects.lock().unwrap().insert(path.to_string(), object);
     }
 
+    /// The paths of every object held.
+    pub fn paths(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
     pub fn get(&self, path: &str) -> Option<Value> {
         self.objects.lock().unwrap().get(path).cloned()
     }
