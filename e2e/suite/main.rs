@@ -5,6 +5,7 @@
 //! its own pool of hosts (labelled for its operator's `--host-selector`) and its own operator
 //! processes, and cleans up after itself while its operator still runs: nothing is left behind.
 
+mod guest;
 mod harness;
 #[path = "../support/kubelet_csr.rs"]
 mod kubelet_csr;
