@@ -28,6 +28,10 @@ struct Args {
     /// How often the kubelet is asked (it offers no watch of its CPU assignments).
     #[arg(long, env = "CATALYST_REPORT_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     interval_seconds: u64,
+    /// How often the report is renewed when nothing changed, so the operator knows the agent
+    /// still runs: at most 60 s, as the operator takes a report not renewed for 180 s as stale.
+    #[arg(long, env = "CATALYST_HEARTBEAT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
+    heartbeat_seconds: u64,
 }
 
 #[tokio::main]
@@ -53,7 +57,9 @@ async fn main() -> ExitCode {
     let reports: Api<CatalystNodeReport> = Api::all(client);
     let mut every = tokio::time::interval(Duration::from_secs(args.interval_seconds));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut written: Option<CatalystNodeReportSpec> = None;
+    let heartbeat = Duration::from_secs(args.heartbeat_seconds);
+    // What was last written, and when.
+    let mut written: Option<(CatalystNodeReportSpec, std::time::Instant)> = None;
     let mut kubelet: Option<Kubelet> = None;
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
@@ -64,11 +70,11 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
         }
         match observe(&args, &mut kubelet).await {
-            Ok(now) if written.as_ref() == Some(&now) => {}
+            Ok(now) if written.as_ref().is_some_and(|(spec, at)| *spec == now && at.elapsed() < heartbeat) => {}
             Ok(now) => match write(&reports, &args.node_name, &now).await {
                 Ok(()) => {
                     tracing::info!(node = %args.node_name, pods = now.pods.len(), "report written");
-                    written = Some(now);
+                    written = Some((now, std::time::Instant::now()));
                 }
                 Err(error) => tracing::warn!(%error, node = %args.node_name, "could not write the report; retrying"),
             },
@@ -91,13 +97,15 @@ async fn observe(args: &Args, kubelet: &mut Option<Kubelet>) -> Result<CatalystN
 type Kubelet =
     catalyst_agent::podresources::pod_resources_lister_client::PodResourcesListerClient<tonic::transport::Channel>;
 
-/// Server-side apply of the node's report, created or replaced whole in one request.
+/// Server-side apply of the node's report, created or replaced whole in one request, with the
+/// time it was written as its heartbeat.
 async fn write(
     reports: &Api<CatalystNodeReport>,
     node: &str,
     spec: &CatalystNodeReportSpec,
 ) -> Result<(), kube::Error> {
-    let report = CatalystNodeReport::new(node, spec.clone());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let report = CatalystNodeReport::new(node, CatalystNodeReportSpec { heartbeat_time: Some(now), ..spec.clone() });
     let mut body = serde_json::to_value(&report).expect("a report serializes");
     body["apiVersion"] = catalyst_api::API_VERSION.into();
     body["kind"] = "CatalystNodeReport".into();

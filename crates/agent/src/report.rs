@@ -24,7 +24,12 @@ pub fn report(snapshot: &Snapshot, numa: Vec<NumaCell>) -> CatalystNodeReportSpe
         })
         .collect();
     pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    CatalystNodeReportSpec { allocatable_cpus: cpu_list(&snapshot.allocatable.cpu_ids), numa, pods }
+    CatalystNodeReportSpec {
+        allocatable_cpus: cpu_list(&snapshot.allocatable.cpu_ids),
+        numa,
+        pods,
+        heartbeat_time: None,
+    }
 }
 
 /// The kubelet's CPU ids as a Linux CPU list; ids no CPU can have are left out.

@@ -130,7 +130,7 @@ async fn the_agent_reports_what_its_kubelet_says_and_follows_it() {
     let node = format!("catalyst-e2e-agent-{}", std::process::id());
     let agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_catalyst-agent"))
-            .args(["--node-name", &node, "--interval-seconds=1"])
+            .args(["--node-name", &node, "--interval-seconds=1", "--heartbeat-seconds=5"])
             .arg(format!("--socket={}", dir.join("kubelet.sock").display()))
             .arg(format!("--sysfs={}", dir.join("sys").display()))
             .env("KUBECONFIG", &kubeconfig)
@@ -146,10 +146,16 @@ async fn the_agent_reports_what_its_kubelet_says_and_follows_it() {
         report.spec.pods.iter().map(|p| (p.name.as_str(), p.containers[0].cpus.as_str())).collect();
     assert_eq!(pods, [("sms-1", "17-20"), ("sms-2", "")]);
 
-    // Unchanged, the report is not written again; changed, it follows.
+    // Unchanged, the report is not written again until its heartbeat is due; changed, it follows.
     let version = report.metadata.resource_version.clone();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(reports.get(&node).await.unwrap().metadata.resource_version, version);
+    let first = report.spec.heartbeat_time.clone().expect("a heartbeat");
+    eventually("the heartbeat renewed", async || {
+        let renewed = reports.get(&node).await.ok()?.spec.heartbeat_time?;
+        (renewed.0 > first.0).then_some(())
+    })
+    .await;
     kubelet.set(&[("sms-1", "sms", &[17, 18, 19, 20]), ("sms-2", "sms", &[21, 22])]);
     eventually("the report follows the kubelet", async || {
         let report = reports.get(&node).await.ok()?;

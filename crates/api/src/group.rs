@@ -52,6 +52,29 @@ pub struct ServiceGroupSpec {
     pub memory: Quantity,
     /// The container every replica runs.
     pub template: ReplicaTemplate,
+    /// What the operator does about a replica its VM-node's kubelet gave the wrong cores.
+    #[serde(default)]
+    pub pinning: PinningPolicy,
+}
+
+/// What becomes of a replica found not pinned (its container on the shared pool, on cores
+/// another holds, or across NUMA nodes where one was wanted).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinningPolicy {
+    #[serde(default)]
+    pub repair: Repair,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Repair {
+    /// Its pod is evicted (so any PodDisruptionBudget of the group holds), one replica at a
+    /// time and with a growing pause, and its StatefulSet makes it again, which the kubelet's
+    /// static CPU manager admits on cores of its own.
+    #[default]
+    Recreate,
+    /// Reported (`Pinned=False` and a Warning), left as it is.
+    Report,
 }
 
 /// What a docker-compose service says about its container, in Kubernetes terms.

@@ -39,6 +39,10 @@ pub struct CatalystNodeReportSpec {
     #[serde(default)]
     #[schemars(length(max = 2048))]
     pub pods: Vec<PodCpus>,
+    /// When the agent last renewed the report: at least every minute, so a report that stops
+    /// being renewed is known to be stale (its verdicts Unknown) rather than believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// A NUMA cell and its CPUs.

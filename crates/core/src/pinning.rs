@@ -11,9 +11,14 @@ use crate::cpuset::{CpuListError, CpuSet};
 use catalyst_api::CatalystNodeReportSpec;
 use std::collections::{BTreeSet, HashMap};
 
-/// Why a VM or replica is not pinned; the condition's reason.
+/// Why a VM or replica is not known to be pinned, or is known not to be; the condition's
+/// reason. The first two make the condition Unknown: what the report says may no longer be so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
+    /// Its node is not Ready: its kubelet may be gone, and with it what it held.
+    NodeNotReady,
+    /// Its node's report has not been renewed for [`STALE_AFTER`]: its agent is gone.
+    StaleReport,
     /// Its node has no report, or the report does not list its pod (yet).
     NoReport,
     /// Its container holds fewer (or other) CPUs exclusively than it asked for.
@@ -27,11 +32,54 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::NodeNotReady => "NodeNotReady",
+            Reason::StaleReport => "StaleReport",
             Reason::NoReport => "NoReport",
             Reason::NotExclusive => "NotExclusive",
             Reason::CrossNuma => "CrossNUMA",
             Reason::SharedCores => "SharedCores",
         }
+    }
+}
+
+impl Reason {
+    /// Whether the verdict is unknown rather than false.
+    pub fn is_unknown(self) -> bool {
+        matches!(self, Reason::NodeNotReady | Reason::StaleReport)
+    }
+
+    /// Whether recreating the replica's pod mends it: the kubelet gave it the wrong CPUs.
+    pub fn is_repairable(self) -> bool {
+        matches!(self, Reason::NotExclusive | Reason::CrossNuma | Reason::SharedCores)
+    }
+}
+
+/// How often the agent renews its report even when nothing changed (its heartbeat).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How old a report may grow before nothing it says is trusted: three missed heartbeats.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Whether a report of `node` may be trusted now: its node is Ready and its heartbeat recent.
+/// The fault otherwise, which makes every verdict from it Unknown.
+pub fn freshness(
+    node: &str,
+    ready: bool,
+    heartbeat: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<(Reason, String)> {
+    if !ready {
+        return Some((Reason::NodeNotReady, format!("node {node} is not Ready: what its report says may be gone")));
+    }
+    let age = heartbeat.map(|at| now.duration_since(at));
+    match age {
+        Some(age) if age.unsigned_abs() <= STALE_AFTER => None,
+        Some(age) => Some((
+            Reason::StaleReport,
+            format!("node {node}'s report was last renewed {}s ago: its catalyst-agent has stopped", age.as_secs()),
+        )),
+        // A report of an agent older than the heartbeat is taken as it is.
+        None => None,
     }
 }
 
@@ -233,6 +281,14 @@ pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = (&'a String
     }
 }
 
+/// The replica to recreate, if one is found holding the wrong cores and every replica is
+/// reported (so none is being recreated already): the first such, by its pod's name.
+pub fn to_recreate(verdicts: &[Verdict]) -> Option<&Holding> {
+    let settled = verdicts.iter().all(|v| v.fault.as_ref().is_none_or(|(reason, _)| reason.is_repairable()));
+    let faulty = verdicts.iter().filter(|v| v.fault.as_ref().is_some_and(|(reason, _)| reason.is_repairable()));
+    settled.then(|| faulty.filter_map(|v| v.holding.as_ref()).min_by(|a, b| a.pod.cmp(&b.pod)))?
+}
+
 /// The gravest fault among several verdicts (a group's replicas), if any.
 pub fn worst<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Option<(Reason, String)> {
     verdicts.into_iter().filter_map(|v| v.fault.clone()).max_by_key(|(reason, _)| *reason)
@@ -243,8 +299,39 @@ mod tests {
     use super::*;
     use catalyst_api::report::{ContainerCpus, NumaCell, PodCpus};
 
+    /// Issue 20, item 12: a verdict from a node that is not Ready, or from a report no longer
+    /// renewed, is Unknown.
+    #[test]
+    fn a_report_is_trusted_only_from_a_ready_node_while_its_agent_renews_it() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap();
+        let ago = |seconds| Some(now - k8s_openapi::jiff::SignedDuration::from_secs(seconds));
+        assert_eq!(freshness("n", true, ago(60), now), None);
+        assert_eq!(freshness("n", true, None, now), None, "an agent without a heartbeat");
+        let (reason, message) = freshness("n", true, ago(181), now).unwrap();
+        assert_eq!(
+            (reason, message.as_str()),
+            (Reason::StaleReport, "node n's report was last renewed 181s ago: its catalyst-agent has stopped")
+        );
+        assert_eq!(freshness("n", false, ago(1), now).unwrap().0, Reason::NodeNotReady);
+        assert!(Reason::StaleReport.is_unknown() && !Reason::NoReport.is_unknown());
+    }
+
+    /// Issue 20, item 11: one replica at a time, and only once every replica is back in the
+    /// report.
+    #[test]
+    fn one_replica_holding_the_wrong_cores_is_recreated_at_a_time() {
+        let node = report(&[("sms-1", "sms", "17-24"), ("sms-2", "sms", ""), ("sms-3", "sms", "")]);
+        let verdicts: Vec<Verdict> = ["sms-3", "sms-1", "sms-2"].map(|r| check(Some(&node), &replica(r, 8))).into();
+        assert_eq!(to_recreate(&verdicts).unwrap().pod, "sms-2", "the first by name");
+        let missing: Vec<Verdict> = ["sms-1", "sms-2", "sms-9"].map(|r| check(Some(&node), &replica(r, 8))).into();
+        assert_eq!(to_recreate(&missing), None, "sms-9 is not back yet");
+        let pinned = [check(Some(&node), &replica("sms-1", 8))];
+        assert_eq!(to_recreate(&pinned), None);
+    }
+
     fn report(pods: &[(&str, &str, &str)]) -> NodeCpus {
         NodeCpus::read(&CatalystNodeReportSpec {
+            heartbeat_time: None,
             allocatable_cpus: "2-63".into(),
             numa: vec![NumaCell { id: 0, cpus: "0-31".into() }, NumaCell { id: 1, cpus: "32-63".into() }],
             pods: pods

@@ -104,6 +104,13 @@ pub const CLUSTER: &[Grant] = &[
     },
     Grant {
         group: "",
+        resource: "pods/eviction",
+        verbs: &["create"],
+        names: &[],
+        why: "recreate a replica its kubelet gave the wrong cores (the eviction API, so disruption budgets hold)",
+    },
+    Grant {
+        group: "",
         resource: "pods",
         verbs: &["list", "watch"],
         names: &[],

@@ -57,7 +57,14 @@ impl ClientLimit {
 }
 
 /// A client for `config`, limited to `limit` when one is set.
-pub fn client(config: kube::Config, limit: Option<ClientLimit>) -> Result<kube::Client, kube::Error> {
+///
+/// Without kube's default retry of 429, 503 and 504 (kube-client 5.0.0 `client/builder.rs`:
+/// `RetryPolicy::server_retry`, 15 attempts with delays up to 1,000 s): a reconcile waiting
+/// that out would hold its place for minutes, and a 429 is not always passing (an eviction a
+/// disruption budget refuses, `pkg/registry/core/pod/storage/eviction.go`). A failed call fails
+/// the reconcile, which backs off per object ([`crate::controller::Backoff`]) and tries again.
+pub fn client(mut config: kube::Config, limit: Option<ClientLimit>) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
     let builder = kube::client::ClientBuilder::try_from(config)?;
     Ok(match limit {
         Some(limit) => builder.with_layer(&limit.layer()).build(),

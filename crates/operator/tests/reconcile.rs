@@ -656,6 +656,11 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     controller::vm::reconcile(vm_guard(&world, "api-a"), ctx()).await.unwrap();
     controller::vm::reconcile(vm_guard(&world, "api-b"), ctx()).await.unwrap();
     controller::group::reconcile(group_guard(&world, "api-a"), ctx()).await.unwrap();
+    // One of api-a's replicas is on the wrong cores: it is recreated.
+    let placed = reread(&fake, &world);
+    controller::group::reconcile(group_guard(&placed, "api-a"), seeing(&client, &placed, vm_node_seen(true, 10)))
+        .await
+        .unwrap();
     // api-a's node joins and is verified against its instance, then labelled.
     let joined = reread(&fake, &world);
     let host = joined.vms[0].status.as_ref().unwrap().host.clone().unwrap();
@@ -1124,4 +1129,81 @@ async fn the_join_token_roles_grant_exactly_the_token_calls() {
     // The watch (list, watch) is not a reconcile's call; a new Secret's apply authorizes as create.
     assert_eq!(observed("kube-system", &["list", "watch", "create"]), granted(catalyst_operator::rbac::JOIN_TOKENS));
     assert_eq!(observed("kube-public", &[]), granted(catalyst_operator::rbac::CLUSTER_INFO));
+}
+
+/// api-a's VM-node as its agent reports it: replica api-a-2 on the shared pool (the kubelet
+/// re-admitted it there, as seen on a real guest), heartbeat `age` seconds before the fixed
+/// clock; and the node, Ready or not.
+fn vm_node_seen(ready: bool, age: i64) -> (catalyst_api::CatalystNodeReport, Node) {
+    let heartbeat = fixed_time().0 - k8s_openapi::jiff::SignedDuration::from_secs(age);
+    let report = serde_json::from_value(json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystNodeReport", "metadata": {"name": "api-a.catalyst-demo"},
+        "spec": {"allocatableCpus": "1-7", "heartbeatTime": heartbeat.to_string(),
+                 "pods": [{"namespace": "catalyst-demo", "name": "api-a-1", "containers": [{"name": "api-a", "cpus": "1-2"}]},
+                          {"namespace": "catalyst-demo", "name": "api-a-2", "containers": [{"name": "api-a"}]},
+                          {"namespace": "catalyst-demo", "name": "api-a-3", "containers": [{"name": "api-a", "cpus": "5-6"}]}]}
+    }))
+    .unwrap();
+    let mut node = claiming_node("api-a", "10.244.3.17");
+    if !ready {
+        node.status.as_mut().unwrap().conditions =
+            Some(vec![serde_json::from_value(json!({"type": "Ready", "status": "Unknown"})).unwrap()]);
+    }
+    (report, node)
+}
+
+fn seeing(client: &kube::Client, world: &World, seen: (catalyst_api::CatalystNodeReport, Node)) -> Arc<Context> {
+    let mut ctx = Arc::try_unwrap(context(client.clone(), world, vec![seen.1])).ok().unwrap();
+    ctx.stores.reports = store([seen.0]);
+    Arc::new(ctx)
+}
+
+fn pinned_of(fake: &FakeApi) -> (String, String) {
+    let group = fake.get(&format!("{GROUPS}/api-a")).unwrap();
+    let pinned =
+        group["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Pinned").cloned().unwrap();
+    (pinned["status"].as_str().unwrap().to_string(), pinned["reason"].as_str().unwrap().to_string())
+}
+
+/// Issue 20, item 11: a replica the kubelet put on the shared pool is recreated through the
+/// eviction API, with an event, and not again before a pause; with `repair: Report` it is only
+/// reported.
+#[tokio::test]
+async fn a_replica_on_the_wrong_cores_is_recreated_once_then_after_a_pause() {
+    let (world, fake, client) = with_api_a_placed().await;
+    let ctx = seeing(&client, &world, vm_node_seen(true, 10));
+    controller::group::reconcile(group_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    assert_eq!(pinned_of(&fake), ("False".to_string(), "NotExclusive".to_string()));
+    let eviction = "POST /api/v1/namespaces/catalyst-demo/pods/api-a-2/eviction".to_string();
+    assert!(fake.requests().contains(&eviction), "{:?}", fake.requests());
+    let reasons: Vec<Value> = fake.bodies_of(&format!("POST {EVENTS}")).iter().map(|e| e["reason"].clone()).collect();
+    assert_eq!(reasons, [json!("RecreatingUnpinnedReplica"), json!("NotExclusive")], "the repair and the warning");
+    fake.forget_requests();
+    controller::group::reconcile(group_guard(&reread(&fake, &world), "api-a"), ctx).await.unwrap();
+    assert!(!fake.requests().contains(&eviction), "not again within the pause: {:?}", fake.requests());
+
+    let mut reporting = world;
+    reporting.groups[0].spec.pinning.repair = catalyst_api::group::Repair::Report;
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &reporting);
+    controller::vm::reconcile(vm_guard(&reporting, "api-a"), context(client.clone(), &reporting, vec![]))
+        .await
+        .unwrap();
+    let reporting = reread(&fake, &reporting);
+    let ctx = seeing(&client, &reporting, vm_node_seen(true, 10));
+    controller::group::reconcile(group_guard(&reporting, "api-a"), ctx).await.unwrap();
+    assert_eq!(pinned_of(&fake).1, "NotExclusive");
+    assert!(fake.requests().iter().all(|r| !r.ends_with("/eviction")), "{:?}", fake.requests());
+}
+
+/// Issue 20, item 12: a verdict from a node that is not Ready, or from a report its agent no
+/// longer renews, is Unknown, and nothing is recreated on its word.
+#[tokio::test]
+async fn a_dead_nodes_report_gives_an_unknown_verdict() {
+    for (seen, reason) in [(vm_node_seen(false, 10), "NodeNotReady"), (vm_node_seen(true, 600), "StaleReport")] {
+        let (world, fake, client) = with_api_a_placed().await;
+        controller::group::reconcile(group_guard(&world, "api-a"), seeing(&client, &world, seen)).await.unwrap();
+        assert_eq!(pinned_of(&fake), ("Unknown".to_string(), reason.to_string()));
+        assert!(fake.requests().iter().all(|r| !r.ends_with("/eviction")), "{:?}", fake.requests());
+    }
 }

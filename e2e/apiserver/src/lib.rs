@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cel_cost;
 pub mod certificates;
+pub mod eviction;
 pub mod openapi;
 pub mod resources;
 pub mod select;
@@ -228,6 +229,14 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             let call =
                 Call { shared: &shared, resource: &resource, namespace: namespace.as_deref(), name: name.as_deref() };
             let status_only = subresource.as_deref() == Some("status");
+            if subresource.as_deref() == Some("eviction") && resource.plural == "pods" && method == Method::POST {
+                let evicted = eviction::evict(
+                    &mut shared.store.lock().unwrap(),
+                    namespace.as_deref().unwrap_or("default"),
+                    name.as_deref().unwrap_or_default(),
+                );
+                return evicted.map(|status| respond(201, &status)).unwrap_or_else(error);
+            }
             if subresource.as_deref() == Some("approval") {
                 return match (method, resource.plural == certificates::PLURAL, parse_body(&bytes)) {
                     (Method::PUT, true, Ok(body)) => call.approve(&body),

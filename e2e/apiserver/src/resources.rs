@@ -100,6 +100,7 @@ pub fn builtins() -> Vec<Resource> {
         Resource::builtin("apps", "v1", "deployments", "Deployment", true, true),
         Resource::builtin("events.k8s.io", "v1", "events", "Event", true, false),
         Resource::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+        short(Resource::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true), &["pdb"]),
         short(
             Resource::builtin(
                 "certificates.k8s.io",

@@ -76,6 +76,33 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions` with In, NotIn,
+    /// Exists, DoesNotExist), as a PodDisruptionBudget's `spec.selector` holds one.
+    pub fn from_object(selector: &Value) -> Self {
+        let mut terms = Vec::new();
+        for (key, value) in selector["matchLabels"].as_object().into_iter().flatten() {
+            terms.push(Term::Equals(key.clone(), value.as_str().unwrap_or_default().to_string()));
+        }
+        for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
+            let key = expression["key"].as_str().unwrap_or_default().to_string();
+            let values: Vec<String> = expression["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            terms.push(match expression["operator"].as_str() {
+                Some("In") => Term::In(key, values),
+                Some("NotIn") => Term::NotIn(key, values),
+                Some("Exists") => Term::Exists(key),
+                _ => Term::Absent(key),
+            });
+        }
+        Selector(terms)
+    }
+}
+
 /// Evaluates a printer-column JSONPath such as `.spec.cpu` or
 /// `.status.conditions[?(@.type=="Ready")].status`.
 pub fn json_path(object: &Value, path: &str) -> Option<Value> {

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 async fn start() -> (Emulator, Client) {
     let emulator = Emulator::start(None).await.unwrap();
     let config = Kubeconfig::from_yaml(&emulator.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+    // A 429 is an answer here (an eviction refused), not a load to wait out.
+    config.default_retry = false;
     (emulator, Client::try_from(config).unwrap())
 }
 
@@ -364,4 +366,46 @@ async fn a_csr_is_decided_through_its_approval_subresource_once() {
         matches!(&undone, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("may not remove")),
         "{undone:?}"
     );
+}
+
+/// The eviction subresource (kubernetes `pkg/registry/core/pod/storage/eviction.go`): a pod is
+/// deleted unless a PodDisruptionBudget selecting it allows no disruption, which is 429; a
+/// Pending pod is evicted whatever its budget says.
+#[tokio::test]
+async fn an_eviction_respects_the_pods_disruption_budget() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let (_emulator, client) = start().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = |name: &str, phase: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"catalyst.io/service-group": "sms"}},
+            "spec": {"containers": [{"name": "sms", "image": "sms"}]}, "status": {"phase": phase}}))
+        .unwrap()
+    };
+    for (name, phase) in [("sms-1", "Running"), ("sms-2", "Running"), ("sms-3", "Pending")] {
+        pods.create(&PostParams::default(), &pod(name, phase)).await.unwrap();
+        let mut created = pods.get(name).await.unwrap();
+        created.status = pod(name, phase).status;
+        pods.replace_status(name, &PostParams::default(), &created).await.unwrap();
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let budget: PodDisruptionBudget = serde_json::from_value(json!({"metadata": {"name": "sms"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"catalyst.io/service-group": "sms"}}}}))
+    .unwrap();
+    budgets.create(&PostParams::default(), &budget).await.unwrap();
+    let refused = pods.evict("sms-1", &Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 429 && s.message.contains("disruption budget")),
+        "{refused}"
+    );
+    assert!(pods.get_opt("sms-1").await.unwrap().is_some(), "not evicted");
+    pods.evict("sms-3", &Default::default()).await.unwrap();
+    assert!(pods.get_opt("sms-3").await.unwrap().is_none(), "a Pending pod goes whatever the budget says");
+    let mut allowing = budgets.get("sms").await.unwrap();
+    allowing.status = serde_json::from_value(json!({"disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1,
+        "expectedPods": 2}))
+    .unwrap();
+    budgets.replace_status("sms", &PostParams::default(), &allowing).await.unwrap();
+    pods.evict("sms-1", &Default::default()).await.unwrap();
+    assert!(pods.get_opt("sms-1").await.unwrap().is_none());
 }

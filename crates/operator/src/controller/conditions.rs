@@ -10,17 +10,47 @@ pub const NODE_VERIFIED: &str = "NodeVerified";
 pub const OVERCOMMITTED: &str = "Overcommitted";
 pub const RESTART_REQUIRED: &str = "RestartRequired";
 
+/// A condition's status: `metav1.ConditionStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    /// What the condition says cannot be told now.
+    Unknown,
+}
+
+impl From<bool> for Status {
+    fn from(status: bool) -> Self {
+        if status { Status::True } else { Status::False }
+    }
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
 /// A condition as the reconciler decides it, before times and generations are filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     pub type_: &'static str,
-    pub status: bool,
+    pub status: Status,
     pub reason: &'static str,
     pub message: String,
 }
 
-pub fn wanted(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Wanted {
-    Wanted { type_, status, reason, message: message.into() }
+pub fn wanted(
+    type_: &'static str,
+    status: impl Into<Status>,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> Wanted {
+    Wanted { type_, status: status.into(), reason, message: message.into() }
 }
 
 /// The conditions to write: the old ones with each wanted one set, keeping the old transition
@@ -30,7 +60,7 @@ pub fn merge(old: &[Condition], wanted: &[Wanted], generation: Option<i64>, now:
     let mut merged: Vec<Condition> =
         old.iter().filter(|c| !wanted.iter().any(|w| w.type_ == c.type_)).cloned().collect();
     merged.extend(wanted.iter().map(|w| {
-        let status = if w.status { "True" } else { "False" }.to_string();
+        let status = w.status.as_str().to_string();
         let previous = old.iter().find(|c| c.type_ == w.type_);
         let last_transition_time = match previous {
             Some(p) if p.status == status => p.last_transition_time.clone(),

@@ -76,8 +76,10 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
             .unwrap_or_default();
     status.replicas = observed.replicas;
     status.ready_replicas = observed.ready_replicas.unwrap_or(0);
-    let (cores, pinned) = pinning::group(group, &vm, ctx);
-    status.cores = cores;
+    let pinning = pinning::group(group, &vm, ctx);
+    let repair_again = pinning::repair(group, &pinning, ctx).await?;
+    status.cores = pinning.cores.clone();
+    let pinned = pinning.pinned;
     let ready = if status.ready_replicas >= group.spec.replicas {
         wanted(READY, true, "Ready", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     } else {
@@ -85,5 +87,8 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
     };
     let old_conditions = group.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     pinning::warn_when_unpinned(&group.object_ref(&()), old_conditions, &pinned, ctx).await;
-    report(group, group.status.as_ref(), status, ctx, &[ready, pinned], false, Action::requeue(RESYNC)).await
+    // Looked at again before its node's report stops being believed, and when the next replica
+    // may be recreated.
+    let next = [Some(RESYNC), pinning.recheck, repair_again].into_iter().flatten().min().unwrap_or(RESYNC);
+    report(group, group.status.as_ref(), status, ctx, &[ready, pinned], false, Action::requeue(next)).await
 }

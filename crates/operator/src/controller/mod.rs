@@ -76,6 +76,8 @@ pub enum Error {
     Random(#[source] std::io::Error),
     #[error("deciding the certificate signing request {csr}: {source}")]
     DecideCertificate { csr: String, source: kube::Error },
+    #[error("evicting replica {pod} to recreate it on cores of its own: {source}")]
+    EvictReplica { pod: String, source: kube::Error },
 }
 
 impl Error {
@@ -110,6 +112,7 @@ impl Error {
             Error::JoinToken { .. } => "join_token",
             Error::Random(_) => "random",
             Error::DecideCertificate { .. } => "decide_certificate",
+            Error::EvictReplica { .. } => "evict_replica",
             Error::Finalizer(wrapped) => match wrapped.as_ref() {
                 Finalizer::AddFinalizer(_) => "add_finalizer",
                 Finalizer::RemoveFinalizer(_) => "remove_finalizer",
@@ -413,11 +416,21 @@ pub struct Context {
     /// The API server's minor release, from its `/version` (0 while unknown): a VM-node of
     /// another release than it or the one before is refused ([`catalyst_core::release::skew`]).
     pub server_minor: std::sync::atomic::AtomicU32,
+    /// When each ServiceGroup last had a replica recreated, and the pause before the next.
+    pub repairs: PerObject<(std::time::Instant, Duration)>,
     /// The CatalystHosts this operator manages.
     pub host_pool: catalyst_core::pool::HostPool,
     /// How long a placement may search for a packing when the heuristic leaves a VM out; it
     /// holds the placement turn meanwhile, so it is shorter than `plan`'s.
     pub search: catalyst_core::planner::SearchBudget,
+}
+
+/// Whether a Node's Ready condition is True.
+pub fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The current time, for conditions.
@@ -448,6 +461,7 @@ impl Context {
             tokens: PerObject::default(),
             signed: PerObject::default(),
             server_minor: std::sync::atomic::AtomicU32::new(0),
+            repairs: PerObject::default(),
         }
     }
 
@@ -618,7 +632,7 @@ where
     }
     if written
         && problem
-        && let Some(failing) = wanted.iter().find(|w| !w.status)
+        && let Some(failing) = wanted.iter().find(|w| w.status == conditions::Status::False)
     {
         ctx.event(&object.object_ref(&()), EventType::Warning, failing.reason, failing.message.clone()).await;
     }

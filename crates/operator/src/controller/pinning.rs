@@ -1,43 +1,97 @@
 //! The `Pinned` condition of VMs and ServiceGroups, from the CatalystNodeReports the agents
 //! write (see [`catalyst_core::pinning`] for the verdicts): what each holds, and whether that
-//! is exactly its cores, alone.
+//! is exactly its cores, alone. A report is believed only from a Ready node whose agent still
+//! renews it; otherwise `Pinned` is Unknown. A replica found on the wrong cores is recreated
+//! ([`repair`]) unless its group says only to report it.
 
-use super::conditions::{Wanted, wanted};
-use super::{Context, key_of};
-use catalyst_api::group::ReplicaCores;
+use super::conditions::{Status, Wanted, wanted};
+use super::{Context, Error, key_of, object_id};
+use catalyst_api::group::{Repair, ReplicaCores};
 use catalyst_api::host::{HostCores, PodCores, VmCores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
-use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Verdict};
+use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Reason, Verdict};
 use catalyst_core::validation::node_name;
+use k8s_openapi::api::core::v1::Pod as PodObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::ResourceExt;
+use kube::api::EvictParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use std::time::{Duration, Instant};
 
 pub const PINNED: &str = "Pinned";
 
 /// KubeVirt's launcher container that holds a VM's vCPUs (`pkg/virt-controller/services/template.go`).
 const COMPUTE: &str = "compute";
 
-/// The node's report, read; `None` when it has none or it cannot be read.
-fn node_cpus(ctx: &Context, node: &str) -> Option<NodeCpus> {
-    let report = ctx.stores.reports.get(&ObjectRef::new(node))?;
-    NodeCpus::read(&report.spec).inspect_err(|error| tracing::warn!(%node, %error, "an unreadable report")).ok()
+/// A node's report as the verdicts read it.
+struct Report {
+    /// The report, read; `None` when it has none or it cannot be read.
+    cpus: Option<NodeCpus>,
+    /// Why it is not to be believed now, if it is not.
+    untrusted: Option<(Reason, String)>,
+    /// When to look at it again: before it stops being believed, for lack of a heartbeat; or,
+    /// stale, soon, since a renewed heartbeat alone wakes nothing.
+    trusted_for: Option<Duration>,
+}
+
+/// How soon a stale report is looked at again.
+const STALE_RECHECK: Duration = Duration::from_secs(30);
+
+fn read(ctx: &Context, node: &str) -> Report {
+    let Some(report) = ctx.stores.reports.get(&ObjectRef::new(node)) else {
+        return Report { cpus: None, untrusted: None, trusted_for: None };
+    };
+    let cpus = NodeCpus::read(&report.spec).inspect_err(|error| tracing::warn!(%node, %error, "an unreadable report"));
+    let ready = ctx.stores.node(node).is_some_and(|n| super::node_is_ready(&n));
+    let heartbeat = report.spec.heartbeat_time.as_ref().map(|t| t.0);
+    let now = (ctx.clock)().0;
+    let untrusted = pinning::freshness(node, ready, heartbeat, now);
+    let trusted_for = match &untrusted {
+        Some((Reason::StaleReport, _)) => Some(STALE_RECHECK),
+        Some(_) => None,
+        None => heartbeat.map(|at| {
+            pinning::STALE_AFTER.saturating_sub(now.duration_since(at).unsigned_abs()) + Duration::from_secs(1)
+        }),
+    };
+    Report { cpus: cpus.ok(), untrusted, trusted_for }
+}
+
+impl Report {
+    fn check(&self, expected: &Expected) -> Verdict {
+        let verdict = pinning::check(self.cpus.as_ref(), expected);
+        match &self.untrusted {
+            Some(fault) => Verdict { holding: verdict.holding, fault: Some(fault.clone()) },
+            None => verdict,
+        }
+    }
 }
 
 /// The condition for these verdicts (one per replica, or the VM's one).
 fn condition(verdicts: &[Verdict], what: &str) -> Wanted {
     match pinning::worst(verdicts) {
         None => wanted(PINNED, true, "Pinned", format!("{what} hold exactly their cores, exclusively")),
-        Some((reason, message)) => wanted(PINNED, false, reason.as_str(), message),
+        Some((reason, message)) => {
+            let status = if reason.is_unknown() { Status::Unknown } else { Status::False };
+            wanted(PINNED, status, reason.as_str(), message)
+        }
     }
+}
+
+/// A group's verdicts: each replica's cores, the `Pinned` condition, and how long they hold.
+pub struct GroupPinning {
+    pub cores: Vec<ReplicaCores>,
+    pub pinned: Wanted,
+    pub verdicts: Vec<Verdict>,
+    /// When to look again, as the report stops being believed without a heartbeat.
+    pub recheck: Option<Duration>,
 }
 
 /// Each replica's cores, and the group's `Pinned` condition. Replicas are the StatefulSet's
 /// pods `<group>-1` to `<group>-<replicas>`, on the VM's node, container `<group>`.
-pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<ReplicaCores>, Wanted) {
+pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> GroupPinning {
     let node = node_name(vm);
-    let report = node_cpus(ctx, &node);
+    let report = read(ctx, &node);
     let (namespace, name) = (group.namespace().unwrap_or_default(), group.name_any());
     let verdicts: Vec<Verdict> = (1..=group.spec.replicas)
         .map(|ordinal| Expected {
@@ -48,7 +102,7 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<Repli
             cores: group.spec.cpu,
             one_numa_node: false,
         })
-        .map(|expected| pinning::check(report.as_ref(), &expected))
+        .map(|expected| report.check(&expected))
         .collect();
     ctx.metrics.verdicts("ServiceGroup", &key_of(group), "replica", verdicts.iter().map(Verdict::label));
     let cores = verdicts
@@ -61,14 +115,15 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> (Vec<Repli
             numa: h.numa.iter().copied().collect(),
         })
         .collect();
-    (cores, condition(&verdicts, "all replicas"))
+    let pinned = condition(&verdicts, "all replicas");
+    GroupPinning { cores, pinned, verdicts, recheck: report.trusted_for }
 }
 
-/// The host CPUs the VM's launcher holds, and the VM's `Pinned` condition. The compute
-/// container holds the vCPUs and the isolated emulator thread's cores, as the planner counts
-/// them ([`catalyst_core::planner::Overhead::pinned_cores`]). Without NUMA passthrough, a VM that fits in one of its
-/// host's cells should lie in one.
-pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Wanted) {
+/// The host CPUs the VM's launcher holds, the VM's `Pinned` condition, and how long the verdict
+/// holds. The compute container holds the vCPUs and the isolated emulator thread's cores, as
+/// the planner counts them ([`catalyst_core::planner::Overhead::pinned_cores`]). Without NUMA
+/// passthrough, a VM that fits in one of its host's cells should lie in one.
+pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Wanted, Option<Duration>) {
     let smallest_cell = host.spec.numa.iter().map(|cell| cell.cpu).min();
     let expected = Expected {
         node: host.spec.node_name.clone(),
@@ -79,10 +134,11 @@ pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Want
             .unwrap_or(u32::MAX),
         one_numa_node: !vm.spec.numa_passthrough && smallest_cell.is_some_and(|cell| vm.spec.cpu <= cell),
     };
-    let verdict = pinning::check(node_cpus(ctx, &expected.node).as_ref(), &expected);
+    let report = read(ctx, &expected.node);
+    let verdict = report.check(&expected);
     ctx.metrics.verdicts("CatalystVM", &key_of(vm), "vm", [verdict.label()]);
     let pinned = condition(std::slice::from_ref(&verdict), "its vCPUs");
-    (verdict, pinned)
+    (verdict, pinned, report.trusted_for)
 }
 
 /// The host's core map, from its node's report (none without one).
@@ -91,7 +147,7 @@ pub fn host_cores(
     ledger: &std::collections::BTreeSet<String>,
     ctx: &Context,
 ) -> Option<HostCores> {
-    let report = node_cpus(ctx, &host.spec.node_name)?;
+    let report = read(ctx, &host.spec.node_name).cpus?;
     let map = pinning::core_map(&report, ledger.iter().map(|vm| (vm, ctx.stores.launchers_of(vm))));
     Some(HostCores {
         reserved: map.reserved.to_string(),
@@ -110,8 +166,62 @@ pub async fn warn_when_unpinned(
     ctx: &Context,
 ) {
     let was = old.iter().find(|c| c.type_ == PINNED).map(|c| (c.status.as_str(), c.reason.as_str()));
-    if pinned.status || pinned.reason == pinning::Reason::NoReport.as_str() || was == Some(("False", pinned.reason)) {
+    if pinned.status != Status::False
+        || pinned.reason == Reason::NoReport.as_str()
+        || was == Some(("False", pinned.reason))
+    {
         return;
     }
     ctx.event(object, EventType::Warning, pinned.reason, pinned.message.clone()).await;
+}
+
+/// The first pause after recreating a replica of a group, doubled after each one while the
+/// group stays unpinned, up to [`REPAIR_PAUSE_MAX`]: a kubelet that keeps misplacing replicas
+/// is not given a pod to misplace every few seconds.
+pub const REPAIR_PAUSE: Duration = Duration::from_secs(30);
+pub const REPAIR_PAUSE_MAX: Duration = Duration::from_secs(600);
+
+/// Issue 20, item 11: a replica the kubelet gave the wrong cores is recreated, one at a time
+/// (only once every replica is back in the report), with a growing pause between, through the
+/// eviction API so the group's disruption budgets hold; each attempt is an event. A group that
+/// is pinned again forgets its pauses. Returns when to look again for the next one.
+pub async fn repair(group: &ServiceGroup, pinning: &GroupPinning, ctx: &Context) -> Result<Option<Duration>, Error> {
+    let id = object_id("ServiceGroup", &key_of(group));
+    if pinning.pinned.status == Status::True {
+        ctx.repairs.lock().remove(&id);
+        return Ok(None);
+    }
+    if group.spec.pinning.repair != Repair::Recreate {
+        return Ok(None);
+    }
+    let Some(replica) = pinning::to_recreate(&pinning.verdicts) else { return Ok(None) };
+    let previous = ctx.repairs.lock().get(&id).copied();
+    if let Some((at, pause)) = previous
+        && at.elapsed() < pause
+    {
+        return Ok(Some(pause - at.elapsed()));
+    }
+    let pods: Api<PodObject> = Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    let next = previous.map_or(REPAIR_PAUSE, |(_, pause)| (pause * 2).min(REPAIR_PAUSE_MAX));
+    ctx.repairs.lock().insert(id, (Instant::now(), next));
+    let fault = &pinning.pinned.message;
+    let object = group.object_ref(&());
+    match pods.evict(&replica.pod, &EvictParams::default()).await {
+        Ok(_) => {
+            let note = format!(
+                "recreating {} so that its kubelet pins it again ({fault}); next in {}s at the earliest",
+                replica.pod,
+                next.as_secs()
+            );
+            ctx.event(&object, EventType::Normal, "RecreatingUnpinnedReplica", note).await;
+        }
+        // A disruption budget allows no eviction now: try again after the pause.
+        Err(kube::Error::Api(status)) if status.code == 429 => {
+            let note = format!("{} stays on the wrong cores for now: {}", replica.pod, status.message);
+            ctx.event(&object, EventType::Warning, "RecreateBlocked", note).await;
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => return Err(Error::EvictReplica { pod: replica.pod.clone(), source }),
+    }
+    Ok(Some(next))
 }

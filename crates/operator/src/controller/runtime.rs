@@ -96,17 +96,28 @@ struct Change<K> {
 }
 
 /// Which changes of a kind wake a controller.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wake {
+enum Wake<K> {
     /// Every change, status included.
-    OnAnyChange,
+    AnyChange,
     /// A change of what the controller reads: the spec (generation), labels, annotations,
     /// finalizers, deletion. Not the status, which this operator writes itself: its own status
     /// writes, and a watch that lists again, wake nothing.
-    OnSpecChange,
+    SpecChange,
+    /// A change of what this digest covers (and deletion).
+    ChangeOf(fn(&K) -> u64),
 }
 
-/// What [`Wake::OnSpecChange`] compares.
+/// What a CatalystNodeReport says, its heartbeat aside: an agent renews an unchanged report
+/// every minute, which wakes nothing (whether a report is still believed is looked at again
+/// when its heartbeat would run out).
+fn report_digest(report: &CatalystNodeReport) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let spec = &report.spec;
+    (&spec.allocatable_cpus, serde_json::to_string(&(&spec.numa, &spec.pods)).unwrap_or_default()).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What [`Wake::SpecChange`] compares.
 fn spec_digest(meta: &kube::core::ObjectMeta) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (&meta.generation, &meta.labels, &meta.annotations, &meta.finalizers, meta.deletion_timestamp.is_some())
@@ -126,22 +137,27 @@ where
 
     /// The kind's changed objects, for one more controller; taken before the watch starts, so
     /// that no controller misses the first list.
-    fn subscribe(&mut self, wake: Wake) -> impl Stream<Item = Arc<K>> + Send + use<K> {
+    fn subscribe(&mut self, wake: Wake<K>) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         let (sender, receiver) = mpsc::channel(SHARED_BUFFER);
         self.subscribers.push(sender);
+        let digest: Option<fn(&K) -> u64> = match wake {
+            Wake::AnyChange => None,
+            Wake::SpecChange => Some(|object: &K| spec_digest(object.meta())),
+            Wake::ChangeOf(digest) => Some(digest),
+        };
         let mut seen: HashMap<(Option<String>, Option<String>), u64> = HashMap::new();
         futures::stream::unfold(receiver, |mut receiver| async move { Some((receiver.recv().await?, receiver)) })
             .filter_map(move |change: Change<K>| {
                 let meta = change.object.meta();
                 let key = (meta.namespace.clone(), meta.name.clone());
-                let wakes = match wake {
-                    Wake::OnAnyChange => true,
-                    Wake::OnSpecChange if change.deleted => {
+                let wakes = match digest {
+                    None => true,
+                    Some(_) if change.deleted => {
                         seen.remove(&key);
                         true
                     }
-                    Wake::OnSpecChange => {
-                        let digest = spec_digest(meta);
+                    Some(digest) => {
+                        let digest = digest(&change.object);
                         seen.insert(key, digest) != Some(digest)
                     }
                 };
@@ -270,12 +286,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let vacancies = Arc::new(placement::Vacancies::default());
     let waiting = vms_by_host.clone();
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
-    let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::OnSpecChange), stores.vms.clone())
+    let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::SpecChange), stores.vms.clone())
         .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns, ctx.known.clone()))
         // A cloud-init Secret changed or deleted by hand wakes its VM; a join Secret, the VMs
         // that name it (one that appears lets a waiting VM go on).
-        .watches_shared_stream(secrets.subscribe(Wake::OnAnyChange), move |secret| {
+        .watches_shared_stream(secrets.subscribe(Wake::AnyChange), move |secret| {
             let namespace = secret.namespace().unwrap_or_default();
             let owner =
                 secret.owner_references().iter().filter(|o| o.controller == Some(true) && o.kind == "CatalystVM");
@@ -284,7 +300,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             refs(owner.chain(naming))
         })
         // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it.
-        .watches_shared_stream(hosts.subscribe(Wake::OnAnyChange), {
+        .watches_shared_stream(hosts.subscribe(Wake::AnyChange), {
             let vacancies = vacancies.clone();
             move |host| {
                 let Ok(host) = &host.0 else { return Vec::new() };
@@ -292,18 +308,23 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             }
         })
         // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
-        .watches_shared_stream(groups.subscribe(Wake::OnSpecChange), |group| {
+        .watches_shared_stream(groups.subscribe(Wake::SpecChange), |group| {
             let group = group.0.as_ref().ok()?;
             Some(ObjectRef::new(&group.spec.vm).within(&group.namespace()?))
         })
-        // A VM's node joining or going NotReady changes the VM's status; it is named after the VM.
-        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), |node| {
-            let node = node.name_any();
-            let (namespace, name) = vm_of_node(&node)?;
-            Some(ObjectRef::new(name).within(namespace))
+        // A VM's node joining or going NotReady changes the VM's status (it is named after the
+        // VM); a host's node going NotReady, whether its VMs' reports are believed.
+        .watches_shared_stream(nodes.subscribe(Wake::AnyChange), {
+            let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
+            move |node| {
+                let name = node.name_any();
+                let own = vm_of_node(&name).map(|(namespace, vm)| (namespace.to_string(), vm.to_string()));
+                let on_host = hosts_on_node(&hosts, &name).into_iter().flat_map(|host| vms_by_host.get(&host.name));
+                refs(own.into_iter().chain(on_host))
+            }
         })
         // A host's report says which cores its VMs' launchers hold.
-        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
+        .watches_shared_stream(reports.subscribe(Wake::ChangeOf(report_digest)), {
             let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
             move |report| {
                 let on_node = hosts_on_node(&hosts, &report.name_any());
@@ -313,7 +334,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         // A token gone (the token cleaner removed it) is made again while the VM joins.
         .watches_shared_stream(
             match tokens.as_mut() {
-                Some(tokens) => tokens.subscribe(Wake::OnAnyChange).boxed(),
+                Some(tokens) => tokens.subscribe(Wake::AnyChange).boxed(),
                 None => futures::stream::empty().boxed(),
             },
             |token| {
@@ -325,17 +346,26 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .run(vm::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("CatalystVM", result) });
 
-    let group_controller = Controller::for_shared_stream(groups.subscribe(Wake::OnSpecChange), stores.groups.clone())
+    let group_controller = Controller::for_shared_stream(groups.subscribe(Wake::SpecChange), stores.groups.clone())
         .with_config(settings.clone())
         .owns_stream(children::<StatefulSet>(&client, ns, ctx.known.clone()))
         .owns_stream(children::<Service>(&client, ns, ctx.known.clone()))
         // A group renders from its VM's spec and name, never from its status.
-        .watches_shared_stream(vms.subscribe(Wake::OnSpecChange), move |vm| {
+        .watches_shared_stream(vms.subscribe(Wake::SpecChange), move |vm| {
             let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
             refs(groups_of_vm.get(&catalyst_core::key::key(&namespace, &name)))
         })
+        // A VM-node going NotReady makes its replicas' verdicts Unknown.
+        .watches_shared_stream(nodes.subscribe(Wake::AnyChange), {
+            let groups_by_vm = groups_by_vm.clone();
+            move |node| {
+                let node = node.name_any();
+                let Some((namespace, vm)) = vm_of_node(&node) else { return Vec::new() };
+                refs(groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
+            }
+        })
         // A VM-node's report says which cores the replicas on it hold.
-        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), {
+        .watches_shared_stream(reports.subscribe(Wake::ChangeOf(report_digest)), {
             let groups_by_vm = groups_by_vm.clone();
             move |report| {
                 let node = report.name_any();
@@ -347,19 +377,19 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .run(group::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("ServiceGroup", result) });
 
-    let host_controller = Controller::for_shared_stream(hosts.subscribe(Wake::OnAnyChange), stores.hosts.clone())
+    let host_controller = Controller::for_shared_stream(hosts.subscribe(Wake::AnyChange), stores.hosts.clone())
         .with_config(settings)
         // A VM's placement (its status) changes its host's figures.
-        .watches_shared_stream(vms.subscribe(Wake::OnAnyChange), |vm| {
+        .watches_shared_stream(vms.subscribe(Wake::AnyChange), |vm| {
             let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
             Some(ObjectRef::new(&host))
         })
-        .watches_shared_stream(nodes.subscribe(Wake::OnAnyChange), {
+        .watches_shared_stream(nodes.subscribe(Wake::AnyChange), {
             let hosts = hosts_of_node.clone();
             move |node| hosts_on_node(&hosts, &node.name_any())
         })
         // Its node's report is its core map.
-        .watches_shared_stream(reports.subscribe(Wake::OnAnyChange), move |report| {
+        .watches_shared_stream(reports.subscribe(Wake::ChangeOf(report_digest)), move |report| {
             hosts_on_node(&hosts_of_node, &report.name_any())
         })
         .shutdown_on_signal()
@@ -420,6 +450,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 ctx.join_secrets.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.tokens.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.signed.prune(|kind, key| ctx.stores.contains(kind, key));
+                ctx.repairs.prune(|kind, key| ctx.stores.contains(kind, key));
                 vacancies.prune(|kind, key| ctx.stores.contains(kind, key));
                 ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
                 ctx.metrics.forget_verdicts(|kind, key| ctx.stores.contains(kind, key));
@@ -475,8 +506,8 @@ mod tests {
     #[tokio::test]
     async fn a_spec_listener_sleeps_through_status_changes_but_hears_deletions() {
         let mut shared = Shared::<ConfigMap>::new();
-        let spec = shared.subscribe(Wake::OnSpecChange);
-        let any = shared.subscribe(Wake::OnAnyChange);
+        let spec = shared.subscribe(Wake::SpecChange);
+        let any = shared.subscribe(Wake::AnyChange);
         let changes = [(1, "a", false), (1, "b", false), (2, "b", false), (2, "b", true)];
         for (generation, status, deleted) in changes {
             for subscriber in &shared.subscribers {

@@ -9,7 +9,8 @@ use super::join_token::Signing;
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
 use super::{
-    Context, Error, FINALIZER, join_token, key_of, object_id, pinning, reconcile_guarded, refuse, report, valid, verify,
+    Context, Error, FINALIZER, join_token, key_of, node_is_ready, object_id, pinning, reconcile_guarded, refuse,
+    report, valid, verify,
 };
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
@@ -74,14 +75,17 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.node_name = node.as_ref().map(|n| n.name_any());
     status.available = Some(left_for_groups(vm, ctx));
     status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
-    let (verdict, pinned) = pinning::vm(vm, &prepared.host, ctx);
+    let (verdict, pinned, trusted_for) = pinning::vm(vm, &prepared.host, ctx);
     status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
     status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
     let old_conditions = vm.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     pinning::warn_when_unpinned(&vm.object_ref(&()), old_conditions, &pinned, ctx).await;
     let (verified, recheck) = verify::node(vm, &prepared.host, node.as_deref(), ctx).await?;
     let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned, verified]).collect();
-    let next = Action::requeue(if recheck { RECHECK_NODE } else { RESYNC });
+    // Looked at again soon while its node is checked or its token waits for a signature, and
+    // before its host's report stops being believed without a heartbeat.
+    let soon = if recheck || signing != Signing::Fine { RECHECK_NODE } else { RESYNC };
+    let next = Action::requeue(trusted_for.map_or(soon, |stale| stale.min(soon)));
     report(vm, vm.status.as_ref(), status, ctx, &conditions, false, next).await
 }
 
@@ -304,13 +308,6 @@ fn derive(
         None => wanted(RESTART_REQUIRED, false, "UpToDate", "the VM runs its current spec"),
     };
     Derived { phase, conditions: [scheduled, joined, ready, restart] }
-}
-
-fn node_is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// When a placed VM's new size no longer fits its host (with everything else the host holds),

@@ -100,6 +100,12 @@ impl FakeApi {
     }
 
     /// The body of the last request `METHOD path`.
+    /// The bodies of every request `METHOD path` so far, in order.
+    pub fn bodies_of(&self, request: &str) -> Vec<Value> {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|(m, p, _)| format!("{m} {p}") == request).map(|(_, _, b)| b.clone()).collect()
+    }
+
     pub fn body_of(&self, request: &str) -> Option<Value> {
         self.requests
             .lock()
