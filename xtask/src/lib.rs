@@ -66,7 +66,7 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
 }
 
 /// The plan of the reference layout as a picture, shown in the README.
-pub const REFERENCE_PICTURE: &str = "docs/plan-catalyst-v3.svg";
+pub const REFERENCE_PICTURE: &str = "docs/src/plan-catalyst-v3.svg";
 
 fn reference_picture(root: &Path) -> String {
     let (manifests, _) = manifest::load(&[root.join("config/samples/catalyst-v3")]);
