@@ -353,7 +353,8 @@ async fn a_sample_vm_boots_in_a_real_guest_from_the_operators_cloud_init_and_joi
     assert!(unit.contains(&format!("NRestarts={FAILED_JOINS}")) && unit.contains("Result=success"), "{unit}");
     let journal = report.ok(1, "join journal");
     assert!(journal.contains("catalyst-join: joining through the API server at 10.0.2.2:6443"), "{journal}");
-    let asked = server.asked.lock().unwrap().clone();
+    // apt asks for a flat repository's files as its Packages names them (`./name`).
+    let asked: Vec<String> = server.asked.lock().unwrap().iter().map(|a| a.replace("/./", "/")).collect();
     for path in ["GET /Release.key", "GET /InRelease", &format!("GET /kubeadm_{version}-1.1_amd64.deb")] {
         assert!(asked.iter().any(|a| a.starts_with(path)), "the guest never asked for {path}: {asked:?}");
     }
