@@ -94,6 +94,12 @@ fn guest_image() -> PathBuf {
             );
             std::fs::rename(&staging, &image).unwrap();
             eprintln!("built the guest image in {:?}", started.elapsed());
+            // An image of an older recipe is 750 MB nobody boots again.
+            for old in std::fs::read_dir(image.parent().unwrap()).unwrap().flatten() {
+                if old.path() != image && old.path().is_dir() && !old.path().with_extension("lock").exists() {
+                    let _ = std::fs::remove_dir_all(old.path());
+                }
+            }
             return image;
         }
         std::thread::sleep(Duration::from_secs(2));
