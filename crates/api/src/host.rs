@@ -30,7 +30,11 @@ use serde::{Deserialize, Serialize};
     validation = rules::HOST_RESERVED_CPU_BELOW_CAPACITY.to_kube(),
     validation = rules::HOST_RESERVED_MEMORY_BELOW_CAPACITY.to_kube(),
     validation = rules::HOST_NUMA_CPU_WITHIN_CAPACITY.to_kube(),
-    validation = rules::HOST_HUGEPAGES_WITHIN_MEMORY.to_kube()
+    validation = rules::HOST_HUGEPAGES_WITHIN_MEMORY.to_kube(),
+    validation = rules::HOST_NUMA_RESERVED_CPU.to_kube(),
+    validation = rules::HOST_NUMA_HUGEPAGES.to_kube(),
+    validation = rules::HOST_NUMA_WHOLE_CORES.to_kube(),
+    validation = rules::HOST_TOPOLOGY_MANAGER_CELLS.to_kube()
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CatalystHostSpec {
@@ -42,11 +46,17 @@ pub struct CatalystHostSpec {
     /// What is kept for the hypervisor and host OS, never given to VMs.
     #[serde(default)]
     pub reserved: HostReserved,
-    /// NUMA cells. When set, a VM with NUMA passthrough must fit the cells its cores land on,
-    /// with its hugepages split equally over them.
+    /// NUMA cells, in the order of their ids. When set, the planner places each VM's launcher
+    /// on them as the host's kubelet would (see `kubelet`), in every order the launchers can
+    /// start in, and a VM with NUMA passthrough fits only where its guest memory lands inside the
+    /// hugepage pools of the cells its cores take.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub numa: Vec<NumaCell>,
+    /// How the host's kubelet places Guaranteed pods (the VMs' launchers) on its NUMA cells, as
+    /// its KubeletConfiguration says. Defaults are the kubelet's own.
+    #[serde(default, skip_serializing_if = "HostKubelet::is_default")]
+    pub kubelet: HostKubelet,
     /// Hugepages the host's kernel pre-allocates at boot (`hugepagesz=1G hugepages=N`). They
     /// leave the memory ordinary pods and VMs get, and hugepage VMs take their guest memory
     /// from them; the kernel spreads boot-time pages evenly over the NUMA cells.
@@ -154,14 +164,95 @@ fn is_zero(count: &u32) -> bool {
 
 /// One NUMA cell: the cores and memory local to one socket or die.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct NumaCell {
-    /// Whole cores in this cell.
+    /// CPUs (hardware threads) in this cell.
     #[schemars(range(min = 1))]
     pub cpu: u32,
     /// Memory local to this cell.
     #[schemars(schema_with = "super::quantity_schema")]
     #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub memory: Quantity,
+    /// The CPUs of this cell the host's kubelet reserves (its reservedSystemCPUs there). Unset on
+    /// every cell: the kubelet's own choice for a count (`reserved.cpu`), the lowest cells' first
+    /// cores. Set, on every cell, adding up to `reserved.cpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_cpu: Option<u32>,
+    /// This cell's hugepage pools. Unset on every cell: how the kernel splits a boot-time
+    /// `hugepages=N` (round robin from the lowest cell, so the first cells hold one page more
+    /// when the count does not divide). Set, on every cell, adding up to `spec.hugepages` (as a
+    /// per-node `hugepages=0:N,1:M` boot parameter sets them, Linux 5.16 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugepages: Option<HostHugepages>,
+}
+
+/// The host kubelet's NUMA settings (`topologyManagerPolicy`, `topologyManagerScope`,
+/// `memoryManagerPolicy` of its KubeletConfiguration; kubernetes
+/// `pkg/kubelet/apis/config/v1beta1/defaults.go`: none, container, None).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostKubelet {
+    #[serde(default)]
+    pub topology_manager_policy: TopologyManagerPolicy,
+    #[serde(default)]
+    pub topology_manager_scope: TopologyManagerScope,
+    #[serde(default)]
+    pub memory_manager_policy: MemoryManagerPolicy,
+}
+
+impl HostKubelet {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How the kubelet's topology manager admits a pod whose resources span NUMA nodes
+/// (`pkg/kubelet/cm/topologymanager/`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TopologyManagerPolicy {
+    /// No alignment: the CPU manager packs CPUs as it would alone.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// Aligns where it can, admits always.
+    #[serde(rename = "best-effort")]
+    BestEffort,
+    /// Admits only on the fewest NUMA nodes that could hold the pod.
+    #[serde(rename = "restricted")]
+    Restricted,
+    /// Admits only on one NUMA node.
+    #[serde(rename = "single-numa-node")]
+    SingleNumaNode,
+}
+
+impl TopologyManagerPolicy {
+    /// As the KubeletConfiguration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::BestEffort => "best-effort",
+            Self::Restricted => "restricted",
+            Self::SingleNumaNode => "single-numa-node",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TopologyManagerScope {
+    #[default]
+    #[serde(rename = "container")]
+    Container,
+    #[serde(rename = "pod")]
+    Pod,
+}
+
+/// The kubelet's memory manager: `Static` binds a Guaranteed pod's memory and hugepages to NUMA
+/// nodes and needs `reservedMemory`; `None` binds nothing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum MemoryManagerPolicy {
+    #[default]
+    None,
+    Static,
 }
 
 /// What the host gives and holds, as computed by the operator.

@@ -78,6 +78,42 @@ pub const HOST_HUGEPAGES_WITHIN_MEMORY: CelRule = CelRule {
     field_path: Some(".hugepages"),
 };
 
+/// A cell's reserved CPUs are given on every cell or on none, and add up to `reserved.cpu`.
+pub const HOST_NUMA_RESERVED_CPU: CelRule = CelRule {
+    cel: "!has(self.numa) || self.numa.all(c, !has(c.reservedCpu)) || \
+          (self.numa.all(c, has(c.reservedCpu)) && self.numa.map(c, c.reservedCpu).sum() == self.reserved.cpu)",
+    message: "the NUMA cells' reservedCpu must be set on every cell or on none, and add up to reserved.cpu",
+    field_path: Some(".numa"),
+};
+
+/// A cell's hugepage pools are given on every cell or on none, and add up to `hugepages`.
+pub const HOST_NUMA_HUGEPAGES: CelRule = CelRule {
+    cel: "!has(self.numa) || self.numa.all(c, !has(c.hugepages)) || \
+          (self.numa.all(c, has(c.hugepages)) && \
+           self.numa.map(c, has(c.hugepages.pages1Gi) ? c.hugepages.pages1Gi : 0).sum() == \
+             (has(self.hugepages) && has(self.hugepages.pages1Gi) ? self.hugepages.pages1Gi : 0) && \
+           self.numa.map(c, has(c.hugepages.pages2Mi) ? c.hugepages.pages2Mi : 0).sum() == \
+             (has(self.hugepages) && has(self.hugepages.pages2Mi) ? self.hugepages.pages2Mi : 0))",
+    message: "the NUMA cells' hugepages must be set on every cell or on none, and add up to hugepages",
+    field_path: Some(".numa"),
+};
+
+/// A cell holds whole physical cores.
+pub const HOST_NUMA_WHOLE_CORES: CelRule = CelRule {
+    cel: "!has(self.numa) || self.numa.all(c, c.cpu % self.threadsPerCore == 0)",
+    message: "each NUMA cell's cpu must be a multiple of threadsPerCore (a cell holds whole cores)",
+    field_path: Some(".numa"),
+};
+
+/// The kubelet refuses to start a topology manager on more than 8 NUMA nodes
+/// (`pkg/kubelet/cm/topologymanager/topology_manager.go`, `defaultMaxAllowableNUMANodes`).
+pub const HOST_TOPOLOGY_MANAGER_CELLS: CelRule = CelRule {
+    cel: "!has(self.numa) || !has(self.kubelet) || !has(self.kubelet.topologyManagerPolicy) || \
+          self.kubelet.topologyManagerPolicy == 'none' || size(self.numa) <= 8",
+    message: "a kubelet's topology manager refuses a host of more than 8 NUMA cells (max-allowable-numa-nodes)",
+    field_path: Some(".numa"),
+};
+
 pub const VM_MEMORY_WHOLE_PAGES: CelRule = CelRule {
     cel: "!has(self.hugepages) || !(self.hugepages in ['2Mi', '1Gi']) || !isQuantity(self.memory) || \
           quantity(self.memory).asInteger() % quantity(self.hugepages).asInteger() == 0",
@@ -164,13 +200,17 @@ pub const VM_PLACED_HOST_IS_FIXED: CelRule = CelRule {
 };
 
 /// Every rule, for tests that check each one is placed in a CRD and exercised.
-pub const ALL: [&CelRule; 17] = [
+pub const ALL: [&CelRule; 21] = [
     &POSITIVE_QUANTITY,
     &NON_NEGATIVE_QUANTITY,
     &HOST_RESERVED_CPU_BELOW_CAPACITY,
     &HOST_RESERVED_MEMORY_BELOW_CAPACITY,
     &HOST_NUMA_CPU_WITHIN_CAPACITY,
     &HOST_HUGEPAGES_WITHIN_MEMORY,
+    &HOST_NUMA_RESERVED_CPU,
+    &HOST_NUMA_HUGEPAGES,
+    &HOST_NUMA_WHOLE_CORES,
+    &HOST_TOPOLOGY_MANAGER_CELLS,
     &VM_MEMORY_WHOLE_PAGES,
     &VM_NUMA_PASSTHROUGH_NEEDS_HUGEPAGES,
     &VM_NODE_RESERVED_CPU_BELOW_CPU,

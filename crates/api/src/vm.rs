@@ -167,7 +167,7 @@ pub struct PvcSource {
 
 /// The hugepage sizes x86-64 offers and KubeVirt backs a guest's memory with
 /// (`spec.domain.memory.hugepages.pageSize`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum HugepageSize {
     #[serde(rename = "2Mi")]
     TwoMebibytes,

@@ -8,8 +8,9 @@
 //!
 //! Run: `cargo bench --bench planner` (add `-- --quick` for one run per size).
 
+use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use catalyst_api::vm::HugepageSize;
-use catalyst_core::planner::model::CellDemand;
+use catalyst_core::planner::model::HostCells;
 use catalyst_core::planner::{HostModel, PlanInput, Res, SearchBudget, Verdict, VmModel, plan, plan_within};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,16 +49,26 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             // 512Gi of the 1,984Gi in 1Gi hugepages, 256 pages on each cell.
             threads_per_core: 1,
             allocatable: Res::cores(248, 1472 * GI) + Res::hugepages(HugepageSize::OneGibibyte, 512 * GI),
-            cells: vec![Res::cores(124, 0) + Res::hugepages(HugepageSize::OneGibibyte, 256 * GI); 2],
+            // The kubelet reserves its 8 CPUs on cell 0.
+            numa: Some(HostCells {
+                threads: 1,
+                cores: vec![128, 128],
+                reserved: vec![8, 0],
+                pools: vec![[256, 0], [256, 0]],
+                memory: vec![736 * GI, 736 * GI],
+                policy: TopologyManagerPolicy::None,
+                memory_manager: MemoryManagerPolicy::None,
+            }),
         })
         .collect();
     let vms = (0..vms)
         .map(|i| {
             let cores = rng.pick(&[2u64, 4, 8, 16, 32, 48]);
-            let memory = cores * rng.pick(&[4u64, 8]) * GI;
             let in_group = i % 10 == 0;
-            // One VM in ten has NUMA passthrough, its guest memory in 1Gi hugepages.
+            // One VM in ten has NUMA passthrough, its guest memory in 1Gi hugepages, at most
+            // 4Gi per core so that it fits the pools of the cells its cores take.
             let passthrough = i % 10 == 5;
+            let memory = cores * if passthrough { 4 } else { rng.pick(&[4u64, 8]) } * GI;
             let overhead = (328 << 20) + cores * (8 << 20) + memory / 512;
             let guest =
                 if passthrough { Res::hugepages(HugepageSize::OneGibibyte, memory) } else { Res::cores(0, memory) };
@@ -71,11 +82,8 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
                 placed: None,
                 spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
                 host_selector: BTreeMap::new(),
-                cells: passthrough.then_some(CellDemand {
-                    millicores: (cores + 1) * 1000,
-                    page_size: HugepageSize::OneGibibyte,
-                    pages: memory / GI,
-                }),
+                passthrough,
+                hugepages: passthrough.then_some((HugepageSize::OneGibibyte, memory / GI)),
                 joins: true,
                 for_groups: Res::cores(cores - 1, memory - 4 * GI),
             }
@@ -180,7 +188,7 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             labels: BTreeMap::new(),
             threads_per_core: 1,
             allocatable: Res::cores(64, 512 * GI),
-            cells: Vec::new(),
+            numa: None,
         })
         .collect();
     let total = 64 * hosts.len() as u64;
@@ -206,7 +214,8 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             placed: None,
             spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
             host_selector: BTreeMap::new(),
-            cells: None,
+            passthrough: false,
+            hugepages: None,
             joins: true,
             for_groups: Res::cores(cores, cores * 4 * GI),
         });

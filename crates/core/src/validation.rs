@@ -191,8 +191,67 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
             );
         }
     }
+    if !spec.numa.is_empty() {
+        let reserved: Vec<Option<u32>> = spec.numa.iter().map(|cell| cell.reserved_cpu).collect();
+        let given: u64 = reserved.iter().flatten().map(|&r| u64::from(r)).sum();
+        let all_or_none = reserved.iter().all(Option::is_some) || reserved.iter().all(Option::is_none);
+        c.check(
+            all_or_none && (reserved[0].is_none() || given == u64::from(spec.reserved.cpu)),
+            "spec.numa",
+            format!("reservedCpu adding up to {given}"),
+            &rules::HOST_NUMA_RESERVED_CPU,
+        );
+        let pools: Vec<Option<&catalyst_api::host::HostHugepages>> =
+            spec.numa.iter().map(|cell| cell.hugepages.as_ref()).collect();
+        let sum = |size: fn(&catalyst_api::host::HostHugepages) -> u32| -> u64 {
+            pools.iter().flatten().map(|p| u64::from(size(p))).sum()
+        };
+        let (ones, twos) = (sum(|p| p.pages_1gi), sum(|p| p.pages_2mi));
+        let pools_ok = pools.iter().all(Option::is_none)
+            || (pools.iter().all(Option::is_some)
+                && ones == u64::from(spec.hugepages.pages_1gi)
+                && twos == u64::from(spec.hugepages.pages_2mi));
+        c.check(
+            pools_ok,
+            "spec.numa",
+            format!("hugepages adding up to {ones} of 1Gi and {twos} of 2Mi"),
+            &rules::HOST_NUMA_HUGEPAGES,
+        );
+        let threads = spec.threads_per_core.max(1);
+        c.check(
+            spec.numa.iter().all(|cell| cell.cpu.is_multiple_of(threads)),
+            "spec.numa",
+            format!(
+                "cells of {:?} CPUs, {threads} threads per core",
+                spec.numa.iter().map(|c| c.cpu).collect::<Vec<_>>()
+            ),
+            &rules::HOST_NUMA_WHOLE_CORES,
+        );
+        c.check(
+            spec.kubelet.topology_manager_policy == catalyst_api::host::TopologyManagerPolicy::None
+                || spec.numa.len() <= MAX_TOPOLOGY_CELLS,
+            "spec.numa",
+            format!("{} cells", spec.numa.len()),
+            &rules::HOST_TOPOLOGY_MANAGER_CELLS,
+        );
+        for (i, cell) in spec.numa.iter().enumerate() {
+            if let Some(reserved) = cell.reserved_cpu
+                && reserved > cell.cpu
+            {
+                c.fail_schema(
+                    &format!("spec.numa[{i}].reservedCpu"),
+                    reserved,
+                    format!("more than the cell's {} CPUs", cell.cpu),
+                );
+            }
+        }
+    }
     c.finish()
 }
+
+/// The most NUMA cells a kubelet's topology manager takes (kubernetes
+/// `pkg/kubelet/cm/topologymanager/topology_manager.go`, `defaultMaxAllowableNUMANodes`).
+pub const MAX_TOPOLOGY_CELLS: usize = 8;
 
 pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(vm));

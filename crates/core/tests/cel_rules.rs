@@ -225,6 +225,27 @@ fn cases() -> Vec<Case> {
             &[("spec.hugepages", &HOST_HUGEPAGES_WITHIN_MEMORY)],
         ),
         case("CatalystHost", "spec.numa.1.memory", json!("1KB"), &[("spec.numa[1].memory", &POSITIVE_QUANTITY)]),
+        // Per-cell reserved CPUs on one cell only, and per-cell pools that do not add up.
+        case("CatalystHost", "spec.numa.0.reservedCpu", json!(8), &[("spec.numa", &HOST_NUMA_RESERVED_CPU)]),
+        case(
+            "CatalystHost",
+            "spec.numa",
+            json!([{"cpu": 128, "memory": "1Ti", "reservedCpu": 4, "hugepages": {"pages1Gi": 512}},
+                   {"cpu": 128, "memory": "1Ti", "reservedCpu": 4, "hugepages": {"pages1Gi": 511}}]),
+            &[("spec.numa", &HOST_NUMA_HUGEPAGES)],
+        ),
+        case("CatalystHost", "spec.threadsPerCore", json!(3), &[("spec.numa", &HOST_NUMA_WHOLE_CORES)]),
+        case(
+            "CatalystHost",
+            "spec",
+            json!({
+                "nodeName": "node-1",
+                "capacity": {"cpu": 256, "memory": "2Ti", "storage": "40T"},
+                "numa": vec![json!({"cpu": 16, "memory": "64Gi"}); 9],
+                "kubelet": {"topologyManagerPolicy": "restricted"}
+            }),
+            &[("spec.numa", &HOST_TOPOLOGY_MANAGER_CELLS)],
+        ),
         case("CatalystVM", "spec.cpu", json!(0), &[("spec.node.reservedCpu", &VM_NODE_RESERVED_CPU_BELOW_CPU)]),
         case(
             "CatalystVM",

@@ -26,6 +26,7 @@
 //! candidates in range are feasible, which is the common case. Candidates skipped for
 //! memory, spread, selector or NUMA cost a step each; the benchmark measures real layouts.
 
+mod kubelet;
 pub mod model;
 mod numa;
 pub mod overhead;
@@ -40,7 +41,10 @@ pub use search::SearchBudget;
 use crate::manifest::Manifests;
 use crate::quantity::{HumanBytes, HumanCores, format_millicores};
 use catalyst_api::vm::HugepageSize;
+use kubelet::Launcher;
+use numa::CellRefusal;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// Everything the planner reads, already resolved into numbers.
@@ -263,8 +267,7 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
                         ),
                     ));
                 }
-                let cells = engine.numa_fit(h, vm).unwrap_or_default();
-                engine.commit(vm, h, &cells);
+                engine.commit(vm, h);
                 order.push((v, Some(h), Decision::Placed));
             }
             None => {
@@ -298,8 +301,8 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
                 None
             }
             Some(h) => match engine.check(vm, h) {
-                Ok(cells) => {
-                    engine.commit(vm, h, &cells);
+                Ok(()) => {
+                    engine.commit(vm, h);
                     Some(h)
                 }
                 Err(refusal) => {
@@ -398,9 +401,9 @@ fn place_the_rest<'a>(engine: &mut Engine<'a>, vms: &[&'a VmModel], budget: Sear
     for &v in &free {
         let vm = vms[v];
         match engine.best_fit(vm) {
-            Some((h, cells)) => {
-                engine.commit(vm, h, &cells);
-                committed.push((v, h, cells));
+            Some(h) => {
+                engine.commit(vm, h);
+                committed.push((v, h));
                 placed.push((v, Some(h), Decision::Planned));
             }
             None => {
@@ -413,23 +416,23 @@ fn place_the_rest<'a>(engine: &mut Engine<'a>, vms: &[&'a VmModel], budget: Sear
         return FreePlacements { placed, unplaced, searched: None };
     }
     // The search starts where the heuristic did: running and pinned VMs only.
-    for (v, h, cells) in committed.iter().rev() {
-        engine.uncommit(vms[*v], *h, cells);
+    for &(v, h) in committed.iter().rev() {
+        engine.uncommit(vms[v], h);
     }
     match search::pack(engine, vms, &free, budget) {
         search::Outcome::Packed(packing) => {
             let placed = packing
                 .into_iter()
-                .map(|(v, h, cells)| {
-                    engine.commit(vms[v], h, &cells);
+                .map(|(v, h)| {
+                    engine.commit(vms[v], h);
                     (v, Some(h), Decision::Planned)
                 })
                 .collect();
             FreePlacements { placed, unplaced: Vec::new(), searched: None }
         }
         outcome => {
-            for (v, h, cells) in &committed {
-                engine.commit(vms[*v], *h, cells);
+            for &(v, h) in &committed {
+                engine.commit(vms[v], h);
             }
             FreePlacements { placed, unplaced, searched: Some(outcome) }
         }
@@ -540,7 +543,9 @@ enum Refusal {
     Selector,
     Spread(String),
     Capacity,
-    Numa,
+    /// The host's kubelet and KubeVirt, placing its launchers on its NUMA cells, fail one of
+    /// them in some order.
+    Cells(Box<CellRefusal>),
     /// The host pins whole physical cores and the VM's CPU count is not a multiple of them.
     SmtAlignment,
 }
@@ -556,7 +561,7 @@ impl Refusal {
                 "host {} is in failure domain {}, which already holds a member of spread group {group}",
                 host.name, host.failure_domain
             ),
-            Refusal::Numa => format!("no NUMA cells of host {} can hold it", host.name),
+            Refusal::Cells(refusal) => refusal.message(vm, host),
             Refusal::SmtAlignment => smt_message(vm, host),
             Refusal::Capacity => {
                 let context = format!("on host {}", host.name);
@@ -565,7 +570,7 @@ impl Refusal {
         };
         let resource = match self {
             Refusal::Spread(_) => "spreadGroup",
-            Refusal::Numa => "numa",
+            Refusal::Cells(_) => "numa",
             Refusal::Selector => "hostSelector",
             Refusal::SmtAlignment => "threadsPerCore",
             _ => "host",
@@ -574,14 +579,28 @@ impl Refusal {
     }
 }
 
-/// Why an SMT host refuses the VM, and what would make it fit.
+/// Why an SMT host refuses the VM, and what would make it fit: whole cores on the host and in
+/// the guest come from a vCPU count that is a multiple of the threads per core, with KubeVirt's
+/// AlignCPUs completing the emulator thread to a core (the guest then has `threads: 2`).
 fn smt_message(vm: &VmModel, host: &HostModel) -> String {
-    format!(
-        "its launcher pins {} CPUs, not a multiple of host {}'s {} threads per core: the host kubelet's \
-         full-pcpus-only refuses it (SMTAlignmentError); give it a vCPU count that makes the total even, \
-         or enable KubeVirt's AlignCPUs",
-        vm.pinned_cpus, host.name, host.threads_per_core
-    )
+    let threads = host.threads_per_core;
+    let fix = "give it a vCPU count that is a multiple of the threads per core and enable KubeVirt's AlignCPUs \
+               (--align-cpus), whose second emulator thread completes its launcher to whole cores, so its guest has \
+               whole cores too (threads: 2)";
+    if host.takes_whole_cores(vm.pinned_cpus) {
+        format!(
+            "its {} vCPUs are not whole cores of host {}'s {threads} threads per core: its guest would see {} \
+             single-thread cores pinned to sibling threads, and its kubelet would give two halves of one physical \
+             core to two replicas as if each were exclusive; {fix}",
+            vm.vcpus, host.name, vm.vcpus
+        )
+    } else {
+        format!(
+            "its launcher pins {} CPUs, not a multiple of host {}'s {threads} threads per core: the host kubelet's \
+             full-pcpus-only refuses it (SMTAlignmentError); {fix}",
+            vm.pinned_cpus, host.name
+        )
+    }
 }
 
 /// Mutable placement state over the sorted hosts.
@@ -589,7 +608,12 @@ struct Engine<'a> {
     hosts: &'a [&'a HostModel],
     by_name: HashMap<&'a str, usize>,
     used: Vec<Res>,
-    cells_free: Vec<Vec<Res>>,
+    /// The VMs on each host, in the order they were committed.
+    on_host: Vec<Vec<&'a VmModel>>,
+    /// What walking every launch order concluded, by host and launchers (sorted).
+    walks: RefCell<HashMap<(usize, Vec<Launcher>), numa::Orders>>,
+    /// Whether a walk ran out of its budget: the search then cannot call a layout impossible.
+    undecided: std::cell::Cell<bool>,
     /// Failure domain of each host, interned.
     domain: Vec<usize>,
     /// Failure domains each spread group already occupies.
@@ -618,7 +642,9 @@ impl<'a> Engine<'a> {
             hosts,
             by_name: hosts.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect(),
             used: vec![Res::ZERO; hosts.len()],
-            cells_free: hosts.iter().map(|h| h.cells.clone()).collect(),
+            on_host: vec![Vec::new(); hosts.len()],
+            walks: RefCell::new(HashMap::new()),
+            undecided: std::cell::Cell::new(false),
             domain,
             spread: HashMap::new(),
             index,
@@ -646,7 +672,7 @@ impl<'a> Engine<'a> {
         if !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
             return Err(Refusal::Selector);
         }
-        if !host.takes_whole_cores(vm.pinned_cpus) {
+        if !host.whole_cores_for(vm) {
             return Err(Refusal::SmtAlignment);
         }
         if let Some(group) = &vm.spread_group
@@ -657,21 +683,19 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// All constraints; on success, the NUMA cells the VM would take.
-    fn check(&self, vm: &VmModel, h: usize) -> Result<Vec<(usize, Res)>, Refusal> {
+    /// All constraints.
+    fn check(&self, vm: &VmModel, h: usize) -> Result<(), Refusal> {
         self.eligible(vm, h)?;
         if !self.free(h).covers(&vm.demand) {
             return Err(Refusal::Capacity);
         }
-        self.numa_fit(h, vm).ok_or(Refusal::Numa)
+        self.cells_hold(vm, h)
     }
 
-    fn commit(&mut self, vm: &'a VmModel, h: usize, cells: &[(usize, Res)]) {
+    fn commit(&mut self, vm: &'a VmModel, h: usize) {
         let before = self.free(h);
         self.used[h] += vm.demand;
-        for &(c, part) in cells {
-            self.cells_free[h][c] = self.cells_free[h][c] - part;
-        }
+        self.on_host[h].push(vm);
         if self.index.remove(&(before.millicores, before.memory, h)) {
             let after = self.free(h);
             self.index.insert((after.millicores, after.memory, h));
@@ -683,11 +707,11 @@ impl<'a> Engine<'a> {
 
     /// Undoes [`Engine::commit`] of the last VM committed to `h` (the search backtracks in
     /// the reverse order of its commits).
-    fn uncommit(&mut self, vm: &'a VmModel, h: usize, cells: &[(usize, Res)]) {
+    fn uncommit(&mut self, vm: &'a VmModel, h: usize) {
         let before = self.free(h);
         self.used[h] = self.used[h] - vm.demand;
-        for &(c, part) in cells {
-            self.cells_free[h][c] += part;
+        if let Some(i) = self.on_host[h].iter().rposition(|on| std::ptr::eq(*on, vm)) {
+            self.on_host[h].remove(i);
         }
         if self.index.remove(&(before.millicores, before.memory, h)) {
             let after = self.free(h);
@@ -702,17 +726,23 @@ impl<'a> Engine<'a> {
 
     /// The schedulable host with the fewest free cores that takes the VM (ties: fewest free
     /// memory, then name order).
-    fn best_fit(&self, vm: &VmModel) -> Option<(usize, Vec<(usize, Res)>)> {
+    fn best_fit(&self, vm: &VmModel) -> Option<usize> {
         self.index
             .range((vm.demand.millicores, 0, 0)..)
             .filter(|(_, free_memory, _)| *free_memory >= vm.demand.memory)
-            .find_map(|&(_, _, h)| self.check(vm, h).ok().map(|cells| (h, cells)))
+            .find_map(|&(_, _, h)| self.check(vm, h).ok().map(|()| h))
     }
 
     /// Why no host takes an unplaced VM: the shortfall on the host that comes closest, or
     /// the constraint that rules every host out.
     fn diagnose(&self, vm: &VmModel) -> Vec<Violation> {
         let object = vm_object(vm);
+        // A VM that no eligible host's cells take even alone is refused for that, not for the room.
+        let eligible: Vec<usize> = (0..self.hosts.len()).filter(|&h| self.eligible(vm, h).is_ok()).collect();
+        let alone: Vec<Refusal> = eligible.iter().filter_map(|&h| self.cells_hold_beside(vm, h, &[]).err()).collect();
+        if !eligible.is_empty() && alone.len() == eligible.len() {
+            return alone[0].violations(vm, eligible[0], self);
+        }
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut closest: Option<(u128, usize)> = None;
         for h in 0..self.hosts.len() {
@@ -732,11 +762,14 @@ impl<'a> Engine<'a> {
             }
         }
         match closest {
-            Some((0, h)) => vec![Violation::constraint(
-                object,
-                "numa",
-                format!("host {} has the room but its NUMA cells cannot hold it", self.hosts[h].name),
-            )],
+            Some((0, h)) => match self.check(vm, h) {
+                Err(refusal) => refusal.violations(vm, h, self),
+                Ok(()) => vec![Violation::constraint(
+                    object,
+                    "host",
+                    format!("host {} has the room for it once other VMs move", self.hosts[h].name),
+                )],
+            },
             Some((_, h)) => {
                 let context = format!("the closest host is {}", self.hosts[h].name);
                 Violation::shortfalls(&object, vm.demand, self.free(h), &context)
@@ -751,7 +784,7 @@ impl<'a> Engine<'a> {
                 let cordoned = count(|r| matches!(r, Refusal::Unschedulable));
                 let smt = count(|r| matches!(r, Refusal::SmtAlignment));
                 let (resource, message) = if smt > 0 && spread == 0 && selector == 0 {
-                    let host = self.hosts.iter().find(|h| !h.takes_whole_cores(vm.pinned_cpus));
+                    let host = self.hosts.iter().find(|h| !h.whole_cores_for(vm));
                     ("threadsPerCore", host.map(|h| smt_message(vm, h)).unwrap_or_default())
                 } else if spread > 0 {
                     let group = vm.spread_group.as_deref().unwrap_or_default();

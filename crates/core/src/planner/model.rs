@@ -1,5 +1,6 @@
 //! The planner's view of the API objects: plain numbers, resolved defaults, interned names.
 
+pub use super::kubelet::{HostCells, Launcher};
 pub use super::overhead::Overhead;
 use crate::quantity::{HumanBytes, HumanCores, format_bytes, format_millicores, parse_bytes, parse_millicores};
 use catalyst_api::vm::HugepageSize;
@@ -167,9 +168,8 @@ pub struct HostModel {
     pub allocatable: Res,
     /// Hardware threads per physical core: a launcher's pinned CPUs must be a multiple of it.
     pub threads_per_core: u64,
-    /// The cores and hugepages of each NUMA cell, what NUMA-passthrough VMs take from cells
-    /// (empty when the host declares none).
-    pub cells: Vec<Res>,
+    /// Its NUMA cells and how its kubelet places launchers on them, when it declares cells.
+    pub numa: Option<HostCells>,
 }
 
 impl HostModel {
@@ -179,11 +179,16 @@ impl HostModel {
         cpus.is_multiple_of(self.threads_per_core.max(1))
     }
 
+    /// Whether `vm` runs here on whole physical cores, on the host and in its guest: its launcher
+    /// pins whole cores, and its vCPUs make whole guest cores of this host's threads. A guest of
+    /// 15 single-thread cores on pairs of sibling threads would let its kubelet give two halves of
+    /// one physical core to two replicas as if each were exclusive.
+    pub fn whole_cores_for(&self, vm: &VmModel) -> bool {
+        self.takes_whole_cores(vm.pinned_cpus) && self.takes_whole_cores(vm.vcpus)
+    }
+
     /// Reads a validated host. The hugepage pools leave ordinary memory, as the kubelet takes
-    /// pre-allocated hugepages out of allocatable memory. NUMA cells give up the host's
-    /// reserved cores in equal shares (rounded up), since the hypervisor's own threads run on
-    /// every cell, and hold the pools as the kernel spreads boot-time hugepages: evenly, the
-    /// first cells one page more when the count does not divide.
+    /// pre-allocated hugepages out of allocatable memory.
     pub fn from_host(host: &CatalystHost) -> Self {
         let spec = &host.spec;
         let pools = &spec.hugepages;
@@ -192,20 +197,6 @@ impl HostModel {
         let mut allocatable = capacity - reserved - Res::millicores(0, pools.bytes());
         allocatable.hugepages_1gi = u64::from(pools.pages_1gi) << 30;
         allocatable.hugepages_2mi = u64::from(pools.pages_2mi) << 21;
-        let cell_count = spec.numa.len() as u64;
-        let share = |pages: u32, cell: u64| {
-            let pages = u64::from(pages);
-            pages / cell_count + u64::from(cell < pages % cell_count)
-        };
-        let cells = (0..cell_count)
-            .zip(&spec.numa)
-            .map(|(c, cell)| {
-                let cores = u64::from(cell.cpu).saturating_sub(u64::from(spec.reserved.cpu).div_ceil(cell_count));
-                Res::cores(cores, 0)
-                    + Res::hugepages(HugepageSize::OneGibibyte, share(pools.pages_1gi, c) << 30)
-                    + Res::hugepages(HugepageSize::TwoMebibytes, share(pools.pages_2mi, c) << 21)
-            })
-            .collect();
         Self {
             name: host.name_any(),
             node_name: spec.node_name.clone(),
@@ -214,28 +205,8 @@ impl HostModel {
             labels: host.labels().clone(),
             allocatable,
             threads_per_core: spec.threads(),
-            cells,
+            numa: (!spec.numa.is_empty()).then(|| HostCells::from_spec(spec)),
         }
-    }
-}
-
-/// What a NUMA-passthrough VM takes from the cells its cores land on: KubeVirt binds its guest
-/// memory strictly to those cells, in equal shares of whole hugepages, the first guest cells
-/// one page more when the pages do not divide (kubevirt v1.9.0
-/// `pkg/virt-launcher/virtwrap/converter/vcpu/vcpu.go`, `numaMapping`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CellDemand {
-    pub millicores: u64,
-    pub page_size: HugepageSize,
-    pub pages: u64,
-}
-
-impl CellDemand {
-    /// What cell `i` of `count` takes of the pages.
-    pub fn share(&self, i: usize, count: usize) -> Res {
-        let count = count.max(1) as u64;
-        let pages = self.pages / count + u64::from((i as u64) < self.pages % count);
-        Res::hugepages(self.page_size, pages * self.page_size.bytes())
     }
 }
 
@@ -258,8 +229,10 @@ pub struct VmModel {
     /// namespace/spreadGroup
     pub spread_group: Option<String>,
     pub host_selector: BTreeMap<String, String>,
-    /// NUMA passthrough: its cores and hugepages within cells of its host.
-    pub cells: Option<CellDemand>,
+    /// NUMA passthrough: KubeVirt binds its guest memory to the cells its vCPUs land on.
+    pub passthrough: bool,
+    /// Its guest memory in hugepages, where it has them: the size and the count of pages.
+    pub hugepages: Option<(HugepageSize, u64)>,
     /// What the VM offers ServiceGroups on a host without SMT ([`offered_to_groups`]).
     pub for_groups: Res,
     /// Whether it joins the cluster as a node (`spec.node.joinSecretName` is set): a VM that
@@ -281,12 +254,6 @@ impl VmModel {
             Some(size) => Res::hugepages(size, memory),
             None => Res::millicores(0, memory),
         };
-        let cells = match (spec.numa_passthrough, spec.hugepages) {
-            (true, Some(page_size)) => {
-                Some(CellDemand { millicores: cores * 1000, page_size, pages: memory / page_size.bytes() })
-            }
-            _ => None,
-        };
         Self {
             key: crate::key::key(&namespace, &vm.name_any()),
             demand: Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk),
@@ -295,11 +262,24 @@ impl VmModel {
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
             spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
             host_selector: spec.placement.host_selector.clone(),
-            cells,
+            passthrough: spec.numa_passthrough && spec.hugepages.is_some(),
+            hugepages: spec.hugepages.map(|size| (size, memory / size.bytes())),
             for_groups: offered_to_groups(spec),
             vcpus,
             reserved_cpu: spec.node.reserved_cpu.into(),
             joins: spec.node.join_secret_name.is_some(),
+        }
+    }
+
+    /// What its launcher pod asks of a host of `host_threads`, as the host's kubelet sees it.
+    pub fn launcher(&self, host_threads: u64) -> Launcher {
+        Launcher {
+            cpus: u32::try_from(self.pinned_cpus).unwrap_or(u32::MAX),
+            vcpus: u32::try_from(self.vcpus).unwrap_or(u32::MAX),
+            guest_threads: self.guest_threads(host_threads) as u32,
+            passthrough: self.passthrough,
+            hugepages: self.hugepages,
+            memory: self.demand.memory,
         }
     }
 

@@ -155,9 +155,19 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
 
     if let Some(more) = more {
         let _ = writeln!(out, "\nMORE HOSTS LIKE {}", more.like);
+        let every = if more.never_fit.is_empty() {
+            "every VM".to_string()
+        } else {
+            let _ = writeln!(
+                out,
+                "no number of such hosts places {}: an empty one cannot take it (see its violations)",
+                more.never_fit.join(", ")
+            );
+            "every other VM".to_string()
+        };
         match more.add {
             Some(0) => {
-                let _ = writeln!(out, "none needed: every VM has a host");
+                let _ = writeln!(out, "none needed: {every} has a host");
             }
             Some(add) => {
                 let least = if more.proven_least {
@@ -167,14 +177,13 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
                 };
                 let _ = writeln!(
                     out,
-                    "add {add} (then {} hosts in all) to place every VM ({least}); the totals alone need at least {} more",
+                    "add {add} (then {} hosts in all) to place {every} ({least}); the totals alone need at least {} more",
                     plan.hosts.len() + add,
                     more.lower_bound
                 );
             }
             None => {
-                let _ =
-                    writeln!(out, "no number of such hosts places every VM; never fits: {}", more.never_fit.join(", "));
+                let _ = writeln!(out, "no number of such hosts places {every}");
             }
         }
         if more.not_about_hosts > 0 {

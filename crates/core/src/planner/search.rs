@@ -12,12 +12,16 @@
 //! - **A bound at every node**: the VMs still to place need no more cores and memory than the
 //!   hosts have free, not counting hosts too full for the smallest of them (their room is
 //!   wasted whatever comes next).
-//! - **Symmetry breaking**: hosts in the same state (free room and NUMA cells, labels, alone in
-//!   their failure domain, the same spread groups there) are interchangeable, so one of them
-//!   is tried; identical VMs take hosts in index order, so their permutations are not retried.
+//! - **Symmetry breaking**: hosts in the same state (free room, the same launchers on the same
+//!   cells, labels, alone in their failure domain, the same spread groups there) are
+//!   interchangeable, so one of them is tried; identical VMs take hosts in index order, so their
+//!   permutations are not retried.
 //!
-//! Within a host, NUMA cells are chosen as the heuristic chooses them (tightest cell first);
-//! the search branches over hosts, not over cells.
+//! The NUMA cells a VM takes within a host are not the planner's choice but the host kubelet's,
+//! in the order the launchers arrive: each candidate host is checked by walking every order of
+//! its launchers ([`super::numa`]), so the search covers cells by covering every way the
+//! kubelet can fill them. A walk that runs out of its budget makes the search's answer "not
+//! found within the budget", never "impossible".
 
 use super::{Engine, Res, VmModel};
 use std::time::{Duration, Instant};
@@ -68,16 +72,13 @@ mod millis {
     }
 }
 
-/// NUMA cells a VM takes on its host: (cell, cores and hugepages).
-pub type Cells = Vec<(usize, Res)>;
-
-/// One VM on one host: (VM index, host index, NUMA cells).
-pub type Placement = (usize, usize, Cells);
+/// One VM on one host: (VM index, host index).
+pub type Placement = (usize, usize);
 
 /// What the search concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every VM placed: `(vm index, host index, NUMA cells)` in placement order.
+    /// Every VM placed: `(vm index, host index)` in placement order.
     Packed(Vec<Placement>),
     /// No packing exists; why.
     Impossible(String),
@@ -88,8 +89,9 @@ pub enum Outcome {
 /// Searches for a packing of `vms` (indices into `all`) onto the engine's hosts, from the
 /// engine's current state, which it leaves as it found it.
 pub(super) fn pack<'a>(engine: &mut Engine<'a>, all: &[&'a VmModel], vms: &[usize], budget: SearchBudget) -> Outcome {
+    engine.undecided.set(false);
     if let Some(proof) = root_bounds(engine, all, vms) {
-        return Outcome::Impossible(proof);
+        return if engine.undecided.get() { Outcome::OutOfBudget(0) } else { Outcome::Impossible(proof) };
     }
     let mut order = vms.to_vec();
     // Largest first, as the heuristic; identical VMs end up next to each other.
@@ -118,12 +120,12 @@ pub(super) fn pack<'a>(engine: &mut Engine<'a>, all: &[&'a VmModel], vms: &[usiz
     if search.dfs(engine, 0, 0) {
         let packed = std::mem::take(&mut search.chosen);
         // Leave the engine as it was found; the caller commits the packing.
-        for &(v, h, ref cells) in packed.iter().rev() {
-            engine.uncommit(all[v], h, cells);
+        for &(v, h) in packed.iter().rev() {
+            engine.uncommit(all[v], h);
         }
         return Outcome::Packed(packed);
     }
-    if search.out_of_budget {
+    if search.out_of_budget || engine.undecided.get() {
         Outcome::OutOfBudget(search.nodes)
     } else {
         Outcome::Impossible(format!(
@@ -219,10 +221,10 @@ impl<'a> Search<'_, 'a> {
         }
         let v = self.order[depth];
         let vm = self.all[v];
-        for (h, cells) in self.candidates(engine, vm, floor) {
-            engine.commit(vm, h, &cells);
+        for h in self.candidates(engine, vm, floor) {
+            engine.commit(vm, h);
             self.remaining = self.remaining - vm.demand;
-            self.chosen.push((v, h, cells));
+            self.chosen.push((v, h));
             let next_floor = match self.order.get(depth + 1) {
                 Some(&next) if interchangeable(vm, self.all[next]) => h,
                 _ => 0,
@@ -230,9 +232,9 @@ impl<'a> Search<'_, 'a> {
             if self.dfs(engine, depth + 1, next_floor) {
                 return true;
             }
-            let (_, _, cells) = self.chosen.pop().expect("pushed above");
+            self.chosen.pop();
             self.remaining += vm.demand;
-            engine.uncommit(vm, h, &cells);
+            engine.uncommit(vm, h);
             if self.out_of_budget {
                 return false;
             }
@@ -242,33 +244,42 @@ impl<'a> Search<'_, 'a> {
 
     /// The hosts (from `floor` on) that take the VM, tightest first, one per class of hosts in
     /// the same state.
-    fn candidates(&self, engine: &Engine, vm: &VmModel, floor: usize) -> Vec<(usize, Cells)> {
-        let mut found: Vec<(Res, usize, Cells)> = Vec::new();
+    fn candidates(&self, engine: &Engine, vm: &VmModel, floor: usize) -> Vec<usize> {
+        let mut found: Vec<(Res, usize)> = Vec::new();
         let mut classes: Vec<HostState> = Vec::new();
         for h in floor..engine.hosts.len() {
-            let Ok(cells) = engine.check(vm, h) else { continue };
+            if engine.check(vm, h).is_err() {
+                continue;
+            }
             let state = HostState::of(engine, h, self.alone[h]);
             if state.alone_in_domain && classes.contains(&state) {
                 continue;
             }
             classes.push(state);
-            found.push((engine.free(h), h, cells));
+            found.push((engine.free(h), h));
         }
-        found.sort_by_key(|&(free, h, _)| (free, h));
-        found.into_iter().map(|(_, h, cells)| (h, cells)).collect()
+        found.sort_unstable();
+        found.into_iter().map(|(_, h)| h).collect()
     }
 }
 
 /// Two VMs the search may swap without changing anything: same demand and constraints.
 fn interchangeable(a: &VmModel, b: &VmModel) -> bool {
-    a.demand == b.demand && a.spread_group == b.spread_group && a.host_selector == b.host_selector && a.cells == b.cells
+    a.demand == b.demand
+        && a.spread_group == b.spread_group
+        && a.host_selector == b.host_selector
+        && a.passthrough == b.passthrough
+        && a.hugepages == b.hugepages
+        && a.pinned_cpus == b.pinned_cpus
+        && a.vcpus == b.vcpus
 }
 
 /// What makes a host a different choice from another for the VMs still to place.
 #[derive(PartialEq)]
 struct HostState {
     free: Res,
-    cells: Vec<Res>,
+    /// The launchers on its cells (sorted), when it declares cells: what decides their state.
+    launchers: Vec<super::Launcher>,
     labels: std::collections::BTreeMap<String, String>,
     allocatable: Res,
     /// Spread groups with a member in the host's failure domain.
@@ -289,7 +300,18 @@ impl HostState {
         groups.sort();
         Self {
             free: engine.free(h),
-            cells: engine.cells_free[h].clone(),
+            launchers: {
+                let host = engine.hosts[h];
+                let mut launchers: Vec<super::Launcher> = match &host.numa {
+                    Some(cells) => engine.on_host[h]
+                        .iter()
+                        .map(|vm| super::numa::as_seen_by(cells, &vm.launcher(host.threads_per_core)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                launchers.sort_unstable();
+                launchers
+            },
             labels: engine.hosts[h].labels.clone(),
             allocatable: engine.hosts[h].allocatable,
             groups,

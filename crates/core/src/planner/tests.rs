@@ -1,8 +1,9 @@
 //! Small layouts with answers worked out by hand, and properties over generated ones.
 
-use super::model::CellDemand;
+use super::model::HostCells;
 use super::whatif::{host_loss, hosts_needed};
 use super::*;
+use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use catalyst_api::vm::HugepageSize;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
         labels: BTreeMap::new(),
         allocatable: Res::cores(cpu, memory_gi * GI),
         threads_per_core: 1,
-        cells: Vec::new(),
+        numa: None,
     }
 }
 
@@ -33,7 +34,8 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
         placed: None,
         spread_group: None,
         host_selector: BTreeMap::new(),
-        cells: None,
+        passthrough: false,
+        hugepages: None,
         joins: true,
         for_groups: Res::cores(cpu, memory_gi * GI),
     }
@@ -197,71 +199,121 @@ fn host_selectors_restrict_candidates() {
     assert_eq!(resources_of(&plan), [("CatalystVM ns/ml".to_string(), "hostSelector".to_string())]);
 }
 
-/// A host with 1Gi hugepage pools: `cells` NUMA cells of `cores` cores and `pages` pages each.
+/// A host with 1Gi hugepage pools: `cells` NUMA cells of `cores` single-thread cores and `pages`
+/// pages each, under the kubelet's defaults (no topology manager, no memory manager).
 fn pooled_host(name: &str, cells: u64, cores: u64, pages: u64) -> HostModel {
-    let cell = Res::cores(cores, 0) + Res::hugepages(HugepageSize::OneGibibyte, pages * GI);
     let mut pooled = host(name, cells * cores, 100);
     pooled.allocatable.hugepages_1gi = cells * pages * GI;
-    pooled.cells = vec![cell; cells as usize];
+    pooled.numa = Some(HostCells {
+        threads: 1,
+        cores: vec![cores as u32; cells as usize],
+        reserved: vec![0; cells as usize],
+        pools: vec![[pages, 0]; cells as usize],
+        memory: vec![1 << 40; cells as usize],
+        policy: TopologyManagerPolicy::None,
+        memory_manager: MemoryManagerPolicy::None,
+    });
     pooled
 }
 
-/// A VM backed by `memory_gi` of 1Gi hugepages, with NUMA passthrough or without.
+/// A VM of `cpu` vCPUs and an emulator thread, backed by `memory_gi` of 1Gi hugepages, with NUMA
+/// passthrough or without.
 fn hugepage_vm(name: &str, cpu: u64, memory_gi: u64, passthrough: bool) -> VmModel {
-    let cells = passthrough.then_some(CellDemand {
-        millicores: cpu * 1000,
-        page_size: HugepageSize::OneGibibyte,
-        pages: memory_gi,
-    });
-    let demand = Res::cores(cpu, GI) + Res::hugepages(HugepageSize::OneGibibyte, memory_gi * GI);
-    VmModel { demand, cells, ..vm(name, cpu, 1) }
+    let demand = Res::cores(cpu + 1, GI) + Res::hugepages(HugepageSize::OneGibibyte, memory_gi * GI);
+    VmModel {
+        demand,
+        pinned_cpus: cpu + 1,
+        passthrough,
+        hugepages: Some((HugepageSize::OneGibibyte, memory_gi)),
+        ..vm(name, cpu, 1)
+    }
 }
 
+/// Issue 21's dragonflydb: 48 vCPUs fit one 128-core cell, so the host kubelet packs its
+/// launcher there and KubeVirt binds all 1,024 of its pages to that cell, which holds 512.
 #[test]
-fn numa_aware_vms_get_the_fewest_cells_their_size_needs() {
-    let numa_host = pooled_host("a", 2, 10, 100);
-    let numa = |name: &str, cpu: u64| hugepage_vm(name, cpu, 10, true);
-    // 7 + 7 take a cell each; 5 fits one cell by size but no cell has 5 left, although the host has 6.
-    let plan = plan(&input(vec![numa_host.clone()], vec![numa("a7", 7), numa("b7", 7), numa("c5", 5)]));
-    assert_eq!(host_of(&plan, "c5"), None);
-    assert_eq!(resources_of(&plan), [("CatalystVM ns/c5".to_string(), "numa".to_string())]);
-    // A VM larger than a cell spans two.
-    let plan = super::plan(&input(vec![numa_host.clone()], vec![numa("wide", 15)]));
-    assert_eq!(host_of(&plan, "wide").as_deref(), Some("a"));
-    // Without NUMA awareness only the host's totals count.
-    let loose = super::plan(&input(vec![numa_host], vec![numa("a7", 7), numa("b7", 7), vm("c5", 5, 10)]));
-    assert!(loose.fits);
-    assert!(loose.violations.iter().all(|v| v.resource != "numa"));
+fn a_passthrough_vm_whose_pages_overflow_the_cell_its_cpus_fit_is_refused() {
+    let plan = plan_of(pooled_host("a", 2, 128, 512), vec![hugepage_vm("dragonflydb", 48, 1024, true)]);
+    assert_eq!(host_of(&plan, "dragonflydb"), None);
+    let refusal = &plan.violations[0];
+    assert_eq!(refusal.resource, "numa");
+    assert_eq!(
+        refusal.message,
+        "on host a, even alone, ns/dragonflydb does not start: KubeVirt binds its guest memory strictly to the \
+         NUMA cells its vCPUs take, and asks 1024 1Gi pages of cell 0, which has 512 free; drop numaPassthrough \
+         from ns/dragonflydb (its hugepages are then not bound to its cells), or shrink its memory to 512Gi (what \
+         the pools of the cells its vCPUs need hold)"
+    );
+    // Either fix fits: no passthrough, or one cell's pool.
+    assert!(plan_of(pooled_host("a", 2, 128, 512), vec![hugepage_vm("dragonflydb", 48, 1024, false)]).fits);
+    assert!(plan_of(pooled_host("a", 2, 128, 512), vec![hugepage_vm("dragonflydb", 48, 512, true)]).fits);
 }
 
-/// KubeVirt splits a passthrough VM's hugepages equally over the cells its cores land on
-/// (`vcpu.go`, `numaMapping`): a 100-core, 300Gi VM on two cells of 64 cores and 200 pages
-/// takes 150 pages of each, so a 10-core, 60Gi VM no longer fits the one cell with cores left
-/// (50 pages). All 300 pages on the first cell would have left 100 on the second: a false fit.
+/// The kubelet assigns in arrival order: a plan holds only if it holds in every order. `wide`
+/// alone takes cell 0; after `small` it spans both cells and half its pages are due on cell 0,
+/// which `small` has nearly emptied.
 #[test]
-fn a_passthrough_vm_takes_equal_shares_of_the_cells_it_spans() {
-    let two_cells = pooled_host("a", 2, 64, 200);
-    let plan = plan(&input(
-        vec![two_cells.clone()],
-        vec![hugepage_vm("big", 100, 300, true), hugepage_vm("small", 10, 60, true)],
+fn a_vm_is_refused_when_some_launch_order_leaves_it_short() {
+    let plan =
+        plan_of(pooled_host("a", 2, 16, 32), vec![hugepage_vm("small", 7, 30, true), hugepage_vm("wide", 14, 8, true)]);
+    // Largest first: `wide` is placed; `small` beside it would fail `wide` in one order.
+    assert_eq!((host_of(&plan, "wide").as_deref(), host_of(&plan, "small")), (Some("a"), None));
+    let message = &plan.violations[0].message;
+    assert!(
+        message
+            .starts_with("on host a, when the launchers start in the order ns/small, ns/wide, ns/wide does not start"),
+        "{message}"
+    );
+    assert!(message.contains("asks 4 1Gi pages of cell 0, which has 2 free"), "{message}");
+    // On two hosts they fit apart.
+    let plan = super::plan(&input(
+        vec![pooled_host("a", 2, 16, 32), pooled_host("b", 2, 16, 32)],
+        vec![hugepage_vm("small", 7, 30, true), hugepage_vm("wide", 14, 8, true)],
     ));
-    assert_eq!(host_of(&plan, "big").as_deref(), Some("a"));
-    assert_eq!(host_of(&plan, "small"), None);
-    assert_eq!(resources_of(&plan), [("CatalystVM ns/small".to_string(), "numa".to_string())]);
-    // 50 pages each are left: a 10-core VM of 50Gi fits the cell with cores.
-    let plan = plan_of(two_cells, vec![hugepage_vm("big", 100, 300, true), hugepage_vm("small", 10, 50, true)]);
     assert!(plan.fits, "{:?}", plan.violations);
-    // An odd page goes to the first cell.
-    let need = CellDemand { millicores: 4000, page_size: HugepageSize::OneGibibyte, pages: 5 };
-    assert_eq!(need.share(0, 2).hugepages_1gi, 3 * GI);
-    assert_eq!(need.share(1, 2).hugepages_1gi, 2 * GI);
+}
+
+/// The reference layout's host: two 96-vCPU passthrough VMs of 512 pages on two cells of 128
+/// CPUs and 512 pages (8 CPUs reserved on cell 0). Without a topology manager the second is
+/// packed into the first one's cell and spills over, so half its pages are due there; a
+/// topology manager keeps each on a cell of its own.
+#[test]
+fn a_topology_manager_is_what_lets_two_cell_sized_passthrough_vms_share_a_host() {
+    let mut seed_host = pooled_host("host-1", 2, 128, 512);
+    seed_host.allocatable.millicores = 248_000;
+    let cells = seed_host.numa.as_mut().unwrap();
+    cells.reserved = vec![8, 0];
+    let pair = vec![hugepage_vm("kafka-1", 96, 512, true), hugepage_vm("timescaledb", 96, 512, true)];
+    let plan = plan_of(seed_host.clone(), pair.clone());
+    assert_eq!(plan.unplaced().count(), 1);
+    let message = &plan.violations[0].message;
+    assert!(message.contains("asks 256 1Gi pages of cell 0, which has 0 free"), "{message}");
+    assert!(message.contains("topologyManagerPolicy best-effort or restricted"), "{message}");
+    for policy in [TopologyManagerPolicy::BestEffort, TopologyManagerPolicy::Restricted] {
+        seed_host.numa.as_mut().unwrap().policy = policy;
+        let plan = plan_of(seed_host.clone(), pair.clone());
+        assert!(plan.fits, "{policy:?}: {:?}", plan.violations);
+    }
+}
+
+/// The exact search covers cells: best fit puts the large VM where the small one's pages are
+/// due, then the small one fits nowhere; the search swaps them.
+#[test]
+fn the_search_finds_the_hosts_on_which_every_order_runs() {
+    // `b` has the fewer free cores, so best fit sends `big` there first.
+    let mut tight = pooled_host("b", 2, 12, 40);
+    tight.allocatable.millicores = 24_000;
+    let big = hugepage_vm("big", 14, 20, true);
+    let small = hugepage_vm("small", 7, 36, true);
+    let plan = plan(&input(vec![pooled_host("a", 2, 16, 40), tight], vec![big, small]));
+    assert!(plan.fits, "{:?}", plan.violations);
 }
 
 /// Hugepages without passthrough are not bound to a cell (KubeVirt only binds memory for
 /// `guestMappingPassthrough`): three 40-core hugepage VMs fit a host of two 63-core cells.
 #[test]
 fn hugepages_without_passthrough_take_from_the_whole_host() {
-    let vms = (0..3).map(|i| hugepage_vm(&format!("v{i}"), 40, 64, false)).collect();
+    let vms = (0..3).map(|i| hugepage_vm(&format!("v{i}"), 39, 64, false)).collect();
     let plan = plan_of(pooled_host("a", 2, 63, 100), vms);
     assert!(plan.fits, "{:?}", plan.violations);
 }
@@ -343,9 +395,10 @@ fn adding_hosts_answers_with_the_fewest_that_place_every_vm() {
     assert_eq!(more.add, Some(4), "one 6-core VM per 10-core host");
     assert_eq!(more.lower_bound, 2, "the totals alone: 24 cores short / 10 per host");
     assert!(more.proven_least, "three more are proven too few by the search");
-    let layout = input(vec![host("a", 10, 100)], vec![vm("giant", 11, 1)]);
+    // A VM no such host takes is named, and the count answers for the others.
+    let layout = input(vec![host("a", 10, 100)], vec![vm("giant", 11, 1), vm("v1", 6, 1), vm("v2", 6, 1)]);
     let more = hosts_needed(&layout, "a", SearchBudget::default()).unwrap();
-    assert_eq!((more.add, more.never_fit.as_slice()), (None, &["ns/giant".to_string()][..]));
+    assert_eq!((more.add, more.never_fit.as_slice()), (Some(1), &["ns/giant".to_string()][..]));
     assert!(hosts_needed(&layout, "nope", SearchBudget::default()).is_none());
 }
 
@@ -695,8 +748,18 @@ fn an_smt_host_refuses_a_vm_that_would_split_a_physical_core() {
     assert_eq!(plan.violations[0].resource, "threadsPerCore");
     assert!(plan.violations[0].message.contains("pins 97 CPUs"), "{}", plan.violations[0].message);
     assert!(plan.violations[0].message.contains("SMTAlignmentError"), "{}", plan.violations[0].message);
-    let plan = super::plan(&input(vec![smt], vec![vm("even", 96, 64)]));
+    let plan = super::plan(&input(vec![smt.clone()], vec![vm("even", 96, 64)]));
     assert!(plan.fits, "{:?}", plan.violations);
+    // Issue 21: 15 vCPUs and an emulator thread make 16 host CPUs, whole cores on the host, but
+    // 15 single-thread cores in the guest on 8 physical cores.
+    let split = VmModel { pinned_cpus: 16, ..vm("split", 15, 64) };
+    let plan = super::plan(&input(vec![smt.clone()], vec![split]));
+    assert_eq!(plan.violations[0].resource, "threadsPerCore");
+    assert!(plan.violations[0].message.contains("its 15 vCPUs are not whole cores"), "{}", plan.violations[0].message);
+    assert!(plan.violations[0].message.contains("AlignCPUs"), "{}", plan.violations[0].message);
+    // 16 vCPUs with AlignCPUs' two emulator threads: 18 host CPUs, 8 guest cores of two threads.
+    let aligned = VmModel { pinned_cpus: 18, ..vm("aligned", 16, 64) };
+    assert!(super::plan(&input(vec![smt], vec![aligned])).fits);
 }
 
 /// A VM on an SMT host sees whole cores of two threads, so its kubelet (`full-pcpus-only`)

@@ -11,7 +11,8 @@ use serde::Serialize;
 pub struct MoreHosts {
     /// The host whose shape the new hosts copy.
     pub like: String,
-    /// How many hosts of that shape to add so every VM is placed; `None` when no number will do.
+    /// How many hosts of that shape to add so every VM is placed but those of `never_fit`;
+    /// `None` when no number will do.
     pub add: Option<usize>,
     /// Whether `add` is proven the least: one fewer is ruled out by the totals or by a proof
     /// that no packing fits (not merely by a search that ran out of budget).
@@ -24,8 +25,9 @@ pub struct MoreHosts {
     pub not_about_hosts: usize,
 }
 
-/// Finds the fewest copies of `like` that make every VM placeable. Copies are new failure
-/// domains, with the template's labels. `None` when the template is not in the layout.
+/// Finds the fewest copies of `like` that make every VM placeable but those no copy can take.
+/// Copies are new failure domains, with the template's labels. `None` when the template is not
+/// in the layout.
 pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Option<MoreHosts> {
     let template = input.hosts.iter().find(|h| h.name == like)?.clone();
     // All the plans below share one budget's time.
@@ -35,22 +37,32 @@ pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Opti
     let never_fit = never_fitting(input, &template, &unplaced, budget);
     let not_about_hosts = base.violations.len() - count_placement_violations(&base);
 
+    // The VMs no such host takes are left out of the count: it answers for the others.
+    let (others, base) = if never_fit.is_empty() {
+        (input.clone(), base)
+    } else {
+        let others = PlanInput {
+            vms: input.vms.iter().filter(|vm| !never_fit.contains(&vm.key)).cloned().collect(),
+            ..input.clone()
+        };
+        let base = plan_within(&others, budget.next());
+        (others, base)
+    };
+    let unplaced = base.unplaced().count();
     let lower_bound = lower_bound(&base, &template);
-    let (add, proven_least) = if !never_fit.is_empty() {
-        (None, true)
-    } else if unplaced.is_empty() {
+    let (add, proven_least) = if unplaced == 0 {
         (Some(0), true)
     } else {
         // Every added host takes at least one of the unplaced VMs (each fits an empty one),
         // so this many always suffice unless constraints interfere.
         let first = lower_bound.max(1);
-        let ceiling = first + unplaced.len() + input.hosts.len();
+        let ceiling = first + unplaced + others.hosts.len();
         // Fewer than `first` are ruled out by the totals (or, for one, by the base plan's own
         // verdict); each count that fails says whether its failure is proven.
         let mut proven = lower_bound >= 1 || matches!(base.verdict, Verdict::DoesNotFit { .. });
         let mut found = None;
         for k in first..=ceiling {
-            let trial = plan_within(&with_copies(input, &template, k), budget.next());
+            let trial = plan_within(&with_copies(&others, &template, k), budget.next());
             if trial.unplaced().next().is_none() {
                 found = Some(k);
                 break;
