@@ -764,6 +764,45 @@ async fn the_operator_places_a_layout_only_an_exact_search_packs() {
     cluster.clean_up(&ns, &layout.hosts).await;
 }
 
+/// Issue 21: the operator places a passthrough VM only where its guest memory lands inside the
+/// pools of the cells its CPUs take, as `plan` does. On hosts of two 16-CPU cells of 16 1Gi
+/// pages, the VM of 24 pages, whose 9 CPUs the host kubelet packs into one cell, is
+/// Unschedulable with the cell and the fix; the one of 16 pages gets its VirtualMachine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passthrough_vm_is_placed_only_where_its_cells_hold_its_memory() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.namespace("cells").await;
+    let mut layout = cluster.layout(&ns);
+    for host in &mut layout.hosts {
+        let cell = json!({"cpu": 16, "memory": "64Gi"});
+        host.spec.numa = serde_json::from_value(json!([cell, cell])).unwrap();
+        host.spec.hugepages.pages_1gi = 32;
+    }
+    for (vm, memory) in layout.vms.iter_mut().zip(["24Gi", "16Gi"]) {
+        vm.spec.memory = k8s_openapi::apimachinery::pkg::api::resource::Quantity(memory.into());
+        vm.spec.hugepages = Some(catalyst_api::vm::HugepageSize::OneGibibyte);
+        vm.spec.numa_passthrough = true;
+    }
+    layout.groups.clear();
+    let (refused, fits) = (layout.vms[0].name_any(), layout.vms[1].name_any());
+    let _operator = Operator::start(&cluster, &ns);
+    layout.apply(&cluster.client).await;
+    virtual_machine(&cluster.client, &ns, &fits).await;
+    let api = vms(&cluster.client, &ns);
+    let message = eventually(&format!("CatalystVM {refused} Unschedulable"), CONVERGE, || async {
+        let status = api.get(&refused).await.ok()?.status?;
+        let scheduled = status.conditions.iter().find(|c| c.type_ == "Scheduled" && c.reason == "Unschedulable")?;
+        Some(scheduled.message.clone())
+    })
+    .await;
+    assert!(message.contains(&format!("even alone, {ns}/{refused} does not start")), "{message}");
+    assert!(message.contains("asks 24 1Gi pages of cell 0, which has 16 free"), "{message}");
+    assert!(message.contains("drop numaPassthrough"), "{message}");
+    let machines: Api<VirtualMachine> = Api::namespaced(cluster.client.clone(), &ns);
+    assert!(machines.get_opt(&refused).await.unwrap().is_none());
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
 /// A node's report as its agent would write it: each pod with one container holding `cpus`.
 fn node_report(node: &str, ns: &str, pods: &[(&str, &str, &str)]) -> CatalystNodeReport {
     let pods = pods
@@ -774,7 +813,10 @@ fn node_report(node: &str, ns: &str, pods: &[(&str, &str, &str)]) -> CatalystNod
             containers: vec![ContainerCpus { name: container.to_string(), cpus: cpus.to_string() }],
         })
         .collect();
-    let numa = vec![NumaCell { id: 0, cpus: "0-15".into() }, NumaCell { id: 1, cpus: "16-31".into() }];
+    let numa = vec![
+        NumaCell { id: 0, cpus: "0-15".into(), ..NumaCell::default() },
+        NumaCell { id: 1, cpus: "16-31".into(), ..NumaCell::default() },
+    ];
     CatalystNodeReport::new(
         node,
         CatalystNodeReportSpec { allocatable_cpus: "2-31".into(), numa, pods, heartbeat_time: None },

@@ -45,7 +45,7 @@ pub struct CatalystNodeReportSpec {
     pub heartbeat_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
-/// A NUMA cell and its CPUs.
+/// A NUMA cell, its CPUs and its hugepage pools.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct NumaCell {
     /// The cell's id, as sysfs numbers it.
@@ -53,6 +53,24 @@ pub struct NumaCell {
     /// A Linux CPU list.
     #[schemars(length(max = 4096))]
     pub cpus: String,
+    /// The cell's hugepage pools, one per page size the kernel offers; empty from an agent that
+    /// does not read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub hugepages: Vec<CellHugepages>,
+}
+
+/// One cell's pool of one hugepage size (sysfs
+/// `devices/system/node/node<N>/hugepages/hugepages-<kB>kB/`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub struct CellHugepages {
+    /// The page size as a quantity: `1Gi`, `2Mi`.
+    #[schemars(length(max = 16))]
+    pub size: String,
+    /// Pages in the pool (`nr_hugepages`).
+    pub total: u64,
+    /// Pages no one holds (`free_hugepages`).
+    pub free: u64,
 }
 
 /// A pod and the CPUs its containers hold exclusively.

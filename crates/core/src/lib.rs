@@ -9,6 +9,7 @@
 
 pub mod cpuset;
 pub mod crd;
+pub mod guest_cells;
 pub mod key;
 pub mod kubelet_csr;
 pub mod manifest;

@@ -92,6 +92,8 @@ pub struct NodeCpus {
     pods: HashMap<(String, String), Vec<(String, CpuSet)>>,
     cell_of: HashMap<u32, u32>,
     holders: HashMap<u32, u32>,
+    /// Each cell's hugepage pools, by page size (`1Gi`).
+    pools: HashMap<u32, Vec<catalyst_api::report::CellHugepages>>,
 }
 
 impl NodeCpus {
@@ -101,6 +103,7 @@ impl NodeCpus {
             for cpu in CpuSet::parse(&cell.cpus)?.iter() {
                 node.cell_of.insert(cpu, cell.id);
             }
+            node.pools.insert(cell.id, cell.hugepages.clone());
         }
         for pod in &report.pods {
             let mut containers = Vec::with_capacity(pod.containers.len());
@@ -139,6 +142,16 @@ impl NodeCpus {
 
     fn cells(&self, cpus: &CpuSet) -> BTreeSet<u32> {
         cpus.iter().filter_map(|cpu| self.cell_of.get(&cpu).copied()).collect()
+    }
+
+    /// The NUMA cell of a CPU, when the report shows cells.
+    pub fn cell_of(&self, cpu: u32) -> Option<u32> {
+        self.cell_of.get(&cpu).copied()
+    }
+
+    /// Cell `cell`'s pool of `size` pages (`1Gi`), when the report shows it.
+    pub fn pool(&self, cell: u32, size: &str) -> Option<&catalyst_api::report::CellHugepages> {
+        self.pools.get(&cell)?.iter().find(|pool| pool.size == size)
     }
 }
 
@@ -333,7 +346,10 @@ mod tests {
         NodeCpus::read(&CatalystNodeReportSpec {
             heartbeat_time: None,
             allocatable_cpus: "2-63".into(),
-            numa: vec![NumaCell { id: 0, cpus: "0-31".into() }, NumaCell { id: 1, cpus: "32-63".into() }],
+            numa: vec![
+                NumaCell { id: 0, cpus: "0-31".into(), ..NumaCell::default() },
+                NumaCell { id: 1, cpus: "32-63".into(), ..NumaCell::default() },
+            ],
             pods: pods
                 .iter()
                 .map(|(name, container, cpus)| PodCpus {

@@ -1207,3 +1207,111 @@ async fn a_dead_nodes_report_gives_an_unknown_verdict() {
         assert!(fake.requests().iter().all(|r| !r.ends_with("/eviction")), "{:?}", fake.requests());
     }
 }
+
+/// The minimal sample on hosts of two 16-CPU cells with 16 1Gi pages each (2 CPUs reserved on
+/// cell 0), its two VMs NUMA-passthrough with their memory in 1Gi pages: api-a's 24 pages
+/// overflow the cell its 9 CPUs fit, api-b's 16 do not.
+fn numa_world() -> World {
+    let mut world = world();
+    for host in &mut world.hosts {
+        let cell = json!({"cpu": 16, "memory": "64Gi"});
+        host.spec.numa = serde_json::from_value(json!([cell, cell])).unwrap();
+        host.spec.hugepages.pages_1gi = 32;
+    }
+    for (vm, memory) in world.vms.iter_mut().zip(["24Gi", "16Gi"]) {
+        vm.spec.memory = k8s_openapi::apimachinery::pkg::api::resource::Quantity(memory.into());
+        vm.spec.hugepages = Some(catalyst_api::vm::HugepageSize::OneGibibyte);
+        vm.spec.numa_passthrough = true;
+    }
+    world.groups.clear();
+    world
+}
+
+/// Issue 21: the operator places by the same rule as `plan`: a passthrough VM whose guest
+/// memory would be bound to a cell that cannot hold it is Unschedulable, with the cells and the
+/// fix; one that fits is placed.
+#[tokio::test]
+async fn a_passthrough_vm_is_placed_only_where_its_cells_hold_its_memory() {
+    let world = numa_world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
+    let refused = fake.get(&format!("{VMS}/api-a")).unwrap();
+    let scheduled =
+        refused["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap().clone();
+    assert_eq!(scheduled["reason"], "Unschedulable");
+    let message = scheduled["message"].as_str().unwrap();
+    assert!(message.contains("even alone, catalyst-demo/api-a does not start"), "{message}");
+    assert!(message.contains("asks 24 1Gi pages of cell 0, which has 16 free"), "{message}");
+    assert!(message.contains("drop numaPassthrough"), "{message}");
+    assert!(fake.writes().iter().all(|w| !w.starts_with(&format!("PATCH {MACHINES}"))), "{:?}", fake.writes());
+    controller::vm::reconcile(vm_guard(&world, "api-b"), ctx).await.unwrap();
+    assert!(fake.writes().contains(&format!("PATCH {MACHINES}/api-b")), "{:?}", fake.writes());
+}
+
+/// A host node's report: cells 0-15 and 16-31 with `pools` 1Gi pages, and api-b's launcher
+/// holding `cpus`.
+fn host_report(pools: [u64; 2], cpus: &str) -> catalyst_api::CatalystNodeReport {
+    let heartbeat = fixed_time().0 - k8s_openapi::jiff::SignedDuration::from_secs(10);
+    let pool = |total: u64| json!([{"size": "1Gi", "total": total, "free": 0}]);
+    serde_json::from_value(json!({
+        "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystNodeReport", "metadata": {"name": "worker-1"},
+        "spec": {"allocatableCpus": "2-31", "heartbeatTime": heartbeat.to_string(),
+                 "numa": [{"id": 0, "cpus": "0-15", "hugepages": pool(pools[0])},
+                          {"id": 1, "cpus": "16-31", "hugepages": pool(pools[1])}],
+                 "pods": [{"namespace": "catalyst-demo", "name": "virt-launcher-api-b-x7k2p",
+                           "containers": [{"name": "compute", "cpus": cpus}]}]}
+    }))
+    .unwrap()
+}
+
+/// Issue 21, item 5: a passthrough VM's real cells and pools, from its host's report, against
+/// the plan's: `NumaPlaced` True within them; False with a Warning when the host boots other
+/// pools than the plan counts.
+#[tokio::test]
+async fn a_passthrough_vms_real_cells_and_pools_are_compared_with_the_plan() {
+    let mut world = numa_world();
+    world.hosts.truncate(1);
+    world.vms.retain(|vm| vm.metadata.name.as_deref() == Some("api-b"));
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    controller::vm::reconcile(vm_guard(&world, "api-b"), context(client.clone(), &world, vec![])).await.unwrap();
+    let placed = reread(&fake, &world);
+    let launcher: PartialObjectMeta<k8s_openapi::api::core::v1::Pod> = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "virt-launcher-api-b-x7k2p", "namespace": "catalyst-demo",
+                     "annotations": {"kubevirt.io/domain": "api-b"}}
+    }))
+    .unwrap();
+    let host_node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    }))
+    .unwrap();
+    let numa_placed = |pools: [u64; 2]| {
+        let mut ctx = Arc::try_unwrap(context(client.clone(), &placed, vec![host_node.clone()])).ok().unwrap();
+        ctx.stores.reports = store([host_report(pools, "2-10")]);
+        ctx.stores.launchers = Arc::new(controller::index::LaunchersByVm::launchers().of([&launcher]));
+        let ctx = Arc::new(ctx);
+        let fake = fake.clone();
+        let placed = &placed;
+        async move {
+            fake.forget_requests();
+            controller::vm::reconcile(vm_guard(placed, "api-b"), ctx).await.unwrap();
+            let vm = fake.get(&format!("{VMS}/api-b")).unwrap();
+            let condition = vm["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "NumaPlaced");
+            let warnings: Vec<Value> =
+                fake.bodies_of(&format!("POST {EVENTS}")).iter().map(|e| e["reason"].clone()).collect();
+            (condition.cloned().unwrap(), warnings)
+        }
+    };
+    let (within, warnings) = numa_placed([16, 16]).await;
+    assert_eq!((&within["status"], &within["reason"]), (&json!("True"), &json!("WithinPools")), "{within}");
+    assert_eq!(within["message"], "its vCPUs are on NUMA cells 0 and its 16 1Gi pages within their pools, as planned");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (short, warnings) = numa_placed([8, 24]).await;
+    assert_eq!((&short["status"], &short["reason"]), (&json!("False"), &json!("PoolsDiffer")), "{short}");
+    assert!(short["message"].as_str().unwrap().starts_with("NUMA cell 0 holds 8 1Gi pages, the plan counts 16"));
+    assert_eq!(warnings, [json!("PoolsDiffer")]);
+}

@@ -35,7 +35,7 @@ pub mod report;
 pub mod search;
 pub mod whatif;
 
-pub use model::{GroupModel, HostModel, Overhead, Res, VmModel};
+pub use model::{GroupModel, HostCells, HostModel, Overhead, Res, VmModel};
 pub use search::SearchBudget;
 
 use crate::manifest::Manifests;

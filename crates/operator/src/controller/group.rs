@@ -86,7 +86,7 @@ async fn apply(group: &ServiceGroup, ctx: &Context) -> Result<Action, Error> {
         wanted(READY, false, "Progressing", format!("{}/{} replicas ready", status.ready_replicas, group.spec.replicas))
     };
     let old_conditions = group.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    pinning::warn_when_unpinned(&group.object_ref(&()), old_conditions, &pinned, ctx).await;
+    pinning::warn_when_false(&group.object_ref(&()), old_conditions, &pinned, ctx).await;
     // Looked at again before its node's report stops being believed, and when the next replica
     // may be recreated.
     let next = [Some(RESYNC), pinning.recheck, repair_again].into_iter().flatten().min().unwrap_or(RESYNC);

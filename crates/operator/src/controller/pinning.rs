@@ -9,7 +9,9 @@ use super::{Context, Error, key_of, object_id};
 use catalyst_api::group::{Repair, ReplicaCores};
 use catalyst_api::host::{HostCores, PodCores, VmCores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::guest_cells;
 use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Reason, Verdict};
+use catalyst_core::planner::{HostCells, VmModel};
 use catalyst_core::validation::node_name;
 use k8s_openapi::api::core::v1::Pod as PodObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -20,6 +22,7 @@ use kube::{Api, Resource, ResourceExt};
 use std::time::{Duration, Instant};
 
 pub const PINNED: &str = "Pinned";
+pub const NUMA_PLACED: &str = "NumaPlaced";
 
 /// KubeVirt's launcher container that holds a VM's vCPUs (`pkg/virt-controller/services/template.go`).
 const COMPUTE: &str = "compute";
@@ -119,11 +122,22 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> GroupPinni
     GroupPinning { cores, pinned, verdicts, recheck: report.trusted_for }
 }
 
-/// The host CPUs the VM's launcher holds, the VM's `Pinned` condition, and how long the verdict
-/// holds. The compute container holds the vCPUs and the isolated emulator thread's cores, as
-/// the planner counts them ([`catalyst_core::planner::Overhead::pinned_cores`]). Without NUMA
-/// passthrough, a VM that fits in one of its host's cells should lie in one.
-pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Wanted, Option<Duration>) {
+/// What a VM's host report says of it.
+pub struct VmPinning {
+    pub verdict: Verdict,
+    /// Its `Pinned` condition.
+    pub pinned: Wanted,
+    /// Its `NumaPlaced` condition, for a NUMA-passthrough VM on a host with cells.
+    pub numa: Option<Wanted>,
+    /// When to look again, as the report stops being believed without a heartbeat.
+    pub trusted_for: Option<Duration>,
+}
+
+/// The host CPUs the VM's launcher holds, the VM's `Pinned` and `NumaPlaced` conditions, and
+/// how long the verdicts hold. The compute container holds the vCPUs and the isolated emulator
+/// thread's cores, as the planner counts them ([`catalyst_core::planner::Overhead::pinned_cores`]).
+/// Without NUMA passthrough, a VM that fits in one of its host's cells should lie in one.
+pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> VmPinning {
     let smallest_cell = host.spec.numa.iter().map(|cell| cell.cpu).min();
     let expected = Expected {
         node: host.spec.node_name.clone(),
@@ -138,7 +152,37 @@ pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> (Verdict, Want
     let verdict = report.check(&expected);
     ctx.metrics.verdicts("CatalystVM", &key_of(vm), "vm", [verdict.label()]);
     let pinned = condition(std::slice::from_ref(&verdict), "its vCPUs");
-    (verdict, pinned, report.trusted_for)
+    let numa = numa_placed(vm, host, &report, &verdict, ctx);
+    VmPinning { verdict, pinned, numa, trusted_for: report.trusted_for }
+}
+
+/// Issue 21: a passthrough VM's real cells and pools against the plan's premises
+/// ([`guest_cells::check`]); none for a VM whose memory is not bound to cells.
+fn numa_placed(
+    vm: &CatalystVM,
+    host: &CatalystHost,
+    report: &Report,
+    verdict: &Verdict,
+    ctx: &Context,
+) -> Option<Wanted> {
+    if !vm.spec.numa_passthrough || vm.spec.hugepages.is_none() || host.spec.numa.is_empty() {
+        return None;
+    }
+    if let Some((reason, message)) = &report.untrusted {
+        return Some(wanted(NUMA_PLACED, Status::Unknown, reason.as_str(), message.clone()));
+    }
+    let (Some(cpus), Some(holding)) = (report.cpus.as_ref(), verdict.holding.as_ref()) else {
+        let message = "its launcher is not in its host's report yet";
+        return Some(wanted(NUMA_PLACED, Status::Unknown, Reason::NoReport.as_str(), message));
+    };
+    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let found = guest_cells::check(cpus, &holding.cpus, &model, &HostCells::from_spec(&host.spec));
+    let status = match found.reason {
+        guest_cells::Reason::WithinPools => Status::True,
+        guest_cells::Reason::NoPools => Status::Unknown,
+        _ => Status::False,
+    };
+    Some(wanted(NUMA_PLACED, status, found.reason.as_str(), found.message))
 }
 
 /// The host's core map, from its node's report (none without one).
@@ -157,22 +201,22 @@ pub fn host_cores(
     })
 }
 
-/// A Warning event when `Pinned` turns False for a reason other than a report not there yet
-/// (pods starting), once per change of reason.
-pub async fn warn_when_unpinned(
+/// A Warning event when a condition (`Pinned`, `NumaPlaced`) turns False for a reason other
+/// than a report not there yet (pods starting), once per change of reason.
+pub async fn warn_when_false(
     object: &k8s_openapi::api::core::v1::ObjectReference,
     old: &[Condition],
-    pinned: &Wanted,
+    condition: &Wanted,
     ctx: &Context,
 ) {
-    let was = old.iter().find(|c| c.type_ == PINNED).map(|c| (c.status.as_str(), c.reason.as_str()));
-    if pinned.status != Status::False
-        || pinned.reason == Reason::NoReport.as_str()
-        || was == Some(("False", pinned.reason))
+    let was = old.iter().find(|c| c.type_ == condition.type_).map(|c| (c.status.as_str(), c.reason.as_str()));
+    if condition.status != Status::False
+        || condition.reason == Reason::NoReport.as_str()
+        || was == Some(("False", condition.reason))
     {
         return;
     }
-    ctx.event(object, EventType::Warning, pinned.reason, pinned.message.clone()).await;
+    ctx.event(object, EventType::Warning, condition.reason, condition.message.clone()).await;
 }
 
 /// The first pause after recreating a replica of a group, doubled after each one while the

@@ -75,13 +75,15 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.node_name = node.as_ref().map(|n| n.name_any());
     status.available = Some(left_for_groups(vm, ctx));
     status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
-    let (verdict, pinned, trusted_for) = pinning::vm(vm, &prepared.host, ctx);
+    let pinning::VmPinning { verdict, pinned, numa, trusted_for } = pinning::vm(vm, &prepared.host, ctx);
     status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
     status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
     let old_conditions = vm.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    pinning::warn_when_unpinned(&vm.object_ref(&()), old_conditions, &pinned, ctx).await;
+    for condition in std::iter::once(&pinned).chain(&numa) {
+        pinning::warn_when_false(&vm.object_ref(&()), old_conditions, condition, ctx).await;
+    }
     let (verified, recheck) = verify::node(vm, &prepared.host, node.as_deref(), ctx).await?;
-    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned, verified]).collect();
+    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned, verified]).chain(numa).collect();
     // Looked at again soon while its node is checked or its token waits for a signature, and
     // before its host's report stops being believed without a heartbeat.
     let soon = if recheck || signing != Signing::Fine { RECHECK_NODE } else { RESYNC };
