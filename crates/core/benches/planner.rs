@@ -68,7 +68,8 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             // One VM in ten has NUMA passthrough, its guest memory in 1Gi hugepages, at most
             // 4Gi per core so that it fits the pools of the cells its cores take.
             let passthrough = i % 10 == 5;
-            let memory = cores * if passthrough { 4 } else { rng.pick(&[4u64, 8]) } * GI;
+            let per_core = rng.pick(&[4u64, 8]);
+            let memory = cores * if passthrough { 4 } else { per_core } * GI;
             let overhead = (328 << 20) + cores * (8 << 20) + memory / 512;
             let guest =
                 if passthrough { Res::hugepages(HugepageSize::OneGibibyte, memory) } else { Res::cores(0, memory) };
