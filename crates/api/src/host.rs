@@ -69,6 +69,16 @@ pub struct CatalystHostSpec {
     /// false keeps the VMs already here but places no new ones (a cordon).
     #[serde(default = "default_true")]
     pub schedulable: bool,
+    /// true drains the host: it takes no new VMs, and the operator moves each of its VMs to the
+    /// host the planner finds for it (as each VM's `moveStrategy` says), `maxParallelMoves` at a
+    /// time, never two of one spread group at once. Set by `kubectl catalyst drain`. false again
+    /// makes it schedulable; VMs do not move back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
+    /// How many of its VMs a drain moves at once.
+    #[serde(default = "default_parallel_moves", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_parallel_moves: u32,
     /// Hardware threads per physical core: 2 on a host with SMT (hyperthreading). `capacity.cpu`
     /// and the NUMA cells count threads, as the kubelet does. Catalyst assumes the host
     /// kubelet's static CPU manager runs with `full-pcpus-only`, as dedicated cores need on such
@@ -92,6 +102,14 @@ impl CatalystHostSpec {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_parallel_moves() -> u32 {
+    1
+}
+
+fn is_one(count: &u32) -> bool {
+    *count == 1
 }
 
 /// Everything the server has.
@@ -277,10 +295,52 @@ pub struct CatalystHostStatus {
     /// Its cores as its kubelet reports them (its node's CatalystNodeReport), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cores: Option<HostCores>,
+    /// Its VMs leaving, while it is drained (`spec.maintenance`) or fenced (its node carries
+    /// `node.kubernetes.io/out-of-service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evacuation: Option<Evacuation>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// How a host's evacuation stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Evacuation {
+    /// `Drain` or `Fenced`.
+    pub reason: String,
+    /// `Progressing` (VMs are moving, or about to), `Blocked` (a VM that must leave cannot) or
+    /// `Complete` (no VM left).
+    pub state: String,
+    /// VMs still on the host, moving ones included.
+    pub remaining: u32,
+    /// The moves under way: VM and the host it goes to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moving: Vec<PlannedMove>,
+    /// The moves the plan has for the VMs still to leave, in the order they will go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedMove>,
+    /// The VMs that cannot leave, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedMove>,
+}
+
+/// A VM (namespace/name) and the host it goes to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PlannedMove {
+    pub vm: String,
+    pub to: String,
+    /// `LiveMigrate` or `Restart`.
+    pub strategy: String,
+}
+
+/// A VM (namespace/name) that cannot leave, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct BlockedMove {
+    pub vm: String,
+    pub reason: String,
 }
 
 /// A host's cores, as Linux CPU lists: kept back by the kubelet, held by each VM, held by other

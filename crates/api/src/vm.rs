@@ -68,6 +68,13 @@ pub struct CatalystVMSpec {
     /// The network the VM's node is reached on.
     #[serde(default, skip_serializing_if = "VmNetwork::is_pod_network")]
     pub network: VmNetwork,
+    /// How the VM leaves its host when the host is drained (`spec.maintenance`) or fenced:
+    /// `LiveMigrate` (KubeVirt live migration, without a restart; only for a VM that can
+    /// migrate), `Restart` (stopped, and started on its new host), or `None` (never moved: a
+    /// drain waits on it). Unset: `LiveMigrate` where the VM can migrate, `Restart` otherwise. A
+    /// fenced host's VMs always restart elsewhere (they are not running), unless `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_strategy: Option<MoveStrategy>,
     /// How the VM joins the cluster as a node.
     #[serde(default)]
     pub node: NodeSettings,
@@ -190,6 +197,33 @@ impl HugepageSize {
             HugepageSize::OneGibibyte => "1Gi",
         }
     }
+}
+
+/// How a VM leaves a host that is drained or fenced.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum MoveStrategy {
+    /// KubeVirt live migration to the new host: the guest keeps running.
+    LiveMigrate,
+    /// Stopped on the old host and started on the new one.
+    Restart,
+    /// Never moved by the operator.
+    None,
+}
+
+/// A move under way: the host the VM is going to, how, and why. Its old host keeps its place
+/// in the old ledger until the VM runs on the new one, which holds a place for it from the
+/// start: a move that fails half-way frees nothing twice and loses nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmMove {
+    /// The CatalystHost it is going to.
+    pub to: String,
+    /// `LiveMigrate` or `Restart`.
+    pub strategy: MoveStrategy,
+    /// `Drain` (its host is in maintenance) or `Fenced` (its host's node is out of service).
+    pub reason: String,
+    /// When the move began.
+    pub started: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// KubeVirt run strategies.
@@ -379,9 +413,13 @@ impl VmPhase {
 pub struct CatalystVMStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<VmPhase>,
-    /// The CatalystHost the VM is placed on. Once set, the planner never moves it.
+    /// The CatalystHost the VM is placed on. Once set, the planner never moves it; only a drain
+    /// or a fenced host does (`moving`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The move under way, while the VM leaves its host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<VmMove>,
     /// Name of the KubeVirt VirtualMachine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_machine_name: Option<String>,

@@ -10,7 +10,7 @@
 
 use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use catalyst_api::vm::HugepageSize;
-use catalyst_core::planner::model::HostCells;
+use catalyst_core::planner::model::{HostCells, Moves};
 use catalyst_core::planner::{HostModel, PlanInput, Res, SearchBudget, Verdict, VmModel, plan, plan_within};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -87,6 +87,8 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
                 hugepages: passthrough.then_some((HugepageSize::OneGibibyte, memory / GI)),
                 joins: true,
                 for_groups: Res::cores(cores - 1, memory - 4 * GI),
+                moves: Moves::LiveMigrate,
+                migration_blocker: None,
             }
         })
         .collect();
@@ -219,6 +221,8 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
             hugepages: None,
             joins: true,
             for_groups: Res::cores(cores, cores * 4 * GI),
+            moves: Moves::LiveMigrate,
+            migration_blocker: None,
         });
     }
     PlanInput { hosts, vms: list, groups: Vec::new() }

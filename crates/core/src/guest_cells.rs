@@ -187,6 +187,8 @@ mod tests {
             hugepages: Some((HugepageSize::OneGibibyte, pages)),
             for_groups: Res::ZERO,
             joins: true,
+            moves: crate::planner::model::Moves::Restart,
+            migration_blocker: None,
         }
     }
 

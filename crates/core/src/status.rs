@@ -54,6 +54,23 @@ impl Live {
         Ok(live)
     }
 
+    /// The live layout as the planner reads it: each VM where it runs (where it is going, while
+    /// it moves), the others waiting for a host.
+    pub fn plan_input(&self, overhead: &crate::planner::Overhead) -> crate::planner::PlanInput {
+        let vms = self
+            .vms
+            .iter()
+            .map(|vm| {
+                let mut model = crate::planner::VmModel::from_vm(vm, overhead);
+                let status = vm.status.as_ref();
+                model.placed = status.and_then(|s| s.moving.as_ref().map(|m| m.to.clone()).or_else(|| s.host.clone()));
+                model
+            })
+            .collect();
+        let hosts = self.hosts.iter().map(crate::planner::HostModel::from_host).collect();
+        crate::planner::PlanInput { hosts, vms, groups: Vec::new() }
+    }
+
     /// Whether every VM and group reports `Pinned=True`.
     pub fn all_pinned(&self) -> bool {
         let pinned = |conditions: &[Condition]| conditions.iter().any(|c| c.type_ == "Pinned" && c.status == "True");

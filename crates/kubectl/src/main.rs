@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use catalyst_core::manifest;
+use catalyst_core::planner::evacuate::{Departure, Evacuation, as_planned, evacuate};
 use catalyst_core::planner::overhead::KubevirtArgs;
 use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget, Verdict, whatif};
 use catalyst_core::pool::HostPool;
@@ -40,6 +41,14 @@ enum Command {
         /// A stranded VM then makes the exit code 1.
         #[arg(long)]
         check_host_loss: bool,
+        /// Also answer: where would this host's VMs go if it were drained (each as its
+        /// moveStrategy says)? A VM that cannot leave then makes the exit code 1.
+        #[arg(long, value_name = "HOST")]
+        drain: Option<String>,
+        /// Also answer: where would this host's VMs restart if it were lost (fenced)? A VM that
+        /// would stay down then makes the exit code 1.
+        #[arg(long, value_name = "HOST")]
+        lose: Option<String>,
         #[command(flatten)]
         kubevirt: KubevirtArgs,
         /// Plan only on the CatalystHosts this label selector matches (as the operator's
@@ -73,6 +82,26 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Put a host in maintenance (`spec.maintenance: true`): the operator moves its VMs to the
+    /// hosts the planner finds, live where they can migrate. Prints where each goes, from the
+    /// live layout; `--dry-run` only prints. Exit 1 when some VM cannot leave, 2 on error.
+    Drain {
+        /// The CatalystHost.
+        host: String,
+        /// Print the moves; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// End a host's maintenance (`spec.maintenance: false`): it takes VMs again. VMs that
+    /// left it stay where they went.
+    Undrain {
+        /// The CatalystHost.
+        host: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// The live layout: each host's VMs, their ServiceGroups and replicas, with the cores each
     /// holds as the kubelets report them and its Pinned verdict. Read through kubectl (its
     /// KUBECONFIG, context and credentials), or from a saved List. Exit 1 when some VM or group
@@ -84,13 +113,45 @@ enum Command {
         file: Option<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Tree)]
         output: StatusOutput,
-        /// The kubectl to ask.
-        #[arg(long, env = "KUBECTL", default_value = "kubectl")]
-        kubectl: PathBuf,
-        /// kubectl's --context.
-        #[arg(long)]
-        context: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// How the live commands reach the cluster: through kubectl, with its KUBECONFIG and credentials.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The kubectl to ask.
+    #[arg(long, env = "KUBECTL", default_value = "kubectl")]
+    kubectl: PathBuf,
+    /// kubectl's --context.
+    #[arg(long)]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Runs kubectl with `args`: its output, or an error with what it said.
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = std::process::Command::new(&self.kubectl);
+        command.args(args);
+        if let Some(context) = &self.context {
+            command.arg(format!("--context={context}"));
+        }
+        let out = command.output().with_context(|| format!("running {}", self.kubectl.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8(out.stdout).context("kubectl printed something that is not UTF-8")
+    }
+
+    /// The live Catalyst objects.
+    fn live(&self) -> anyhow::Result<catalyst_core::status::Live> {
+        let json = self.run(&["get", "catalysthosts,catalystvms,servicegroups", "--all-namespaces", "-o", "json"])?;
+        Ok(catalyst_core::status::Live::from_list(&json)?)
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,12 +180,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { files } => Ok(validate(&files)),
         Command::Render { files, host_selector } => render(&files, &host_selector),
-        Command::Status { file, output, kubectl, context } => status(file, output, &kubectl, context.as_deref()),
+        Command::Status { file, output, cluster } => status(file, output, &cluster),
+        Command::Drain { host, dry_run, cluster } => drain(&host, dry_run, &cluster),
+        Command::Undrain { host, cluster } => {
+            cluster.run(&[
+                "patch",
+                "catalysthost",
+                &host,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"maintenance":false}}"#,
+            ])?;
+            println!("CatalystHost {host} takes VMs again; the VMs that left it stay where they went");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan {
             files,
             output,
             add_hosts_like,
             check_host_loss,
+            drain,
+            lose,
             kubevirt,
             host_selector,
             search_time,
@@ -132,7 +208,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let overhead = Overhead::from(&kubevirt);
             let budget = SearchBudget { nodes: search_nodes, time: search_time };
-            let questions = Questions { add_hosts_like: add_hosts_like.as_deref(), check_host_loss, budget };
+            let questions = Questions {
+                add_hosts_like: add_hosts_like.as_deref(),
+                check_host_loss,
+                drain: drain.as_deref(),
+                lose: lose.as_deref(),
+                budget,
+            };
             plan(&files, output, &questions, &overhead, &host_selector)
         }
     }
@@ -178,6 +260,10 @@ struct PlanReport<'a> {
     more_hosts: Option<&'a whatif::MoreHosts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     host_loss: Option<&'a [whatif::HostLoss]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<&'a Evacuation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lose: Option<&'a Evacuation>,
 }
 
 /// The manifests, or `None` after printing every error in them (bad input: nothing is `done`).
@@ -197,6 +283,8 @@ fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
 struct Questions<'a> {
     add_hosts_like: Option<&'a str>,
     check_host_loss: bool,
+    drain: Option<&'a str>,
+    lose: Option<&'a str>,
     budget: SearchBudget,
 }
 
@@ -226,12 +314,34 @@ fn plan(
         None => None,
     };
     let loss = questions.check_host_loss.then(|| whatif::host_loss(&input, &plan, budget));
+    let mut evacuations = Vec::new();
+    for (host, departure) in [(questions.drain, Departure::Drain), (questions.lose, Departure::Loss)] {
+        let Some(host) = host else { continue };
+        if !input.hosts.iter().any(|h| h.name == host) {
+            eprintln!("{host} is not a CatalystHost in these manifests");
+            return Ok(ExitCode::from(2));
+        }
+        evacuations.push((evacuate(&as_planned(&input, &plan), host, departure, budget), departure));
+    }
+    let of = |wanted: Departure| evacuations.iter().find(|(_, d)| *d == wanted).map(|(e, _)| e);
     match output {
-        Output::Table => print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref())),
+        Output::Table => {
+            print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref()));
+            for (evacuation, departure) in &evacuations {
+                print!("\n{}", planner::report::evacuation(evacuation, *departure));
+            }
+        }
         Output::Svg => print!("{}", planner::picture::svg(&plan)),
         Output::Html => print!("{}", planner::picture::html(&plan)),
         Output::Json | Output::Yaml => {
-            let report = PlanReport { overhead, plan: &plan, more_hosts: more.as_ref(), host_loss: loss.as_deref() };
+            let report = PlanReport {
+                overhead,
+                plan: &plan,
+                more_hosts: more.as_ref(),
+                host_loss: loss.as_deref(),
+                drain: of(Departure::Drain),
+                lose: of(Departure::Loss),
+            };
             let text = match output {
                 Output::Json => serde_json::to_string_pretty(&report)? + "\n",
                 _ => serde_norway::to_string(&report)?,
@@ -239,11 +349,13 @@ fn plan(
             print!("{text}");
         }
     }
-    let stranded = loss.iter().flatten().filter(|l| !l.stranded.is_empty());
+    let stranded = loss.iter().flatten().filter(|l| !l.stranded.is_empty()).map(|l| &l.verdict);
+    let blocked = evacuations.iter().filter(|(e, _)| !e.complete()).map(|(e, _)| &e.verdict);
+    let failing: Vec<&Verdict> = stranded.chain(blocked).collect();
     let undecided = |verdict: &Verdict| matches!(verdict, Verdict::NotFoundWithinBudget { .. });
-    Ok(if plan.fits && stranded.clone().next().is_none() {
+    Ok(if plan.fits && failing.is_empty() {
         ExitCode::SUCCESS
-    } else if undecided(&plan.verdict) || (plan.fits && stranded.clone().all(|l| undecided(&l.verdict))) {
+    } else if undecided(&plan.verdict) || (plan.fits && failing.iter().all(|v| undecided(v))) {
         ExitCode::from(NOT_FOUND_WITHIN_BUDGET)
     } else {
         ExitCode::FAILURE
@@ -296,33 +408,36 @@ fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
 }
 
 /// The live objects, from a saved List or through kubectl, printed as `output`.
-fn status(
-    file: Option<PathBuf>,
-    output: StatusOutput,
-    kubectl: &std::path::Path,
-    context: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let json = match file {
-        Some(file) => std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
-        None => {
-            let mut command = std::process::Command::new(kubectl);
-            command.args(["get", "catalysthosts,catalystvms,servicegroups", "--all-namespaces", "-o", "json"]);
-            if let Some(context) = context {
-                command.arg(format!("--context={context}"));
-            }
-            let out = command.output().with_context(|| format!("running {}", kubectl.display()))?;
-            anyhow::ensure!(
-                out.status.success(),
-                "kubectl get failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            String::from_utf8(out.stdout).context("kubectl printed something that is not UTF-8")?
+fn status(file: Option<PathBuf>, output: StatusOutput, cluster: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let live = match file {
+        Some(file) => {
+            let json = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            catalyst_core::status::Live::from_list(&json)?
         }
+        None => cluster.live()?,
     };
-    let live = catalyst_core::status::Live::from_list(&json)?;
     match output {
         StatusOutput::Tree => print!("{}", catalyst_core::status::tree(&live)),
         StatusOutput::Svg => print!("{}", catalyst_core::status::svg(&live)),
     }
     Ok(if live.all_pinned() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Where the host's VMs would go from the live layout, then, unless `dry_run`, its maintenance set.
+fn drain(host: &str, dry_run: bool, cluster: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let live = cluster.live()?;
+    anyhow::ensure!(
+        live.hosts.iter().any(|h| h.metadata.name.as_deref() == Some(host)),
+        "CatalystHost {host} not found"
+    );
+    let input = live.plan_input(&Overhead::default());
+    let evacuation = evacuate(&input, host, Departure::Drain, SearchBudget::default());
+    print!("{}", planner::report::evacuation(&evacuation, Departure::Drain));
+    if !dry_run {
+        cluster.run(&["patch", "catalysthost", host, "--type=merge", "-p", r#"{"spec":{"maintenance":true}}"#])?;
+        println!(
+            "CatalystHost {host} is in maintenance: the operator moves its VMs (kubectl catalyst status follows them)"
+        );
+    }
+    Ok(if evacuation.complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

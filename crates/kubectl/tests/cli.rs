@@ -234,3 +234,37 @@ fn status_asks_kubectl_for_the_three_kinds_in_every_namespace() {
     assert_eq!(failing.status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 22, item 5: `plan --drain` and `--lose` list each VM's move or why it cannot leave,
+/// with `plan`'s exit codes. The minimal sample's two VMs are a spread group on two hosts: a
+/// drain of either is blocked; with a third host it moves the VM there, and a restart is how a
+/// VM bridged on the pod network moves.
+#[test]
+fn plan_drain_and_lose_say_where_each_vm_goes_or_why_it_cannot() {
+    let blocked = run(&["plan", "-f", "config/samples/minimal/", "--drain", "small-1"]);
+    assert_eq!(blocked.status.code(), Some(1));
+    let text = stdout(&blocked);
+    assert!(text.contains("DRAIN small-1\n- cannot leave: catalyst-demo/api-a: no other host takes it"), "{text}");
+    assert!(text.contains("spread group catalyst-demo/api"), "{text}");
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = std::fs::read_to_string(repo().join("config/samples/minimal/layout.yaml")).unwrap();
+    let third = "---\napiVersion: catalyst.io/v1alpha1\nkind: CatalystHost\nmetadata:\n  name: small-3\nspec:\n  \
+                 nodeName: worker-3\n  capacity: {cpu: 32, memory: 128Gi}\n  reserved: {cpu: 2, memory: 8Gi}\n";
+    std::fs::write(dir.join("layout.yaml"), sample + third).unwrap();
+    let path = dir.to_string_lossy().into_owned();
+    for (question, title) in [("--drain", "DRAIN"), ("--lose", "LOSS")] {
+        let moved = run(&["plan", "-f", &path, question, "small-1"]);
+        let text = stdout(&moved);
+        assert_eq!(moved.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{title} small-1\nVM                   TO       HOW\ncatalyst-demo/api-a  small-3  Restart"
+            )),
+            "{text}"
+        );
+    }
+    let unknown = run(&["plan", "-f", &path, "--drain", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

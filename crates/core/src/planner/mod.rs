@@ -26,6 +26,7 @@
 //! candidates in range are feasible, which is the common case. Candidates skipped for
 //! memory, spread, selector or NUMA cost a step each; the benchmark measures real layouts.
 
+pub mod evacuate;
 mod kubelet;
 pub mod model;
 mod numa;

@@ -3,7 +3,7 @@
 pub use super::kubelet::{HostCells, Launcher};
 pub use super::overhead::Overhead;
 use crate::quantity::{HumanBytes, HumanCores, format_bytes, format_millicores, parse_bytes, parse_millicores};
-use catalyst_api::vm::HugepageSize;
+use catalyst_api::vm::{HugepageSize, MoveStrategy};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -201,7 +201,8 @@ impl HostModel {
             name: host.name_any(),
             node_name: spec.node_name.clone(),
             failure_domain: spec.failure_domain.clone().unwrap_or_else(|| host.name_any()),
-            schedulable: spec.schedulable,
+            // A host in maintenance is drained: it takes no new VMs.
+            schedulable: spec.schedulable && !spec.maintenance,
             labels: host.labels().clone(),
             allocatable,
             threads_per_core: spec.threads(),
@@ -238,6 +239,51 @@ pub struct VmModel {
     /// Whether it joins the cluster as a node (`spec.node.joinSecretName` is set): a VM that
     /// does not never takes a replica, whatever room it has.
     pub joins: bool,
+    /// How it leaves a drained or fenced host ([`Moves::of`]).
+    pub moves: Moves,
+    /// Why KubeVirt cannot live-migrate it, as far as its spec tells.
+    pub migration_blocker: Option<String>,
+}
+
+/// How a VM leaves a host it must leave: `spec.moveStrategy`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Moves {
+    LiveMigrate,
+    Restart,
+    Never,
+}
+
+impl Moves {
+    /// `spec.moveStrategy`; unset, live migration where nothing in the spec blocks it, a restart
+    /// otherwise.
+    pub fn of(spec: &catalyst_api::CatalystVMSpec) -> Self {
+        match spec.move_strategy {
+            Some(MoveStrategy::LiveMigrate) => Moves::LiveMigrate,
+            Some(MoveStrategy::Restart) => Moves::Restart,
+            Some(MoveStrategy::None) => Moves::Never,
+            None if migration_blocker(spec).is_some() => Moves::Restart,
+            None => Moves::LiveMigrate,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moves::LiveMigrate => "LiveMigrate",
+            Moves::Restart => "Restart",
+            Moves::Never => "None",
+        }
+    }
+}
+
+/// What in a VM's spec keeps KubeVirt from live-migrating it, if anything: a bridge on the pod
+/// network (kubevirt v1.9.0 `pkg/network/vmispec/interface.go`, `VerifyVMIMigratable`: the
+/// guest would keep an address the target pod does not have).
+pub fn migration_blocker(spec: &catalyst_api::CatalystVMSpec) -> Option<String> {
+    spec.network.is_pod_network().then(|| {
+        "its interface is bridged on the pod network, which KubeVirt cannot live-migrate (VerifyVMIMigratable); \
+         name a Multus network in spec.network, or let it restart (moveStrategy Restart)"
+            .to_string()
+    })
 }
 
 impl VmModel {
@@ -268,6 +314,8 @@ impl VmModel {
             vcpus,
             reserved_cpu: spec.node.reserved_cpu.into(),
             joins: spec.node.join_secret_name.is_some(),
+            moves: Moves::of(spec),
+            migration_blocker: migration_blocker(spec),
         }
     }
 

@@ -232,3 +232,33 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
     };
     out
 }
+
+/// A host's evacuation as a person reads it: each VM's move, then those that cannot leave.
+pub fn evacuation(evacuation: &super::evacuate::Evacuation, departure: super::evacuate::Departure) -> String {
+    use super::evacuate::Departure;
+    let mut out = String::new();
+    let (title, none) = match departure {
+        Departure::Drain => ("DRAIN", "it holds no VM"),
+        Departure::Loss => ("LOSS", "it holds no VM"),
+    };
+    let _ = writeln!(out, "{title} {}", evacuation.host);
+    if evacuation.moves.is_empty() && evacuation.blocked.is_empty() {
+        let _ = writeln!(out, "{none}");
+        return out;
+    }
+    if !evacuation.moves.is_empty() {
+        let rows: Vec<Vec<String>> =
+            evacuation.moves.iter().map(|m| vec![m.vm.clone(), m.to.clone(), m.how.as_str().to_string()]).collect();
+        out.push_str(&aligned(&["VM", "TO", "HOW"], &rows));
+    }
+    for blocked in &evacuation.blocked {
+        let _ = writeln!(out, "- cannot leave: {}: {}", blocked.vm, blocked.reason);
+    }
+    let _ = match (evacuation.blocked.len(), departure) {
+        (0, Departure::Drain) => writeln!(out, "every VM can leave, one move at a time"),
+        (0, Departure::Loss) => writeln!(out, "every VM restarts elsewhere"),
+        (n, Departure::Drain) => writeln!(out, "{n} VM(s) cannot leave: the drain would be blocked"),
+        (n, Departure::Loss) => writeln!(out, "{n} VM(s) would stay down"),
+    };
+    out
+}

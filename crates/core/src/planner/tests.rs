@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 const GI: u64 = 1 << 30;
 
-fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
+pub(super) fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
     HostModel {
         name: name.into(),
         node_name: format!("node-{name}"),
@@ -23,7 +23,7 @@ fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
     }
 }
 
-fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
+pub(super) fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
     VmModel {
         key: format!("ns/{name}"),
         demand: Res::cores(cpu, memory_gi * GI),
@@ -37,11 +37,13 @@ fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
         passthrough: false,
         hugepages: None,
         joins: true,
+        moves: super::model::Moves::LiveMigrate,
+        migration_blocker: None,
         for_groups: Res::cores(cpu, memory_gi * GI),
     }
 }
 
-fn spread(mut vm: VmModel, group: &str) -> VmModel {
+pub(super) fn spread(mut vm: VmModel, group: &str) -> VmModel {
     vm.spread_group = Some(format!("ns/{group}"));
     vm
 }

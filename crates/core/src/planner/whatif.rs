@@ -1,8 +1,9 @@
 //! The two questions asked before buying or draining a server: how many more hosts of a
 //! given shape make the layout fit, and can each host's VMs be re-placed if it is lost.
 
+use super::evacuate::{Departure, as_planned, evacuate};
 use super::search::SharedBudget;
-use super::{Decision, HostModel, Plan, PlanInput, Res, SearchBudget, Verdict, plan_within};
+use super::{HostModel, Plan, PlanInput, Res, SearchBudget, Verdict, plan_within};
 use serde::Serialize;
 
 /// The answer to `--add-hosts-like HOST`.
@@ -138,45 +139,22 @@ pub struct HostLoss {
 }
 
 /// For each host: take it away, keep every other VM where the plan put it, and re-place the
-/// lost host's VMs under the same constraints. A VM pinned to the lost host is stranded.
+/// lost host's VMs under the same constraints ([`evacuate`]). A VM pinned to the lost host, or
+/// one that is never moved, is stranded.
 pub fn host_loss(input: &PlanInput, base: &Plan, budget: SearchBudget) -> Vec<HostLoss> {
     // One budget's time for all the scenarios together.
     let budget = budget.shared();
-    let placed_on: std::collections::HashMap<&str, &str> =
-        base.vms.iter().filter_map(|vm| Some((vm.vm.as_str(), vm.host.as_deref()?))).collect();
+    let planned = as_planned(input, base);
     base.hosts
         .iter()
         .map(|lost| {
-            let mut scenario = PlanInput {
-                hosts: input.hosts.iter().filter(|h| h.name != lost.name).cloned().collect(),
-                vms: Vec::new(),
-                groups: Vec::new(),
-            };
-            for vm in &input.vms {
-                match placed_on.get(vm.key.as_str()) {
-                    Some(host) if *host == lost.name => {
-                        let mut moved = vm.clone();
-                        moved.placed = None;
-                        scenario.vms.push(moved);
-                    }
-                    Some(host) => {
-                        let mut stays = vm.clone();
-                        stays.placed = Some(host.to_string());
-                        scenario.vms.push(stays);
-                    }
-                    None => {}
-                }
+            let loss = evacuate(&planned, &lost.name, Departure::Loss, budget.next());
+            HostLoss {
+                host: lost.name.clone(),
+                replaced: loss.moves.into_iter().map(|m| (m.vm, m.to)).collect(),
+                stranded: loss.blocked.into_iter().map(|b| b.vm).collect(),
+                verdict: loss.verdict,
             }
-            let outcome = plan_within(&scenario, budget.next());
-            let mut replaced = Vec::new();
-            let mut stranded = Vec::new();
-            for vm in outcome.vms.iter().filter(|vm| lost.vms.contains(&vm.vm)) {
-                match (&vm.host, vm.decision) {
-                    (Some(host), Decision::Pinned | Decision::Planned) => replaced.push((vm.vm.clone(), host.clone())),
-                    _ => stranded.push(vm.vm.clone()),
-                }
-            }
-            HostLoss { host: lost.name.clone(), replaced, stranded, verdict: outcome.verdict }
         })
         .collect()
 }

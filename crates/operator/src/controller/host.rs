@@ -93,6 +93,7 @@ pub fn desired_status(
             vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
         }),
         cores: pinning::host_cores(host, &ledger, ctx),
+        evacuation: None,
         vms: ledger.into_iter().collect(),
         conditions: conditions::merge(&old.conditions, &wanted_conditions, generation, &(ctx.clock)()),
         observed_generation: generation,
