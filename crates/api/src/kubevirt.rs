@@ -254,6 +254,9 @@ pub struct UrlSource {
 pub struct StorageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Unset: CDI takes them from the StorageClass's StorageProfile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<String>,
     pub resources: StorageResources,
 }
 
@@ -403,7 +406,13 @@ mod tests {
     derive = "PartialEq",
     derive = "Default"
 )]
-pub struct VirtualMachineInstanceSpec {}
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineInstanceSpec {
+    /// The nodes it may run on; the `LiveUpdate` rollout strategy copies the VirtualMachine's
+    /// into a running instance (`handleAffinityChangeRequest`, `pkg/virt-controller/watch/vm/vm.go`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -416,6 +425,49 @@ pub struct VirtualMachineInstanceStatus {
     pub node_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<InstanceInterface>,
+    /// Such as `LiveMigratable` (`pkg/virt-handler/vm.go`, `calculateLiveMigrationCondition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<InstanceCondition>,
+}
+
+/// A condition of an instance, as KubeVirt writes it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct InstanceCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `kubevirt.io/v1` VirtualMachineInstanceMigration, as Catalyst writes and reads it: one live
+/// migration of an instance, to a node its `nodeSelector` allows (`staging/src/kubevirt.io/api/core/v1/types.go`,
+/// KubeVirt v1.9.0).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "kubevirt.io",
+    version = "v1",
+    kind = "VirtualMachineInstanceMigration",
+    namespaced,
+    status = "MigrationStatus",
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineInstanceMigrationSpec {
+    /// The instance to migrate (its VirtualMachine's name).
+    pub vmi_name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// Pending, Scheduling, Scheduled, PreparingTarget, TargetReady, Running, Succeeded, Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 /// For a bridged interface on the pod network, KubeVirt fills the addresses from the pod's

@@ -162,6 +162,27 @@ pub struct DataVolumeSource {
     /// Image to import: an http(s) URL, or docker://registry/image for a container registry.
     #[schemars(length(min = 1, max = 2048))]
     pub image_url: String,
+    /// `ReadWriteMany` lets KubeVirt live-migrate the VM (a Ceph RBD class gives it in block
+    /// mode); unset, the StorageClass's StorageProfile decides, and Catalyst moves the VM by a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<AccessMode>,
+}
+
+/// A volume's access mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AccessMode {
+    ReadWriteOnce,
+    ReadWriteMany,
+}
+
+impl AccessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::ReadWriteOnce => "ReadWriteOnce",
+            AccessMode::ReadWriteMany => "ReadWriteMany",
+        }
+    }
 }
 
 /// An existing PersistentVolumeClaim in the VM's namespace.

@@ -119,9 +119,16 @@ pub const CLUSTER: &[Grant] = &[
     Grant {
         group: "kubevirt.io",
         resource: "virtualmachineinstances",
-        verbs: &["get"],
+        verbs: &["get", "delete"],
         names: &[],
-        why: "match a node that claims a VM to the VM's instance (its host and addresses)",
+        why: "match a node that claims a VM to the VM's instance (its host and addresses); follow a move, and restart a VM on its new host",
+    },
+    Grant {
+        group: "kubevirt.io",
+        resource: "virtualmachineinstancemigrations",
+        verbs: &["get", "create", "delete"],
+        names: &[],
+        why: "live-migrate a VM off a drained host",
     },
     Grant {
         group: "events.k8s.io",

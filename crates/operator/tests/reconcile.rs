@@ -664,9 +664,9 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     // api-a's node joins and is verified against its instance, then labelled.
     let joined = reread(&fake, &world);
     let host = joined.vms[0].status.as_ref().unwrap().host.clone().unwrap();
-    let host_node =
+    let node_of_host =
         joined.hosts.iter().find(|h| h.metadata.name.as_ref() == Some(&host)).unwrap().spec.node_name.clone();
-    fake.insert(&format!("{INSTANCES}/api-a"), instance("api-a", &host_node, "10.244.3.17"));
+    fake.insert(&format!("{INSTANCES}/api-a"), instance("api-a", &node_of_host, "10.244.3.17"));
     let node = claiming_node("api-a", "10.244.3.17");
     fake.insert("/api/v1/nodes/api-a.catalyst-demo", serde_json::to_value(&node).unwrap());
     controller::vm::reconcile(vm_guard(&joined, "api-a"), context(client.clone(), &joined, vec![node])).await.unwrap();
@@ -678,8 +678,18 @@ async fn the_rbac_grants_exactly_the_calls_the_operator_makes() {
     let _ = controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await;
     controller::vm::reconcile(vm_guard(&deleting, "api-a"), context(client.clone(), &deleting, vec![])).await.unwrap();
 
+    // A drain: a restart (api-a) and a live migration (api-c).
+    let mut draining = placed_world([("api-a", "small-1"), ("api-b", "small-2"), ("api-c", "small-1")]);
+    draining.hosts[0].spec.maintenance = true;
+    let nodes: Vec<Node> = ["worker-1", "worker-2", "worker-3"].map(|n| host_node(n, true, false)).into();
+    let (drain_fake, drain_client) = FakeApi::start();
+    serve_running(&drain_fake, &draining);
+    for _ in 0..12 {
+        draining = round(&drain_fake, &drain_client, &draining, &nodes).await;
+    }
+
     let observed: std::collections::BTreeSet<(String, String, String)> =
-        fake.requests().iter().map(|r| authorization(r)).collect();
+        fake.requests().iter().chain(&drain_fake.requests()).map(|r| authorization(r)).collect();
     let granted: std::collections::BTreeSet<(String, String, String)> = catalyst_operator::rbac::CLUSTER
         .iter()
         .flat_map(|g| g.verbs.iter().map(move |v| (g.group.to_string(), g.resource.to_string(), v.to_string())))
@@ -1314,4 +1324,270 @@ async fn a_passthrough_vms_real_cells_and_pools_are_compared_with_the_plan() {
     assert_eq!((&short["status"], &short["reason"]), (&json!("False"), &json!("PoolsDiffer")), "{short}");
     assert!(short["message"].as_str().unwrap().starts_with("NUMA cell 0 holds 8 1Gi pages, the plan counts 16"));
     assert_eq!(warnings, [json!("PoolsDiffer")]);
+}
+
+const MIGRATIONS: &str = "/apis/kubevirt.io/v1/namespaces/catalyst-demo/virtualmachineinstancemigrations";
+
+/// A Ready node of a host, fenced (`node.kubernetes.io/out-of-service`) or not.
+fn host_node(name: &str, ready: bool, fenced: bool) -> Node {
+    let taints = if fenced {
+        json!([{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}])
+    } else {
+        json!([])
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "Unknown" }}]}
+    }))
+    .unwrap()
+}
+
+/// Issue 22's world: the minimal sample on three hosts, each VM placed and running where
+/// `on` says (status, ledger and a running instance), plus `api-c` (no spread group, on a
+/// Multus network, so it can migrate) on small-1.
+fn placed_world(on: [(&str, &str); 3]) -> World {
+    let mut world = world();
+    let mut third = world.hosts[0].clone();
+    third.metadata.name = Some("small-3".into());
+    third.metadata.uid = Some("uid-small-3".into());
+    third.spec.node_name = "worker-3".into();
+    world.hosts.push(third);
+    let mut api_c = world.vms[0].clone();
+    api_c.metadata.name = Some("api-c".into());
+    api_c.metadata.uid = Some("uid-api-c".into());
+    api_c.spec.placement.spread_group = None;
+    api_c.spec.network.multus_network_name = Some("hosts-lan".into());
+    world.vms.push(api_c);
+    world.groups.clear();
+    for (vm, host) in on {
+        let vm = world.vms.iter_mut().find(|v| v.metadata.name.as_deref() == Some(vm)).unwrap();
+        vm.status = Some(serde_json::from_value(json!({"host": host, "phase": "Ready"})).unwrap());
+        let key = format!("catalyst-demo/{}", vm.metadata.name.clone().unwrap());
+        let host = world.hosts.iter_mut().find(|h| h.metadata.name.as_deref() == Some(host)).unwrap();
+        host.status.get_or_insert_with(Default::default).vms.push(key);
+    }
+    world
+}
+
+fn node_of(world: &World, host: &str) -> String {
+    world.hosts.iter().find(|h| h.metadata.name.as_deref() == Some(host)).unwrap().spec.node_name.clone()
+}
+
+/// Plays KubeVirt for every VM: LiveUpdate carries the VirtualMachine's node selector into the
+/// instance; a migration moves the instance to that node and succeeds; a deleted instance comes
+/// back on the node the VirtualMachine selects.
+fn play_kubevirt(fake: &FakeApi, world: &World) {
+    for vm in &world.vms {
+        let name = vm.metadata.name.clone().unwrap();
+        let selected = fake.get(&format!("{MACHINES}/{name}")).and_then(|m| {
+            m["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"].as_str().map(String::from)
+        });
+        let path = format!("{INSTANCES}/{name}");
+        match (fake.get(&path), selected) {
+            (None, Some(node)) => {
+                let mut running = instance(&name, &node, "10.244.3.17");
+                running["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+                fake.insert(&path, running);
+            }
+            (Some(mut instance), Some(node)) => {
+                instance["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+                let migration = format!("{MIGRATIONS}/{name}-catalyst-move");
+                if let Some(mut migration_object) = fake.get(&migration) {
+                    instance["status"]["nodeName"] = json!(node);
+                    migration_object["status"] = json!({"phase": "Succeeded"});
+                    fake.insert(&migration, migration_object);
+                }
+                fake.insert(&path, instance);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One round: every host reconciled, then every VM, with KubeVirt played after each VM;
+/// returns the world as it then is.
+async fn round(fake: &FakeApi, client: &kube::Client, world: &World, nodes: &[Node]) -> World {
+    for host in &world.hosts {
+        let ctx = context(client.clone(), world, nodes.to_vec());
+        controller::host::reconcile(Arc::new(DeserializeGuard(Ok(host.clone()))), ctx).await.unwrap();
+    }
+    let mut world = reread(fake, world);
+    for name in world.vms.iter().map(|v| v.metadata.name.clone().unwrap()).collect::<Vec<_>>() {
+        let ctx = context(client.clone(), &world, nodes.to_vec());
+        let _ = controller::vm::reconcile(vm_guard(&world, &name), ctx).await;
+        play_kubevirt(fake, &world);
+        world = reread(fake, &world);
+    }
+    world
+}
+
+/// The reasons of every event published, the hosts' (in the default namespace) included.
+fn event_reasons(fake: &FakeApi) -> Vec<Value> {
+    let posts: Vec<String> =
+        fake.requests().into_iter().filter(|r| r.starts_with("POST ") && r.ends_with("/events")).collect();
+    posts.iter().flat_map(|post| fake.bodies_of(post)).map(|e| e["reason"].clone()).collect()
+}
+
+fn hosts_of(world: &World) -> Vec<(String, Option<String>)> {
+    world
+        .vms
+        .iter()
+        .map(|vm| (vm.metadata.name.clone().unwrap(), vm.status.as_ref().and_then(|s| s.host.clone())))
+        .collect()
+}
+
+fn serve_running(fake: &FakeApi, world: &World) {
+    serve(fake, world);
+    for vm in &world.vms {
+        let name = vm.metadata.name.clone().unwrap();
+        let host = vm.status.as_ref().unwrap().host.clone().unwrap();
+        let mut running = instance(&name, &node_of(world, &host), "10.244.3.17");
+        running["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node_of(world, &host)});
+        fake.insert(&format!("{INSTANCES}/{name}"), running);
+    }
+}
+
+/// Issue 22: a drain with room moves every VM off the host, one at a time, each as its
+/// strategy says (api-a bridged on the pod network restarts; api-c on a Multus network live-
+/// migrates, once LiveUpdate carried its new selector into its instance), and each stays in
+/// its old host's ledger until it runs on the new one.
+#[tokio::test]
+async fn a_drain_with_room_moves_every_vm_one_at_a_time() {
+    let mut world = placed_world([("api-a", "small-1"), ("api-b", "small-2"), ("api-c", "small-1")]);
+    world.hosts[0].spec.maintenance = true;
+    let nodes: Vec<Node> = ["worker-1", "worker-2", "worker-3"].map(|n| host_node(n, true, false)).into();
+    let (fake, client) = FakeApi::start();
+    serve_running(&fake, &world);
+    let mut most_moving = 0;
+    for _ in 0..12 {
+        world = round(&fake, &client, &world, &nodes).await;
+        let moving = world.vms.iter().filter(|v| v.status.as_ref().is_some_and(|s| s.moving.is_some())).count();
+        most_moving = most_moving.max(moving);
+        // A moving VM holds its place in both ledgers.
+        for vm in world.vms.iter().filter(|v| v.status.as_ref().is_some_and(|s| s.moving.is_some())) {
+            let key = format!("catalyst-demo/{}", vm.metadata.name.clone().unwrap());
+            let old = vm.status.as_ref().unwrap().host.clone().unwrap();
+            let old_ledger = &world.hosts.iter().find(|h| h.metadata.name.as_deref() == Some(&old)).unwrap();
+            assert!(
+                old_ledger.status.as_ref().unwrap().vms.contains(&key),
+                "{key} left {old}'s ledger before it moved"
+            );
+        }
+    }
+    assert_eq!(most_moving, 1, "one at a time");
+    // api-a may not join api-b (their spread group); api-c takes the tightest host.
+    assert_eq!(
+        hosts_of(&world),
+        [
+            ("api-a".into(), Some("small-3".into())),
+            ("api-b".into(), Some("small-2".into())),
+            ("api-c".into(), Some("small-2".into()))
+        ]
+    );
+    let drained = world.hosts[0].status.as_ref().unwrap();
+    assert!(drained.vms.is_empty(), "{:?}", drained.vms);
+    assert_eq!(drained.evacuation.as_ref().unwrap().state, "Complete");
+    assert!(drained.conditions.iter().any(|c| c.type_ == "Evacuated" && c.status == "True"));
+    assert_eq!(world.hosts[1].status.as_ref().unwrap().vms, ["catalyst-demo/api-b", "catalyst-demo/api-c"]);
+    assert_eq!(world.hosts[2].status.as_ref().unwrap().vms, ["catalyst-demo/api-a"]);
+    // api-c went by a migration, api-a by a restart.
+    let requests = fake.requests();
+    assert!(requests.contains(&format!("POST {MIGRATIONS}")), "{requests:?}");
+    assert!(requests.contains(&format!("DELETE {INSTANCES}/api-a")), "{requests:?}");
+    assert!(!requests.contains(&format!("DELETE {INSTANCES}/api-c")), "api-c was not restarted: {requests:?}");
+    let reasons = event_reasons(&fake);
+    assert!(reasons.contains(&json!("Moved")) && reasons.contains(&json!("Evacuated")), "{reasons:?}");
+}
+
+/// Issue 22: a drain without room is blocked and says why; nothing moves.
+#[tokio::test]
+async fn a_drain_without_room_is_blocked_and_says_why() {
+    let mut world = placed_world([("api-a", "small-1"), ("api-b", "small-2"), ("api-c", "small-2")]);
+    world.hosts.truncate(2);
+    world.hosts[0].spec.maintenance = true;
+    let nodes: Vec<Node> = ["worker-1", "worker-2"].map(|n| host_node(n, true, false)).into();
+    let (fake, client) = FakeApi::start();
+    serve_running(&fake, &world);
+    for _ in 0..3 {
+        world = round(&fake, &client, &world, &nodes).await;
+    }
+    assert_eq!(hosts_of(&world)[0], ("api-a".into(), Some("small-1".into())));
+    let evacuation = world.hosts[0].status.as_ref().unwrap().evacuation.clone().unwrap();
+    assert_eq!((evacuation.state.as_str(), evacuation.remaining), ("Blocked", 1));
+    assert!(evacuation.blocked[0].reason.contains("spread group catalyst-demo/api"), "{evacuation:?}");
+    let reasons = event_reasons(&fake);
+    assert!(reasons.contains(&json!("EvacuationBlocked")), "{reasons:?}");
+    assert!(fake.requests().iter().all(|r| !r.starts_with(&format!("DELETE {INSTANCES}"))));
+}
+
+/// Issue 22: two drained hosts never move two members of one spread group at once.
+#[tokio::test]
+async fn drains_never_move_two_members_of_a_spread_group_at_once() {
+    let mut world = placed_world([("api-a", "small-1"), ("api-b", "small-2"), ("api-c", "small-3")]);
+    let mut fourth = world.hosts[2].clone();
+    fourth.metadata.name = Some("small-4".into());
+    fourth.spec.node_name = "worker-4".into();
+    fourth.status = None;
+    world.hosts.push(fourth);
+    let mut fifth = world.hosts[3].clone();
+    fifth.metadata.name = Some("small-5".into());
+    fifth.spec.node_name = "worker-5".into();
+    world.hosts.push(fifth);
+    world.hosts[0].spec.maintenance = true;
+    world.hosts[1].spec.maintenance = true;
+    world.hosts[0].spec.max_parallel_moves = 4;
+    world.hosts[1].spec.max_parallel_moves = 4;
+    let nodes: Vec<Node> =
+        ["worker-1", "worker-2", "worker-3", "worker-4", "worker-5"].map(|n| host_node(n, true, false)).into();
+    let (fake, client) = FakeApi::start();
+    serve_running(&fake, &world);
+    for _ in 0..16 {
+        world = round(&fake, &client, &world, &nodes).await;
+        let group_moving = world
+            .vms
+            .iter()
+            .filter(|v| {
+                v.spec.placement.spread_group.is_some() && v.status.as_ref().is_some_and(|s| s.moving.is_some())
+            })
+            .count();
+        assert!(group_moving <= 1, "two members of spread group api move at once");
+    }
+    let hosts = hosts_of(&world);
+    assert!(hosts.iter().all(|(_, host)| !matches!(host.as_deref(), Some("small-1" | "small-2"))), "{hosts:?}");
+    assert_ne!(hosts[0].1, hosts[1].1, "the spread group holds: {hosts:?}");
+}
+
+/// Issue 22, item 2: a host whose node is only NotReady keeps its VMs (it may still run them
+/// against shared disks); once the node is fenced, they restart elsewhere.
+#[tokio::test]
+async fn a_fenced_hosts_vms_come_back_elsewhere_and_a_not_ready_one_keeps_them() {
+    let mut world = placed_world([("api-a", "small-1"), ("api-b", "small-2"), ("api-c", "small-1")]);
+    let (fake, client) = FakeApi::start();
+    serve_running(&fake, &world);
+    let not_ready: Vec<Node> =
+        [host_node("worker-1", false, false), host_node("worker-2", true, false), host_node("worker-3", true, false)]
+            .into();
+    for _ in 0..3 {
+        world = round(&fake, &client, &world, &not_ready).await;
+    }
+    assert_eq!(hosts_of(&world)[0].1.as_deref(), Some("small-1"), "NotReady alone moves nothing");
+    assert!(world.hosts[0].status.as_ref().unwrap().evacuation.is_none());
+    let fenced: Vec<Node> =
+        [host_node("worker-1", false, true), host_node("worker-2", true, false), host_node("worker-3", true, false)]
+            .into();
+    for _ in 0..8 {
+        world = round(&fake, &client, &world, &fenced).await;
+    }
+    assert_eq!(
+        hosts_of(&world),
+        [
+            ("api-a".into(), Some("small-3".into())),
+            ("api-b".into(), Some("small-2".into())),
+            ("api-c".into(), Some("small-2".into()))
+        ]
+    );
+    let evacuation = world.hosts[0].status.as_ref().unwrap().evacuation.clone().unwrap();
+    assert_eq!((evacuation.reason.as_str(), evacuation.state.as_str()), ("Fenced", "Complete"));
+    // A fenced host's VMs restart, even one that could migrate.
+    assert!(fake.requests().iter().all(|r| !r.starts_with(&format!("POST {MIGRATIONS}"))));
 }

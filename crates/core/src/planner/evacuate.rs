@@ -143,6 +143,37 @@ pub fn evacuate(input: &PlanInput, host: &str, departure: Departure, budget: Sea
     Evacuation { host: host.to_string(), moves, blocked, verdict: plan.verdict }
 }
 
+/// The moves that go now: those `under_way`, then the plan's next ones, until `parallel` go at
+/// once; never two VMs of one spread group (`group_of`; `busy` holds the groups with a member
+/// moving anywhere), never a VM that must wait (`paused`).
+pub fn to_start(
+    plan: &Evacuation,
+    under_way: Vec<Move>,
+    group_of: impl Fn(&str) -> Option<String>,
+    busy: &std::collections::BTreeSet<String>,
+    paused: &std::collections::BTreeSet<String>,
+    parallel: usize,
+) -> Vec<Move> {
+    let mut busy = busy.clone();
+    busy.extend(under_way.iter().filter_map(|m| group_of(&m.vm)));
+    let mut going = under_way;
+    for next in &plan.moves {
+        if going.len() >= parallel {
+            break;
+        }
+        if paused.contains(&next.vm) || going.iter().any(|m| m.vm == next.vm) {
+            continue;
+        }
+        let group = group_of(&next.vm);
+        if group.as_ref().is_some_and(|g| busy.contains(g)) {
+            continue;
+        }
+        busy.extend(group);
+        going.push(next.clone());
+    }
+    going
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +235,26 @@ mod tests {
         let drain = evacuate(&full, "a", Departure::Drain, SearchBudget::default());
         assert!(!drain.complete());
         assert!(drain.blocked.iter().all(|b| b.reason.starts_with("no other host takes it")), "{:?}", drain.blocked);
+    }
+
+    #[test]
+    fn moves_go_one_at_a_time_and_never_two_of_a_spread_group() {
+        let mv = |vm: &str| Move { vm: vm.into(), to: "b".into(), how: How::LiveMigrate };
+        let plan = Evacuation {
+            host: "a".into(),
+            moves: vec![mv("web-1"), mv("web-2"), mv("db"), mv("cache")],
+            blocked: Vec::new(),
+            verdict: Verdict::Fits,
+        };
+        let group = |vm: &str| vm.starts_with("web").then(|| "web".to_string());
+        let none = std::collections::BTreeSet::new();
+        let vms = |moves: Vec<Move>| moves.into_iter().map(|m| m.vm).collect::<Vec<_>>();
+        assert_eq!(vms(to_start(&plan, Vec::new(), group, &none, &none, 1)), ["web-1"]);
+        assert_eq!(vms(to_start(&plan, vec![mv("web-1")], group, &none, &none, 1)), ["web-1"], "one at a time");
+        assert_eq!(vms(to_start(&plan, Vec::new(), group, &none, &none, 3)), ["web-1", "db", "cache"], "web-2 waits");
+        let busy = std::collections::BTreeSet::from(["web".to_string()]);
+        let paused = std::collections::BTreeSet::from(["db".to_string()]);
+        assert_eq!(vms(to_start(&plan, Vec::new(), group, &busy, &paused, 3)), ["cache"]);
     }
 
     #[test]

@@ -275,15 +275,38 @@ impl Moves {
     }
 }
 
-/// What in a VM's spec keeps KubeVirt from live-migrating it, if anything: a bridge on the pod
-/// network (kubevirt v1.9.0 `pkg/network/vmispec/interface.go`, `VerifyVMIMigratable`: the
-/// guest would keep an address the target pod does not have).
+/// What in a VM's spec keeps KubeVirt from live-migrating it, if anything (kubevirt v1.9.0,
+/// `pkg/virt-handler/vm.go`, `calculateLiveMigrationCondition`): a bridge on the pod network
+/// (`pkg/network/vmispec/interface.go`, `VerifyVMIMigratable`: the guest would keep an address
+/// the target pod does not have), or a boot volume that is not ReadWriteMany (a DataVolume not
+/// asked as one; an existing claim, whose mode Catalyst cannot see, unless `moveStrategy:
+/// LiveMigrate` says it is). A containerDisk migrates: the target pulls the same image.
 pub fn migration_blocker(spec: &catalyst_api::CatalystVMSpec) -> Option<String> {
-    spec.network.is_pod_network().then(|| {
-        "its interface is bridged on the pod network, which KubeVirt cannot live-migrate (VerifyVMIMigratable); \
-         name a Multus network in spec.network, or let it restart (moveStrategy Restart)"
-            .to_string()
-    })
+    let disk = &spec.boot_disk;
+    if spec.network.is_pod_network() {
+        return Some(
+            "its interface is bridged on the pod network, which KubeVirt cannot live-migrate (VerifyVMIMigratable); \
+             name a Multus network in spec.network, or let it restart (moveStrategy Restart)"
+                .into(),
+        );
+    }
+    if let Some(volume) = &disk.data_volume
+        && volume.access_mode != Some(catalyst_api::vm::AccessMode::ReadWriteMany)
+    {
+        return Some(
+            "its boot DataVolume is not ReadWriteMany, and KubeVirt migrates only shared disks: set \
+             bootDisk.dataVolume.accessMode ReadWriteMany (Ceph RBD in block mode gives it), or let it restart"
+                .into(),
+        );
+    }
+    if disk.persistent_volume_claim.is_some() && spec.move_strategy != Some(MoveStrategy::LiveMigrate) {
+        return Some(
+            "its boot disk is an existing claim, which KubeVirt migrates only when it is ReadWriteMany, and Catalyst \
+             cannot see its mode: set moveStrategy LiveMigrate if it is"
+                .into(),
+        );
+    }
+    None
 }
 
 impl VmModel {

@@ -16,7 +16,7 @@ use catalyst_api::kubevirt::{
     ClaimRef, CloudInitNoCloud, ContainerDisk, Cpu, DataVolumeRef, DataVolumeSource, DataVolumeSpec,
     DataVolumeTemplate, Devices, Disk, DiskTarget, Domain, Empty, Hugepages, InstanceSpec, InstanceTemplate, Interface,
     Memory, MultusNetwork, Network, Numa, Resources, StorageResources, StorageSpec, TemplateMeta, UrlSource,
-    VirtualMachine, VirtualMachineSpec, Volume,
+    VirtualMachine, VirtualMachineInstanceMigration, VirtualMachineInstanceMigrationSpec, VirtualMachineSpec, Volume,
 };
 use catalyst_api::vm::{RunStrategy, VmNetwork};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
@@ -152,6 +152,7 @@ pub fn virtual_machine(vm: &CatalystVM, host: OnHost) -> VirtualMachine {
                     source,
                     storage: StorageSpec {
                         storage_class_name: Some(dv.storage_class_name.clone()),
+                        access_modes: dv.access_mode.iter().map(|mode| mode.as_str().to_string()).collect(),
                         resources: StorageResources { requests: BTreeMap::from([("storage".into(), dv.size.clone())]) },
                     },
                 },
@@ -208,12 +209,46 @@ pub fn virtual_machine(vm: &CatalystVM, host: OnHost) -> VirtualMachine {
                         },
                     ],
                     termination_grace_period_seconds: Some(180),
-                    // Its node selector pins it to its host, and a bridge on the pod network
-                    // cannot migrate: a drain evicts it, and it starts again on its host.
-                    eviction_strategy: Some("None".into()),
+                    eviction_strategy: Some(eviction_strategy(spec).into()),
                 },
             },
         },
+        status: None,
+    }
+}
+
+/// Issue 22: `LiveMigrate` where the VM moves by live migration and nothing in its spec keeps
+/// KubeVirt from migrating it, `None` otherwise, never the cluster-wide default it would inherit.
+/// A node drain (`kubectl drain`) of its host then waits on the VM (KubeVirt's eviction webhook
+/// answers 429 and asks for a migration, which its host's node selector keeps from succeeding)
+/// until `kubectl catalyst drain` has moved it, rather than stopping it; a VM that cannot
+/// migrate is evicted, and, its selector still naming its host, stays down until it moves.
+fn eviction_strategy(spec: &catalyst_api::CatalystVMSpec) -> &'static str {
+    use crate::planner::model::{Moves, migration_blocker};
+    match (Moves::of(spec), migration_blocker(spec)) {
+        (Moves::LiveMigrate, None) => "LiveMigrate",
+        _ => "None",
+    }
+}
+
+/// The name of the live migration a move of `vm` creates.
+pub fn migration_name(vm: &CatalystVM) -> String {
+    format!("{}-catalyst-move", vm.name_any())
+}
+
+/// The live migration of a VM's instance that a move makes (issue 22). It names no target:
+/// KubeVirt schedules the target pod by the instance's node selector, which by then names the
+/// new host (`createTargetPod`, kubevirt v1.9.0 `pkg/virt-controller/watch/migration/migration.go`).
+/// Owned by the CatalystVM, so it goes with it.
+pub fn migration(vm: &CatalystVM) -> VirtualMachineInstanceMigration {
+    VirtualMachineInstanceMigration {
+        metadata: meta(
+            migration_name(vm),
+            vm.namespace(),
+            managed_labels([(labels::VM, node_name(vm))]),
+            owner_reference(vm),
+        ),
+        spec: VirtualMachineInstanceMigrationSpec { vmi_name: vm.name_any() },
         status: None,
     }
 }

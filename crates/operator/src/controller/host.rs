@@ -7,7 +7,7 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, wanted};
-use super::{Context, Error, key_of, pinning, read_unseen, reconcile_guarded, valid};
+use super::{Context, Error, evacuation, key_of, pinning, read_unseen, reconcile_guarded, valid};
 use catalyst_api::host::{CatalystHostStatus, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::planner::{HostModel, Res, VmModel};
@@ -40,7 +40,23 @@ pub fn desired_status(
     let name = host.name_any();
     let old = host.status.clone().unwrap_or_default();
     let guards = ctx.stores.vms_on(&name);
-    let mut ledger: BTreeSet<String> = old.vms.iter().filter(|k| !gone.contains(*k)).cloned().collect();
+    let unseen_by_key: std::collections::HashMap<String, &CatalystVM> =
+        unseen.iter().map(|vm| (key_of(vm), vm)).collect();
+    let lookup = |key: &str| {
+        let (namespace, vm) = catalyst_core::key::split(key)?;
+        ctx.stores.vm(namespace, vm).or_else(|| unseen_by_key.get(key).map(|vm| (*vm).clone()))
+    };
+    // An entry stays while its VM holds a place here: placed here, moving here, or reserved by a
+    // placement that has not reached the VM's status yet. One whose VM is placed elsewhere and
+    // not moving here is a move that ended (the VM's own reconcile releases it too).
+    let holds_here = |key: &String| match lookup(key) {
+        Some(vm) => vm.status.as_ref().is_none_or(|s| {
+            s.host.is_none() || s.host.as_deref() == Some(&name) || s.moving.as_ref().is_some_and(|m| m.to == name)
+        }),
+        None => true,
+    };
+    let mut ledger: BTreeSet<String> =
+        old.vms.iter().filter(|k| !gone.contains(*k)).filter(|k| holds_here(k)).cloned().collect();
     // A VM whose status names this host but which the ledger lacks is put back, unless it is
     // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
     ledger.extend(
@@ -51,14 +67,9 @@ pub fn desired_status(
             .map(key_of),
     );
     // The ledger is short; the VMs are many: each entry is looked up, no key is built per VM.
-    let unseen_by_key: std::collections::HashMap<String, &CatalystVM> =
-        unseen.iter().map(|vm| (key_of(vm), vm)).collect();
     let allocated = ledger
         .iter()
-        .filter_map(|key| {
-            let (namespace, name) = catalyst_core::key::split(key)?;
-            ctx.stores.vm(namespace, name).or_else(|| unseen_by_key.get(key).map(|vm| (*vm).clone()))
-        })
+        .filter_map(|key| lookup(key))
         .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(&vm, &ctx.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
 
@@ -82,6 +93,13 @@ pub fn desired_status(
     } else {
         wanted(OVERCOMMITTED, true, "VMsExceedCapacity", format!("its VMs take {allocated}, it offers {allocatable}"))
     });
+    let evacuation = evacuation::evacuation(host, ctx);
+    let mut old_conditions = old.conditions.clone();
+    match &evacuation {
+        Some((_, condition)) => wanted_conditions.push(condition.clone()),
+        // Maintenance ended (or never began): no Evacuated condition.
+        None => old_conditions.retain(|c| c.type_ != evacuation::EVACUATED),
+    }
     let generation = host.metadata.generation;
     CatalystHostStatus {
         allocatable: Some(allocatable.into()),
@@ -93,9 +111,9 @@ pub fn desired_status(
             vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
         }),
         cores: pinning::host_cores(host, &ledger, ctx),
-        evacuation: None,
+        evacuation: evacuation.map(|(evacuation, _)| evacuation),
         vms: ledger.into_iter().collect(),
-        conditions: conditions::merge(&old.conditions, &wanted_conditions, generation, &(ctx.clock)()),
+        conditions: conditions::merge(&old_conditions, &wanted_conditions, generation, &(ctx.clock)()),
         observed_generation: generation,
     }
 }
@@ -112,8 +130,11 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     if ctx.metrics.hosts_reported() > ctx.stores.hosts.len() {
         ctx.metrics.forget_hosts_except(|host| ctx.stores.host(host).is_some());
     }
+    // An evacuating host is looked at again soon: a move elsewhere may free its spread group.
+    let next =
+        if status.evacuation.as_ref().is_some_and(|e| e.state == "Progressing") { evacuation::RECHECK } else { RESYNC };
     if host.status.as_ref() == Some(&status) {
-        return Ok(Action::requeue(RESYNC));
+        return Ok(Action::requeue(next));
     }
     let overcommitted = status.conditions.iter().any(|c| c.type_ == OVERCOMMITTED && c.status == "True");
     let was_overcommitted =
@@ -132,5 +153,26 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
             status.conditions.iter().find(|c| c.type_ == OVERCOMMITTED).map(|c| c.message.clone()).unwrap_or_default();
         ctx.event(&host.object_ref(&()), EventType::Warning, "Overcommitted", message).await;
     }
-    Ok(Action::requeue(RESYNC))
+    announce_evacuation(host, &status, ctx).await;
+    Ok(Action::requeue(next))
+}
+
+/// An event when the evacuation turns Blocked (a Warning, with why) or Complete.
+async fn announce_evacuation(host: &CatalystHost, status: &CatalystHostStatus, ctx: &Context) {
+    let state = |s: Option<&CatalystHostStatus>| s.and_then(|s| s.evacuation.as_ref()).map(|e| e.state.clone());
+    let (before, now) = (state(host.status.as_ref()), state(Some(status)));
+    if before == now {
+        return;
+    }
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == evacuation::EVACUATED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    match now.as_deref() {
+        Some("Blocked") => ctx.event(&host.object_ref(&()), EventType::Warning, "EvacuationBlocked", message).await,
+        Some("Complete") => ctx.event(&host.object_ref(&()), EventType::Normal, "Evacuated", message).await,
+        _ => {}
+    }
 }

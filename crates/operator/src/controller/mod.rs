@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod conditions;
+pub mod evacuation;
 pub mod events;
 pub mod group;
 pub mod host;
@@ -78,6 +79,8 @@ pub enum Error {
     DecideCertificate { csr: String, source: kube::Error },
     #[error("evicting replica {pod} to recreate it on cores of its own: {source}")]
     EvictReplica { pod: String, source: kube::Error },
+    #[error("migrating {vm} to its new host: {source}")]
+    Migrate { vm: String, source: kube::Error },
 }
 
 impl Error {
@@ -113,6 +116,7 @@ impl Error {
             Error::Random(_) => "random",
             Error::DecideCertificate { .. } => "decide_certificate",
             Error::EvictReplica { .. } => "evict_replica",
+            Error::Migrate { .. } => "migrate",
             Error::Finalizer(wrapped) => match wrapped.as_ref() {
                 Finalizer::AddFinalizer(_) => "add_finalizer",
                 Finalizer::RemoveFinalizer(_) => "remove_finalizer",
@@ -418,6 +422,9 @@ pub struct Context {
     pub server_minor: std::sync::atomic::AtomicU32,
     /// When each ServiceGroup last had a replica recreated, and the pause before the next.
     pub repairs: PerObject<(std::time::Instant, Duration)>,
+    /// The VM of each spread group whose move this process began and has not yet seen end, by
+    /// group (`namespace/group`): one member moves at a time, even before the caches show it.
+    pub moving_groups: Mutex<HashMap<String, String>>,
     /// The CatalystHosts this operator manages.
     pub host_pool: catalyst_core::pool::HostPool,
     /// How long a placement may search for a packing when the heuristic leaves a VM out; it
@@ -462,6 +469,7 @@ impl Context {
             signed: PerObject::default(),
             server_minor: std::sync::atomic::AtomicU32::new(0),
             repairs: PerObject::default(),
+            moving_groups: Mutex::default(),
         }
     }
 
@@ -733,6 +741,7 @@ const WAIT_AGAIN: Duration = Duration::from_secs(1);
 pub mod approval;
 pub mod index;
 pub mod join_token;
+pub mod moves;
 pub mod pinning;
 pub mod placement;
 pub mod refusal;

@@ -73,7 +73,7 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     let mine = batches.remove(&host).unwrap_or_default();
     let chosen = fresh.remove(&host).expect("the plan chose a listed host");
     reserve(ctx, chosen, &mine, &input).await.map_err(|error| match error {
-        Reservation::Lost => Error::PlacementRace { vm: key.clone(), host: host.clone() },
+        Reservation::Lost | Reservation::NoRoom => Error::PlacementRace { vm: key.clone(), host: host.clone() },
         Reservation::Failed(source) => Error::ReserveHost { host: host.clone(), source },
     })?;
     announce(ctx, &host, &mine).await;
@@ -188,7 +188,8 @@ fn waiting_placements(ctx: &Context, input: &PlanInput, plan: &planner::Plan) ->
     batches
 }
 
-/// The host each VM holds a place on: its status, or a ledger entry not yet copied there.
+/// The host each VM holds a place on: its status, or a ledger entry not yet copied there. A
+/// moving VM is planned where it goes (the host it leaves takes no new VMs).
 fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, String> {
     let mut placed: HashMap<String, String> = HashMap::new();
     for host in hosts {
@@ -197,11 +198,30 @@ fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, S
         }
     }
     for vm in vms {
-        if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
+        let status = vm.status.as_ref();
+        if let Some(host) = status.and_then(|s| s.moving.as_ref().map(|m| m.to.clone()).or_else(|| s.host.clone())) {
             placed.insert(key_of(*vm), host);
         }
     }
     placed
+}
+
+/// A host as the planner sees it: one whose node is fenced takes no new VMs.
+fn host_model(host: &CatalystHost, ctx: &Context) -> HostModel {
+    let mut model = HostModel::from_host(host);
+    if super::evacuation::fenced(host, ctx) {
+        model.schedulable = false;
+    }
+    model
+}
+
+/// The layout the caches hold, every VM where it runs (or goes).
+pub fn cached_input(ctx: &Context) -> PlanInput {
+    let host_guards = ctx.stores.hosts();
+    let hosts: Vec<&CatalystHost> = valid(&host_guards).collect();
+    let vm_guards = ctx.stores.vms.state();
+    let vms: Vec<&CatalystVM> = valid(&vm_guards).collect();
+    layout(ctx, &hosts, &vms)
 }
 
 /// The layout as the planner sees it: `hosts`, and the VMs of the store with `current` (the
@@ -212,9 +232,14 @@ fn plan_input(ctx: &Context, current: &CatalystVM, hosts: &[&CatalystHost], unse
     let mut vms: Vec<&CatalystVM> = valid(&vm_guards).filter(|vm| key_of(*vm) != current_key).collect();
     vms.push(current);
     vms.extend(unseen.iter().filter(|vm| key_of(*vm) != current_key));
-    let placed = placements(hosts, &vms);
+    layout(ctx, hosts, &vms)
+}
+
+/// These hosts and VMs as the planner reads them, each VM where it holds a place.
+fn layout(ctx: &Context, hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> PlanInput {
+    let placed = placements(hosts, vms);
     PlanInput {
-        hosts: hosts.iter().map(|h| HostModel::from_host(h)).collect(),
+        hosts: hosts.iter().map(|h| host_model(h, ctx)).collect(),
         vms: vms
             .iter()
             .map(|vm| {
@@ -229,8 +254,10 @@ fn plan_input(ctx: &Context, current: &CatalystVM, hosts: &[&CatalystHost], unse
 
 #[derive(Debug)]
 enum Reservation {
-    /// The ledger changed since it was listed, or no longer has room: plan again.
+    /// The ledger changed since it was listed: plan again.
     Lost,
+    /// The ledger no longer has room.
+    NoRoom,
     Failed(kube::Error),
 }
 
@@ -246,7 +273,7 @@ async fn reserve(ctx: &Context, mut host: CatalystHost, keys: &[String], input: 
     let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
     let used = status.vms.iter().chain(new.iter().copied()).filter_map(|k| demands.get(k.as_str())).copied();
     if !HostModel::from_host(&host).allocatable.covers(&used.fold(Res::default(), |sum, d| sum + d)) {
-        return Err(Reservation::Lost);
+        return Err(Reservation::NoRoom);
     }
     status.vms.extend(new.into_iter().cloned());
     status.vms.sort();
@@ -256,6 +283,65 @@ async fn reserve(ctx: &Context, mut host: CatalystHost, keys: &[String], input: 
         Ok(_) => Ok(()),
         Err(kube::Error::Api(response)) if response.code == 409 => Err(Reservation::Lost),
         Err(source) => Err(Reservation::Failed(source)),
+    }
+}
+
+/// Issue 22: writes a moving VM into the ledger of the host it goes to, after checking, as the
+/// planner checks a pinned VM, that the host as it is now (its ledger read afresh) still takes
+/// it, NUMA cells included. False when it no longer does; a lost compare-and-swap is a race,
+/// tried again.
+pub async fn reserve_move(vm: &CatalystVM, host: &str, ctx: &Context) -> Result<bool, Error> {
+    let key = key_of(vm);
+    let failed = |source| Error::ReserveHost { host: host.to_string(), source };
+    let Some(fresh) = Api::<CatalystHost>::all(ctx.client.clone()).get_opt(host).await.map_err(failed)? else {
+        return Ok(false);
+    };
+    let ledger: Vec<String> = fresh.status.iter().flat_map(|s| s.vms.clone()).collect();
+    if ledger.contains(&key) {
+        return Ok(true);
+    }
+    let (unseen, _) = read_unseen(ctx, &ledger).await?;
+    let mut input = plan_input(ctx, vm, &[&fresh], &unseen);
+    input.hosts[0].schedulable = true;
+    input.vms.retain(|m| m.key == key || ledger.contains(&m.key));
+    for model in &mut input.vms {
+        model.placed = (model.key != key).then(|| host.to_string());
+        if model.key == key {
+            model.pinned = Some(host.to_string());
+        }
+    }
+    if planner::plan_within(&input, ctx.search).vms.iter().any(|p| p.vm == key && p.host.is_none()) {
+        return Ok(false);
+    }
+    match reserve(ctx, fresh, std::slice::from_ref(&key), &input).await {
+        Ok(()) => Ok(true),
+        Err(Reservation::NoRoom) => Ok(false),
+        Err(Reservation::Lost) => Err(Error::PlacementRace { vm: key, host: host.to_string() }),
+        Err(Reservation::Failed(source)) => Err(Error::ReserveHost { host: host.to_string(), source }),
+    }
+}
+
+/// Takes `key` out of `host`'s ledger (read afresh, written with a compare-and-swap); nothing
+/// when the host or the entry is gone.
+pub async fn release(ctx: &Context, host: &str, key: &str) -> Result<(), Error> {
+    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
+    let failed = |source| Error::ReleaseHost { vm: key.to_string(), host: host.to_string(), source };
+    let Some(mut fresh) = api.get_opt(host).await.map_err(failed)? else { return Ok(()) };
+    let mut status = fresh.status.clone().unwrap_or_default();
+    if !status.vms.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    status.vms.retain(|k| k != key);
+    fresh.status = Some(status);
+    match api.replace_status(host, &PostParams::default(), &fresh).await {
+        Ok(_) => {
+            tracing::info!(%host, vm = %key, "released");
+            Ok(())
+        }
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            Err(Error::PlacementRace { vm: key.to_string(), host: host.to_string() })
+        }
+        Err(source) => Err(failed(source)),
     }
 }
 

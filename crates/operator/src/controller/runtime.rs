@@ -299,12 +299,20 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let naming = vms_by_join_secret.get(&catalyst_core::key::key(&namespace, &secret.name_any()));
             refs(owner.chain(naming))
         })
-        // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it.
+        // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it; a
+        // drained host's evacuation lets the VMs it names move.
         .watches_shared_stream(hosts.subscribe(Wake::AnyChange), {
             let vacancies = vacancies.clone();
             move |host| {
                 let Ok(host) = &host.0 else { return Vec::new() };
-                refs(vacancies.woken(host, || waiting.get("")))
+                let evacuation = host.status.as_ref().and_then(|s| s.evacuation.as_ref());
+                let moving = evacuation.into_iter().flat_map(|e| &e.moving).filter_map(|m| {
+                    let (namespace, name) = catalyst_core::key::split(&m.vm)?;
+                    Some((namespace.to_string(), name.to_string()))
+                });
+                let mut woken = vacancies.woken(host, || waiting.get(""));
+                woken.extend(moving);
+                refs(woken)
             }
         })
         // What a VM's node still offers (status.available) changes with its ServiceGroups' specs.
@@ -379,10 +387,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
 
     let host_controller = Controller::for_shared_stream(hosts.subscribe(Wake::AnyChange), stores.hosts.clone())
         .with_config(settings)
-        // A VM's placement (its status) changes its host's figures.
+        // A VM's placement (its status) changes its host's figures, and a move those of the
+        // host it goes to.
         .watches_shared_stream(vms.subscribe(Wake::AnyChange), |vm| {
-            let host = vm.0.as_ref().ok()?.status.as_ref()?.host.clone()?;
-            Some(ObjectRef::new(&host))
+            let status = vm.0.as_ref().ok().and_then(|vm| vm.status.as_ref());
+            let hosts = status.into_iter().flat_map(|s| s.host.iter().chain(s.moving.iter().map(|m| &m.to)));
+            hosts.map(|host| ObjectRef::new(host)).collect::<Vec<_>>()
         })
         .watches_shared_stream(nodes.subscribe(Wake::AnyChange), {
             let hosts = hosts_of_node.clone();

@@ -9,8 +9,8 @@ use super::join_token::Signing;
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
 use super::{
-    Context, Error, FINALIZER, join_token, key_of, node_is_ready, object_id, pinning, reconcile_guarded, refuse,
-    report, valid, verify,
+    Context, Error, FINALIZER, join_token, key_of, moves, node_is_ready, object_id, pinning, placement,
+    reconcile_guarded, refuse, report, valid, verify,
 };
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
@@ -21,7 +21,7 @@ use catalyst_core::render::token::BootstrapToken;
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
 use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -66,7 +66,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         Ok(prepared) => prepared,
         Err(refusal) => return refuse_vm(vm, status, ctx, refusal).await,
     };
-    let machine = apply_children(vm, &prepared, ctx).await?;
+    // A move under way renders the VirtualMachine for the host it goes to.
+    let progress = moves::advance(vm, &prepared.host, &mut status, ctx).await?;
+    let machine = apply_children(vm, &prepared, progress.render_on.as_ref().unwrap_or(&prepared.host), ctx).await?;
     let node = ctx.stores.node(&node_name(vm));
     let signing = keep_token(vm, &prepared, &machine, node.as_deref(), ctx).await?;
     let derived = derive(vm, &prepared, &machine, node.as_deref(), &signing);
@@ -83,10 +85,12 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
         pinning::warn_when_false(&vm.object_ref(&()), old_conditions, condition, ctx).await;
     }
     let (verified, recheck) = verify::node(vm, &prepared.host, node.as_deref(), ctx).await?;
-    let conditions: Vec<_> = derived.conditions.into_iter().chain([pinned, verified]).chain(numa).collect();
+    let conditions: Vec<_> =
+        derived.conditions.into_iter().chain([pinned, verified]).chain(numa).chain(progress.condition).collect();
     // Looked at again soon while its node is checked or its token waits for a signature, and
     // before its host's report stops being believed without a heartbeat.
     let soon = if recheck || signing != Signing::Fine { RECHECK_NODE } else { RESYNC };
+    let soon = progress.requeue.map_or(soon, |step| step.min(soon));
     let next = Action::requeue(trusted_for.map_or(soon, |stale| stale.min(soon)));
     report(vm, vm.status.as_ref(), status, ctx, &conditions, false, next).await
 }
@@ -197,11 +201,16 @@ async fn refuse_vm(
 
 /// Builds and applies the cloud-init Secret and the VirtualMachine; the VirtualMachine's status
 /// as KubeVirt last wrote it.
-async fn apply_children(vm: &CatalystVM, prepared: &Prepared, ctx: &Context) -> Result<VirtualMachineStatus, Error> {
+async fn apply_children(
+    vm: &CatalystVM,
+    prepared: &Prepared,
+    on: &CatalystHost,
+    ctx: &Context,
+) -> Result<VirtualMachineStatus, Error> {
     let namespace = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let no_status = |_: &Secret| None::<()>;
-    let host = render::OnHost::of(&prepared.host);
+    let host = render::OnHost::of(on);
     apply::apply_known(&secrets, render::cloud_init_secret(vm, host, prepared.join.as_ref()), &ctx.known, no_status)
         .await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -361,31 +370,18 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     if ctx.mint_join_tokens {
         join_token::revoke(vm, ctx).await?;
     }
-    let api: Api<CatalystHost> = Api::all(ctx.client.clone());
     // The host the VM's status names is read even when the cache has not yet seen the
-    // placement's ledger write; the cached ledgers add a host whose write the VM's status missed.
+    // placement's ledger write; the cached ledgers add a host whose write the VM's status missed,
+    // and a move's new host holds it too.
     let mut holders: BTreeSet<String> = vm.status.iter().filter_map(|s| s.host.clone()).collect();
+    holders.extend(vm.status.iter().filter_map(|s| s.moving.as_ref().map(|m| m.to.clone())));
     holders.extend(
         valid(&ctx.stores.hosts())
             .filter(|cached| cached.status.iter().any(|s| s.vms.contains(&key)))
             .map(ResourceExt::name_any),
     );
     for holder in holders {
-        let release = |source| Error::ReleaseHost { vm: key.clone(), host: holder.clone(), source };
-        let Some(mut host) = api.get_opt(&holder).await.map_err(release)? else { continue };
-        let mut status = host.status.clone().unwrap_or_default();
-        if !status.vms.contains(&key) {
-            continue;
-        }
-        status.vms.retain(|k| *k != key);
-        host.status = Some(status);
-        match api.replace_status(&holder, &PostParams::default(), &host).await {
-            Ok(_) => tracing::info!(host = %holder, "released"),
-            Err(kube::Error::Api(response)) if response.code == 409 => {
-                return Err(Error::PlacementRace { vm: key, host: holder });
-            }
-            Err(source) => return Err(release(source)),
-        }
+        placement::release(ctx, &holder, &key).await?;
     }
     Ok(Action::await_change())
 }
