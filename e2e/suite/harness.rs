@@ -118,11 +118,17 @@ impl Cluster {
             let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
             names.push(apply(&crds, &crd).await.name_any());
         }
-        // Without KubeVirt, a stand-in for its VirtualMachineInstance, whose status tests write.
-        if crds.get_opt("virtualmachineinstances.kubevirt.io").await.unwrap().is_none() {
-            let text = include_str!("virtualmachineinstances-crd.yaml");
-            let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
-            names.push(apply(&crds, &crd).await.name_any());
+        // Without KubeVirt, stand-ins for its VirtualMachineInstance, whose status tests write,
+        // and its VirtualMachineInstanceMigration, which tests carry out.
+        let stand_ins = [
+            ("virtualmachineinstances.kubevirt.io", include_str!("virtualmachineinstances-crd.yaml")),
+            ("virtualmachineinstancemigrations.kubevirt.io", include_str!("virtualmachineinstancemigrations-crd.yaml")),
+        ];
+        for (name, text) in stand_ins {
+            if crds.get_opt(name).await.unwrap().is_none() {
+                let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
+                names.push(apply(&crds, &crd).await.name_any());
+            }
         }
         for name in names {
             eventually(&format!("CRD {name} established"), Duration::from_secs(30), || {

@@ -9,6 +9,7 @@ mod guest;
 mod harness;
 #[path = "../support/kubelet_csr.rs"]
 mod kubelet_csr;
+mod kubevirt;
 
 use catalyst_api::kubevirt::VirtualMachine;
 use catalyst_api::report::{ContainerCpus, NumaCell, PodCpus};
@@ -1170,5 +1171,106 @@ async fn a_vms_token_gets_its_own_nodes_certificate_approved_and_no_other() {
     if !cluster.emulated() {
         bindings.delete(&binding, &DeleteParams::default()).await.unwrap();
     }
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+/// The minimal layout on three hosts, and `api-c` (no spread group, on a Multus network, so it
+/// moves by live migration) beside api-a and api-b (bridged on the pod network: they restart).
+fn three_hosts(cluster: &Cluster, ns: &str) -> Layout {
+    let mut layout = cluster.layout(ns);
+    let mut third = layout.hosts[0].clone();
+    third.metadata.name = Some(format!("{ns}-small-3"));
+    third.spec.node_name = format!("{ns}-worker-3");
+    layout.hosts.push(third);
+    let mut api_c = layout.vms[0].clone();
+    api_c.metadata.name = Some("api-c".into());
+    api_c.spec.placement.spread_group = None;
+    api_c.spec.network.multus_network_name = Some("hosts-lan".into());
+    layout.vms.push(api_c);
+    layout.groups.clear();
+    layout
+}
+
+/// Each VM's host, once every VM has one.
+async fn hosts_of_vms(client: &Client, ns: &str, layout: &Layout) -> std::collections::BTreeMap<String, String> {
+    let api = vms(client, ns);
+    eventually("every VM placed", CONVERGE, || async {
+        let mut hosts = std::collections::BTreeMap::new();
+        for vm in &layout.vms {
+            let status = api.get(&vm.name_any()).await.ok()?.status?;
+            hosts.insert(vm.name_any(), status.host?);
+        }
+        Some(hosts)
+    })
+    .await
+}
+
+/// Waits until `host`'s evacuation is complete and its ledger empty; its reason.
+async fn evacuated(client: &Client, host: &str) -> String {
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    eventually(&format!("{host} evacuated"), Duration::from_secs(120), || async {
+        let status = hosts.get(host).await.ok()?.status?;
+        let evacuation = status.evacuation?;
+        (evacuation.state == "Complete" && status.vms.is_empty()).then_some(evacuation.reason)
+    })
+    .await
+}
+
+/// Issue 22: `kubectl catalyst drain` sets `spec.maintenance`; the operator then moves each VM
+/// off the host within the plan: api-c, on a Multus network, by live migration (KubeVirt's
+/// part played where it does not run), the pod-network VMs by a restart; the spread group holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_host_is_emptied_by_migrate_and_restart() {
+    let cluster = Cluster::start().await;
+    let client = &cluster.client;
+    let ns = cluster.namespace("drain").await;
+    let layout = three_hosts(&cluster, &ns);
+    let player = (!kubevirt_runs(client).await).then(|| kubevirt::Player::start(client, &ns));
+    let _operator = Operator::start(&cluster, &ns);
+    layout.apply(client).await;
+    let before = hosts_of_vms(client, &ns, &layout).await;
+    let drained = before["api-c"].clone();
+    let hosts: Api<CatalystHost> = Api::all(client.clone());
+    let maintenance = json!({"spec": {"maintenance": true}});
+    hosts.patch(&drained, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&maintenance)).await.unwrap();
+    assert_eq!(evacuated(client, &drained).await, "Drain");
+    let after = hosts_of_vms(client, &ns, &layout).await;
+    assert!(after.values().all(|host| *host != drained), "{after:?}");
+    assert_ne!(after["api-a"], after["api-b"], "the spread group holds: {after:?}");
+    if let Some(player) = &player {
+        assert_eq!(*player.migrated.lock().unwrap(), ["api-c"], "api-c migrated, the others restarted");
+    }
+    let api = vms(client, &ns);
+    let moved = api.get("api-c").await.unwrap().status.unwrap();
+    assert!(moved.conditions.iter().any(|c| c.type_ == "Moving" && c.reason == "Moved"), "{:?}", moved.conditions);
+    cluster.clean_up(&ns, &layout.hosts).await;
+}
+
+/// Issue 22, item 2: a host whose node is fenced (`node.kubernetes.io/out-of-service`, set by an
+/// admin once the server is off) has its VMs started elsewhere (that NotReady alone moves
+/// nothing is a reconcile test's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_hosts_vms_restart_elsewhere() {
+    let cluster = Cluster::start().await;
+    let client = &cluster.client;
+    let ns = cluster.namespace("fenced").await;
+    let layout = three_hosts(&cluster, &ns);
+    let _player = (!kubevirt_runs(client).await).then(|| kubevirt::Player::start(client, &ns));
+    let _operator = Operator::start(&cluster, &ns);
+    layout.apply(client).await;
+    let before = hosts_of_vms(client, &ns, &layout).await;
+    let lost = before["api-a"].clone();
+    let node_name = layout.hosts.iter().find(|h| h.name_any() == lost).unwrap().spec.node_name.clone();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = serde_json::from_value(json!({
+        "metadata": {"name": node_name},
+        "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]}
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    assert_eq!(evacuated(client, &lost).await, "Fenced");
+    let after = hosts_of_vms(client, &ns, &layout).await;
+    assert!(after.values().all(|host| *host != lost), "{after:?}");
+    nodes.delete(&node_name, &DeleteParams::default()).await.unwrap();
     cluster.clean_up(&ns, &layout.hosts).await;
 }

@@ -160,3 +160,26 @@ fn cores_found_shared_make_a_vm_or_group_degraded_and_a_missing_report_does_not(
         assert_eq!(health(kind, with_pinned("True", "Pinned")).0, "Healthy", "{kind}");
     }
 }
+
+/// Issue 22: a host being drained is Progressing, Degraded once its evacuation is blocked, and
+/// Healthy again when it is done; a moving VM is Progressing.
+#[test]
+fn a_drain_is_progressing_until_done_and_degraded_when_blocked() {
+    let host = |evacuated: Value| {
+        let conditions = json!([condition("Ready", "True", "NodeReady", "node hv-1 is Ready"), evacuated]);
+        object(1, json!({"observedGeneration": 1, "conditions": conditions}), json!({}))
+    };
+    let draining = host(condition("Evacuated", "False", "Progressing", "2 VM(s) left, 1 moving"));
+    assert_eq!(health("CatalystHost", draining), ("Progressing".into(), "evacuating: 2 VM(s) left, 1 moving".into()));
+    let blocked = host(condition("Evacuated", "False", "Blocked", "ns/db: no other host takes it"));
+    assert_eq!(health("CatalystHost", blocked).0, "Degraded");
+    assert_eq!(health("CatalystHost", host(condition("Evacuated", "True", "Complete", "no VM is left"))).0, "Healthy");
+    let moving = object(
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+            condition("Ready", "True", "Ready", "up"),
+            condition("Moving", "True", "Migrating", "live-migrating to CatalystHost host-2")]}),
+        json!({}),
+    );
+    assert_eq!(health("CatalystVM", moving).0, "Progressing");
+}

@@ -4,6 +4,10 @@ for _, condition in ipairs(obj.status.conditions or {}) do
   if condition.type == "Ready" then
     ready = condition
   end
+  -- A move off a drained or fenced host under way.
+  if condition.type == "Moving" and condition.status == "True" then
+    return { status = "Progressing", message = "moving: " .. condition.message }
+  end
   -- A node that claims this VM from an address that is not the VM's: an impostor.
   if condition.type == "NodeVerified" and condition.status == "False" and condition.reason == "AddressMismatch" then
     return { status = "Degraded", message = condition.reason .. ": " .. condition.message }

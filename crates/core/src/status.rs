@@ -122,6 +122,9 @@ pub fn tree(live: &Live) -> String {
             }
             None => out.push_str(", no report of its cores\n"),
         }
+        if let Some(evacuation) = &status.evacuation {
+            evacuation_lines(&mut out, evacuation);
+        }
         branches(&live.vms_on(&host.name_any()), |vm, lines| vm_branch(&mut out, live, vm, lines));
     }
     let unplaced: Vec<&CatalystVM> =
@@ -131,6 +134,20 @@ pub fn tree(live: &Live) -> String {
         branches(&unplaced, |vm, lines| vm_branch(&mut out, live, vm, lines));
     }
     out
+}
+
+/// A host's drain or recovery: its state, the moves under way and planned, and what blocks.
+fn evacuation_lines(out: &mut String, evacuation: &catalyst_api::host::Evacuation) {
+    let what = if evacuation.reason == "Fenced" { "fenced: its VMs restart elsewhere" } else { "draining" };
+    let _ = writeln!(out, "│  {what}: {}, {} VM(s) left", evacuation.state, evacuation.remaining);
+    for (moves, doing) in [(&evacuation.moving, "moving"), (&evacuation.planned, "next")] {
+        for m in moves {
+            let _ = writeln!(out, "│  {doing}: {} to {} ({})", m.vm, m.to, m.strategy);
+        }
+    }
+    for blocked in &evacuation.blocked {
+        let _ = writeln!(out, "│  cannot leave: {}: {}", blocked.vm, blocked.reason);
+    }
 }
 
 /// Calls `each` with every item and its (branch, indent under it): the last one's branch closes.
@@ -149,6 +166,10 @@ fn vm_branch(out: &mut String, live: &Live, vm: &CatalystVM, (branch, indent): (
     let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "-".into());
     let cpus =
         status.host_cpus.as_deref().map(|c| format!(", host CPUs {c}{}", numa(&status.host_numa))).unwrap_or_default();
+    let cpus = match &status.moving {
+        Some(moving) => format!("{cpus}, moving to {} ({:?})", moving.to, moving.strategy),
+        None => cpus,
+    };
     let _ = writeln!(
         out,
         "{branch}CatalystVM {} {} cores {} {phase}{cpus} · {}",

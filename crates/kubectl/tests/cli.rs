@@ -205,7 +205,8 @@ fn status_prints_the_live_tree_and_fails_while_something_is_not_pinned() {
     let tree = stdout(&output);
     for line in [
         "CatalystHost host-1 (node worker-1): 16 cores, kubelet reserves 0-1, free 11-15",
-        "└─ CatalystVM billing/db 8 cores 32Gi Ready, host CPUs 2-10, NUMA 0 · Pinned",
+        "│  draining: Progressing, 1 VM(s) left\n│  moving: billing/db to host-2 (LiveMigrate)",
+        "└─ CatalystVM billing/db 8 cores 32Gi Ready, host CPUs 2-10, NUMA 0, moving to host-2 (LiveMigrate) · Pinned",
         "   └─ ServiceGroup sms 3×2 cores 4Gi 3/3 ready · not pinned: SharedCores (sms-2 shares CPUs 3",
         "      ├─ sms-1: 2-3, NUMA 0 on db.billing",
         "      └─ sms-3: not reported",
@@ -267,4 +268,49 @@ fn plan_drain_and_lose_say_where_each_vm_goes_or_why_it_cannot() {
     let unknown = run(&["plan", "-f", &path, "--drain", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 22: `kubectl catalyst drain` prints where the host's VMs go, from the live layout (here
+/// from a kubectl stand-in), and sets `spec.maintenance` unless `--dry-run`; `undrain` clears it.
+#[test]
+fn drain_prints_the_moves_and_sets_maintenance_through_kubectl() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-drain-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = |name: &str, node: &str, vms: &[&str]| {
+        serde_json::json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": name},
+            "spec": {"nodeName": node, "capacity": {"cpu": 16, "memory": "64Gi"}}, "status": {"vms": vms}})
+    };
+    let vm = serde_json::json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+        "metadata": {"name": "db", "namespace": "billing"},
+        "spec": {"cpu": 8, "memory": "32Gi", "bootDisk": {"containerDisk": {"image": "quay.io/containerdisks/ubuntu:24.04"}}},
+        "status": {"host": "host-1"}});
+    let list = serde_json::json!({"kind": "List", "items": [host("host-1", "worker-1", &["billing/db"]), host("host-2", "worker-2", &[]), vm]});
+    std::fs::write(dir.join("live.json"), list.to_string()).unwrap();
+    let kubectl = dir.join("kubectl");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in get) cat {};; *) echo \"$@\" >> {};; esac\n",
+        dir.join("live.json").display(),
+        dir.join("calls").display()
+    );
+    std::fs::write(&kubectl, script).unwrap();
+    std::fs::set_permissions(&kubectl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kubectl = kubectl.to_str().unwrap();
+    let dry = run(&["drain", "host-1", "--dry-run", "--kubectl", kubectl]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(
+        stdout(&dry).contains("DRAIN host-1\nVM          TO      HOW\nbilling/db  host-2  Restart"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(!dir.join("calls").exists(), "a dry run changes nothing");
+    assert_eq!(run(&["drain", "host-1", "--kubectl", kubectl]).status.code(), Some(0));
+    assert_eq!(run(&["undrain", "host-1", "--kubectl", kubectl]).status.code(), Some(0));
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+    assert_eq!(
+        calls,
+        "patch catalysthost host-1 --type=merge -p {\"spec\":{\"maintenance\":true}}\n\
+         patch catalysthost host-1 --type=merge -p {\"spec\":{\"maintenance\":false}}\n"
+    );
+    assert_eq!(run(&["drain", "nope", "--kubectl", kubectl]).status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -110,6 +110,22 @@ fn a_virtual_machine_has_dedicated_pinned_guaranteed_resources() {
         json!([{"name": "default", "multus": {"networkName": "infra/hosts-lan", "default": true}}])
     );
     assert!(kubevirt_violations(&lan).is_empty(), "{:?}", kubevirt_violations(&lan));
+    // Issue 22: on a Multus network with a container disk it can migrate, so a node drain
+    // waits for it to be moved live rather than stopping it.
+    assert_eq!(lan["spec"]["template"]["spec"]["evictionStrategy"], "LiveMigrate");
+    let mut shared = vm_named("kafka-1");
+    shared.spec.network.multus_network_name = Some("infra/hosts-lan".into());
+    assert_eq!(
+        serde_json::to_value(render::virtual_machine(&shared, OnHost::node("hv-2"))).unwrap()["spec"]["template"]["spec"]
+            ["evictionStrategy"],
+        "None",
+        "a DataVolume not asked ReadWriteMany does not migrate"
+    );
+    shared.spec.boot_disk.data_volume.as_mut().unwrap().access_mode = Some(catalyst_api::vm::AccessMode::ReadWriteMany);
+    let shared = serde_json::to_value(render::virtual_machine(&shared, OnHost::node("hv-2"))).unwrap();
+    assert_eq!(shared["spec"]["template"]["spec"]["evictionStrategy"], "LiveMigrate");
+    assert_eq!(shared["spec"]["dataVolumeTemplates"][0]["spec"]["storage"]["accessModes"], json!(["ReadWriteMany"]));
+    assert!(kubevirt_violations(&shared).is_empty(), "{:?}", kubevirt_violations(&shared));
 }
 
 #[test]
