@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end on a real cluster: create a kind cluster with the static CPU manager, install
 # KubeVirt (software emulation, for runners without /dev/kvm), build and load the operator
-# image, install the Helm chart, then run the same suite `cargo test` runs on the emulator.
+# image, install the Helm chart, then run the same suite `cargo test` runs on the emulator, and
+# a real drain (drain.sh).
 #
 # Needs docker, kind, kubectl, helm and cargo. Environment:
 #   CLUSTER           kind cluster name (default catalyst-e2e)
@@ -55,3 +56,6 @@ if [ -n "$leftovers" ]; then
   echo "the suite left hosts behind: $leftovers" >&2
   exit 1
 fi
+
+echo "--- a real drain (the chart's operator, real KubeVirt)"
+bash e2e/kind/drain.sh
