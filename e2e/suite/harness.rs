@@ -427,3 +427,25 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// The `kubectl-catalyst` binary of this workspace, beside the operator's. A run of this suite
+/// alone (`cargo nextest run -p catalyst-operator --test e2e`) has not built it: the first test
+/// that needs it builds it, as `cargo build` would.
+pub fn catalyst_plugin() -> PathBuf {
+    let operator = PathBuf::from(env!("CARGO_BIN_EXE_catalyst-operator"));
+    let plugin = operator.with_file_name("kubectl-catalyst");
+    let lock = repo().join("target/plugin.lock");
+    loop {
+        if plugin.exists() {
+            return plugin;
+        }
+        if std::fs::create_dir(&lock).is_ok() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let built = Command::new(cargo).args(["build", "--bin", "kubectl-catalyst"]).current_dir(repo()).status();
+            std::fs::remove_dir(&lock).unwrap();
+            assert!(built.is_ok_and(|s| s.success()), "building kubectl-catalyst failed");
+            return plugin;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1274,3 +1274,40 @@ async fn a_fenced_hosts_vms_restart_elsewhere() {
     nodes.delete(&node_name, &DeleteParams::default()).await.unwrap();
     cluster.clean_up(&ns, &layout.hosts).await;
 }
+
+/// Issue 23, item 4: `kubectl catalyst plan --live` reads the live layout through the real
+/// kubectl and says what merging a pull request's files would do: the VM it adds is placed, the
+/// running VM whose cores change restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_live_shows_what_a_merge_would_place_and_restart() {
+    let (cluster, ns, _operator, layout) = running_minimal("plan-live").await;
+    let client = &cluster.client;
+    let host = placed_host(client, &ns, "api-a").await;
+    placed_host(client, &ns, "api-b").await;
+    let mut grown = layout.vms.iter().find(|vm| vm.name_any() == "api-a").unwrap().clone();
+    grown.spec.cpu = 10;
+    let mut added = grown.clone();
+    added.metadata.name = Some("api-c".into());
+    added.spec.cpu = 4;
+    added.spec.placement.spread_group = None;
+    let pull_request = cluster.dir.join("pull-request");
+    std::fs::create_dir_all(&pull_request).unwrap();
+    let files = [&grown, &added].map(|vm| serde_norway::to_string(vm).unwrap()).join("---\n");
+    std::fs::write(pull_request.join("vms.yaml"), files).unwrap();
+    let output = std::process::Command::new(harness::catalyst_plugin())
+        .args(["plan", "--live", "-f"])
+        .arg(&pull_request)
+        .arg("--kubectl")
+        .arg(tools::tool("kubectl"))
+        .arg(format!("--host-selector={}={ns}", harness::POOL))
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // Other tests' VMs, on hosts outside this pool, may make the plan fail; bad input may not.
+    assert_ne!(output.status.code(), Some(2), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains(&format!("- restart {ns}/api-a on {host}: domain.cpu.cores: 8 → 10")), "{text}");
+    assert!(text.contains(&format!("- place {ns}/api-c on {ns}-small-")), "{text}");
+    assert!(!text.contains(&format!("restart {ns}/api-b")), "{text}");
+    cluster.clean_up(&ns, &layout.hosts).await;
+}

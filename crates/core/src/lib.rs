@@ -13,6 +13,7 @@ pub mod guest_cells;
 pub mod key;
 pub mod kubelet_csr;
 pub mod manifest;
+pub mod merge;
 pub mod moving;
 pub mod node_identity;
 pub mod pinning;

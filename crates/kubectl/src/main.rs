@@ -1,12 +1,17 @@
 //! `kubectl catalyst`: the offline side of Catalyst, for a laptop or a GitOps pull-request check.
 
+mod cluster;
+mod plan;
+
 use anyhow::Context;
 use catalyst_core::manifest;
-use catalyst_core::planner::evacuate::{Departure, Evacuation, as_planned, evacuate};
+use catalyst_core::planner::evacuate::{Departure, evacuate};
 use catalyst_core::planner::overhead::KubevirtArgs;
-use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget, Verdict, whatif};
+use catalyst_core::planner::{self, Overhead, PlanInput, SearchBudget};
 use catalyst_core::pool::HostPool;
 use clap::{Parser, Subcommand};
+use cluster::ClusterArgs;
+use plan::{LiveFrom, Output, Questions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,6 +54,14 @@ enum Command {
         /// would stay down then makes the exit code 1.
         #[arg(long, value_name = "HOST")]
         lose: Option<String>,
+        /// Plan the files merged into the live layout (its hosts, ledgers, VMs and groups, read
+        /// through kubectl, or from a saved `kubectl get catalysthosts,catalystvms,servicegroups
+        /// -A -o json` given as `--live=FILE`), and say what a merge would do: VMs it would place,
+        /// VMs that would restart to take their new spec, groups that would no longer fit.
+        #[arg(long, value_name = "LIST", num_args = 0..=1, require_equals = true)]
+        live: Option<Option<PathBuf>>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         #[command(flatten)]
         kubevirt: KubevirtArgs,
         /// Plan only on the CatalystHosts this label selector matches (as the operator's
@@ -118,42 +131,6 @@ enum Command {
     },
 }
 
-/// How the live commands reach the cluster: through kubectl, with its KUBECONFIG and credentials.
-#[derive(clap::Args)]
-struct ClusterArgs {
-    /// The kubectl to ask.
-    #[arg(long, env = "KUBECTL", default_value = "kubectl")]
-    kubectl: PathBuf,
-    /// kubectl's --context.
-    #[arg(long)]
-    context: Option<String>,
-}
-
-impl ClusterArgs {
-    /// Runs kubectl with `args`: its output, or an error with what it said.
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = std::process::Command::new(&self.kubectl);
-        command.args(args);
-        if let Some(context) = &self.context {
-            command.arg(format!("--context={context}"));
-        }
-        let out = command.output().with_context(|| format!("running {}", self.kubectl.display()))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        String::from_utf8(out.stdout).context("kubectl printed something that is not UTF-8")
-    }
-
-    /// The live Catalyst objects.
-    fn live(&self) -> anyhow::Result<catalyst_core::status::Live> {
-        let json = self.run(&["get", "catalysthosts,catalystvms,servicegroups", "--all-namespaces", "-o", "json"])?;
-        Ok(catalyst_core::status::Live::from_list(&json)?)
-    }
-}
-
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum StatusOutput {
     /// host → VM → group → replica, with cores and verdicts.
@@ -201,6 +178,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check_host_loss,
             drain,
             lose,
+            live,
+            cluster,
             kubevirt,
             host_selector,
             search_time,
@@ -215,21 +194,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lose: lose.as_deref(),
                 budget,
             };
-            plan(&files, output, &questions, &overhead, &host_selector)
+            let live = live.map(|from| match from {
+                Some(file) => LiveFrom::List(file),
+                None => LiveFrom::Cluster(&cluster),
+            });
+            plan::plan(&files, live, output, &questions, &overhead, &host_selector)
         }
     }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Output {
-    Table,
-    Json,
-    Yaml,
-    /// The plan as a picture: hosts as bars of cores and memory, VMs and groups inside them,
-    /// in red what does not fit.
-    Svg,
-    /// A page that shows the picture and lists the violations.
-    Html,
 }
 
 /// A duration such as `500ms`, `2s` or `1m`.
@@ -249,25 +220,8 @@ fn parse_pool(text: &str) -> Result<HostPool, String> {
     HostPool::parse(text).map_err(|e| e.to_string())
 }
 
-/// The plan and the answers to the questions asked with it, as `-o json|yaml` prints them.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PlanReport<'a> {
-    overhead: &'a Overhead,
-    #[serde(flatten)]
-    plan: &'a planner::Plan,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    more_hosts: Option<&'a whatif::MoreHosts>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host_loss: Option<&'a [whatif::HostLoss]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drain: Option<&'a Evacuation>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lose: Option<&'a Evacuation>,
-}
-
 /// The manifests, or `None` after printing every error in them (bad input: nothing is `done`).
-fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
+pub(crate) fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
     let (manifests, errors) = manifest::load(files);
     if errors.is_empty() {
         return Some(manifests);
@@ -277,89 +231,6 @@ fn load_valid(files: &[PathBuf], done: &str) -> Option<manifest::Manifests> {
     }
     eprintln!("{} error(s) in the manifests: nothing {done}", errors.len());
     None
-}
-
-/// What `plan` is asked besides the plan itself, and how hard it may search.
-struct Questions<'a> {
-    add_hosts_like: Option<&'a str>,
-    check_host_loss: bool,
-    drain: Option<&'a str>,
-    lose: Option<&'a str>,
-    budget: SearchBudget,
-}
-
-/// Exit code of a plan that was not found within the search budget (0 fits, 1 proven misfit,
-/// 2 bad input).
-const NOT_FOUND_WITHIN_BUDGET: u8 = 3;
-
-fn plan(
-    files: &[PathBuf],
-    output: Output,
-    questions: &Questions,
-    overhead: &Overhead,
-    pool: &HostPool,
-) -> anyhow::Result<ExitCode> {
-    let Some(manifests) = load_valid(files, "planned") else { return Ok(ExitCode::from(2)) };
-    let input = PlanInput::from_manifests(&manifests, overhead, pool);
-    let budget = questions.budget;
-    let plan = planner::plan_within(&input, budget);
-    let more = match questions.add_hosts_like {
-        Some(like) => match whatif::hosts_needed(&input, like, budget) {
-            Some(more) => Some(more),
-            None => {
-                eprintln!("--add-hosts-like: {like} is not a CatalystHost in these manifests");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        None => None,
-    };
-    let loss = questions.check_host_loss.then(|| whatif::host_loss(&input, &plan, budget));
-    let mut evacuations = Vec::new();
-    for (host, departure) in [(questions.drain, Departure::Drain), (questions.lose, Departure::Loss)] {
-        let Some(host) = host else { continue };
-        if !input.hosts.iter().any(|h| h.name == host) {
-            eprintln!("{host} is not a CatalystHost in these manifests");
-            return Ok(ExitCode::from(2));
-        }
-        evacuations.push((evacuate(&as_planned(&input, &plan), host, departure, budget), departure));
-    }
-    let of = |wanted: Departure| evacuations.iter().find(|(_, d)| *d == wanted).map(|(e, _)| e);
-    match output {
-        Output::Table => {
-            print!("{}", planner::report::table(&plan, more.as_ref(), loss.as_deref()));
-            for (evacuation, departure) in &evacuations {
-                print!("\n{}", planner::report::evacuation(evacuation, *departure));
-            }
-        }
-        Output::Svg => print!("{}", planner::picture::svg(&plan)),
-        Output::Html => print!("{}", planner::picture::html(&plan)),
-        Output::Json | Output::Yaml => {
-            let report = PlanReport {
-                overhead,
-                plan: &plan,
-                more_hosts: more.as_ref(),
-                host_loss: loss.as_deref(),
-                drain: of(Departure::Drain),
-                lose: of(Departure::Loss),
-            };
-            let text = match output {
-                Output::Json => serde_json::to_string_pretty(&report)? + "\n",
-                _ => serde_norway::to_string(&report)?,
-            };
-            print!("{text}");
-        }
-    }
-    let stranded = loss.iter().flatten().filter(|l| !l.stranded.is_empty()).map(|l| &l.verdict);
-    let blocked = evacuations.iter().filter(|(e, _)| !e.complete()).map(|(e, _)| &e.verdict);
-    let failing: Vec<&Verdict> = stranded.chain(blocked).collect();
-    let undecided = |verdict: &Verdict| matches!(verdict, Verdict::NotFoundWithinBudget { .. });
-    Ok(if plan.fits && failing.is_empty() {
-        ExitCode::SUCCESS
-    } else if undecided(&plan.verdict) || (plan.fits && failing.iter().all(|v| undecided(v))) {
-        ExitCode::from(NOT_FOUND_WITHIN_BUDGET)
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -410,10 +281,7 @@ fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
 /// The live objects, from a saved List or through kubectl, printed as `output`.
 fn status(file: Option<PathBuf>, output: StatusOutput, cluster: &ClusterArgs) -> anyhow::Result<ExitCode> {
     let live = match file {
-        Some(file) => {
-            let json = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            catalyst_core::status::Live::from_list(&json)?
-        }
+        Some(file) => read_list(&file)?,
         None => cluster.live()?,
     };
     match output {
@@ -421,6 +289,12 @@ fn status(file: Option<PathBuf>, output: StatusOutput, cluster: &ClusterArgs) ->
         StatusOutput::Svg => print!("{}", catalyst_core::status::svg(&live)),
     }
     Ok(if live.all_pinned() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The live objects of a saved `kubectl get ... -o json` List.
+fn read_list(file: &std::path::Path) -> anyhow::Result<catalyst_core::status::Live> {
+    let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(catalyst_core::status::Live::from_list(&json)?)
 }
 
 /// Where the host's VMs would go from the live layout, then, unless `dry_run`, its maintenance set.

@@ -314,3 +314,55 @@ fn drain_prints_the_moves_and_sets_maintenance_through_kubectl() {
     assert_eq!(run(&["drain", "nope", "--kubectl", kubectl]).status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 23, item 4: `plan --live` plans a pull request's files against the live layout (here a
+/// saved List, then a kubectl stand-in) and says what a merge would do.
+#[test]
+fn plan_live_says_which_vms_a_merge_places_and_which_it_restarts() {
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-plan-live-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("pr")).unwrap();
+    let host = |name: &str, node: &str, vms: &[&str]| {
+        serde_json::json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": name},
+            "spec": {"nodeName": node, "capacity": {"cpu": 16, "memory": "64Gi"}}, "status": {"vms": vms}})
+    };
+    let vm = |cpu: u32, image: &str| {
+        serde_json::json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+            "metadata": {"name": "db", "namespace": "billing"},
+            "spec": {"cpu": cpu, "memory": "32Gi", "bootDisk": {"containerDisk": {"image": image}}},
+            "status": {"host": "host-1"}})
+    };
+    let list = serde_json::json!({"kind": "List",
+        "items": [host("host-1", "worker-1", &["billing/db"]), host("host-2", "worker-2", &[]), vm(8, "ubuntu:22.04")]});
+    std::fs::write(dir.join("live.json"), list.to_string()).unwrap();
+    let cache = serde_json::json!({"apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+        "metadata": {"name": "cache", "namespace": "billing"},
+        "spec": {"cpu": 4, "memory": "16Gi", "bootDisk": {"containerDisk": {"image": "ubuntu:24.04"}}}});
+    let pr = format!("{}\n---\n{}\n", vm(10, "ubuntu:24.04"), cache);
+    std::fs::write(dir.join("pr/layout.yaml"), pr).unwrap();
+    let live_file = format!("--live={}", dir.join("live.json").display());
+    let pr_dir = dir.join("pr").to_string_lossy().into_owned();
+    let merged = run(&["plan", "-f", &pr_dir, &live_file]);
+    let text = stdout(&merged);
+    assert_eq!(merged.status.code(), Some(0), "{text}");
+    assert!(text.contains("WHAT A MERGE DOES\n- place billing/cache on host-"), "{text}");
+    assert!(
+        text.contains(
+            "- restart billing/db on host-1: domain.cpu.cores: 8 → 10, domain.resources.limits.cpu: 8 → 10, \
+             domain.resources.requests.cpu: 8 → 10, volumes[0].containerDisk.image: ubuntu:22.04 → ubuntu:24.04\n"
+        ),
+        "{text}"
+    );
+    let json = run(&["plan", "-f", &pr_dir, &live_file, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["merge"]["restarts"][0]["vm"], "billing/db");
+    // Without a file, the live layout comes from kubectl; growing db past host-1 is refused.
+    let kubectl = dir.join("kubectl");
+    std::fs::write(&kubectl, format!("#!/bin/sh\ncat {}\n", dir.join("live.json").display())).unwrap();
+    std::fs::set_permissions(&kubectl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("pr/layout.yaml"), vm(16, "ubuntu:22.04").to_string()).unwrap();
+    let grown = run(&["plan", "-f", &pr_dir, "--live", "--kubectl", kubectl.to_str().unwrap()]);
+    let text = stdout(&grown);
+    assert_eq!(grown.status.code(), Some(1), "{text}");
+    assert!(text.contains("- restart billing/db on host-1: domain.cpu.cores: 8 → 16"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
