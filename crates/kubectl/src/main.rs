@@ -1,6 +1,7 @@
 //! `kubectl catalyst`: the offline side of Catalyst, for a laptop or a GitOps pull-request check.
 
 mod cluster;
+mod import;
 mod plan;
 
 use anyhow::Context;
@@ -115,6 +116,12 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Print Catalyst objects for what runs today: `import compose` for the services of a
+    /// docker-compose file. Warnings on stderr name what does not map. Exit 2 on bad input.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// The live layout: each host's VMs, their ServiceGroups and replicas, with the cores each
     /// holds as the kubelets report them and its Pinned verdict. Read through kubectl (its
     /// KUBECONFIG, context and credentials), or from a saved List. Exit 1 when some VM or group
@@ -128,6 +135,29 @@ enum Command {
         output: StatusOutput,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// ServiceGroups for the services of a docker-compose file, all in one CatalystVM: whole
+    /// cores and memory from cpus/mem_limit or deploy.resources, services that differ only by
+    /// an index (sms-service-1 ... 12) folded into one group of N replicas.
+    Compose {
+        /// The compose file; its `.env` and `env_file`s are read beside it.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// The CatalystVM the groups run in.
+        #[arg(long)]
+        vm: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Import only this service (repeatable); every service when unset.
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Read the variables from this file instead of the `.env` beside the compose file.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
 }
 
@@ -158,6 +188,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Render { files, host_selector } => render(&files, &host_selector),
         Command::Status { file, output, cluster } => status(file, output, &cluster),
+        Command::Import { source: ImportSource::Compose { file, vm, namespace, services, env_file } } => {
+            import::compose(&import::ComposeArgs {
+                file: &file,
+                vm: &vm,
+                namespace: &namespace,
+                services: &services,
+                env_file: env_file.as_deref(),
+            })
+        }
         Command::Drain { host, dry_run, cluster } => drain(&host, dry_run, &cluster),
         Command::Undrain { host, cluster } => {
             cluster.run(&[

@@ -366,3 +366,29 @@ fn plan_live_says_which_vms_a_merge_places_and_which_it_restarts() {
     assert!(text.contains("- restart billing/db on host-1: domain.cpu.cores: 8 → 16"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 23, item 1: `import compose` prints ServiceGroups that `validate` and `plan` take as
+/// they are, and names on stderr what does not map.
+#[test]
+fn import_compose_prints_groups_that_validate_and_plan_accept() {
+    let compose = "crates/import/tests/fixtures/design/sms/docker-compose.yml";
+    let output = run(&["import", "compose", "-f", compose, "--vm", "sms-services", "-n", "catalyst-v3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: variable DB_PASSWORD is not set"), "{stderr}");
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["hosts.yaml", "namespace.yaml", "vms.yaml"] {
+        std::fs::copy(repo().join("config/samples/catalyst-v3").join(file), dir.join(file)).unwrap();
+    }
+    std::fs::write(dir.join("imported.yaml"), &output.stdout).unwrap();
+    let path = dir.to_string_lossy().into_owned();
+    assert_eq!(run(&["validate", "-f", &path]).status.code(), Some(0));
+    let plan = run(&["plan", "-f", &path]);
+    let text = stdout(&plan);
+    assert_eq!(plan.status.code(), Some(1), "the reference layout does not fit its hosts: {text}");
+    assert!(text.contains("sms-service  sms-services  12"), "{text}");
+    let missing = run(&["import", "compose", "-f", "nope.yml", "--vm", "v"]);
+    assert_eq!(missing.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
