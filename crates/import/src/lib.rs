@@ -5,3 +5,4 @@
 
 pub mod compose;
 pub mod names;
+pub mod openstack;

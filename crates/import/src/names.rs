@@ -21,9 +21,24 @@ pub fn dns_label(text: &str) -> String {
     label
 }
 
+/// A DNS subdomain (as Kubernetes names cluster-scoped objects and nodes): DNS labels joined
+/// by dots, at most 253 characters.
+pub fn dns_subdomain(text: &str) -> String {
+    let labels: Vec<String> = text.split('.').map(dns_label).filter(|l| !l.is_empty()).collect();
+    let mut name = labels.join(".");
+    name.truncate(253);
+    name.trim_end_matches(['.', '-']).to_string()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::dns_label;
+    use super::{dns_label, dns_subdomain};
+
+    #[test]
+    fn host_names_keep_their_dots() {
+        assert_eq!(dns_subdomain("Compute-01.Example.COM"), "compute-01.example.com");
+        assert_eq!(dns_subdomain("a..b_c"), "a.b-c");
+    }
 
     #[test]
     fn user_names_become_dns_labels() {

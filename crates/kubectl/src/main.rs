@@ -159,6 +159,11 @@ enum ImportSource {
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
     },
+    /// CatalystVMs for OpenStack servers (their flavors' cores, memory, disk and extra specs)
+    /// and CatalystHosts for its hypervisors, from the JSON of `openstack flavor list --long
+    /// --all -f json`, `openstack server list --long --all-projects -f json` and `openstack
+    /// --os-compute-api-version 2.87 hypervisor list --long -f json`.
+    Openstack(import::OpenstackArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -188,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Render { files, host_selector } => render(&files, &host_selector),
         Command::Status { file, output, cluster } => status(file, output, &cluster),
+        Command::Import { source: ImportSource::Openstack(args) } => import::openstack(&args),
         Command::Import { source: ImportSource::Compose { file, vm, namespace, services, env_file } } => {
             import::compose(&import::ComposeArgs {
                 file: &file,

@@ -392,3 +392,45 @@ fn import_compose_prints_groups_that_validate_and_plan_accept() {
     assert_eq!(missing.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 23, item 2: `import openstack` prints hosts and VMs that `validate` and `plan` take.
+#[test]
+fn import_openstack_prints_hosts_and_vms_that_plan_accepts() {
+    let fixture = |file: &str| format!("crates/import/tests/fixtures/openstack/design/{file}");
+    let (flavors, servers, hypervisors) =
+        (fixture("flavors.json"), fixture("servers.json"), fixture("hypervisors.json"));
+    let args = [
+        "import",
+        "openstack",
+        "--flavors",
+        &flavors,
+        "--servers",
+        &servers,
+        "--hypervisors",
+        &hypervisors,
+        "-n",
+        "migrated",
+        "--storage-class",
+        "ceph-rbd",
+        "--image-url",
+        "docker://quay.io/containerdisks/ubuntu:22.04",
+    ];
+    let output = run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the VMs boot but do not become nodes"), "{stderr}");
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    assert!(yaml.contains("hugepages: 1Gi"), "{yaml}");
+    let dir = std::env::temp_dir().join(format!("catalyst-cli-openstack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("imported.yaml"), &yaml).unwrap();
+    let path = dir.to_string_lossy().into_owned();
+    assert_eq!(run(&["validate", "-f", &path]).status.code(), Some(0));
+    let plan = run(&["plan", "-f", &path]);
+    let text = stdout(&plan);
+    assert!(text.contains("vm-sms-services") && text.contains("compute-01.dc1"), "{text}");
+    assert_ne!(plan.status.code(), Some(2), "{text}");
+    let half = run(&["import", "openstack", "--flavors", &flavors, "--servers", &servers, "--join-secret", "s"]);
+    assert_eq!(half.status.code(), Some(2), "--join-secret needs --kubernetes-version, and a boot disk is required");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
