@@ -1,6 +1,8 @@
 //! Every file generated from the code, with its path in the repository: `cargo xtask generate`
 //! writes them, and a test fails when one is stale.
 
+pub mod krew;
+
 use catalyst_core::{crd, manifest, planner, pool};
 use catalyst_operator::rbac;
 use std::path::Path;
