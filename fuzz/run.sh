@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the offline path (manifest loader, validate, plan, render) for SECONDS (default 60),
-# starting from the seeds: any panic, a single input running over 10 s, or more than 2 GiB of
+# Fuzzes the offline path (manifest loader, validate, plan, render) and the compose import, each
+# for SECONDS (default 60), starting from the seeds: any panic, a single input running over 10 s, or more than 2 GiB of
 # memory fails the run, and libFuzzer leaves the input in fuzz/artifacts/.
 #
 # cargo fuzz builds with flags only a nightly compiler accepts; RUSTC_BOOTSTRAP=1 lets the
@@ -11,8 +11,10 @@ seconds=${1:-60}
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
-corpus=fuzz/corpus/manifests
-mkdir -p "$corpus"
-cp fuzz/seeds/manifests/* "$corpus"/
-RUSTC_BOOTSTRAP=1 cargo fuzz run -O manifests "$corpus" -- \
-  -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+for target in manifests compose; do
+  corpus=fuzz/corpus/$target
+  mkdir -p "$corpus"
+  find "fuzz/seeds/$target" -type f ! -name README -exec cp {} "$corpus"/ \;
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- \
+    -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+done
