@@ -139,7 +139,7 @@ fn list(cells: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::model::Res;
+    use crate::planner::Res;
     use catalyst_api::CatalystNodeReportSpec;
     use catalyst_api::host::MemoryManagerPolicy;
     use catalyst_api::report::{CellHugepages, NumaCell};

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod identity;
 pub mod lease;
 pub mod metrics;
+pub mod per_object;
 pub mod rbac;
 pub mod serve;
 pub mod throttle;

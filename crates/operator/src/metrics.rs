@@ -15,7 +15,7 @@ pub struct ReconcileLabels {
     pub outcome: &'static str,
 }
 
-/// A failed (or waiting) reconcile: the kind, and what failed (`controller::Error::label`).
+/// A failed reconcile: the kind, and what failed (`controller::Error::label`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
@@ -54,18 +54,22 @@ pub struct Metrics {
     pub pinned: Family<PinnedLabels, Gauge>,
     /// The verdicts last counted for each object (a VM's one, a group's per replica), so a new
     /// verdict replaces them and a deleted object's leave the gauges.
-    verdicts: crate::controller::PerObject<Vec<PinnedLabels>>,
+    verdicts: crate::per_object::PerObject<Vec<PinnedLabels>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("catalyst");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles by kind and outcome (ok, error)", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles by kind and outcome (ok; wait: a deletion under way or a write that lost a race; error)",
+            reconciles.clone(),
+        );
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed or waited, by kind and what failed (waits: placement_race, waiting_for_deletion)",
+            "Reconciles that failed, by kind and what failed (waits are not failures: see reconciles_total)",
             reconcile_errors.clone(),
         );
         let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
@@ -112,15 +116,16 @@ impl Default for Metrics {
             host_memory_free,
             hosts: std::sync::Mutex::default(),
             pinned,
-            verdicts: crate::controller::PerObject::default(),
+            verdicts: crate::per_object::PerObject::default(),
         }
     }
 }
 
 impl Metrics {
-    /// Counts one reconcile of `kind` and records how long it took.
-    pub fn reconciled(&self, kind: &'static str, ok: bool, took: Duration) {
-        self.reconciles.get_or_create(&ReconcileLabels { kind, outcome: if ok { "ok" } else { "error" } }).inc();
+    /// Counts one reconcile of `kind` with its outcome (`ok`, `wait` or `error`) and records
+    /// how long it took.
+    pub fn reconciled(&self, kind: &'static str, outcome: &'static str, took: Duration) {
+        self.reconciles.get_or_create(&ReconcileLabels { kind, outcome }).inc();
         self.duration.get_or_create(&KindLabel { kind }).observe(took.as_secs_f64());
     }
 
@@ -136,7 +141,7 @@ impl Metrics {
         for label in &now {
             self.pinned.get_or_create(label).inc();
         }
-        let before = self.verdicts.lock().insert(crate::controller::object_id(kind, key), now);
+        let before = self.verdicts.lock().insert(crate::per_object::object_id(kind, key), now);
         for label in before.iter().flatten() {
             self.pinned.get_or_create(label).dec();
         }
@@ -202,15 +207,17 @@ mod tests {
     #[test]
     fn encodes_reconciles_durations_and_host_figures() {
         let metrics = Metrics::default();
-        metrics.reconciled("CatalystVM", true, Duration::from_millis(3));
-        metrics.reconciled("CatalystVM", false, Duration::from_millis(3));
+        for outcome in ["ok", "wait", "error"] {
+            metrics.reconciled("CatalystVM", outcome, Duration::from_millis(3));
+        }
         metrics.placement_failures.inc();
         metrics.host("host-1", Res::millicores(226_015, 1 << 40), Res::cores(22, 1 << 30));
         let text = metrics.encode();
         for line in [
             "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"ok\"} 1",
+            "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"wait\"} 1",
             "catalyst_reconciles_total{kind=\"CatalystVM\",outcome=\"error\"} 1",
-            "catalyst_reconcile_duration_seconds_count{kind=\"CatalystVM\"} 2",
+            "catalyst_reconcile_duration_seconds_count{kind=\"CatalystVM\"} 3",
             "catalyst_placement_failures_total 1",
             "catalyst_host_cpu_allocated_cores{host=\"host-1\"} 226.015",
             "catalyst_host_cpu_free_cores{host=\"host-1\"} 22.0",

@@ -33,10 +33,13 @@ mod numa;
 pub mod overhead;
 pub mod picture;
 pub mod report;
+pub mod res;
 pub mod search;
 pub mod whatif;
 
-pub use model::{GroupModel, HostCells, HostModel, Overhead, Res, VmModel};
+pub use model::{GroupModel, HostCells, HostModel, VmModel};
+pub use overhead::Overhead;
+pub use res::Res;
 pub use search::SearchBudget;
 
 use crate::manifest::Manifests;

@@ -3,7 +3,7 @@
 //! compute container, scaled by the KubeVirt CR's `additionalGuestMemoryOverheadRatio`, and
 //! the `guest-console-log` sidecar's requests.
 
-use super::model::Res;
+use super::res::Res;
 use crate::quantity::format_bytes;
 use serde::{Serialize, Serializer};
 

@@ -18,12 +18,8 @@ use catalyst_api::host::{BlockedMove, Evacuation, PlannedMove};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::planner::evacuate::{self, Departure, How, Move};
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// The taint of a fenced node (kubernetes `pkg/apis/core/types.go`, `TaintNodeOutOfService`).
-pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 
 /// The host's condition while it is emptied, and once it is.
 pub const EVACUATED: &str = "Evacuated";
@@ -34,16 +30,9 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(600);
 /// How soon an evacuating host is looked at again: a move elsewhere may free its spread group.
 pub const RECHECK: Duration = Duration::from_secs(10);
 
-/// Whether the host's node is fenced.
-pub fn fenced(host: &CatalystHost, ctx: &Context) -> bool {
-    let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));
-    let taints = node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.taints.as_ref());
-    taints.is_some_and(|taints| taints.iter().any(|t| t.key == OUT_OF_SERVICE))
-}
-
 /// Why the host is emptied, if it is: fenced before drained.
 pub fn departure(host: &CatalystHost, ctx: &Context) -> Option<Departure> {
-    if fenced(host, ctx) {
+    if ctx.stores.fenced(host) {
         Some(Departure::Loss)
     } else if host.spec.maintenance {
         Some(Departure::Drain)

@@ -145,7 +145,9 @@ async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     match api.replace_status(&host.name_any(), &PostParams::default(), &updated).await {
         Ok(_) => {}
         // Someone else (a placement) wrote first: the watch brings the new version.
-        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            return Err(Error::Conflict { kind: "CatalystHost", name: host.name_any() });
+        }
         Err(source) => return Err(Error::WriteStatus { kind: "CatalystHost".into(), name: host.name_any(), source }),
     }
     if overcommitted && !was_overcommitted {

@@ -209,7 +209,7 @@ fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, S
 /// A host as the planner sees it: one whose node is fenced takes no new VMs.
 fn host_model(host: &CatalystHost, ctx: &Context) -> HostModel {
     let mut model = HostModel::from_host(host);
-    if super::evacuation::fenced(host, ctx) {
+    if ctx.stores.fenced(host) {
         model.schedulable = false;
     }
     model

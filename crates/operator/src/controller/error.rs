@@ -1,0 +1,100 @@
+//! What a reconcile could not do, and what becomes of it: a wait (looked at again soon, counted
+//! as `outcome="wait"`) or a failure (backed off per object, counted in
+//! `catalyst_reconcile_errors_total`).
+
+/// What a reconcile could not do, named by the call that failed; [`Error::label`] is its
+/// `catalyst_reconcile_errors_total` label; [`Error::is_wait`] says which are waits, not failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {name}: {source}")]
+    ApplyChild { kind: String, name: String, source: kube::Error },
+    #[error("deleting {kind} {name}: {source}")]
+    DeleteChild { kind: &'static str, name: String, source: kube::Error },
+    #[error("listing the CatalystHosts of the pool: {0}")]
+    ListHosts(#[source] kube::Error),
+    #[error("reading CatalystVM {vm}: {source}")]
+    ReadVm { vm: String, source: kube::Error },
+    #[error("reading the join Secret {secret}: {source}")]
+    ReadJoinSecret { secret: String, source: kube::Error },
+    #[error("reserving room on CatalystHost {host}: {source}")]
+    ReserveHost { host: String, source: kube::Error },
+    #[error("releasing {vm} from CatalystHost {host}: {source}")]
+    ReleaseHost { vm: String, host: String, source: kube::Error },
+    #[error("writing the status of {kind} {name}: {source}")]
+    WriteStatus { kind: String, name: String, source: kube::Error },
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("placing {vm} on {host} raced with another placement; planning again")]
+    PlacementRace { vm: String, host: String },
+    /// A write that lost to another (HTTP 409): the watch brings the newer version.
+    #[error("writing {kind} {name} raced with another write; reading it again")]
+    Conflict { kind: &'static str, name: String },
+    #[error("waiting for VirtualMachine {0} to be deleted")]
+    WaitingForDeletion(String),
+    #[error("reading VirtualMachineInstance {vm}: {source}")]
+    ReadInstance { vm: String, source: kube::Error },
+    #[error("labelling node {node} as verified: {source}")]
+    LabelNode { node: String, source: kube::Error },
+    #[error("keeping the join token of {vm}: {source}")]
+    JoinToken { vm: String, source: kube::Error },
+    #[error("reading random bytes for a join token: {0}")]
+    Random(#[source] std::io::Error),
+    #[error("deciding the certificate signing request {csr}: {source}")]
+    DecideCertificate { csr: String, source: kube::Error },
+    #[error("evicting replica {pod} to recreate it on cores of its own: {source}")]
+    EvictReplica { pod: String, source: kube::Error },
+    #[error("migrating {vm} to its new host: {source}")]
+    Migrate { vm: String, source: kube::Error },
+}
+
+impl Error {
+    /// The error inside the finalizer's wrapping, where there is one.
+    fn inner(&self) -> &Error {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            Error::Finalizer(wrapped) => match wrapped.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.inner(),
+                _ => self,
+            },
+            other => other,
+        }
+    }
+
+    /// A short, fixed name of what failed, for metrics.
+    pub fn label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self.inner() {
+            Error::ApplyChild { .. } => "apply_child",
+            Error::DeleteChild { .. } => "delete_child",
+            Error::ListHosts(_) => "list_hosts",
+            Error::ReadVm { .. } => "read_vm",
+            Error::ReadJoinSecret { .. } => "read_join_secret",
+            Error::ReserveHost { .. } => "reserve_host",
+            Error::ReleaseHost { .. } => "release_host",
+            Error::WriteStatus { .. } => "write_status",
+            Error::PlacementRace { .. } => "placement_race",
+            Error::Conflict { .. } => "conflict",
+            Error::WaitingForDeletion(_) => "waiting_for_deletion",
+            Error::ReadInstance { .. } => "read_instance",
+            Error::LabelNode { .. } => "label_node",
+            Error::JoinToken { .. } => "join_token",
+            Error::Random(_) => "random",
+            Error::DecideCertificate { .. } => "decide_certificate",
+            Error::EvictReplica { .. } => "evict_replica",
+            Error::Migrate { .. } => "migrate",
+            Error::Finalizer(wrapped) => match wrapped.as_ref() {
+                Finalizer::AddFinalizer(_) => "add_finalizer",
+                Finalizer::RemoveFinalizer(_) => "remove_finalizer",
+                _ => "finalizer",
+            },
+        }
+    }
+
+    /// Expected waits (a deletion under way; a write, placements included, that lost a
+    /// compare-and-swap: the one convention for a 409 in every controller): the object is looked
+    /// at again soon, its backoff is not raised, and the reconcile counts as `outcome="wait"`,
+    /// not in `catalyst_reconcile_errors_total`.
+    pub fn is_wait(&self) -> bool {
+        matches!(self.inner(), Error::PlacementRace { .. } | Error::Conflict { .. } | Error::WaitingForDeletion(_))
+    }
+}
