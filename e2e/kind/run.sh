@@ -50,7 +50,7 @@ echo "--- suite"
 # Each test runs the operator binary scoped to its own namespace and pool of hosts
 # (--host-selector), in parallel as nextest runs them, and cleans up while that operator still
 # runs: the run leaves no namespace, host or ledger entry behind.
-CATALYST_E2E_CLUSTER=kubeconfig cargo nextest run --locked -p catalyst-operator --test e2e
+CATALYST_E2E_CLUSTER=kubeconfig cargo nextest run --locked -p catalyst-e2e
 leftovers=$(kubectl get chost -l catalyst.io/pool -o name)
 if [ -n "$leftovers" ]; then
   echo "the suite left hosts behind: $leftovers" >&2

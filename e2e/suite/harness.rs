@@ -374,7 +374,7 @@ impl Operator {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_catalyst-operator"))
+        let child = Command::new(binary("catalyst-operator"))
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,catalyst_operator=debug,catalyst_core=debug")
@@ -428,23 +428,25 @@ impl Operator {
     }
 }
 
-/// The `kubectl-catalyst` binary of this workspace, beside the operator's. A run of this suite
-/// alone (`cargo nextest run -p catalyst-operator --test e2e`) has not built it: the first test
-/// that needs it builds it, as `cargo build` would.
-pub fn catalyst_plugin() -> PathBuf {
-    let operator = PathBuf::from(env!("CARGO_BIN_EXE_catalyst-operator"));
-    let plugin = operator.with_file_name("kubectl-catalyst");
-    let lock = repo().join("target/plugin.lock");
+/// A binary of this workspace (`catalyst-operator`, `kubectl-catalyst`), from the target
+/// directory this test runs from. `cargo nextest run --workspace` has built both; a run of the
+/// suite alone (`cargo nextest run -p catalyst-e2e`) may not have: the first test that needs one
+/// builds it, as `cargo build` would.
+pub fn binary(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test knows its own path");
+    let profile = test.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+    let path = profile.join(name);
+    let lock = repo().join(format!("target/{name}.lock"));
     loop {
-        if plugin.exists() {
-            return plugin;
+        if path.exists() {
+            return path;
         }
         if std::fs::create_dir(&lock).is_ok() {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let built = Command::new(cargo).args(["build", "--bin", "kubectl-catalyst"]).current_dir(repo()).status();
+            let built = Command::new(cargo).args(["build", "--bin", name]).current_dir(repo()).status();
             std::fs::remove_dir(&lock).unwrap();
-            assert!(built.is_ok_and(|s| s.success()), "building kubectl-catalyst failed");
-            return plugin;
+            assert!(built.is_ok_and(|s| s.success()), "building {name} failed");
+            return path;
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -622,7 +622,7 @@ async fn a_converged_world_costs_no_write_and_the_operator_names_itself() {
     cluster.clean_up(&ns, &layout.hosts).await;
 }
 
-mod tools;
+use catalyst_e2e as tools;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_accepts_what_render_prints() {
@@ -1294,7 +1294,7 @@ async fn plan_live_shows_what_a_merge_would_place_and_restart() {
     std::fs::create_dir_all(&pull_request).unwrap();
     let files = [&grown, &added].map(|vm| serde_norway::to_string(vm).unwrap()).join("---\n");
     std::fs::write(pull_request.join("vms.yaml"), files).unwrap();
-    let output = std::process::Command::new(harness::catalyst_plugin())
+    let output = std::process::Command::new(harness::binary("kubectl-catalyst"))
         .args(["plan", "--live", "-f"])
         .arg(&pull_request)
         .arg("--kubectl")

@@ -2,8 +2,7 @@
 //! render with default and non-default values into the expected objects, bad values fail at
 //! install, and what they carry equals what the code generates.
 
-#[path = "../../e2e/suite/tools.rs"]
-mod tools;
+use catalyst_e2e as tools;
 
 use catalyst_core::crd;
 use catalyst_operator::rbac;
