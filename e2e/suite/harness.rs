@@ -115,7 +115,7 @@ impl Cluster {
         // Without KubeVirt, the VirtualMachine CRD derived from KubeVirt's own OpenAPI (vendored).
         if crds.get_opt("virtualmachines.kubevirt.io").await.unwrap().is_none() {
             let text = include_str!("../../vendor/kubevirt/virtualmachines-crd.yaml");
-            let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
+            let crd: CustomResourceDefinition = catalyst_core::yaml::from_str(text).unwrap();
             names.push(apply(&crds, &crd).await.name_any());
         }
         // Without KubeVirt, stand-ins for its VirtualMachineInstance, whose status tests write,
@@ -126,7 +126,7 @@ impl Cluster {
         ];
         for (name, text) in stand_ins {
             if crds.get_opt(name).await.unwrap().is_none() {
-                let crd: CustomResourceDefinition = serde_norway::from_str(text).unwrap();
+                let crd: CustomResourceDefinition = catalyst_core::yaml::from_str(text).unwrap();
                 names.push(apply(&crds, &crd).await.name_any());
             }
         }

@@ -633,9 +633,9 @@ async fn kubectl_accepts_what_render_prints() {
     let text: Vec<String> = layout
         .hosts
         .iter()
-        .map(|h| serde_norway::to_string(h).unwrap())
-        .chain(layout.vms.iter().map(|v| serde_norway::to_string(v).unwrap()))
-        .chain(layout.groups.iter().map(|g| serde_norway::to_string(g).unwrap()))
+        .map(|h| catalyst_core::yaml::to_string(h).unwrap())
+        .chain(layout.vms.iter().map(|v| catalyst_core::yaml::to_string(v).unwrap()))
+        .chain(layout.groups.iter().map(|g| catalyst_core::yaml::to_string(g).unwrap()))
         .collect();
     std::fs::write(&manifests, text.join("---\n")).unwrap();
     // What `kubectl catalyst render` prints: the plan's objects as YAML documents.
@@ -648,7 +648,7 @@ async fn kubectl_accepts_what_render_prints() {
     ));
     let rendered = catalyst_core::render::offline::render_plan(&loaded, &plan);
     assert!(rendered.skipped.is_empty(), "{:?}", rendered.skipped);
-    let documents: Vec<String> = rendered.objects.iter().map(|o| serde_norway::to_string(o).unwrap()).collect();
+    let documents: Vec<String> = rendered.objects.iter().map(|o| catalyst_core::yaml::to_string(o).unwrap()).collect();
     let yaml = cluster.dir.join("rendered.yaml");
     std::fs::write(&yaml, documents.join("---\n")).unwrap();
     let output = std::process::Command::new(tools::tool("kubectl"))
@@ -1292,7 +1292,7 @@ async fn plan_live_shows_what_a_merge_would_place_and_restart() {
     added.spec.placement.spread_group = None;
     let pull_request = cluster.dir.join("pull-request");
     std::fs::create_dir_all(&pull_request).unwrap();
-    let files = [&grown, &added].map(|vm| serde_norway::to_string(vm).unwrap()).join("---\n");
+    let files = [&grown, &added].map(|vm| catalyst_core::yaml::to_string(vm).unwrap()).join("---\n");
     std::fs::write(pull_request.join("vms.yaml"), files).unwrap();
     let output = std::process::Command::new(harness::binary("kubectl-catalyst"))
         .args(["plan", "--live", "-f"])

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let request =
         Request { text, file: "fuzz.yml", vm: "vm", namespace: "ns", variables: &variables, read: &read, only: &[] };
     let Ok(imported) = import(&request) else { return };
-    let documents: Vec<String> = imported.groups.iter().filter_map(|g| serde_norway::to_string(g).ok()).collect();
+    let documents: Vec<String> = imported.groups.iter().filter_map(|g| catalyst_core::yaml::to_string(g).ok()).collect();
     let (_, errors) = catalyst_core::manifest::parse("imported.yaml", &documents.join("---\n"));
     assert!(errors.is_empty(), "the import printed what validate refuses: {errors:?}");
 });

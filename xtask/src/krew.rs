@@ -11,7 +11,7 @@
 //! Archives are made with the system's `tar` and hashed with `sha256sum` (GNU coreutils), as a
 //! release job would, rather than with two more crates.
 
-use serde_norway::Value;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -105,7 +105,7 @@ pub fn manifest(version: &str, homepage: &str, base_url: &str, archives: &[Archi
                 "sha256": archive.sha256,
                 "bin": bin,
             });
-            serde_norway::to_value(platform).ok()
+            Some(platform)
         })
         .collect();
     let plugin = serde_json::json!({
@@ -123,7 +123,7 @@ pub fn manifest(version: &str, homepage: &str, base_url: &str, archives: &[Archi
             "platforms": platforms,
         },
     });
-    serde_norway::to_string(&plugin).unwrap_or_default()
+    catalyst_core::yaml::to_string(&plugin).unwrap_or_default()
 }
 
 /// krew's checks of a manifest named `file_name`: every message krew would print.
@@ -134,7 +134,7 @@ pub fn validate(file_name: &str, text: &str) -> Vec<String> {
             Path::new(file_name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
         return vec![format!("expected manifest extension \".yaml\" but found {extension:?}")];
     };
-    let plugin: Value = match serde_norway::from_str(text) {
+    let plugin: Value = match catalyst_core::yaml::from_str(text) {
         Ok(plugin) => plugin,
         Err(error) => return vec![format!("failed to read plugin file: {error}")],
     };
@@ -173,7 +173,7 @@ pub fn validate(file_name: &str, text: &str) -> Vec<String> {
     } else if let Err(why) = semantic(&version) {
         errors.push(format!("failed to parse plugin version: {why}"));
     }
-    let platforms = field(&["spec", "platforms"]).and_then(Value::as_sequence).cloned().unwrap_or_default();
+    let platforms = field(&["spec", "platforms"]).and_then(Value::as_array).cloned().unwrap_or_default();
     if platforms.is_empty() {
         errors.push("should have a platform specified".into());
     }
@@ -235,10 +235,10 @@ fn check_platform(platform: &Value) -> Vec<String> {
     }
     match platform.get("files") {
         None => {}
-        Some(Value::Sequence(files)) if files.is_empty() => {
+        Some(Value::Array(files)) if files.is_empty() => {
             errors.push("`files` is invalid: `files` has to be unspecified or non-empty".into())
         }
-        Some(Value::Sequence(files)) => {
+        Some(Value::Array(files)) => {
             for file in files {
                 for key in ["from", "to"] {
                     if file.get(key).and_then(Value::as_str).unwrap_or_default().is_empty() {
@@ -250,15 +250,15 @@ fn check_platform(platform: &Value) -> Vec<String> {
         Some(_) => errors.push("`files` is invalid: `files` has to be unspecified or non-empty".into()),
     }
     let selector = platform.get("selector");
-    let labels = selector.and_then(|s| s.get("matchLabels")).and_then(Value::as_mapping);
-    let expressions = selector.and_then(|s| s.get("matchExpressions")).and_then(Value::as_sequence);
+    let labels = selector.and_then(|s| s.get("matchLabels")).and_then(Value::as_object);
+    let expressions = selector.and_then(|s| s.get("matchExpressions")).and_then(Value::as_array);
     match selector {
         None | Some(Value::Null) => errors.push("invalid platform selector: nil selector is not supported".into()),
         Some(_) if labels.is_none_or(|l| l.is_empty()) && expressions.is_none_or(|e| e.is_empty()) => {
             errors.push("invalid platform selector: empty selector is not supported".into())
         }
         Some(_) => {
-            let keys = labels.into_iter().flat_map(|l| l.keys().filter_map(Value::as_str).map(str::to_string));
+            let keys = labels.into_iter().flat_map(|l| l.keys().cloned());
             let expression_keys = expressions
                 .into_iter()
                 .flatten()
@@ -279,13 +279,13 @@ fn selects(platform: &Value, (os, arch): (&str, &str)) -> bool {
     let Some(selector) = platform.get("selector") else { return false };
     let labels_hold = selector
         .get("matchLabels")
-        .and_then(Value::as_mapping)
-        .is_none_or(|labels| labels.iter().all(|(k, v)| v.as_str() == Some(value_of(k.as_str().unwrap_or_default()))));
-    let expressions_hold = selector.get("matchExpressions").and_then(Value::as_sequence).is_none_or(|all| {
+        .and_then(Value::as_object)
+        .is_none_or(|labels| labels.iter().all(|(k, v)| v.as_str() == Some(value_of(k))));
+    let expressions_hold = selector.get("matchExpressions").and_then(Value::as_array).is_none_or(|all| {
         all.iter().all(|e| {
             let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
             let values: Vec<&str> =
-                e.get("values").and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
+                e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
             let has = values.contains(&value_of(key));
             match e.get("operator").and_then(Value::as_str) {
                 Some("In") => has,

@@ -114,5 +114,5 @@ fn argocd_health(root: &Path) -> std::io::Result<String> {
         "metadata": {"name": "argocd-cm", "namespace": "argocd", "labels": {"app.kubernetes.io/part-of": "argocd"}},
         "data": data,
     });
-    Ok(format!("{NOTICE}{}", serde_norway::to_string(&config_map).expect("serializable")))
+    Ok(format!("{NOTICE}{}", catalyst_core::yaml::to_string(&config_map).expect("serializable")))
 }

@@ -22,7 +22,7 @@ fn run(tool: &str, args: &[&str]) -> Output {
 fn documents(output: &Output) -> Vec<Value> {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout.clone()).unwrap();
-    text.split("\n---").map(|d| serde_norway::from_str::<Value>(d).unwrap()).filter(|d| !d.is_null()).collect()
+    text.split("\n---").map(|d| catalyst_core::yaml::from_str::<Value>(d).unwrap()).filter(|d| !d.is_null()).collect()
 }
 
 /// Numbers as floats, so `minimum: 0.0` (as the CRD is written) equals `minimum: 0` (as Helm re-writes it).

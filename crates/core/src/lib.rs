@@ -25,3 +25,4 @@ pub mod render;
 pub mod schema;
 pub mod status;
 pub mod validation;
+pub mod yaml;

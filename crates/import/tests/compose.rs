@@ -34,7 +34,7 @@ fn run_only(path: &str, variables: &[(&str, &str)], only: &[String]) -> Result<I
 
 /// What `kubectl catalyst validate` says of the groups, printed as the import prints them.
 fn validate(groups: &[ServiceGroup]) {
-    let text: Vec<String> = groups.iter().map(|g| serde_norway::to_string(g).unwrap()).collect();
+    let text: Vec<String> = groups.iter().map(|g| catalyst_core::yaml::to_string(g).unwrap()).collect();
     let (manifests, errors) = catalyst_core::manifest::parse("imported.yaml", &text.join("---\n"));
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(manifests.groups.len(), groups.len());
@@ -218,7 +218,7 @@ fn bad_input_is_a_clear_error() {
             .contains("service a: env_file app.env: no files here")
     );
     assert!(attempt("services: {a: {image: '${X:?set X}'}}").contains("required variable X is missing a value: set X"));
-    assert!(attempt(&"[".repeat(10_000)).contains("nested more than"));
+    assert!(attempt(&"[".repeat(10_000)).contains("nested deeper than 64 levels"));
     assert!(attempt("services: {a: {image: x, cpus: 2, mem_limit: 1g, ports: ['1-99999']}}").contains("is not a port"));
 }
 

@@ -26,8 +26,8 @@ fn run(flavors: &str, servers: &str, hypervisors: Option<&str>) -> Result<Import
 
 /// What `kubectl catalyst validate` says of the objects, printed as the import prints them.
 fn validate(imported: &Imported) {
-    let hosts = imported.hosts.iter().map(|h| serde_norway::to_string(h).unwrap());
-    let vms = imported.vms.iter().map(|v| serde_norway::to_string(v).unwrap());
+    let hosts = imported.hosts.iter().map(|h| catalyst_core::yaml::to_string(h).unwrap());
+    let vms = imported.vms.iter().map(|v| catalyst_core::yaml::to_string(v).unwrap());
     let text: Vec<String> = hosts.chain(vms).collect();
     let (manifests, errors) = catalyst_core::manifest::parse("imported.yaml", &text.join("---\n"));
     assert!(errors.is_empty(), "{errors:?}");

@@ -20,8 +20,8 @@ pub struct ComposeArgs<'a> {
 /// Reads a file an import names, refusing one larger than the manifests' budget.
 fn read_bounded(path: &Path) -> Result<String, String> {
     let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if size > catalyst_core::manifest::bounds::MAX_INPUT_BYTES {
-        return Err(format!("{size} bytes is more than {} bytes", catalyst_core::manifest::bounds::MAX_INPUT_BYTES));
+    if size > catalyst_core::yaml::MAX_INPUT_BYTES {
+        return Err(format!("{size} bytes is more than {} bytes", catalyst_core::yaml::MAX_INPUT_BYTES));
     }
     std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
@@ -72,7 +72,8 @@ pub fn compose(args: &ComposeArgs) -> anyhow::Result<ExitCode> {
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
-    let documents: Vec<String> = imported.groups.iter().map(serde_norway::to_string).collect::<Result<_, _>>()?;
+    let documents: Vec<String> =
+        imported.groups.iter().map(catalyst_core::yaml::to_string).collect::<Result<_, _>>()?;
     print!("{}", documents.join("---\n"));
     Ok(ExitCode::SUCCESS)
 }
@@ -125,9 +126,9 @@ pub fn openstack(args: &OpenstackArgs) -> anyhow::Result<ExitCode> {
     if request.node.is_none() {
         eprintln!("warning: the VMs boot but do not become nodes: give --join-secret and --kubernetes-version");
     }
-    let hosts = imported.hosts.iter().map(serde_norway::to_string);
+    let hosts = imported.hosts.iter().map(catalyst_core::yaml::to_string);
     let documents: Vec<String> =
-        hosts.chain(imported.vms.iter().map(serde_norway::to_string)).collect::<Result<_, _>>()?;
+        hosts.chain(imported.vms.iter().map(catalyst_core::yaml::to_string)).collect::<Result<_, _>>()?;
     print!("{}", documents.join("---\n"));
     Ok(ExitCode::SUCCESS)
 }

@@ -318,7 +318,8 @@ fn render(files: &[PathBuf], pool: &HostPool) -> anyhow::Result<ExitCode> {
     for skipped in &rendered.skipped {
         eprintln!("not rendered: {skipped}");
     }
-    let documents: Vec<String> = rendered.objects.iter().map(serde_norway::to_string).collect::<Result<_, _>>()?;
+    let documents: Vec<String> =
+        rendered.objects.iter().map(catalyst_core::yaml::to_string).collect::<Result<_, _>>()?;
     print!("{}", documents.join("---\n"));
     Ok(if rendered.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -137,7 +137,7 @@ pub fn plan(
             };
             let text = match output {
                 Output::Json => serde_json::to_string_pretty(&report)? + "\n",
-                _ => serde_norway::to_string(&report)?,
+                _ => catalyst_core::yaml::to_string(&report)?,
             };
             print!("{text}");
         }

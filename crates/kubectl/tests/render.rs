@@ -135,9 +135,9 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     let join = credentials("10.0.0.1:6443");
     let text = render::cloud_init_user_data(&vm, OnHost::node("hv-1"), Some(&join));
     assert!(text.starts_with("#cloud-config\n"));
-    let config: Value = serde_norway::from_str(&text).unwrap();
+    let config: Value = catalyst_core::yaml::from_str(&text).unwrap();
     let files = config["write_files"].as_array().unwrap();
-    let kubelet: Value = serde_norway::from_str(files[0]["content"].as_str().unwrap()).unwrap();
+    let kubelet: Value = catalyst_core::yaml::from_str(files[0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(kubelet["cpuManagerPolicy"], "static");
     assert_eq!(kubelet["reservedSystemCPUs"], "0-1");
     // kafka-2 has NUMA passthrough: a guest NUMA node per host cell its vCPUs land on, where
@@ -145,9 +145,10 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     assert_eq!(kubelet["topologyManagerPolicy"], "restricted");
     assert_eq!(kubelet["topologyManagerScope"], "pod");
     let one_cell: Value =
-        serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), OnHost::node("hv-1"), None)).unwrap();
+        catalyst_core::yaml::from_str(&render::cloud_init_user_data(&vm_named("api-a"), OnHost::node("hv-1"), None))
+            .unwrap();
     let one_cell_kubelet: Value =
-        serde_norway::from_str(one_cell["write_files"][0]["content"].as_str().unwrap()).unwrap();
+        catalyst_core::yaml::from_str(one_cell["write_files"][0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(one_cell_kubelet["topologyManagerPolicy"], "single-numa-node");
     assert_eq!(kubelet["systemReserved"]["memory"], "4Gi");
     // Every default signal of the kubelet (pkg/kubelet/eviction/defaults_linux.go, with
@@ -158,7 +159,7 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
         json!({"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
                "imagefs.available": "15%", "imagefs.inodesFree": "5%"})
     );
-    let join_config: Value = serde_norway::from_str(files[1]["content"].as_str().unwrap()).unwrap();
+    let join_config: Value = catalyst_core::yaml::from_str(files[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(join_config["nodeRegistration"]["name"], "kafka-2.catalyst-v3");
     assert_eq!(join_config["nodeRegistration"]["kubeletExtraArgs"][0]["value"], "catalyst.io/vm=kafka-2.catalyst-v3");
     assert_eq!(
@@ -190,7 +191,8 @@ fn cloud_init_makes_a_dedicated_node_with_the_static_cpu_manager() {
     }
     assert_eq!(config["runcmd"][2], json!(["systemctl", "enable", "--now", "--no-block", "catalyst-join.service"]));
     // Without credentials the VM boots with the kubelet settings but does not try to join.
-    let alone: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), None)).unwrap();
+    let alone: Value =
+        catalyst_core::yaml::from_str(&render::cloud_init_user_data(&vm, OnHost::node("hv-1"), None)).unwrap();
     assert_eq!(alone["write_files"].as_array().unwrap().len(), 1);
     assert_eq!(alone.get("runcmd"), None);
     assert_eq!(format!("{join:?}"), "JoinCredentials { <redacted> }");
@@ -259,7 +261,7 @@ fn render_prints_what_a_merge_will_create_in_plan_order() {
     let output = cli(&["render", "-f", "config/samples/minimal/"]);
     assert_eq!(output.status.code(), Some(0));
     let text = String::from_utf8(output.stdout).unwrap();
-    let documents: Vec<Value> = text.split("\n---\n").map(|d| serde_norway::from_str(d).unwrap()).collect();
+    let documents: Vec<Value> = text.split("\n---\n").map(|d| catalyst_core::yaml::from_str(d).unwrap()).collect();
     let kinds: Vec<(&str, &str)> =
         documents.iter().map(|d| (d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap())).collect();
     assert_eq!(
@@ -304,7 +306,7 @@ fn every_sample_vm_that_joins_installs_its_node_software() {
 
 fn user_data(vm: &CatalystVM) -> Value {
     let join = credentials("10.0.0.1:6443");
-    serde_norway::from_str(&render::cloud_init_user_data(vm, OnHost::node("hv-1"), Some(&join))).unwrap()
+    catalyst_core::yaml::from_str(&render::cloud_init_user_data(vm, OnHost::node("hv-1"), Some(&join))).unwrap()
 }
 
 fn file<'a>(config: &'a Value, path: &str) -> Option<&'a str> {
@@ -383,7 +385,8 @@ fn each_release_installs_what_it_needs_from_where_it_is_told() {
 #[test]
 fn the_join_waits_a_minute_for_discovery_and_says_what_it_waits_for() {
     let config = user_data(&vm_named("api-a"));
-    let join: Value = serde_norway::from_str(file(&config, "/etc/kubernetes/catalyst/join.yaml").unwrap()).unwrap();
+    let join: Value =
+        catalyst_core::yaml::from_str(file(&config, "/etc/kubernetes/catalyst/join.yaml").unwrap()).unwrap();
     assert_eq!(join["apiVersion"], "kubeadm.k8s.io/v1beta4");
     assert_eq!(join["timeouts"], json!({"discovery": "1m0s"}));
     let dir = std::env::temp_dir().join(format!("catalyst-join-{}", std::process::id()));
@@ -414,9 +417,12 @@ fn the_node_ip_is_the_address_the_guest_reaches_the_api_server_from() {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let join = credentials("control-plane.example:6443");
-    let config: Value =
-        serde_norway::from_str(&render::cloud_init_user_data(&vm_named("api-a"), OnHost::node("hv-1"), Some(&join)))
-            .unwrap();
+    let config: Value = catalyst_core::yaml::from_str(&render::cloud_init_user_data(
+        &vm_named("api-a"),
+        OnHost::node("hv-1"),
+        Some(&join),
+    ))
+    .unwrap();
     std::fs::write(dir.join("join.yaml"), config["write_files"][1]["content"].as_str().unwrap()).unwrap();
     let stub = |name: &str, body: &str| {
         let path = bin.join(name);
@@ -466,8 +472,9 @@ fn on_an_smt_host_the_guest_sees_whole_cores_of_two_threads() {
     let cpu = &kafka["spec"]["template"]["spec"]["domain"]["cpu"];
     assert_eq!((&cpu["cores"], &cpu["threads"], &cpu["sockets"]), (&json!(48), &json!(2), &json!(1)));
     assert!(kubevirt_violations(&kafka).is_empty());
-    let config: Value = serde_norway::from_str(&render::cloud_init_user_data(&vm_named("kafka-1"), smt, None)).unwrap();
-    let kubelet: Value = serde_norway::from_str(config["write_files"][0]["content"].as_str().unwrap()).unwrap();
+    let config: Value =
+        catalyst_core::yaml::from_str(&render::cloud_init_user_data(&vm_named("kafka-1"), smt, None)).unwrap();
+    let kubelet: Value = catalyst_core::yaml::from_str(config["write_files"][0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(kubelet["reservedSystemCPUs"], "0-1", "reservedCpu 1, rounded up to a whole core of 2 threads");
     // An odd vCPU count cannot be whole cores: one thread each, as before.
     let mut odd = vm_named("kafka-1");

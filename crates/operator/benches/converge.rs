@@ -183,7 +183,7 @@ async fn install(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("catalyst-bench").force();
     let kubevirt: CustomResourceDefinition =
-        serde_norway::from_str(include_str!("../../../vendor/kubevirt/virtualmachines-crd.yaml")).unwrap();
+        catalyst_core::yaml::from_str(include_str!("../../../vendor/kubevirt/virtualmachines-crd.yaml")).unwrap();
     for crd in catalyst_core::crd::all().into_iter().map(|(_, crd)| crd).chain([kubevirt]) {
         crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd)).await.unwrap();
     }

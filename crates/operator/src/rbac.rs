@@ -226,7 +226,8 @@ pub fn rules_yaml(grants: &[Grant]) -> String {
     let mut text = String::new();
     for grant in grants {
         text.push_str(&format!("# {}\n", grant.why));
-        let rule = serde_norway::to_string(&vec![&policy_rules(std::slice::from_ref(grant))[0]]).expect("serializable");
+        let rule =
+            catalyst_core::yaml::to_string(&vec![&policy_rules(std::slice::from_ref(grant))[0]]).expect("serializable");
         text.push_str(&rule);
     }
     text

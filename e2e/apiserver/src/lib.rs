@@ -151,7 +151,7 @@ fn query(request: &Request<Incoming>) -> BTreeMap<String, String> {
 
 fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes)
-        .or_else(|_| serde_norway::from_slice(bytes))
+        .or_else(|_| catalyst_core::yaml::from_slice(bytes))
         .map_err(|e| ApiError::new(400, "BadRequest", format!("the body is neither JSON nor YAML: {e}")))
 }
 

@@ -2,15 +2,12 @@
 //!
 //! Objects of other kinds are counted and ignored (they are other people's manifests). Every
 //! problem is collected, not just the first, so one run shows a user all they must fix.
-//! Input too large or nested too deep is refused before it is parsed ([`bounds`]).
-
-pub mod bounds;
+//! Input too large is refused before it is read; YAML is parsed under [`crate::yaml`]'s budgets.
 
 use crate::schema::{self, SchemaViolation};
 use crate::validation::{FieldError, ObjectRef, validate_group, validate_host, validate_vm};
 use catalyst_api::{API_VERSION, CatalystHost, CatalystVM, ServiceGroup};
 use kube::Resource;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -50,14 +47,9 @@ pub enum ManifestError {
     Read { path: String, source: std::io::Error },
     #[error(
         "{path}: {size} bytes would take the input past {} bytes (4 MiB), the most one run reads; split the layout",
-        bounds::MAX_INPUT_BYTES
+        crate::yaml::MAX_INPUT_BYTES
     )]
     TooLarge { path: String, size: u64 },
-    #[error(
-        "{file}: line {line}, column {column}: flow collections ([...] or {{...}}) nested deeper than {} levels; not parsed",
-        bounds::MAX_FLOW_DEPTH
-    )]
-    TooDeep { file: String, line: usize, column: usize },
     #[error("{location}: not valid YAML: {message}")]
     Yaml { location: Location, message: String },
     #[error("{location}: {object}: {message}")]
@@ -90,7 +82,7 @@ pub fn load(paths: &[PathBuf]) -> (Manifests, Vec<ManifestError>) {
                     continue;
                 }
             };
-            if read + size > bounds::MAX_INPUT_BYTES {
+            if read + size > crate::yaml::MAX_INPUT_BYTES {
                 loader.errors.push(ManifestError::TooLarge { path: name, size });
                 return (loader.manifests, loader.errors);
             }
@@ -138,20 +130,24 @@ struct Loader {
 
 impl Loader {
     fn add_text(&mut self, file: &str, text: &str) {
-        if let Some((line, column)) = bounds::too_deep(text) {
-            self.errors.push(ManifestError::TooDeep { file: file.to_string(), line, column });
-            return;
-        }
-        for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-            let location = Location { file: file.to_string(), document: index + 1 };
-            match Value::deserialize(document) {
-                Ok(Value::Null) => {}
-                Ok(value) => self.add_value(location, value),
-                Err(error) => {
-                    self.errors.push(ManifestError::Yaml { location, message: error.to_string() });
-                    // The YAML stream cannot be resynchronised after a syntax error.
-                    return;
+        match crate::yaml::from_multiple::<Value>(text) {
+            Ok(documents) => {
+                for (index, value) in documents.into_iter().enumerate() {
+                    if !value.is_null() {
+                        self.add_value(Location { file: file.to_string(), document: index + 1 }, value);
+                    }
                 }
+            }
+            Err(error) => {
+                // The parser's first line names where (line, column) and what; the document is
+                // counted from the separators before that line.
+                let message = crate::yaml::describe(&error);
+                let line = error.location().map_or(0, |at| at.line() as usize);
+                let separators = text.lines().take(line.saturating_sub(1)).filter(|l| l.starts_with("---")).count();
+                let leading = usize::from(text.trim_start().starts_with("---"));
+                let document = (1 + separators).saturating_sub(leading).max(1);
+                let location = Location { file: file.to_string(), document };
+                self.errors.push(ManifestError::Yaml { location, message });
             }
         }
     }
@@ -387,13 +383,13 @@ spec: {cpu: 0, memory: 8Gi, colour: red, node: {reservedCpu: 0, flavour: big}}
     }
 
     #[test]
-    fn refuses_flow_collections_nested_past_the_limit_without_parsing() {
+    fn refuses_collections_nested_past_the_limit_where_they_pass_it() {
         let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
         let (_, errors) = parse("deep.yaml", &format!("{VM}---\n{deep}"));
         assert_eq!(
             messages(&errors),
             [
-                "deep.yaml: line 6, column 132: flow collections ([...] or {...}) nested deeper than 128 levels; not parsed"
+                "deep.yaml (document 2): not valid YAML: line 6 column 68: recursion limit exceeded (nested deeper than 64 levels)"
             ]
         );
     }
@@ -404,7 +400,7 @@ spec: {cpu: 0, memory: 8Gi, colour: red, node: {reservedCpu: 0, flavour: big}}
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.yaml"), VM).unwrap();
         let big = std::fs::File::create(dir.join("b.yaml")).unwrap();
-        big.set_len(bounds::MAX_INPUT_BYTES).unwrap();
+        big.set_len(crate::yaml::MAX_INPUT_BYTES).unwrap();
         let (manifests, errors) = load(std::slice::from_ref(&dir));
         assert_eq!(manifests.vms.len(), 1, "what came before the limit is read");
         let b = dir.join("b.yaml").display().to_string();

@@ -280,7 +280,7 @@ fn run_strategy(strategy: RunStrategy) -> &'static str {
 }
 
 fn to_yaml(value: &serde_json::Value) -> String {
-    serde_norway::to_string(value).expect("JSON values always serialize to YAML")
+    crate::yaml::to_string(value).expect("JSON values always serialize to YAML")
 }
 
 /// The Secret KubeVirt reads the VM's cloud-init user data from.

@@ -4,7 +4,7 @@
 //! `template/template.go`) define it: string values only, never keys; an unset variable without
 //! a default becomes empty and is reported by name; a default is read only when it is used.
 
-use serde_norway::Value;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// What interpolation found: each unset variable (by name) with the first place that used it.
@@ -33,19 +33,17 @@ pub fn interpolate(
                 *text = substitute(text, variables, path, unset)?;
             }
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
                 interpolate(item, variables, &format!("{path}[{index}]"), unset)?;
             }
         }
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (key, item) in map.iter_mut() {
-                let key = key.as_str().map(str::to_string).unwrap_or_else(|| format!("{key:?}"));
-                let path = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 interpolate(item, variables, &path, unset)?;
             }
         }
-        Value::Tagged(tagged) => interpolate(&mut tagged.value, variables, path, unset)?,
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(())
@@ -234,9 +232,9 @@ mod tests {
 
     #[test]
     fn values_are_interpolated_and_keys_are_not() {
-        let mut value: Value = serde_norway::from_str("${SET}: ${SET}\nlist: [$PORT, 3]\n").unwrap();
+        let mut value: Value = catalyst_core::yaml::from_str("${SET}: ${SET}\nlist: [$PORT, 3]\n").unwrap();
         let mut unset = Unset::default();
         interpolate(&mut value, &vars(), "", &mut unset).unwrap();
-        assert_eq!(serde_norway::to_string(&value).unwrap(), "${SET}: value\nlist:\n- '8080'\n- 3\n");
+        assert_eq!(value, serde_json::json!({"${SET}": "value", "list": ["8080", 3]}));
     }
 }

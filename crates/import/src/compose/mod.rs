@@ -19,9 +19,12 @@ pub mod units;
 
 use catalyst_api::ServiceGroup;
 use catalyst_api::group::ServiceGroupSpec;
-use catalyst_core::manifest::bounds;
+use catalyst_core::yaml;
 use interpolate::Unset;
-use serde_norway::{Mapping, Value};
+use serde_json::{Map, Value};
+
+/// A YAML map, as read.
+type Mapping = Map<String, Value>;
 use std::collections::BTreeMap;
 
 /// The annotation that keeps the compose services a group came from.
@@ -55,8 +58,6 @@ pub struct Imported {
 pub enum ImportError {
     #[error("{file}: {size} bytes is more than the {max} bytes a compose file may have")]
     TooLarge { file: String, size: usize, max: u64 },
-    #[error("{file}:{line}:{column}: nested more than {max} levels deep")]
-    TooDeep { file: String, line: usize, column: usize, max: usize },
     #[error("{file}: not valid YAML: {message}")]
     Yaml { file: String, message: String },
     #[error("{file}: {message}")]
@@ -75,33 +76,28 @@ pub enum ImportError {
 pub fn import(request: &Request) -> Result<Imported, ImportError> {
     let file = request.file.to_string();
     let text = request.text;
-    if text.len() as u64 > bounds::MAX_INPUT_BYTES {
-        return Err(ImportError::TooLarge { file, size: text.len(), max: bounds::MAX_INPUT_BYTES });
+    if text.len() as u64 > yaml::MAX_INPUT_BYTES {
+        return Err(ImportError::TooLarge { file, size: text.len(), max: yaml::MAX_INPUT_BYTES });
     }
-    if let Some((line, column)) = bounds::too_deep(text) {
-        return Err(ImportError::TooDeep { file, line, column, max: bounds::MAX_FLOW_DEPTH });
-    }
-    let yaml = |message: String| ImportError::Yaml { file: file.clone(), message };
-    let mut document: Value = serde_norway::from_str(text).map_err(|e| yaml(e.to_string()))?;
-    document.apply_merge().map_err(|e| yaml(e.to_string()))?;
+    // The parser's first line says where and what (its budgets refuse what nests too deep).
+    let not_yaml = |error: yaml::Error| ImportError::Yaml { file: file.clone(), message: yaml::describe(&error) };
+    let mut document: Value = yaml::from_str(text).map_err(not_yaml)?;
     let mut unset = Unset::default();
     interpolate::interpolate(&mut document, request.variables, "", &mut unset)
         .map_err(|source| ImportError::Interpolation { file: file.clone(), source })?;
     let not_compose = |message: &str| ImportError::NotCompose { file: file.clone(), message: message.into() };
-    let top = document.as_mapping().ok_or_else(|| not_compose("not a compose file: expected a map with services"))?;
+    let top = document.as_object().ok_or_else(|| not_compose("not a compose file: expected a map with services"))?;
     let services = top
         .get("services")
-        .and_then(Value::as_mapping)
+        .and_then(Value::as_object)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| not_compose("no services: a compose file lists them under services"))?;
     let mut warnings = Vec::new();
     for (key, _) in top {
         match key.as_str() {
-            Some(key @ ("secrets" | "configs")) => warnings
+            key @ ("secrets" | "configs") => warnings
                 .push(format!("top-level {key} is not mapped: mount Secrets and ConfigMaps in template.volumes")),
-            Some("networks") => {
-                warnings.push("top-level networks is not mapped: replicas are on the pod network".into())
-            }
+            "networks" => warnings.push("top-level networks is not mapped: replicas are on the pod network".into()),
             _ => {}
         }
     }
@@ -109,7 +105,7 @@ pub fn import(request: &Request) -> Result<Imported, ImportError> {
     let around = service::Around {
         variables: request.variables,
         read: request.read,
-        volumes: top.get("volumes").and_then(Value::as_mapping),
+        volumes: top.get("volumes").and_then(Value::as_object),
     };
     let mut converted = Vec::new();
     let mut errors = Vec::new();
@@ -117,13 +113,13 @@ pub fn import(request: &Request) -> Result<Imported, ImportError> {
         return Err(not_compose(&format!("no service {missing} in this file")));
     }
     for (name, body) in services {
-        let name = name.as_str().unwrap_or_default().to_string();
+        let name = name.clone();
         if !request.only.is_empty() && !request.only.contains(&name) {
             continue;
         }
         let empty = Mapping::new();
         let body = match body {
-            Value::Mapping(body) => body,
+            Value::Object(body) => body,
             Value::Null => &empty,
             other => {
                 errors.push(format!("service {name}: expected a map, found {}", units::kind(other)));
@@ -169,11 +165,22 @@ fn merged(per_service: Vec<(String, String)>) -> Vec<String> {
     }
     by_message
         .into_iter()
+        .map(|(message, mut services)| {
+            services.sort_by(|a, b| natural(a).cmp(&natural(b)));
+            (message, services)
+        })
         .map(|(message, services)| match services.as_slice() {
             [one] => format!("service {one}: {message}"),
             many => format!("services {}: {message}", many.join(", ")),
         })
         .collect()
+}
+
+/// A name ordered as a person orders it: `sms-2` before `sms-10`.
+fn natural(name: &str) -> (&str, u64) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, number) = name.split_at(name.len() - digits);
+    (stem, number.parse().unwrap_or(0))
 }
 
 fn service_group(group: fold::Group, request: &Request) -> ServiceGroup {

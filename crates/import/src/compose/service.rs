@@ -9,7 +9,10 @@ use super::units::{self, kind};
 use catalyst_api::group::{ReplicaStorage, ReplicaTemplate, ReplicaVolume};
 use k8s_openapi::api::core::v1::{ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, Probe, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_norway::{Mapping, Value};
+use serde_json::{Map, Value};
+
+/// A YAML map, as read.
+type Mapping = Map<String, Value>;
 use std::collections::BTreeMap;
 
 /// What a service becomes, before services that differ only by an index fold together.
@@ -85,7 +88,7 @@ pub fn convert(
     let mut warn = |message: String| warnings.push((name.to_string(), message));
     let get = |key: &str| service.get(key);
     for (key, _) in service {
-        let key = key.as_str().unwrap_or_default();
+        let key = key.as_str();
         if !MAPPED.contains(&key) && !key.starts_with("x-") {
             warn(format!("{key} is not mapped: {}", why_not(key)));
         }
@@ -155,7 +158,7 @@ pub fn convert(
 fn words(value: &Value) -> Result<Vec<String>, String> {
     match value {
         Value::String(text) => shlex::split(text).ok_or_else(|| format!("{text:?} has a quote that never closes")),
-        Value::Sequence(items) => items.iter().map(scalar).collect(),
+        Value::Array(items) => items.iter().map(scalar).collect(),
         other => Err(format!("expected a string or a list, found {}", kind(other))),
     }
 }
@@ -181,11 +184,11 @@ fn environment(
     let files = match service.get("env_file") {
         None => Vec::new(),
         Some(Value::String(path)) => vec![(path.clone(), true)],
-        Some(Value::Sequence(items)) => items
+        Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::String(path) => Ok((path.clone(), true)),
-                Value::Mapping(long) => {
+                Value::Object(long) => {
                     let path = long.get("path").and_then(Value::as_str).ok_or("env_file: an entry without its path")?;
                     Ok((path.to_string(), long.get("required").and_then(Value::as_bool).unwrap_or(true)))
                 }
@@ -214,7 +217,7 @@ fn environment(
     };
     match service.get("environment") {
         None => {}
-        Some(Value::Sequence(items)) => {
+        Some(Value::Array(items)) => {
             for item in items {
                 let entry = scalar(item).map_err(|m| format!("environment: {m}"))?;
                 match entry.split_once('=') {
@@ -227,9 +230,9 @@ fn environment(
                 }
             }
         }
-        Some(Value::Mapping(map)) => {
+        Some(Value::Object(map)) => {
             for (key, value) in map {
-                let key = scalar(key).map_err(|m| format!("environment: {m}"))?;
+                let key = key.clone();
                 match value {
                     // Null: the shell's value, else what an env_file gave, else left out.
                     Value::Null if around.variables.get(&key).is_none() && merged.iter().any(|(k, _)| *k == key) => {}
@@ -274,10 +277,10 @@ fn ports(service: &Mapping, warn: &mut impl FnMut(String)) -> Result<Vec<Contain
     };
     let mut host_ports = Vec::new();
     if let Some(list) = service.get("ports") {
-        let Value::Sequence(items) = list else { return Err(format!("ports: expected a list, found {}", kind(list))) };
+        let Value::Array(items) = list else { return Err(format!("ports: expected a list, found {}", kind(list))) };
         for item in items {
             match item {
-                Value::Mapping(long) => {
+                Value::Object(long) => {
                     let target = long.get("target").ok_or("ports: a long-syntax port without its target")?;
                     let target = port_number(&scalar(target).map_err(|m| format!("ports: {m}"))?)?;
                     let protocol = long.get("protocol").and_then(Value::as_str).unwrap_or("tcp");
@@ -304,7 +307,7 @@ fn ports(service: &Mapping, warn: &mut impl FnMut(String)) -> Result<Vec<Contain
             }
         }
     }
-    if let Some(Value::Sequence(items)) = service.get("expose") {
+    if let Some(Value::Array(items)) = service.get("expose") {
         for item in items {
             let text = scalar(item).map_err(|m| format!("expose: {m}"))?;
             let (spec, protocol) = text.split_once('/').unwrap_or((&text, "tcp"));
@@ -348,7 +351,7 @@ fn port_range(text: &str) -> Result<Vec<i32>, String> {
 /// timeout 30s, retries 3, start_period 0s: `05-services.md`, healthcheck). Kompose runs a
 /// `CMD-SHELL` test without a shell; here it runs under `/bin/sh -c`, as Docker runs it.
 fn healthcheck(value: &Value) -> Result<Option<Probe>, String> {
-    let Value::Mapping(check) = value else { return Err(format!("expected a map, found {}", kind(value))) };
+    let Value::Object(check) = value else { return Err(format!("expected a map, found {}", kind(value))) };
     if check.get("disable").and_then(Value::as_bool) == Some(true) {
         return Ok(None);
     }
@@ -356,7 +359,7 @@ fn healthcheck(value: &Value) -> Result<Option<Probe>, String> {
     let command = match check.get("test") {
         None => return Ok(None),
         Some(Value::String(text)) => shell(text.clone()),
-        Some(Value::Sequence(items)) => {
+        Some(Value::Array(items)) => {
             let words: Vec<String> = items.iter().map(scalar).collect::<Result<_, _>>()?;
             match words.split_first() {
                 Some((first, _)) if first == "NONE" => return Ok(None),
@@ -400,8 +403,8 @@ fn volumes(
     let labels = |mapping: Option<&Mapping>, key: &str| -> Option<String> {
         let labels = mapping?.get("labels")?;
         match labels {
-            Value::Mapping(map) => map.get(key).and_then(|v| scalar(v).ok()),
-            Value::Sequence(items) => items
+            Value::Object(map) => map.get(key).and_then(|v| scalar(v).ok()),
+            Value::Array(items) => items
                 .iter()
                 .filter_map(Value::as_str)
                 .find_map(|l| l.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string())),
@@ -422,7 +425,7 @@ fn volumes(
     };
     if let Some(tmpfs) = service.get("tmpfs") {
         let targets = match tmpfs {
-            Value::Sequence(items) => {
+            Value::Array(items) => {
                 items.iter().map(scalar).collect::<Result<Vec<_>, _>>().map_err(|m| format!("tmpfs: {m}"))?
             }
             other => vec![scalar(other).map_err(|m| format!("tmpfs: {m}"))?],
@@ -433,7 +436,7 @@ fn volumes(
         }
     }
     let Some(list) = service.get("volumes") else { return Ok(()) };
-    let Value::Sequence(items) = list else { return Err(format!("volumes: expected a list, found {}", kind(list))) };
+    let Value::Array(items) = list else { return Err(format!("volumes: expected a list, found {}", kind(list))) };
     for item in items {
         let (kind_of, source, target, size) = match item {
             Value::String(short) => {
@@ -447,7 +450,7 @@ fn volumes(
                     }
                 }
             }
-            Value::Mapping(long) => {
+            Value::Object(long) => {
                 let text = |key: &str| long.get(key).and_then(Value::as_str).map(str::to_string);
                 let target = text("target").ok_or("volumes: a long-syntax volume without its target")?;
                 let size = long.get("tmpfs").and_then(|t| t.get("size")).map(units::bytes).transpose()?;
@@ -457,7 +460,7 @@ fn volumes(
         };
         match (kind_of.as_str(), source) {
             ("volume", Some(source)) => {
-                let declared = around.volumes.and_then(|v| v.get(source.as_str())).and_then(Value::as_mapping);
+                let declared = around.volumes.and_then(|v| v.get(source.as_str())).and_then(Value::as_object);
                 let from_labels = |key: &str| labels(declared, key).or_else(|| labels(Some(service), key));
                 let size = match from_labels("kompose.volume.size") {
                     Some(size) => size,
@@ -491,13 +494,13 @@ fn volumes(
 /// reported. Kompose maps `deploy.resources` only (not `cpus`, `mem_limit`, `cpuset`); these are
 /// read too, and must agree with `deploy` as compose-go requires (`loader/validate.go`).
 fn resources(service: &Mapping, warn: &mut impl FnMut(String)) -> Result<(u64, u32, u64), String> {
-    let deploy = service.get("deploy").and_then(Value::as_mapping);
+    let deploy = service.get("deploy").and_then(Value::as_object);
     let resource = |section: &str, key: &str| {
         deploy.and_then(|d| d.get("resources")).and_then(|r| r.get(section)).and_then(|s| s.get(key))
     };
     if let Some(deploy) = deploy {
         for (key, _) in deploy {
-            let key = key.as_str().unwrap_or_default();
+            let key = key.as_str();
             if !["replicas", "resources"].contains(&key) {
                 warn(format!(
                     "deploy.{key} is not mapped: {}",

@@ -1,7 +1,7 @@
 //! The value formats of the Compose Specification, read as Docker Compose reads them (the
 //! reference implementation, compose-go v2.10.0, which Kompose v1.38.0 uses).
 
-use serde_norway::Value;
+use serde_json::Value;
 
 /// A byte value: a number of bytes, or `{amount}{unit}` with a unit of `b`, `k`, `m`, `g`, `t`
 /// or `p` (any case, optionally followed by `b` or `ib`) and an amount that may be fractional.
@@ -109,9 +109,8 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a map",
-        Value::Tagged(_) => "a tagged value",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
     }
 }
 
@@ -151,7 +150,7 @@ mod tests {
     #[test]
     fn cpus_durations_and_counts_read_numbers_and_strings() {
         assert_eq!(cpus(&s("8")).unwrap(), 8.0);
-        assert_eq!(cpus(&Value::Number(0.5.into())).unwrap(), 0.5);
+        assert_eq!(cpus(&serde_json::json!(0.5)).unwrap(), 0.5);
         assert!(cpus(&s("-1")).is_err());
         assert_eq!(seconds(&s("1m30s")).unwrap(), 90.0);
         assert_eq!(seconds(&s("2.5s")).unwrap(), 2.5);

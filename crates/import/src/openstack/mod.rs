@@ -56,7 +56,7 @@ type Row = serde_json::Map<String, Value>;
 
 fn rows(text: &str, what: &'static str, command: &'static str) -> Result<Vec<Row>, ImportError> {
     let failed = |message: String| ImportError::NotAList { what, command, message };
-    if text.len() as u64 > catalyst_core::manifest::bounds::MAX_INPUT_BYTES {
+    if text.len() as u64 > catalyst_core::yaml::MAX_INPUT_BYTES {
         return Err(failed(format!("{} bytes is more than this import reads", text.len())));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| failed(e.to_string()))?;
