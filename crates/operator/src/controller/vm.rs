@@ -14,9 +14,9 @@ use super::{
 };
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
-use catalyst_api::{CatalystHost, CatalystVM, Resources};
+use catalyst_api::{CatalystHost, CatalystVM, Resources, ServiceGroup};
 use catalyst_core::node_identity::is_labelled_as;
-use catalyst_core::planner::{self, GroupModel, HostModel, Res, VmModel};
+use catalyst_core::planner::{self, GroupModel, HostModel, Overhead, Res, VmModel};
 use catalyst_core::render::token::BootstrapToken;
 use catalyst_core::render::{self, JoinCredentials};
 use catalyst_core::validation::{node_name, summary, validate_vm};
@@ -75,7 +75,9 @@ async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.phase = Some(derived.phase);
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
-    status.available = Some(left_for_groups(vm, ctx));
+    let groups = ctx.stores.groups_of_vm(&vm.namespace().unwrap_or_default(), &vm.name_any());
+    let groups: Vec<ServiceGroup> = valid(&groups).cloned().collect();
+    status.available = Some(left_for_groups(vm, &groups, &ctx.overhead, ctx.host_threads(vm)));
     status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
     let pinning::VmPinning { verdict, pinned, numa, trusted_for } = pinning::vm(vm, &prepared.host, ctx);
     status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
@@ -139,7 +141,7 @@ async fn prepare(
     // Until the VirtualMachine is applied, every way out is a refusal that changes nothing.
     status.phase = Some(VmPhase::while_refused(status.phase, true));
     let Some(host) = ctx.stores.host(&host_name) else { return Ok(Err(Refusal::HostMissing { host: host_name })) };
-    if let Some(why) = resize_overcommits(vm, &host, ctx) {
+    if let Some(why) = resize_overcommits(vm, &host, &others_on(vm, &host, ctx), &ctx.overhead) {
         return Ok(Err(Refusal::DoesNotFitHost { why }));
     }
     Ok(read_join(vm, ctx).await?.map(|join| Prepared { host, join }))
@@ -321,34 +323,46 @@ fn derive(
     Derived { phase, conditions: [scheduled, joined, ready, restart] }
 }
 
-/// When a placed VM's new size no longer fits its host (with everything else the host holds),
-/// the reason; the planner never moves a running VM, so the change is refused.
-fn resize_overcommits(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Option<String> {
-    // Only the VMs on this host are modelled: this runs on every reconcile of a placed VM.
-    let host_name = host.name_any();
-    // The VMs whose status names the host, and those its ledger holds that name none yet.
-    let mut guards = ctx.stores.vms_on(&host_name);
+/// The other VMs that hold a place on `host`: those whose status names it, and those its ledger
+/// holds that name no host yet (read through the caches; only this host's are modelled, as this
+/// runs on every reconcile of a placed VM).
+fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<CatalystVM> {
+    let mut guards = ctx.stores.vms_on(&host.name_any());
     let reserved = host.status.iter().flat_map(|s| &s.vms).filter_map(|key| catalyst_core::key::split(key));
     guards.extend(
         reserved
             .filter_map(|(namespace, name)| ctx.stores.vms.get(&ObjectRef::new(name).within(namespace)))
             .filter(|guard| guard.0.as_ref().is_ok_and(|other| other.status.as_ref().is_none_or(|s| s.host.is_none()))),
     );
-    let used = valid(&guards)
+    valid(&guards)
         .filter(|other| other.metadata.name != vm.metadata.name || other.metadata.namespace != vm.metadata.namespace)
-        .chain(std::iter::once(vm))
-        .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, &ctx.overhead).demand);
-    let allocatable = HostModel::from_host(host).allocatable;
-    (!allocatable.covers(&used))
-        .then(|| format!("with this spec the VMs on CatalystHost {host_name} need {used}, more than its {allocatable}"))
+        .cloned()
+        .collect()
 }
 
-/// What the VM's node still offers after the ServiceGroups that fit in it.
-fn left_for_groups(vm: &CatalystVM, ctx: &Context) -> Resources {
-    let guards = ctx.stores.groups_of_vm(&vm.namespace().unwrap_or_default(), &vm.name_any());
-    let groups: Vec<GroupModel> = valid(&guards).map(GroupModel::from_group).collect();
-    let model = VmModel::from_vm(vm, &ctx.overhead);
-    let threads = ctx.host_threads(vm);
+/// When a placed VM's new size no longer fits its host next to `others` (the other VMs there),
+/// the reason; the planner never moves a running VM, so the change is refused.
+pub fn resize_overcommits(
+    vm: &CatalystVM,
+    host: &CatalystHost,
+    others: &[CatalystVM],
+    overhead: &Overhead,
+) -> Option<String> {
+    let used = others
+        .iter()
+        .chain(std::iter::once(vm))
+        .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, overhead).demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+    (!allocatable.covers(&used)).then(|| {
+        format!("with this spec the VMs on CatalystHost {} need {used}, more than its {allocatable}", host.name_any())
+    })
+}
+
+/// What the VM's node still offers after the ServiceGroups (`groups`, the VM's valid ones) that
+/// fit in it, on a host of `threads` threads per core.
+pub fn left_for_groups(vm: &CatalystVM, groups: &[ServiceGroup], overhead: &Overhead, threads: u64) -> Resources {
+    let groups: Vec<GroupModel> = groups.iter().map(GroupModel::from_group).collect();
+    let model = VmModel::from_vm(vm, overhead);
     let (plans, _) = planner::fit_groups(&groups, &[&model], |_| threads);
     let taken = plans.iter().filter(|p| p.fits).fold(Res::ZERO, |sum, p| sum + p.demand);
     let left = model.offer(threads) - taken;
@@ -389,6 +403,46 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vm(name: &str, cpu: u32) -> CatalystVM {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"cpu": cpu, "memory": "8Gi", "bootDisk": {"containerDisk": {"image": "img"}},
+                     "node": {"joinSecretName": "join", "software": {"kubernetesVersion": "v1.35"}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_resize_past_the_host_is_refused_from_data_alone() {
+        let host: CatalystHost = serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
+            "spec": {"nodeName": "n", "capacity": {"cpu": 16, "memory": "64Gi"}}
+        }))
+        .unwrap();
+        let others = [vm("b", 8)];
+        let overhead = Overhead::default();
+        assert_eq!(resize_overcommits(&vm("a", 4), &host, &others, &overhead), None);
+        let why = resize_overcommits(&vm("a", 8), &host, &others, &overhead).unwrap();
+        assert!(why.contains("the VMs on CatalystHost h need 18.03 cores"), "{why}");
+    }
+
+    #[test]
+    fn what_is_left_for_groups_counts_only_the_groups_that_fit() {
+        let group = |name: &str, cpu: u32| -> ServiceGroup {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "catalyst.io/v1alpha1", "kind": "ServiceGroup",
+                "metadata": {"name": name, "namespace": "team"},
+                "spec": {"vm": "a", "replicas": 1, "cpu": cpu, "memory": "1Gi", "template": {"image": "img"}}
+            }))
+            .unwrap()
+        };
+        // 8 cores less the node's 1 and 0.5 of headroom: 6.5; 4 are taken, the 3 that do not
+        // fit take nothing.
+        let left = left_for_groups(&vm("a", 8), &[group("one", 4), group("two", 3)], &Overhead::default(), 1);
+        assert_eq!(left.cpu.0, "2500m");
+    }
 
     #[test]
     fn the_phase_follows_kubevirt_and_the_node() {
