@@ -6,73 +6,65 @@
 //! deleted, a VM that no longer exists is dropped) and writes with the same compare-and-swap, so neither loses the other's
 //! update.
 
-use super::conditions::{self, OVERCOMMITTED, READY, wanted};
+use super::conditions::{self, OVERCOMMITTED, READY, Wanted, wanted};
 use super::{Context, Error, evacuation, key_of, pinning, read_unseen, reconcile_guarded, valid};
-use catalyst_api::host::{CatalystHostStatus, HostSummary};
+use catalyst_api::host::{CatalystHostStatus, Evacuation, HostCores, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
-use catalyst_core::planner::{HostModel, Res, VmModel};
+use catalyst_core::planner::{HostModel, Overhead, Res, VmModel};
 use catalyst_core::quantity::{HumanBytes, HumanCores};
 use catalyst_core::validation::{summary, validate_host};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    reconcile_guarded("CatalystHost", guard, ctx, |host, ctx| async move { apply(&host, &ctx).await }).await
+    reconcile_guarded("CatalystHost", guard, ctx, |host, ctx| async move { reconcile_host(&host, &ctx).await }).await
 }
 
-/// The status the host should have, from the VMs the cache knows and the `unseen` ones its
-/// ledger holds, less the ledger entries whose VM is `gone`.
-pub fn desired_status(
-    host: &CatalystHost,
-    ctx: &Context,
-    unseen: &[CatalystVM],
-    gone: &BTreeSet<String>,
-) -> CatalystHostStatus {
-    let name = host.name_any();
-    let old = host.status.clone().unwrap_or_default();
-    let guards = ctx.stores.vms_on(&name);
-    let unseen_by_key: std::collections::HashMap<String, &CatalystVM> =
-        unseen.iter().map(|vm| (key_of(vm), vm)).collect();
-    let lookup = |key: &str| {
-        let (namespace, vm) = catalyst_core::key::split(key)?;
-        ctx.stores.vm(namespace, vm).or_else(|| unseen_by_key.get(key).map(|vm| (*vm).clone()))
-    };
-    // An entry stays while its VM holds a place here: placed here, moving here, or reserved by a
-    // placement that has not reached the VM's status yet. One whose VM is placed elsewhere and
-    // not moving here is a move that ended (the VM's own reconcile releases it too).
-    let holds_here = |key: &String| match lookup(key) {
-        Some(vm) => vm.status.as_ref().is_none_or(|s| {
-            s.host.is_none() || s.host.as_deref() == Some(&name) || s.moving.as_ref().is_some_and(|m| m.to == name)
-        }),
-        None => true,
-    };
-    let mut ledger: BTreeSet<String> =
-        old.vms.iter().filter(|k| !gone.contains(*k)).filter(|k| holds_here(k)).cloned().collect();
-    // A VM whose status names this host but which the ledger lacks is put back, unless it is
-    // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
-    ledger.extend(
-        valid(&guards)
-            .chain(unseen)
-            .filter(|vm| vm.metadata.deletion_timestamp.is_none())
-            .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
-            .map(key_of),
-    );
-    // The ledger is short; the VMs are many: each entry is looked up, no key is built per VM.
-    let allocated = ledger
-        .iter()
-        .filter_map(|key| lookup(key))
-        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(&vm, &ctx.overhead).demand);
-    let allocatable = HostModel::from_host(host).allocatable;
+/// What a host's reconcile reads besides the host, through the caches and the API server.
+pub struct Dereferenced {
+    /// The valid VMs whose status names the host, and those its ledger holds that the cache has
+    /// not seen yet (read from the API server).
+    pub placed_here: Vec<CatalystVM>,
+    /// Every VM the ledger or `placed_here` names that exists, by key.
+    pub known: BTreeMap<String, CatalystVM>,
+    /// Ledger entries whose VM no longer exists.
+    pub gone: BTreeSet<String>,
+    /// The host's Node's Ready condition; `None` when there is no such Node.
+    pub node_ready: Option<bool>,
+    /// The drain or loss under way, with its condition.
+    pub evacuation: Option<(Evacuation, Wanted)>,
+    pub overhead: Overhead,
+    /// The time written into condition transitions.
+    pub now: Time,
+}
 
+/// Reads what the host's status is made from; the ledger's VMs the cache has not seen are read
+/// from the API server.
+pub async fn dereference(host: &CatalystHost, ctx: &Context) -> Result<Dereferenced, Error> {
+    let name = host.name_any();
+    let old_ledger = host.status.as_ref().map(|s| s.vms.clone()).unwrap_or_default();
+    let (unseen, gone) = read_unseen(ctx, &old_ledger).await?;
+    let guards = ctx.stores.vms_on(&name);
+    let mut placed_here: Vec<CatalystVM> = valid(&guards).cloned().collect();
+    placed_here.extend(unseen.iter().cloned());
+    let mut known: BTreeMap<String, CatalystVM> = placed_here.iter().map(|vm| (key_of(vm), vm.clone())).collect();
+    for key in &old_ledger {
+        if let Some((namespace, vm)) = catalyst_core::key::split(key)
+            && let Some(vm) = ctx.stores.vm(namespace, vm)
+        {
+            known.entry(key.clone()).or_insert(vm);
+        }
+    }
     let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));
     let node_ready = node
         .as_deref()
@@ -80,22 +72,67 @@ pub fn desired_status(
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.status == "True");
-    let mut wanted_conditions = vec![match (validate_host(host), node_ready) {
+    let evacuation = evacuation::evacuation(host, ctx);
+    Ok(Dereferenced { placed_here, known, gone, node_ready, evacuation, overhead: ctx.overhead, now: (ctx.clock)() })
+}
+
+/// The ledger the host should have: its entries whose VM still holds a place here (placed here,
+/// moving here, or reserved by a placement that has not reached the VM's status yet), less
+/// those whose VM is gone, plus the VMs whose status names the host and are not being deleted.
+pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<String> {
+    let name = host.name_any();
+    let old = host.status.as_ref().map(|s| s.vms.as_slice()).unwrap_or_default();
+    // One whose VM is placed elsewhere and not moving here is a move that ended (the VM's own
+    // reconcile releases it too).
+    let holds_here = |key: &String| match world.known.get(key) {
+        Some(vm) => vm.status.as_ref().is_none_or(|s| {
+            s.host.is_none() || s.host.as_deref() == Some(&name) || s.moving.as_ref().is_some_and(|m| m.to == name)
+        }),
+        None => true,
+    };
+    let mut ledger: BTreeSet<String> =
+        old.iter().filter(|k| !world.gone.contains(*k)).filter(|k| holds_here(k)).cloned().collect();
+    // A VM whose status names this host but which the ledger lacks is put back, unless it is
+    // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
+    ledger.extend(
+        world
+            .placed_here
+            .iter()
+            .filter(|vm| vm.metadata.deletion_timestamp.is_none())
+            .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
+            .map(key_of),
+    );
+    ledger
+}
+
+/// The status the host should have, from `world`, its `ledger` and the `cores` its node's
+/// report shows.
+pub fn desired_status(
+    host: &CatalystHost,
+    world: &Dereferenced,
+    ledger: BTreeSet<String>,
+    cores: Option<HostCores>,
+) -> CatalystHostStatus {
+    let old = host.status.clone().unwrap_or_default();
+    let allocated = ledger
+        .iter()
+        .filter_map(|key| world.known.get(key))
+        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &world.overhead).demand);
+    let allocatable = HostModel::from_host(host).allocatable;
+    let node = &host.spec.node_name;
+    let mut wanted_conditions = vec![match (validate_host(host), world.node_ready) {
         (Err(errors), _) => wanted(READY, false, "InvalidSpec", summary(&errors)),
-        (Ok(()), Some(true)) => wanted(READY, true, "NodeReady", format!("node {} is Ready", host.spec.node_name)),
-        (Ok(()), Some(false)) => {
-            wanted(READY, false, "NodeNotReady", format!("node {} is not Ready", host.spec.node_name))
-        }
-        (Ok(()), None) => wanted(READY, false, "NodeNotFound", format!("node {} not found", host.spec.node_name)),
+        (Ok(()), Some(true)) => wanted(READY, true, "NodeReady", format!("node {node} is Ready")),
+        (Ok(()), Some(false)) => wanted(READY, false, "NodeNotReady", format!("node {node} is not Ready")),
+        (Ok(()), None) => wanted(READY, false, "NodeNotFound", format!("node {node} not found")),
     }];
     wanted_conditions.push(if allocatable.covers(&allocated) {
         wanted(OVERCOMMITTED, false, "WithinCapacity", "its VMs fit what it offers")
     } else {
         wanted(OVERCOMMITTED, true, "VMsExceedCapacity", format!("its VMs take {allocated}, it offers {allocatable}"))
     });
-    let evacuation = evacuation::evacuation(host, ctx);
     let mut old_conditions = old.conditions.clone();
-    match &evacuation {
+    match &world.evacuation {
         Some((_, condition)) => wanted_conditions.push(condition.clone()),
         // Maintenance ended (or never began): no Evacuated condition.
         None => old_conditions.retain(|c| c.type_ != evacuation::EVACUATED),
@@ -110,18 +147,21 @@ pub fn desired_status(
             memory: format!("{}/{}", HumanBytes(allocated.memory), HumanBytes(allocatable.memory)),
             vm_count: u32::try_from(ledger.len()).unwrap_or(u32::MAX),
         }),
-        cores: pinning::host_cores(host, &ledger, ctx),
-        evacuation: evacuation.map(|(evacuation, _)| evacuation),
+        cores,
+        evacuation: world.evacuation.as_ref().map(|(evacuation, _)| evacuation.clone()),
         vms: ledger.into_iter().collect(),
-        conditions: conditions::merge(&old_conditions, &wanted_conditions, generation, &(ctx.clock)()),
+        conditions: conditions::merge(&old_conditions, &wanted_conditions, generation, &world.now),
         observed_generation: generation,
     }
 }
 
-async fn apply(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
-    let ledger = host.status.as_ref().map(|s| s.vms.clone()).unwrap_or_default();
-    let (unseen, gone) = read_unseen(ctx, &ledger).await?;
-    let status = desired_status(host, ctx, &unseen, &gone);
+/// The pipeline: dereference, the ledger and the status (pure, but for the core map the node's
+/// report gives), then the status write (a compare-and-swap) and its events.
+async fn reconcile_host(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
+    let world = dereference(host, ctx).await?;
+    let ledger = ledger(host, &world);
+    let cores = pinning::host_cores(host, &ledger, ctx);
+    let status = desired_status(host, &world, ledger, cores);
     let allocatable = HostModel::from_host(host).allocatable;
     let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();
     ctx.metrics.host(&host.name_any(), allocated, allocatable - allocated);
@@ -176,5 +216,66 @@ async fn announce_evacuation(host: &CatalystHost, status: &CatalystHostStatus, c
         Some("Blocked") => ctx.event(&host.object_ref(&()), EventType::Warning, "EvacuationBlocked", message).await,
         Some("Complete") => ctx.event(&host.object_ref(&()), EventType::Normal, "Evacuated", message).await,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(ledger: &[&str]) -> CatalystHost {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h1"},
+            "spec": {"nodeName": "n1", "capacity": {"cpu": 16, "memory": "64Gi"}},
+            "status": {"vms": ledger}
+        }))
+        .unwrap()
+    }
+
+    fn vm(name: &str, cpu: u32, on: Option<&str>) -> CatalystVM {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"cpu": cpu, "memory": "8Gi", "bootDisk": {"containerDisk": {"image": "img"}}},
+            "status": {"host": on}
+        }))
+        .unwrap()
+    }
+
+    fn world(placed_here: Vec<CatalystVM>, elsewhere: Vec<CatalystVM>, gone: &[&str]) -> Dereferenced {
+        let known = placed_here.iter().chain(&elsewhere).map(|vm| (key_of(vm), vm.clone())).collect();
+        Dereferenced {
+            placed_here,
+            known,
+            gone: gone.iter().map(|g| g.to_string()).collect(),
+            node_ready: Some(true),
+            evacuation: None,
+            overhead: Overhead::default(),
+            now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_its_vms_drops_the_gone_and_the_moved_and_adds_the_placed() {
+        let host = host(&["team/a", "team/moved", "team/gone", "team/reserved"]);
+        let world = world(
+            vec![vm("a", 4, Some("h1")), vm("b", 4, Some("h1"))],
+            vec![vm("moved", 4, Some("h2")), vm("reserved", 2, None)],
+            &["team/gone"],
+        );
+        let ledger = ledger(&host, &world);
+        assert_eq!(ledger.into_iter().collect::<Vec<_>>(), ["team/a", "team/b", "team/reserved"]);
+    }
+
+    #[test]
+    fn a_host_whose_vms_take_more_than_it_offers_is_overcommitted() {
+        let host = host(&["team/a", "team/b"]);
+        let world = world(vec![vm("a", 8, Some("h1")), vm("b", 8, Some("h1"))], vec![], &[]);
+        let status = desired_status(&host, &world, ledger(&host, &world), None);
+        let condition = status.conditions.iter().find(|c| c.type_ == OVERCOMMITTED).unwrap();
+        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "VMsExceedCapacity"));
+        assert_eq!(status.summary.unwrap().cpu, "18.03/16");
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(ready.reason, "NodeReady");
     }
 }
