@@ -360,15 +360,6 @@ impl Context {
         }
     }
 
-    /// Why the VM's node software cannot join this API server, if it cannot and the server's
-    /// version is known.
-    pub fn version_skew(&self, vm: &CatalystVM) -> Option<String> {
-        let server = self.server_minor.load(std::sync::atomic::Ordering::Relaxed);
-        let software = vm.spec.node.software.as_ref()?;
-        let release = catalyst_core::release::Release::parse(&software.kubernetes_version)?;
-        (server > 0).then(|| catalyst_core::release::skew(release, server))?
-    }
-
     /// Records a finished reconcile of `kind` in the metrics: `ok`, `wait` (an expected wait,
     /// [`Error::is_wait`]) or `error`.
     pub fn reconciled<T>(&self, kind: &'static str, started: std::time::Instant, result: &Result<T, Error>) {

@@ -41,7 +41,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystVM>>, ctx: Arc<Contex
         let api: Api<CatalystVM> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
         finalizer(&api, FINALIZER, Arc::new(vm), |event| async {
             match event {
-                Finalizer::Apply(vm) => apply(&vm, &ctx).await,
+                Finalizer::Apply(vm) => reconcile_vm(&vm, &ctx).await,
                 Finalizer::Cleanup(vm) => cleanup(&vm, &ctx).await,
             }
         })
@@ -57,10 +57,10 @@ struct Prepared {
     join: Option<JoinCredentials>,
 }
 
-/// The pipeline: prepare (validate, place, check the host, read the join Secret), build and
-/// apply the children, keep the VM's own join token, derive the status from what was applied,
-/// report.
-async fn apply(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
+/// The pipeline: prepare ([`validate`], place, [`check_host`], read the join Secret), advance a
+/// move, [`build`] and apply the children, keep the VM's own join token, derive the status from
+/// what was applied, report.
+async fn reconcile_vm(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let mut status = vm.status.clone().unwrap_or_default();
     let prepared = match prepare(vm, ctx, &mut status).await? {
         Ok(prepared) => prepared,
@@ -114,6 +114,37 @@ async fn keep_token(
     join_token::keep(vm, &token, runs && !joined, ctx).await
 }
 
+/// Whether the spec may be acted on: valid, and of node software that may join an API server
+/// of minor release `server_minor` (0 while unknown).
+pub fn validate(vm: &CatalystVM, server_minor: u32) -> Result<(), Refusal> {
+    validate_vm(vm).map_err(|errors| Refusal::InvalidSpec { errors: summary(&errors) })?;
+    let release =
+        vm.spec.node.software.as_ref().and_then(|s| catalyst_core::release::Release::parse(&s.kubernetes_version));
+    match release {
+        Some(release) if server_minor > 0 => match catalyst_core::release::skew(release, server_minor) {
+            Some(why) => Err(Refusal::VersionSkew { why }),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The VM's host, if it exists and holds the VM at its current size next to `others` (the
+/// other VMs there).
+pub fn check_host(
+    vm: &CatalystVM,
+    host_name: &str,
+    host: Option<CatalystHost>,
+    others: &[CatalystVM],
+    overhead: &Overhead,
+) -> Result<CatalystHost, Refusal> {
+    let host = host.ok_or_else(|| Refusal::HostMissing { host: host_name.to_string() })?;
+    match resize_overcommits(vm, &host, others, overhead) {
+        Some(why) => Err(Refusal::DoesNotFitHost { why }),
+        None => Ok(host),
+    }
+}
+
 /// Validates the spec, places the VM, checks its host and reads its join credentials. A
 /// refusal leaves the VM's status phase as it was (or Pending when it has no host).
 async fn prepare(
@@ -121,13 +152,9 @@ async fn prepare(
     ctx: &Context,
     status: &mut CatalystVMStatus,
 ) -> Result<Result<Prepared, Refusal>, Error> {
-    if let Err(errors) = validate_vm(vm) {
+    if let Err(refusal) = validate(vm, ctx.server_minor.load(std::sync::atomic::Ordering::Relaxed)) {
         status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
-        return Ok(Err(Refusal::InvalidSpec { errors: summary(&errors) }));
-    }
-    if let Some(why) = ctx.version_skew(vm) {
-        status.phase = Some(VmPhase::while_refused(status.phase, status.host.is_some()));
-        return Ok(Err(Refusal::VersionSkew { why }));
+        return Ok(Err(refusal));
     }
     let host_name = match place(vm, ctx).await? {
         Placement::On(host) => host,
@@ -140,10 +167,12 @@ async fn prepare(
     status.host = Some(host_name.clone());
     // Until the VirtualMachine is applied, every way out is a refusal that changes nothing.
     status.phase = Some(VmPhase::while_refused(status.phase, true));
-    let Some(host) = ctx.stores.host(&host_name) else { return Ok(Err(Refusal::HostMissing { host: host_name })) };
-    if let Some(why) = resize_overcommits(vm, &host, &others_on(vm, &host, ctx), &ctx.overhead) {
-        return Ok(Err(Refusal::DoesNotFitHost { why }));
-    }
+    let cached = ctx.stores.host(&host_name);
+    let others = cached.as_ref().map(|host| others_on(vm, host, ctx)).unwrap_or_default();
+    let host = match check_host(vm, &host_name, cached, &others, &ctx.overhead) {
+        Ok(host) => host,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     Ok(read_join(vm, ctx).await?.map(|join| Prepared { host, join }))
 }
 
@@ -201,8 +230,14 @@ async fn refuse_vm(
     refuse(vm, vm.status.as_ref(), status, ctx, &refusal).await
 }
 
-/// Builds and applies the cloud-init Secret and the VirtualMachine; the VirtualMachine's status
-/// as KubeVirt last wrote it.
+/// The children a prepared VM should have on host `on`: its cloud-init Secret and its
+/// VirtualMachine.
+pub fn build(vm: &CatalystVM, join: Option<&JoinCredentials>, on: &CatalystHost) -> (Secret, VirtualMachine) {
+    let host = render::OnHost::of(on);
+    (render::cloud_init_secret(vm, host, join), render::virtual_machine(vm, host))
+}
+
+/// Applies what [`build`] makes; the VirtualMachine's status as the API server returned it.
 async fn apply_children(
     vm: &CatalystVM,
     prepared: &Prepared,
@@ -210,14 +245,11 @@ async fn apply_children(
     ctx: &Context,
 ) -> Result<VirtualMachineStatus, Error> {
     let namespace = vm.namespace().unwrap_or_default();
+    let (secret, machine) = build(vm, prepared.join.as_ref(), on);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let no_status = |_: &Secret| None::<()>;
-    let host = render::OnHost::of(on);
-    apply::apply_known(&secrets, render::cloud_init_secret(vm, host, prepared.join.as_ref()), &ctx.known, no_status)
-        .await?;
+    apply::apply_known(&secrets, secret, &ctx.known, |_: &Secret| None::<()>).await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let desired = render::virtual_machine(vm, host);
-    let status = apply::apply_known(&machines, desired, &ctx.known, |m: &VirtualMachine| m.status.clone()).await?;
+    let status = apply::apply_known(&machines, machine, &ctx.known, |m: &VirtualMachine| m.status.clone()).await?;
     Ok(status.unwrap_or_default())
 }
 
@@ -412,6 +444,35 @@ mod tests {
                      "node": {"joinSecretName": "join", "software": {"kubernetesVersion": "v1.35"}}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_spec_is_validated_against_the_api_servers_release_from_data_alone() {
+        let mut joining = vm("a", 8);
+        joining.spec.node.join_secret_name = Some("join".into());
+        joining.spec.node.software.as_mut().unwrap().kubernetes_version = "v1.35".into();
+        assert!(validate(&joining, 0).is_ok(), "the server's release unknown: no skew to find");
+        assert!(validate(&joining, 35).is_ok());
+        assert!(matches!(validate(&joining, 31), Err(Refusal::VersionSkew { .. })));
+        joining.spec.cpu = 0;
+        assert!(matches!(validate(&joining, 35), Err(Refusal::InvalidSpec { .. })));
+    }
+
+    #[test]
+    fn a_missing_host_and_one_too_small_are_refused_and_the_children_built() {
+        let host: CatalystHost = serde_json::from_value(serde_json::json!({
+            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
+            "spec": {"nodeName": "n", "capacity": {"cpu": 16, "memory": "64Gi"}}
+        }))
+        .unwrap();
+        let overhead = Overhead::default();
+        assert!(matches!(check_host(&vm("a", 4), "h", None, &[], &overhead), Err(Refusal::HostMissing { .. })));
+        let full = check_host(&vm("a", 8), "h", Some(host.clone()), &[vm("b", 8)], &overhead);
+        assert!(matches!(full, Err(Refusal::DoesNotFitHost { .. })));
+        let on = check_host(&vm("a", 4), "h", Some(host), &[vm("b", 8)], &overhead).unwrap();
+        let (secret, machine) = build(&vm("a", 4), None, &on);
+        assert_eq!(secret.metadata.name.as_deref(), Some("a-cloud-init"));
+        assert_eq!(machine.spec.template.spec.node_selector["kubernetes.io/hostname"], "n");
     }
 
     #[test]
