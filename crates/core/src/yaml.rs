@@ -33,6 +33,12 @@ fn options() -> serde_saphyr::Options {
     budget.max_documents = 100_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // Plain scalars read as YAML 1.2's core schema reads them, as the parser before this one did
+    // (and compose-go's go-yaml v3 does): `yes`, `on` and `n` are strings, not booleans;
+    // `0755` and `1_000` are strings, not numbers.
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
     options
 }
 
@@ -121,6 +127,13 @@ mod tests {
             bomb += &format!("{}: &{} [{}]\n", c as char, c as char, vec![format!("*{previous}"); 10].join(", "));
         }
         assert!(from_str::<Value>(&bomb).is_err());
+    }
+
+    #[test]
+    fn plain_scalars_read_as_yaml_1_2_core() {
+        let value: Value = from_str("a: yes\nb: n\nc: on\nd: 0755\ne: 1_000\nf: true\ng: 12\n").unwrap();
+        let want = serde_json::json!({"a": "yes", "b": "n", "c": "on", "d": "0755", "e": "1_000", "f": true, "g": 12});
+        assert_eq!(value, want);
     }
 
     #[test]
