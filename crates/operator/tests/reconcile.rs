@@ -180,6 +180,27 @@ fn group_guard(world: &World, name: &str) -> Arc<DeserializeGuard<ServiceGroup>>
         .clone())))
 }
 
+/// Issue 25, item 3: once the children's watches have listed them, a child they have not seen
+/// is applied without being read first; one they have seen is read (it may hold what is wanted).
+#[tokio::test]
+async fn a_child_the_watch_has_not_seen_is_applied_without_a_read() {
+    let world = world();
+    let (fake, client) = FakeApi::start();
+    serve(&fake, &world);
+    let ctx = context(client, &world, vec![]);
+    ctx.known.listed("VirtualMachine", None);
+    ctx.known.listed("Secret", Some(vec!["catalyst-demo/catalyst-join".into()]));
+    controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
+    let requests = fake.requests();
+    for unread in [format!("GET {SECRETS}/api-a-cloud-init"), format!("GET {MACHINES}/api-a")] {
+        assert!(!requests.contains(&unread), "{unread} in {requests:?}");
+    }
+    for write in [format!("PATCH {SECRETS}/api-a-cloud-init"), format!("PATCH {MACHINES}/api-a")] {
+        assert!(requests.contains(&write), "{write} missing in {requests:?}");
+    }
+    assert!(requests.contains(&format!("GET {SECRETS}/catalyst-join")), "the join Secret's data is read");
+}
+
 #[tokio::test]
 async fn a_new_vm_is_placed_with_a_compare_and_swap_then_rendered_and_reported() {
     let world = world();

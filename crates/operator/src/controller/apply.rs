@@ -23,6 +23,12 @@ use std::fmt::Debug;
 #[derive(Default)]
 pub struct Known {
     current: PerObject<KnownVersion>,
+    /// The children the watches have seen exist, by (kind, key).
+    seen: PerObject<()>,
+    /// The kinds whose watch has listed them all once: a child of such a kind that is not in
+    /// `seen` does not exist (or was made so recently that the watch lags; an apply is then
+    /// what it needs anyway), so it is applied without being read first.
+    listed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 struct KnownVersion {
@@ -48,11 +54,34 @@ impl Known {
     /// The children's watch saw `version` of the child, or its deletion (`None`): anything
     /// but the version recorded makes the child unknown again.
     pub fn observed(&self, kind: &str, key: &str, version: Option<&str>) {
-        let mut current = self.current.lock();
         let id = object_id(kind, key);
-        if current.get(&id).is_some_and(|known| Some(known.version.as_str()) != version) {
-            current.remove(&id);
+        {
+            let mut current = self.current.lock();
+            if current.get(&id).is_some_and(|known| Some(known.version.as_str()) != version) {
+                current.remove(&id);
+            }
         }
+        match version {
+            Some(_) => self.seen.lock().insert(id, ()),
+            None => self.seen.lock().remove(&id),
+        };
+    }
+
+    /// The watch of `kind` has listed every child of that kind (`keys`, when it says exactly
+    /// which; otherwise what it reported one by one stands).
+    pub fn listed(&self, kind: &str, keys: Option<Vec<String>>) {
+        if let Some(keys) = keys {
+            let mut seen = self.seen.lock();
+            seen.retain(|(k, _), _| k != kind);
+            seen.extend(keys.into_iter().map(|key| (object_id(kind, &key), ())));
+        }
+        self.listed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(kind.to_string());
+    }
+
+    /// Whether the watch of `kind` says the child `key` does not exist.
+    pub fn absent(&self, kind: &str, key: &str) -> bool {
+        let listed = self.listed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(kind);
+        listed && !self.seen.lock().contains_key(&object_id(kind, key))
     }
 }
 
@@ -74,6 +103,8 @@ impl<K: Resource + Send + Sync> super::index::Follower<K> for Follows {
 
     fn relisted(&self, objects: &[std::sync::Arc<K>]) {
         objects.iter().for_each(|object| self.applied(object.as_ref()));
+        let keys = objects.iter().map(|object| catalyst_core::key::of(object.as_ref())).collect();
+        self.known.listed(&self.kind, Some(keys));
     }
 }
 
@@ -99,7 +130,7 @@ where
     {
         return Ok(remembered);
     }
-    let live = apply(api, &desired, &kind, &key).await?;
+    let live = apply(api, &desired, &kind, &key, known.absent(&kind, &key)).await?;
     let read = status(&live);
     let remembered = serde_json::to_value(&read).expect("a status serializes");
     known.record(&kind, &key, hash, live.meta().resource_version.clone(), remembered);
@@ -161,14 +192,16 @@ pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
 }
 
 /// Applies `desired` (already hashed; `kind` and `key` name it in errors) unless the live
-/// object is already up to date; the live object.
-async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &str) -> Result<K, super::Error>
+/// object is already up to date; the live object. A child the watch says is `absent` is applied
+/// without being read first.
+async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &str, absent: bool) -> Result<K, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
     let name = desired.name_any();
     let failed = |source| super::Error::ApplyChild { kind: kind.to_string(), name: key.to_string(), source };
-    if let Some(live) = api.get_opt(&name).await.map_err(failed)?
+    let live = if absent { None } else { api.get_opt(&name).await.map_err(failed)? };
+    if let Some(live) = live
         && up_to_date(&live, desired)
     {
         return Ok(live);

@@ -228,7 +228,9 @@ where
         .inspect_ok(move |event| match event {
             watcher::Event::Apply(child) | watcher::Event::InitApply(child) => follows.applied(child),
             watcher::Event::Delete(child) => follows.deleted(child),
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            // A relist reports each child as it goes; the kind counts as listed once it ends.
+            watcher::Event::InitDone => follows.known.listed(&follows.kind, None),
+            watcher::Event::Init => {}
         })
         .touched_objects()
 }
