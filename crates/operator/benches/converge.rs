@@ -217,7 +217,7 @@ async fn apply_layout(client: &Client, n: usize) {
         .chain((0..n).map(|i| (&vms, json!({
             "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystVM", "metadata": {"name": format!("vm-{i:05}"), "namespace": NAMESPACE},
             "spec": {"cpu": 8, "memory": "32Gi", "placement": {"spreadGroup": format!("spread-{:04}", i / 10)},
-                     "node": {"joinSecretName": "catalyst-join"},
+                     "node": {"joinSecretName": "catalyst-join", "software": {"kubernetesVersion": "v1.35"}},
                      "bootDisk": {"containerDisk": {"image": "quay.io/containerdisks/ubuntu:22.04"}}}
         }))))
         .chain((0..n).map(|i| (&groups, json!({

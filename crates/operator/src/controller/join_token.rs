@@ -115,8 +115,13 @@ async fn delete(tokens: &Api<Secret>, token: &BootstrapToken) -> Result<(), kube
     }
 }
 
-/// The token the VM's cloud-init Secret keeps, if it has one yet.
+/// The token the VM's cloud-init Secret keeps, if it has one yet. A Secret the watch says does
+/// not exist is not read.
 async fn kept(vm: &CatalystVM, ctx: &Context) -> Result<Option<BootstrapToken>, Error> {
+    let key = catalyst_core::key::key(&vm.namespace().unwrap_or_default(), &cloud_init_secret_name(vm));
+    if ctx.known.absent("Secret", &key) {
+        return Ok(None);
+    }
     let cloud_init: Api<Secret> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
     let secret = cloud_init.get_opt(&cloud_init_secret_name(vm)).await;
     let secret = secret.map_err(|source| Error::JoinToken { vm: key_of(vm), source })?;
