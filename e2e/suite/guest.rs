@@ -13,6 +13,7 @@
 
 use crate::harness::{Cluster, Operator, eventually};
 use catalyst_api::vm::PackageRepository;
+use catalyst_e2e::repo;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
@@ -29,10 +30,6 @@ const FAILED_JOINS: usize = 2;
 const BOOTS: Duration = Duration::from_secs(540);
 /// The address QEMU's user network gives the first guest (slirp's default).
 const GUEST_ADDRESS: &str = "10.0.2.15";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
-}
 
 fn guest_dir() -> PathBuf {
     repo().join("e2e/guest")

@@ -5,6 +5,7 @@
 use apiserver_emulator::Emulator;
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::manifest;
+use catalyst_e2e::{made_once, repo};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -29,10 +30,6 @@ pub const POOL: &str = "catalyst.io/pool";
 /// How long clean-up waits for finalizers and namespace deletion (a real namespace controller
 /// takes some seconds).
 const CLEAN_UP: Duration = Duration::from_secs(120);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
-}
 
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
@@ -435,19 +432,14 @@ impl Operator {
 pub fn binary(name: &str) -> PathBuf {
     let test = std::env::current_exe().expect("the test knows its own path");
     let profile = test.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
-    let path = profile.join(name);
     let lock = repo().join(format!("target/{name}.lock"));
-    loop {
-        if path.exists() {
-            return path;
+    made_once(profile.join(name), &lock, &format!("building {name}"), || {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let built = Command::new(cargo).args(["build", "--bin", name]).current_dir(repo()).status();
+        match built {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("cargo build exited with {status}")),
+            Err(error) => Err(error.to_string()),
         }
-        if std::fs::create_dir(&lock).is_ok() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let built = Command::new(cargo).args(["build", "--bin", name]).current_dir(repo()).status();
-            std::fs::remove_dir(&lock).unwrap();
-            assert!(built.is_ok_and(|s| s.success()), "building {name} failed");
-            return path;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    })
 }

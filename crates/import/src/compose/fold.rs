@@ -22,13 +22,18 @@ pub struct Group {
     pub services: Vec<String>,
 }
 
+/// `name` split before the decimal digits it ends with (`sms-7` → (`sms-`, `7`); `sms` → (`sms`, ``)).
+pub fn trailing_digits(name: &str) -> (&str, &str) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    name.split_at(name.len() - digits)
+}
+
 /// `name` split into what comes before its index and the index (`sms-service-7` → (`sms-service`,
 /// 7)); `None` when it does not end in a number without leading zeros after a separator or letter.
 fn indexed(name: &str) -> Option<(&str, u64)> {
-    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (prefix, index) = name.split_at(name.len() - digits);
+    let (prefix, index) = trailing_digits(name);
     let group = prefix.trim_end_matches(['-', '_']);
-    if digits == 0 || index.starts_with('0') || group.is_empty() {
+    if index.is_empty() || index.starts_with('0') || group.is_empty() {
         return None;
     }
     Some((group, index.parse().ok()?))

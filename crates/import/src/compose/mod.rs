@@ -178,8 +178,7 @@ fn merged(per_service: Vec<(String, String)>) -> Vec<String> {
 
 /// A name ordered as a person orders it: `sms-2` before `sms-10`.
 fn natural(name: &str) -> (&str, u64) {
-    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (stem, number) = name.split_at(name.len() - digits);
+    let (stem, number) = fold::trailing_digits(name);
     (stem, number.parse().unwrap_or(0))
 }
 
