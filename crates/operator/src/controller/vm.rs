@@ -135,7 +135,7 @@ pub fn check_host(
     vm: &CatalystVM,
     host_name: &str,
     host: Option<CatalystHost>,
-    others: &[CatalystVM],
+    others: &[&CatalystVM],
     overhead: &Overhead,
 ) -> Result<CatalystHost, Refusal> {
     let host = host.ok_or_else(|| Refusal::HostMissing { host: host_name.to_string() })?;
@@ -168,7 +168,8 @@ async fn prepare(
     // Until the VirtualMachine is applied, every way out is a refusal that changes nothing.
     status.phase = Some(VmPhase::while_refused(status.phase, true));
     let cached = ctx.stores.host(&host_name);
-    let others = cached.as_ref().map(|host| others_on(vm, host, ctx)).unwrap_or_default();
+    let guards = cached.as_ref().map(|host| others_on(vm, host, ctx)).unwrap_or_default();
+    let others: Vec<&CatalystVM> = valid(&guards).collect();
     let host = match check_host(vm, &host_name, cached, &others, &ctx.overhead) {
         Ok(host) => host,
         Err(refusal) => return Ok(Err(refusal)),
@@ -358,7 +359,7 @@ fn derive(
 /// The other VMs that hold a place on `host`: those whose status names it, and those its ledger
 /// holds that name no host yet (read through the caches; only this host's are modelled, as this
 /// runs on every reconcile of a placed VM).
-fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<CatalystVM> {
+fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
     let mut guards = ctx.stores.vms_on(&host.name_any());
     let reserved = host.status.iter().flat_map(|s| &s.vms).filter_map(|key| catalyst_core::key::split(key));
     guards.extend(
@@ -366,10 +367,12 @@ fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<Catalys
             .filter_map(|(namespace, name)| ctx.stores.vms.get(&ObjectRef::new(name).within(namespace)))
             .filter(|guard| guard.0.as_ref().is_ok_and(|other| other.status.as_ref().is_none_or(|s| s.host.is_none()))),
     );
-    valid(&guards)
-        .filter(|other| other.metadata.name != vm.metadata.name || other.metadata.namespace != vm.metadata.namespace)
-        .cloned()
-        .collect()
+    guards.retain(|guard| {
+        guard.0.as_ref().is_ok_and(|other| {
+            other.metadata.name != vm.metadata.name || other.metadata.namespace != vm.metadata.namespace
+        })
+    });
+    guards
 }
 
 /// When a placed VM's new size no longer fits its host next to `others` (the other VMs there),
@@ -377,11 +380,12 @@ fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<Catalys
 pub fn resize_overcommits(
     vm: &CatalystVM,
     host: &CatalystHost,
-    others: &[CatalystVM],
+    others: &[&CatalystVM],
     overhead: &Overhead,
 ) -> Option<String> {
     let used = others
         .iter()
+        .copied()
         .chain(std::iter::once(vm))
         .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
@@ -467,9 +471,9 @@ mod tests {
         .unwrap();
         let overhead = Overhead::default();
         assert!(matches!(check_host(&vm("a", 4), "h", None, &[], &overhead), Err(Refusal::HostMissing { .. })));
-        let full = check_host(&vm("a", 8), "h", Some(host.clone()), &[vm("b", 8)], &overhead);
+        let full = check_host(&vm("a", 8), "h", Some(host.clone()), &[&vm("b", 8)], &overhead);
         assert!(matches!(full, Err(Refusal::DoesNotFitHost { .. })));
-        let on = check_host(&vm("a", 4), "h", Some(host), &[vm("b", 8)], &overhead).unwrap();
+        let on = check_host(&vm("a", 4), "h", Some(host), &[&vm("b", 8)], &overhead).unwrap();
         let (secret, machine) = build(&vm("a", 4), None, &on);
         assert_eq!(secret.metadata.name.as_deref(), Some("a-cloud-init"));
         assert_eq!(machine.spec.template.spec.node_selector["kubernetes.io/hostname"], "n");
@@ -482,7 +486,8 @@ mod tests {
             "spec": {"nodeName": "n", "capacity": {"cpu": 16, "memory": "64Gi"}}
         }))
         .unwrap();
-        let others = [vm("b", 8)];
+        let b = vm("b", 8);
+        let others = [&b];
         let overhead = Overhead::default();
         assert_eq!(resize_overcommits(&vm("a", 4), &host, &others, &overhead), None);
         let why = resize_overcommits(&vm("a", 8), &host, &others, &overhead).unwrap();
