@@ -1,6 +1,5 @@
 //! `ServiceGroup`: N replicas of a container with whole cores and memory, pinned into one CatalystVM.
 
-use super::rules;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource, Probe,
     SecretVolumeSource, VolumeMount,
@@ -48,7 +47,6 @@ pub struct ServiceGroupSpec {
     pub cpu: u32,
     /// Dedicated memory per replica, such as 42Gi.
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub memory: Quantity,
     /// The container every replica runs.
     pub template: ReplicaTemplate,
@@ -139,7 +137,6 @@ pub struct ReplicaStorage {
     #[schemars(length(min = 1, max = 4096))]
     pub mount_path: String,
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub size: Quantity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,

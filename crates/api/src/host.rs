@@ -120,12 +120,10 @@ pub struct HostCapacity {
     pub cpu: u32,
     /// Memory, such as 2Ti.
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub memory: Quantity,
     /// Local storage, such as 40T.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::optional_quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub storage: Option<Quantity>,
 }
 
@@ -136,8 +134,7 @@ pub struct HostReserved {
     #[serde(default)]
     pub cpu: u32,
     /// Memory kept for the host.
-    #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    #[schemars(schema_with = "super::non_negative_quantity_schema")]
     #[serde(default = "zero_quantity")]
     pub memory: Quantity,
 }
@@ -189,7 +186,6 @@ pub struct NumaCell {
     pub cpu: u32,
     /// Memory local to this cell.
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub memory: Quantity,
     /// The CPUs of this cell the host's kubelet reserves (its reservedSystemCPUs there). Unset on
     /// every cell: the kubelet's own choice for a count (`reserved.cpu`), the lowest cells' first

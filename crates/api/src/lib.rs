@@ -22,15 +22,48 @@ pub const GROUP: &str = "catalyst.io";
 pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "catalyst.io/v1alpha1";
 
-/// Schema of a memory or storage quantity. A plain string (not int-or-string) so that the
-/// CEL `quantity()` functions accept it; its own rule checks the format.
+/// Schema of a positive quantity: an integer or a string, as Kubernetes' own quantities are (the
+/// OpenAPI definition of apimachinery's `resource.Quantity`), so `memory: 512Gi` and
+/// `memory: 549755813888` read as they do in a Pod. The structural form is the API server's own
+/// for int-or-string (apiextensions-apiserver v0.32 `pkg/apiserver/schema/validation.go`: `anyOf`
+/// of integer and string); `pattern` and `maxLength` hold the string, `minimum` the integer.
 pub(crate) fn quantity_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "string", "maxLength": 64 })
+    int_or_string(rules::POSITIVE_QUANTITY_PATTERN, 1)
 }
 
-/// Schema of an optional quantity: the same string, nullable as kube's structural rewriter expects.
-pub(crate) fn optional_quantity_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "string", "maxLength": 64, "nullable": true })
+/// Schema of a quantity that may be 0 (`reserved: {memory: 0}`).
+pub(crate) fn non_negative_quantity_schema(_: &mut SchemaGenerator) -> Schema {
+    int_or_string(rules::QUANTITY_PATTERN, 0)
+}
+
+/// Schema of an optional positive quantity: the same, nullable as kube's structural rewriter expects.
+pub(crate) fn optional_quantity_schema(generator: &mut SchemaGenerator) -> Schema {
+    nullable(quantity_schema(generator))
+}
+
+/// Schema of a quantity the operator writes into a status: int-or-string, unchecked beyond its size.
+pub(crate) fn status_quantity_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}], "maxLength": 64})
+}
+
+/// Schema of an optional quantity in a status.
+pub(crate) fn optional_status_quantity_schema(generator: &mut SchemaGenerator) -> Schema {
+    nullable(status_quantity_schema(generator))
+}
+
+fn int_or_string(pattern: &str, minimum: u64) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": pattern,
+        "maxLength": 64,
+        "minimum": minimum
+    })
+}
+
+fn nullable(mut schema: Schema) -> Schema {
+    schema.insert("nullable".into(), true.into());
+    schema
 }
 
 /// Cores and memory, the two resources Catalyst dedicates.
@@ -38,16 +71,17 @@ pub(crate) fn optional_quantity_schema(_: &mut SchemaGenerator) -> Schema {
 pub struct Resources {
     /// Cores, as a CPU quantity: whole (`30`) or, where a launcher pod's sidecar or a node's
     /// headroom adds a fraction, in millicores (`30015m`).
-    #[schemars(schema_with = "quantity_schema")]
+    #[schemars(schema_with = "status_quantity_schema")]
     pub cpu: Quantity,
     /// Ordinary memory, as a quantity such as 512Gi.
+    #[schemars(schema_with = "status_quantity_schema")]
     pub memory: Quantity,
     /// 1Gi hugepages, where there are any.
     #[serde(default, rename = "hugepages-1Gi", skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_quantity_schema")]
+    #[schemars(schema_with = "optional_status_quantity_schema")]
     pub hugepages_1gi: Option<Quantity>,
     /// 2Mi hugepages, where there are any.
     #[serde(default, rename = "hugepages-2Mi", skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_quantity_schema")]
+    #[schemars(schema_with = "optional_status_quantity_schema")]
     pub hugepages_2mi: Option<Quantity>,
 }

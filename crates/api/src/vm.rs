@@ -42,7 +42,6 @@ pub struct CatalystVMSpec {
     pub cpu: u32,
     /// Dedicated memory, such as 512Gi.
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub memory: Quantity,
     /// Back the guest's memory with hugepages of this size: 2Mi or 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,7 +156,6 @@ pub struct DataVolumeSource {
     pub storage_class_name: String,
     /// Size of the volume, such as 100Gi.
     #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::POSITIVE_QUANTITY.to_kube())]
     pub size: Quantity,
     /// Image to import: an http(s) URL, or docker://registry/image for a container registry.
     #[schemars(length(min = 1, max = 2048))]
@@ -270,8 +268,7 @@ pub struct NodeSettings {
     pub reserved_cpu: u32,
     /// Memory kept for the guest OS and the kubelet.
     #[serde(default = "default_reserved_memory")]
-    #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    #[schemars(schema_with = "super::non_negative_quantity_schema")]
     pub reserved_memory: Quantity,
     /// What the node keeps free of ServiceGroups for the DaemonSets that run on every node
     /// and tolerate its taint: the CNI agent, CSI node plugins (a PVC-backed group needs
@@ -361,13 +358,11 @@ pub struct PackageRepository {
 pub struct NodeHeadroom {
     /// CPU, such as 500m. Replicas take whole cores, so any fraction here costs a core.
     #[serde(default = "default_headroom_cpu")]
-    #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    #[schemars(schema_with = "super::non_negative_quantity_schema")]
     pub cpu: Quantity,
     /// Memory, such as 512Mi.
     #[serde(default = "default_headroom_memory")]
-    #[schemars(schema_with = "super::quantity_schema")]
-    #[x_kube(validation = rules::NON_NEGATIVE_QUANTITY.to_kube())]
+    #[schemars(schema_with = "super::non_negative_quantity_schema")]
     pub memory: Quantity,
 }
 

@@ -23,6 +23,8 @@ pub enum SchemaViolation {
     TooMany { path: String, max: u64, items: &'static str },
     /// A string shorter than `minLength`, a list shorter than `minItems`.
     TooShort { path: String, min: u64, items: &'static str },
+    /// A string that does not match the schema's `pattern`.
+    Pattern { path: String, value: String, pattern: String },
     /// A number below `minimum` or above `maximum`.
     OutOfRange { path: String, value: String, bound: String },
     /// A `$ref` the document does not define.
@@ -61,6 +63,9 @@ impl fmt::Display for SchemaViolation {
             SchemaViolation::TooMany { path, max, items } => write!(f, "{path}: must have at most {max} {items}"),
             SchemaViolation::TooShort { path, min, items } => write!(f, "{path}: must have at least {min} {items}"),
             SchemaViolation::OutOfRange { path, value, bound } => write!(f, "{path} = {value}: should be {bound}"),
+            SchemaViolation::Pattern { path, value, pattern } => {
+                write!(f, "{path} = {value:?}: should match '{pattern}'")
+            }
             SchemaViolation::BadRef { path, reference } => write!(f, "{path}: unresolved $ref {reference}"),
         }
     }
@@ -133,6 +138,12 @@ fn walk(document: &Value, schema: &Value, value: &Value, path: &str, found: &mut
         found.push(SchemaViolation::Enum { path: path.to_string() });
     }
     bounds(schema, value, path, found);
+    if let (Some(pattern), Value::String(text)) = (schema.get("pattern").and_then(Value::as_str), value)
+        && !matches_pattern(pattern, text)
+    {
+        let (path, value, pattern) = (path.to_string(), text.clone(), pattern.to_string());
+        found.push(SchemaViolation::Pattern { path, value, pattern });
+    }
     match value {
         Value::Object(fields) => {
             for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
@@ -164,6 +175,21 @@ fn walk(document: &Value, schema: &Value, value: &Value, path: &str, found: &mut
         }
         _ => {}
     }
+}
+
+/// Whether `text` matches an OpenAPI `pattern` (an ECMA 262 regular expression, which the API
+/// server reads with Go's RE2; the `regex` crate reads the same syntax). The few patterns of a
+/// schema are compiled once per thread. One that does not compile is not held against the value:
+/// the API server refuses such a CRD, so it cannot meet one.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+            Default::default();
+    }
+    COMPILED.with_borrow_mut(|compiled| {
+        let regex = compiled.entry(pattern.to_string()).or_insert_with(|| regex::Regex::new(pattern).ok());
+        regex.as_ref().is_none_or(|regex| regex.is_match(text))
+    })
 }
 
 /// The size and range limits of a schema node (`maxLength`, `maxItems`, `maxProperties`,

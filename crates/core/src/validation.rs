@@ -96,19 +96,18 @@ impl Checker {
         }
     }
 
-    /// Checks a quantity against its field rule and returns its bytes when it parses, so that
-    /// rules comparing it with other fields still run (as CEL's do, guarded by `isQuantity`).
-    fn quantity(&mut self, field: &str, quantity: &Quantity, rule: &'static CelRule) -> Option<u64> {
-        let allow_zero = std::ptr::eq(rule, &rules::NON_NEGATIVE_QUANTITY);
+    /// Checks a quantity's sign and format (the schema's `pattern` and `minimum`, which the API
+    /// server checks first) and returns its bytes when it parses, so that rules comparing it
+    /// with other fields still run (as CEL's do, guarded by `isQuantity`).
+    fn quantity(&mut self, field: &str, quantity: &Quantity, sign: Sign) -> Option<u64> {
         match parse_bytes(&quantity.0) {
-            Ok(bytes) => {
-                if bytes == 0 && !allow_zero {
-                    self.fail(field, &quantity.0, rule);
-                }
-                Some(bytes)
+            Ok(0) if sign == Sign::Positive => {
+                self.fail_schema(field, &quantity.0, sign.message());
+                Some(0)
             }
+            Ok(bytes) => Some(bytes),
             Err(QuantityError::Syntax(_) | QuantityError::Negative(_)) => {
-                self.fail(field, format!("{:?}", quantity.0), rule);
+                self.fail_schema(field, format!("{:?}", quantity.0), sign.message());
                 None
             }
             Err(error @ QuantityError::Overflow(_)) => {
@@ -123,6 +122,22 @@ impl Checker {
     }
 }
 
+/// Which quantities a field takes: `rules::POSITIVE_QUANTITY_PATTERN` or `rules::QUANTITY_PATTERN`.
+#[derive(Clone, Copy, PartialEq)]
+enum Sign {
+    Positive,
+    NonNegative,
+}
+
+impl Sign {
+    fn message(self) -> &'static str {
+        match self {
+            Sign::Positive => "must be a positive quantity such as 512Gi",
+            Sign::NonNegative => "must be a quantity such as 64Gi (0 or more)",
+        }
+    }
+}
+
 /// The most NUMA cells a host may declare (the CRD's maxItems).
 pub const MAX_NUMA_CELLS: usize = 16;
 
@@ -130,11 +145,11 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(host));
     let spec = &host.spec;
     c.non_empty("spec.nodeName", &spec.node_name);
-    let capacity_memory = c.quantity("spec.capacity.memory", &spec.capacity.memory, &rules::POSITIVE_QUANTITY);
+    let capacity_memory = c.quantity("spec.capacity.memory", &spec.capacity.memory, Sign::Positive);
     if let Some(storage) = &spec.capacity.storage {
-        c.quantity("spec.capacity.storage", storage, &rules::POSITIVE_QUANTITY);
+        c.quantity("spec.capacity.storage", storage, Sign::Positive);
     }
-    let reserved_memory = c.quantity("spec.reserved.memory", &spec.reserved.memory, &rules::NON_NEGATIVE_QUANTITY);
+    let reserved_memory = c.quantity("spec.reserved.memory", &spec.reserved.memory, Sign::NonNegative);
     c.check(
         spec.reserved.cpu < spec.capacity.cpu,
         "spec.reserved.cpu",
@@ -169,7 +184,7 @@ pub fn validate_host(host: &CatalystHost) -> Result<(), Vec<FieldError>> {
     }
     let mut numa_memory = Some(0u64);
     for (i, cell) in spec.numa.iter().enumerate() {
-        let cell_memory = c.quantity(&format!("spec.numa[{i}].memory"), &cell.memory, &rules::POSITIVE_QUANTITY);
+        let cell_memory = c.quantity(&format!("spec.numa[{i}].memory"), &cell.memory, Sign::Positive);
         numa_memory = numa_memory.zip(cell_memory).map(|(sum, cell)| sum.saturating_add(cell));
     }
     if !spec.numa.is_empty() {
@@ -256,7 +271,7 @@ pub const MAX_TOPOLOGY_CELLS: usize = 8;
 pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(vm));
     let spec = &vm.spec;
-    let memory = c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
+    let memory = c.quantity("spec.memory", &spec.memory, Sign::Positive);
     if let (Some(size), Some(memory)) = (spec.hugepages, memory) {
         c.check(memory.is_multiple_of(size.bytes()), "spec.memory", &spec.memory.0, &rules::VM_MEMORY_WHOLE_PAGES);
     }
@@ -286,10 +301,9 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         spec.node.reserved_cpu,
         &rules::VM_NODE_RESERVED_CPU_BELOW_CPU,
     );
-    let reserved_memory =
-        c.quantity("spec.node.reservedMemory", &spec.node.reserved_memory, &rules::NON_NEGATIVE_QUANTITY);
-    c.quantity("spec.node.headroom.cpu", &spec.node.headroom.cpu, &rules::NON_NEGATIVE_QUANTITY);
-    c.quantity("spec.node.headroom.memory", &spec.node.headroom.memory, &rules::NON_NEGATIVE_QUANTITY);
+    let reserved_memory = c.quantity("spec.node.reservedMemory", &spec.node.reserved_memory, Sign::NonNegative);
+    c.quantity("spec.node.headroom.cpu", &spec.node.headroom.cpu, Sign::NonNegative);
+    c.quantity("spec.node.headroom.memory", &spec.node.headroom.memory, Sign::NonNegative);
     if let (Some(reserved), Some(memory)) = (reserved_memory, memory) {
         c.check(
             reserved < memory,
@@ -334,7 +348,7 @@ pub fn validate_vm(vm: &CatalystVM) -> Result<(), Vec<FieldError>> {
         c.non_empty("spec.bootDisk.containerDisk.image", &image.image);
     }
     if let Some(volume) = &disk.data_volume {
-        c.quantity("spec.bootDisk.dataVolume.size", &volume.size, &rules::POSITIVE_QUANTITY);
+        c.quantity("spec.bootDisk.dataVolume.size", &volume.size, Sign::Positive);
         c.non_empty("spec.bootDisk.dataVolume.storageClassName", &volume.storage_class_name);
         c.non_empty("spec.bootDisk.dataVolume.imageUrl", &volume.image_url);
     }
@@ -510,10 +524,10 @@ pub fn validate_group(group: &ServiceGroup) -> Result<(), Vec<FieldError>> {
     let mut c = Checker::new(ObjectRef::of(group));
     let spec = &group.spec;
     c.non_empty("spec.vm", &spec.vm);
-    c.quantity("spec.memory", &spec.memory, &rules::POSITIVE_QUANTITY);
+    c.quantity("spec.memory", &spec.memory, Sign::Positive);
     c.non_empty("spec.template.image", &spec.template.image);
     for (i, storage) in spec.template.storage.iter().enumerate() {
-        c.quantity(&format!("spec.template.storage[{i}].size"), &storage.size, &rules::POSITIVE_QUANTITY);
+        c.quantity(&format!("spec.template.storage[{i}].size"), &storage.size, Sign::Positive);
     }
     let longest = format!("{}-{}", group.name_any(), spec.replicas.max(1));
     if longest.len() > MAX_REPLICA_NAME {

@@ -347,6 +347,14 @@ impl<'a> Coster<'a> {
                 let typed = Typed { ty: arguments[0].1.ty.clone(), size: size(0).add(size(1)) };
                 (Range::exactly(1).add(argument_cost), typed)
             }
+            // `string()` of a value the checker cannot type (an int-or-string field) may take
+            // any of its overloads, and cel-go prices it as the dearest, bytes to string: a
+            // tenth of the argument's size, the result as long as the argument (v0.22
+            // `checker/cost.go`, `costCall`'s union of overloads and `BytesToString`).
+            ("string", None) if arguments.len() == 1 && matches!(arguments[0].1.ty, Ty::Dyn) => {
+                let typed = Typed { ty: Ty::String, size: Range { min: size(0).min / 4, max: size(0).max } };
+                (size(0).times_factor(STRING_TRAVERSAL_COST_FACTOR).add(argument_cost), typed)
+            }
             // Kubernetes' quantity library: parsing is linear in the string.
             ("quantity" | "isQuantity", None) => {
                 let parse = size(0).times_factor(STRING_TRAVERSAL_COST_FACTOR);
@@ -532,8 +540,9 @@ mod tests {
 
     #[test]
     fn the_unbounded_storage_list_is_refused_as_a_real_api_server_refuses_it() {
-        // The ServiceGroup CRD as it was before its lists were bounded: a v1.32 kube-apiserver
-        // refused it with exactly this path and factor.
+        // The ServiceGroup CRD as it was before its lists were bounded, when a size was a string
+        // of at most 64 characters with a CEL rule: a v1.32 kube-apiserver refused it with
+        // exactly this path and factor.
         let mut crd = crd_of("ServiceGroup");
         let storage = crd
             .pointer_mut(
@@ -541,12 +550,38 @@ mod tests {
             )
             .unwrap();
         storage.as_object_mut().unwrap().remove("maxItems");
+        storage["items"]["properties"]["size"] = json!({"type": "string", "maxLength": 64, "x-kubernetes-validations": [
+            {"rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))", "message": "must be a positive quantity such as 512Gi"}
+        ]});
         assert_eq!(
             check_crd(&crd),
             [Refusal {
                 path: "spec.validation.openAPIV3Schema.properties[spec].properties[template].properties[storage].items.properties[size].x-kubernetes-validations[0].rule".into(),
                 message: "estimated rule cost exceeds budget by factor of 5.9x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)".into(),
             }]
+        );
+    }
+
+    /// A real v1.32 API server refused this rule on an int-or-string quantity in a list of 16
+    /// (`kubectl apply` of the CRD, Kubernetes v1.32 built from source): "estimated rule cost
+    /// exceeds budget by factor of 2.0x". Each `string(self)` and each `==` with it, like each
+    /// quantity parse, is priced at a tenth of a whole request.
+    #[test]
+    fn string_of_an_int_or_string_is_priced_as_a_real_api_server_prices_it() {
+        let rule = "self == string(self) ? isQuantity(self) && quantity(self).isGreaterThan(quantity('0')) : self > 0";
+        let crd = json!({"metadata": {"name": "cells.example.com"}, "spec": {"versions": [{"name": "v1",
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {"cells": {
+                "type": "array", "maxItems": 16, "items": {"type": "object", "properties": {"memory": {
+                    "x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}],
+                    "x-kubernetes-validations": [{"rule": rule}]
+                }}}
+            }}}}
+        }]}});
+        let refusals = check_crd(&crd);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].message.starts_with("estimated rule cost exceeds budget by factor of 2.0x"),
+            "{refusals:?}"
         );
     }
 

@@ -250,9 +250,15 @@ impl Loader {
         match validate(&object) {
             Ok(()) if clean => list(&mut self.manifests).push(object),
             Ok(()) => {}
-            Err(errors) => self
-                .errors
-                .extend(errors.into_iter().map(|error| ManifestError::Invalid { location: location.clone(), error })),
+            // Where the schema found problems it has said what its own checks say; of the Rust
+            // checks, those of the CEL rules remain, as the API server reports them beside the
+            // schema's.
+            Err(errors) => self.errors.extend(
+                errors
+                    .into_iter()
+                    .filter(|error| clean || error.cel_rule.is_some())
+                    .map(|error| ManifestError::Invalid { location: location.clone(), error }),
+            ),
         }
     }
 }
