@@ -706,13 +706,17 @@ async fn kubectl_installs_the_crds_and_the_api_server_refuses_a_crd_over_its_cel
     ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    // The ServiceGroup CRD as it was before its lists were bounded, under a group of its own
-    // so that nothing real is touched even if a server accepted it.
+    // The ServiceGroup CRD as it was before its lists were bounded, when a size was a string
+    // with a CEL rule, under a group of its own so that nothing real is touched even if a
+    // server accepted it.
     let mut crd = serde_json::to_value(catalyst_core::crd::of_kind("ServiceGroup").unwrap()).unwrap();
     let storage = crd
         .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/template/properties/storage")
         .unwrap();
     storage.as_object_mut().unwrap().remove("maxItems");
+    storage["items"]["properties"]["size"] = json!({"type": "string", "maxLength": 64, "x-kubernetes-validations": [
+        {"rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))", "message": "must be a positive quantity"}
+    ]});
     crd["spec"]["group"] = json!("budget.e2e.catalyst.io");
     crd["metadata"]["name"] = json!("servicegroups.budget.e2e.catalyst.io");
     let file = cluster.dir.join("over-budget.json");

@@ -9,7 +9,9 @@ pub mod eviction;
 pub mod openapi;
 pub mod resources;
 pub mod select;
+pub mod ssa;
 pub mod store;
+pub mod structural;
 
 use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -26,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{ApiError, Store};
+use structural::FieldValidation;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -226,8 +229,17 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             };
             let namespace = if resource.namespaced { namespace } else { None };
             let shape = Shape::from_accept(&header("accept"));
-            let call =
-                Call { shared: &shared, resource: &resource, namespace: namespace.as_deref(), name: name.as_deref() };
+            let field_validation = FieldValidation::from_query(params.get("fieldValidation").map(String::as_str));
+            let call = Call {
+                shared: &shared,
+                resource: &resource,
+                namespace: namespace.as_deref(),
+                name: name.as_deref(),
+                field_validation,
+                field_manager: params.get("fieldManager").filter(|m| !m.is_empty()).cloned(),
+                agent: ssa::manager_from_user_agent(&header("user-agent")),
+                force: params.get("force").is_some_and(|f| f == "true"),
+            };
             let status_only = subresource.as_deref() == Some("status");
             if subresource.as_deref() == Some("eviction") && resource.plural == "pods" && method == Method::POST {
                 let evicted = eviction::evict(
@@ -262,6 +274,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                             &resource.plural,
                             namespace.as_deref(),
                             body,
+                            call.writing(false, false),
                         );
                         created.map(|o| respond(201, &o)).unwrap_or_else(error)
                     }
@@ -272,6 +285,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                         body.clone(),
                         status_only,
                         body["metadata"]["resourceVersion"].as_str().map(String::from),
+                        call.writing(false, false),
                     ),
                     Err(e) => error(e),
                 },
@@ -372,6 +386,14 @@ struct Call<'a> {
     resource: &'a Resource,
     namespace: Option<&'a str>,
     name: Option<&'a str>,
+    /// The request's `fieldValidation`: what its writes do with unknown fields.
+    field_validation: FieldValidation,
+    /// The `fieldManager` the request names, if any.
+    field_manager: Option<String>,
+    /// The manager of a write that names none: the User-Agent's product.
+    agent: String,
+    /// An apply's `force`: take the fields other managers own.
+    force: bool,
 }
 
 fn selectors(params: &BTreeMap<String, String>) -> Result<(Selector, Vec<(String, String)>), ApiError> {
@@ -511,15 +533,26 @@ impl Call<'_> {
         )
     }
 
+    fn writing(&self, patch: bool, applied: bool) -> store::Writing {
+        let manager = self.field_manager.clone().unwrap_or_else(|| self.agent.clone());
+        store::Writing { field_validation: self.field_validation, patch, manager, applied }
+    }
+
     /// A write of a whole object (PUT, or the result of a patch).
-    fn write(&self, body: Value, status_only: bool, expected: Option<String>) -> Response<Body> {
+    fn write(
+        &self,
+        body: Value,
+        status_only: bool,
+        expected: Option<String>,
+        writing: store::Writing,
+    ) -> Response<Body> {
         let at = store::At {
             group: &self.resource.group,
             plural: &self.resource.plural,
             namespace: self.namespace,
             name: self.name(),
         };
-        let updated = self.shared.store.lock().unwrap().update(&at, body, status_only, expected.as_deref());
+        let updated = self.shared.store.lock().unwrap().update(&at, body, status_only, expected.as_deref(), writing);
         updated.map(|o| respond(200, &o)).unwrap_or_else(error)
     }
 
@@ -532,7 +565,12 @@ impl Call<'_> {
             self.name(),
         );
         match current.and_then(|current| certificates::approve(&current, body)) {
-            Ok(next) => self.write(next, true, body["metadata"]["resourceVersion"].as_str().map(String::from)),
+            Ok(next) => self.write(
+                next,
+                true,
+                body["metadata"]["resourceVersion"].as_str().map(String::from),
+                self.writing(false, false),
+            ),
             Err(e) => error(e),
         }
     }
@@ -545,24 +583,7 @@ impl Call<'_> {
             self.name(),
         );
         if content_type.contains("apply-patch") {
-            return match current {
-                Err(_) if !status_only => {
-                    let mut object = patch;
-                    object["metadata"]["name"] = json!(self.name());
-                    let created = self.shared.store.lock().unwrap().create(
-                        &self.resource.group,
-                        &self.resource.plural,
-                        self.namespace,
-                        object,
-                    );
-                    created.map(|o| respond(201, &o)).unwrap_or_else(error)
-                }
-                Err(e) => error(e),
-                Ok(mut live) => {
-                    merge(&mut live, &patch);
-                    self.write(live, status_only, None)
-                }
-            };
+            return self.apply(current.ok(), &patch, status_only);
         }
         let mut object = match current {
             Ok(object) => object,
@@ -578,7 +599,50 @@ impl Call<'_> {
         } else {
             merge(&mut object, &patch);
         }
-        self.write(object, status_only, expected)
+        self.write(object, status_only, expected, self.writing(true, false))
+    }
+
+    /// A server-side apply: the configuration merged into the live object (or created) by
+    /// `ssa::apply`, with its conflicts, removals and managed fields.
+    fn apply(&self, live: Option<Value>, configuration: &Value, status_only: bool) -> Response<Body> {
+        // k8s.io/apimachinery v0.32 `pkg/apis/meta/v1/validation/validation.go`, ValidatePatchOptions.
+        if self.field_manager.is_none() {
+            let message =
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch";
+            return error(ApiError::new(422, "Invalid", message));
+        }
+        if live.is_none() && status_only {
+            return error(ApiError::not_found(&format!("{} \"{}\"", self.resource.plural, self.name())));
+        }
+        let writing = self.writing(true, true);
+        let (api_version, time) = (self.resource.api_version(), store::now());
+        let mut configuration = configuration.clone();
+        configuration["metadata"]["name"] = json!(self.name());
+        let fields = writing.fields(self.resource, &api_version, &time, status_only);
+        let applied = match ssa::apply(live.as_ref(), &configuration, &fields, self.force) {
+            Ok(applied) => applied,
+            Err(e) => {
+                let reason = match e.code() {
+                    409 => "Conflict",
+                    400 => "BadRequest",
+                    _ => "InternalError",
+                };
+                return error(ApiError::new(e.code(), reason, e.to_string()));
+            }
+        };
+        match live {
+            None => {
+                let created = self.shared.store.lock().unwrap().create(
+                    &self.resource.group,
+                    &self.resource.plural,
+                    self.namespace,
+                    applied,
+                    writing,
+                );
+                created.map(|o| respond(201, &o)).unwrap_or_else(error)
+            }
+            Some(_) => self.write(applied, status_only, None, writing),
+        }
     }
 
     fn watch(&self, params: &BTreeMap<String, String>, shape: Shape) -> Response<Body> {

@@ -10,16 +10,21 @@ pub struct PrinterColumn {
     pub json_path: String,
 }
 
-/// A CRD version's schema, with its CEL rules compiled once, when the CRD is registered (as
+/// A CRD version's schema, with its CEL rules and patterns compiled once, when the CRD is registered (as
 /// the API server does), not at every write.
 pub struct Schema {
     pub tree: Value,
     pub rules: kube::core::cel::CompiledSchema,
+    pub patterns: crate::structural::Patterns,
 }
 
 impl Schema {
     fn new(tree: &Value) -> Self {
-        Self { tree: tree.clone(), rules: kube::core::cel::compile_schema(tree) }
+        Self {
+            tree: tree.clone(),
+            rules: kube::core::cel::compile_schema(tree),
+            patterns: crate::structural::Patterns::of(tree),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 
 use crate::resources::{self, Resource};
 use crate::select::{Selector, json_path};
-use catalyst_core::schema;
+use crate::ssa;
+use crate::structural::{self, FieldValidation};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub struct Store {
     pub epoch: tokio::sync::watch::Sender<u64>,
 }
 
-fn now() -> String {
+pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -95,7 +96,7 @@ impl Store {
         };
         for namespace in ["default", "kube-system"] {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-            store.create("", "namespaces", None, object).expect("built-in namespaces");
+            store.create("", "namespaces", None, object, Writing::default()).expect("built-in namespaces");
         }
         store
     }
@@ -174,50 +175,62 @@ impl Store {
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
     }
 
-    /// Checks and completes a custom resource against its CRD: structural schema (unknown
-    /// fields refused), defaults, then the CEL rules.
-    fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    /// Checks and completes a custom resource against its CRD, in the API server's order:
+    /// unknown fields pruned (refused under strict field validation), defaults, the schema's
+    /// value validations, then the CEL rules, unless a schema error left the object in a shape
+    /// its rules were not written for (`hasBlockingErr`).
+    fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>, writing: &Writing) -> Result<(), ApiError> {
         if resource.group.is_empty() && resource.plural == "secrets" {
             merge_string_data(object);
         }
         let Some(compiled) = &resource.schema else { return Ok(()) };
         let schema = &compiled.tree;
-        let invalid = |causes: Vec<String>| {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            ApiError::new(
-                422,
-                "Invalid",
-                format!("{}.{} \"{name}\" is invalid: {}", resource.kind, resource.group, causes.join(", ")),
-            )
-        };
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let unknown = structural::prune(schema, object);
+        if writing.field_validation == FieldValidation::Strict && !unknown.is_empty() {
+            return Err(strict_decoding_error(resource, &name, &unknown, writing.patch));
+        }
         let mut body = object.clone();
         if let Some(fields) = body.as_object_mut() {
             for key in ["apiVersion", "kind", "metadata"] {
                 fields.remove(key);
             }
         }
-        let violations: Vec<String> =
-            schema::validate(schema, schema, &body, "").iter().map(ToString::to_string).collect();
-        if !violations.is_empty() {
-            return Err(invalid(violations));
-        }
         let defaulted = kube::core::cel::apply_defaults(schema, &body);
-        let old_body = old.map(|o| {
-            let mut o = o.clone();
-            if let Some(fields) = o.as_object_mut() {
-                fields.remove("metadata");
-            }
-            o
-        });
-        if let Err(errors) =
-            kube::core::cel::Validator::new().validate_compiled(&compiled.rules, &defaulted, old_body.as_ref())
-        {
-            return Err(invalid(
+        let violations = structural::validate(schema, &defaulted, &compiled.patterns);
+        let mut causes: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        if violations.iter().any(structural::Violation::blocks_rules) {
+            // As a v1.32 API server words it: `<nil>: Invalid value: "null": some validation rules ...`.
+            causes.push(format!("<nil>: Invalid value: \"null\": {RULES_NOT_CHECKED}"));
+        } else {
+            let old_body = old.map(|o| {
+                let mut o = o.clone();
+                if let Some(fields) = o.as_object_mut() {
+                    fields.remove("metadata");
+                }
+                o
+            });
+            if let Err(errors) =
+                kube::core::cel::Validator::new().validate_compiled(&compiled.rules, &defaulted, old_body.as_ref())
+            {
                 // kube-cel writes a root rule's field path with a leading dot; the API server does not.
-                errors
-                    .iter()
-                    .map(|e| format!("{}: Invalid value: {}", e.field_path.trim_start_matches('.'), e.message))
-                    .collect(),
+                causes.extend(
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: Invalid value: {}", e.field_path.trim_start_matches('.'), e.message)),
+                );
+            }
+        }
+        if !causes.is_empty() {
+            // `errors.NewInvalid` over an aggregate: one cause alone, several in brackets.
+            let causes = match causes.as_slice() {
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("{}.{} \"{name}\" is invalid: {causes}", resource.kind, resource.group),
             ));
         }
         for (key, value) in defaulted.as_object().into_iter().flatten() {
@@ -232,6 +245,7 @@ impl Store {
         plural: &str,
         namespace: Option<&str>,
         mut object: Value,
+        writing: Writing,
     ) -> Result<Value, ApiError> {
         let resource = self.resource_by_plural(group, plural).ok_or_else(|| ApiError::not_found(plural))?;
         let name = object["metadata"]["name"].as_str().map(String::from);
@@ -263,7 +277,7 @@ impl Store {
         if self.objects.contains_key(&key) {
             return Err(ApiError::new(409, "AlreadyExists", format!("{plural} \"{name}\" already exists")));
         }
-        Self::admit(&resource, &mut object, None)?;
+        Self::admit(&resource, &mut object, None, &writing)?;
         if plural == "customresourcedefinitions" {
             admit_crd(&object)?;
         }
@@ -282,6 +296,10 @@ impl Store {
         if let Some(fields) = object["metadata"].as_object_mut() {
             fields.remove("deletionTimestamp");
             fields.remove("resourceVersion");
+        }
+        if !writing.applied {
+            let (api_version, time) = (resource.api_version(), now());
+            object = ssa::update(None, object, &writing.fields(&resource, &api_version, &time, false));
         }
         if plural == "customresourcedefinitions" {
             object["status"] = established(&object);
@@ -306,6 +324,7 @@ impl Store {
         mut object: Value,
         status_only: bool,
         expected: Option<&str>,
+        writing: Writing,
     ) -> Result<Value, ApiError> {
         let At { group, plural, namespace, name } = *at;
         let resource = self.resource_by_plural(group, plural).ok_or_else(|| ApiError::not_found(plural))?;
@@ -352,7 +371,7 @@ impl Store {
         }
         object["apiVersion"] = old["apiVersion"].clone();
         object["kind"] = old["kind"].clone();
-        Self::admit(&resource, &mut object, Some(&old))?;
+        Self::admit(&resource, &mut object, Some(&old), &writing)?;
         if plural == "customresourcedefinitions" && !status_only {
             admit_crd(&object)?;
         }
@@ -366,6 +385,10 @@ impl Store {
         };
         if !status_only && spec_of(&object) != spec_of(&old) && old["metadata"].get("generation").is_some() {
             object["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+        }
+        if !writing.applied {
+            let (api_version, time) = (resource.api_version(), now());
+            object = ssa::update(Some(&old), object, &writing.fields(&resource, &api_version, &time, status_only));
         }
         object["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if object == old {
@@ -489,6 +512,64 @@ fn merge_string_data(secret: &mut Value) {
     for (key, value) in strings {
         let bytes = k8s_openapi::ByteString(value.as_str().unwrap_or_default().as_bytes().to_vec());
         secret["data"][key] = serde_json::to_value(bytes).expect("bytes serialize as base64");
+    }
+}
+
+/// What the API server adds when a schema error kept it from checking the CEL rules
+/// (apiextensions-apiserver v0.32 `pkg/registry/customresource/strategy.go`, `hasBlockingErr`).
+const RULES_NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+
+/// Unknown fields under `fieldValidation=Strict`: a body that cannot be decoded (400, k8s.io/apiserver
+/// v0.32 `pkg/endpoints/handlers/rest.go`, `transformDecodeError`), or a patch whose result
+/// cannot (422 on the field `patch`, `handlers/patch.go`).
+fn strict_decoding_error(resource: &Resource, name: &str, unknown: &[String], patch: bool) -> ApiError {
+    let fields: Vec<String> = unknown.iter().map(|field| format!("unknown field {field:?}")).collect();
+    let strict = format!("strict decoding error: {}", fields.join(", "));
+    if patch {
+        let message =
+            format!("{}.{} \"{name}\" is invalid: patch: Invalid value: \"\": {strict}", resource.kind, resource.group);
+        ApiError::new(422, "Invalid", message)
+    } else {
+        let kind = &resource.kind;
+        ApiError::new(
+            400,
+            "BadRequest",
+            format!("{kind} in version {:?} cannot be handled as a {kind}: {strict}", resource.version),
+        )
+    }
+}
+
+/// What a write request says beyond its body.
+#[derive(Debug, Clone, Default)]
+pub struct Writing {
+    /// The request's `fieldValidation`: what becomes of unknown fields.
+    pub field_validation: FieldValidation,
+    /// The body is a patch's result, not an object the client sent whole.
+    pub patch: bool,
+    /// Who writes: `fieldManager`, else the User-Agent's product (`ssa::manager_from_user_agent`).
+    pub manager: String,
+    /// Server-side apply has already recorded the write's fields in `metadata.managedFields`.
+    pub applied: bool,
+}
+
+impl Writing {
+    /// The field manager's view of this write to `resource`, through `subresource`.
+    pub fn fields<'a>(
+        &'a self,
+        resource: &'a Resource,
+        api_version: &'a str,
+        time: &'a str,
+        status: bool,
+    ) -> ssa::Write<'a> {
+        let subresource = status.then_some("status");
+        ssa::Write {
+            manager: &self.manager,
+            api_version,
+            time,
+            subresource,
+            schema: resource.schema.as_ref().map(|s| &s.tree),
+            reset_fields: ssa::custom_resource_reset_fields(subresource, resource.status_subresource),
+        }
     }
 }
 

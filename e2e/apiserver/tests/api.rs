@@ -161,16 +161,45 @@ async fn validates_custom_resources_against_their_crd_and_serves_tables() {
 
     let dynamic: Api<kube::api::DynamicObject> =
         Api::all_with(client.clone(), &kube::api::ApiResource::erase::<catalyst_api::CatalystHost>(&()));
+    // An unknown field is dropped by default (`fieldValidation=Warn`), refused when the client
+    // asks for strict validation, as kubectl does (k8s.io/apiserver v0.32 handlers/rest.go).
     let mut unknown = host.clone();
     unknown["metadata"]["name"] = json!("u");
     unknown["spec"]["capacty"] = json!({});
-    let error = dynamic.create(&PostParams::default(), &serde_json::from_value(unknown).unwrap()).await.unwrap_err();
-    assert!(error.to_string().contains("spec.capacty: unknown field"), "{error}");
+    let strict = http::Request::post("/apis/catalyst.io/v1alpha1/catalysthosts?fieldValidation=Strict")
+        .body(serde_json::to_vec(&unknown).unwrap())
+        .unwrap();
+    let error = client.request::<Value>(strict).await.unwrap_err();
+    assert!(error.to_string().contains(r#"strict decoding error: unknown field "spec.capacty""#), "{error}");
+    assert!(matches!(error, kube::Error::Api(ref status) if status.code == 400), "{error}");
+    let unknown: kube::api::DynamicObject = serde_json::from_value(unknown).unwrap();
+    let pruned = dynamic.create(&PostParams::default(), &unknown).await.unwrap();
+    assert!(pruned.data["spec"].get("capacty").is_none(), "pruned: {:?}", pruned.data);
     let mut broken = host;
     broken["metadata"]["name"] = json!("b");
     broken["spec"]["reserved"] = json!({"cpu": 8, "memory": "1Gi"});
-    let error = dynamic.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap_err();
+    let error =
+        dynamic.create(&PostParams::default(), &serde_json::from_value(broken.clone()).unwrap()).await.unwrap_err();
     assert!(error.to_string().contains("reserved cpu must be less than capacity cpu"), "{error}");
+    // A broken pattern does not keep the rules from running; a wrong type does, and says so
+    // (a v1.32 API server's words, seen with kubectl).
+    broken["spec"]["capacity"]["memory"] = json!("16GB");
+    let error =
+        dynamic.create(&PostParams::default(), &serde_json::from_value(broken.clone()).unwrap()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("spec.capacity.memory in body should match"), "{message}");
+    assert!(message.contains("reserved cpu must be less than capacity cpu"), "{message}");
+    broken["spec"]["capacity"]["cpu"] = json!("x");
+    let error = dynamic.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            r#"spec.capacity.cpu: Invalid value: "string": spec.capacity.cpu in body must be of type integer: "string""#
+        ),
+        "{message}"
+    );
+    assert!(message.contains(r#"<nil>: Invalid value: "null": some validation rules were not checked"#), "{message}");
+    assert!(!message.contains("reserved cpu must be less"), "{message}");
 
     let request = http::Request::get("/apis/catalyst.io/v1alpha1/catalysthosts")
         .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
@@ -408,4 +437,65 @@ async fn an_eviction_respects_the_pods_disruption_budget() {
     budgets.replace_status("sms", &PostParams::default(), &allowing).await.unwrap();
     pods.evict("sms-1", &Default::default()).await.unwrap();
     assert!(pods.get_opt("sms-1").await.unwrap().is_none());
+}
+
+/// Server-side apply as the API server does it (https://kubernetes.io/docs/reference/using-api/server-side-apply/,
+/// and `ssa`'s unit tests for the rules one by one): every write to a child is an apply, so what
+/// a manager stops sending must go, another manager's fields must stay, and a field two
+/// managers want differently is a conflict unless forced.
+#[tokio::test]
+async fn server_side_apply_removes_what_a_manager_stops_sending_and_reports_conflicts() {
+    let (_emulator, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let apply = |manager: &'static str, force: bool, body: Value| {
+        let api = api.clone();
+        async move {
+            let mut params = PatchParams::apply(manager);
+            params.force = force;
+            let mut body = body;
+            body["apiVersion"] = json!("v1");
+            body["kind"] = json!("ConfigMap");
+            body["metadata"]["name"] = json!("applied");
+            api.patch("applied", &params, &Patch::Apply(&body)).await
+        }
+    };
+    apply("operator", false, json!({"metadata": {"labels": {"a": "1"}}, "data": {"x": "1", "y": "2"}})).await.unwrap();
+    apply("team", false, json!({"metadata": {"labels": {"b": "2"}}, "data": {"z": "3"}})).await.unwrap();
+    let applied =
+        apply("operator", false, json!({"metadata": {"labels": {"a": "1"}}, "data": {"x": "1"}})).await.unwrap();
+    let data = applied.data.clone().unwrap_or_default();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["x", "z"], "y dropped by its manager, z kept as the team's");
+    assert_eq!(applied.labels().len(), 2, "{:?}", applied.labels());
+    let managers: Vec<(String, String)> = applied
+        .managed_fields()
+        .iter()
+        .map(|m| (m.manager.clone().unwrap_or_default(), m.operation.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(managers, [("operator".into(), "Apply".into()), ("team".into(), "Apply".into())]);
+
+    let error = apply("team", false, json!({"data": {"x": "9", "z": "3"}})).await.unwrap_err();
+    let kube::Error::Api(status) = &error else { panic!("{error}") };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"), "{error}");
+    assert!(status.message.contains(r#"conflict with "operator""#) && status.message.contains(".data.x"), "{error}");
+    let forced = apply("team", true, json!({"data": {"x": "9", "z": "3"}})).await.unwrap();
+    assert_eq!(forced.data.unwrap()["x"], "9");
+
+    // A merge patch is an update: its manager now owns what it changed, and an apply that
+    // stops sending that field no longer removes it.
+    let edit = PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() };
+    api.patch("applied", &edit, &Patch::Merge(json!({"metadata": {"labels": {"a": "edited"}}}))).await.unwrap();
+    let applied = apply("operator", true, json!({"data": {}})).await.unwrap();
+    assert_eq!(applied.labels().get("a").map(String::as_str), Some("edited"), "kept as kubectl-edit's");
+    assert!(
+        applied
+            .managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("kubectl-edit") && m.operation.as_deref() == Some("Update"))
+    );
+
+    let without_manager = api
+        .patch("applied", &PatchParams::default(), &Patch::Apply(&json!({"apiVersion": "v1", "kind": "ConfigMap"})))
+        .await
+        .unwrap_err();
+    assert!(without_manager.to_string().contains("fieldManager: Required value"), "{without_manager}");
 }
