@@ -63,18 +63,27 @@ pub fn files(root: &Path) -> std::io::Result<Vec<(String, String)>> {
         role("Role", "leader-election-role", rbac::LEADER_ELECTION),
     ));
     files.push(("config/argocd/argocd-cm-health.yaml".into(), argocd_health(root)?));
-    files.push((REFERENCE_PICTURE.into(), reference_picture(root)));
+    let (plan, more) = reference_plan(root);
+    files.push((REFERENCE_PICTURE.into(), planner::picture::svg(&plan)));
+    files.push((REFERENCE_PLAN.into(), planner::report::table(&plan, more.as_ref(), None)));
     Ok(files)
 }
 
 /// The plan of the reference layout as a picture, shown in the README.
 pub const REFERENCE_PICTURE: &str = "docs/src/plan-catalyst-v3.svg";
 
-fn reference_picture(root: &Path) -> String {
+/// What the README's first command prints (`plan -f config/samples/catalyst-v3/
+/// --add-hosts-like host-1`), which the book includes and whose figures the docs quote.
+pub const REFERENCE_PLAN: &str = "docs/src/generated/reference-plan.txt";
+
+/// The reference layout's plan, and how many more hosts like `host-1` it needs. The search is
+/// bounded by placements only, not by time, so the answer is the same on any machine.
+pub fn reference_plan(root: &Path) -> (planner::Plan, Option<planner::whatif::MoreHosts>) {
     let (manifests, _) = manifest::load(&[root.join("config/samples/catalyst-v3")]);
     let input =
         planner::PlanInput::from_manifests(&manifests, &planner::Overhead::default(), &pool::HostPool::default());
-    planner::picture::svg(&planner::plan(&input))
+    let budget = planner::SearchBudget { time: std::time::Duration::from_secs(3600), ..Default::default() };
+    (planner::plan_within(&input, budget), planner::whatif::hosts_needed(&input, "host-1", budget))
 }
 
 /// A Role in a namespace of its own (kustomize's `namespace:` would move it to the operator's).

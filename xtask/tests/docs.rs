@@ -120,3 +120,43 @@ fn slugs_are_mdbooks() {
     assert_eq!(slug("Who may become the VM's node"), "who-may-become-the-vms-node");
     assert_eq!(slug("VM-nodes: the VM, its join and its network"), "vm-nodes-the-vm-its-join-and-its-network");
 }
+
+fn number_word(n: usize) -> String {
+    const WORDS: [&str; 11] = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+    WORDS.get(n).map_or_else(|| n.to_string(), |w| w.to_string())
+}
+
+/// The figures the README and the book quote from the reference layout's plan are the plan's
+/// own, computed here: the README once said six hosts where `plan` said seven, and later seven
+/// where it said six.
+#[test]
+fn the_docs_quote_the_reference_plan_as_it_is() {
+    let (plan, more) = xtask::reference_plan(&repo());
+    let more = more.expect("host-1 is a host of the reference layout");
+    let add = more.add.expect("some number of hosts places every VM but those none takes");
+    let total = plan.hosts.len() + add;
+    let others = plan.vms.len() - more.never_fit.len();
+    let shortfall = std::fs::read_to_string(repo().join(xtask::REFERENCE_PLAN)).unwrap();
+    let shortfall_cores = shortfall
+        .lines()
+        .find_map(|line| line.strip_prefix("shortfall:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the plan has a shortfall line")
+        .to_string();
+    let read = |path: &str| {
+        std::fs::read_to_string(repo().join(path)).unwrap().split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let mut quotes = vec![
+        ("README.md", format!("**{add}** more hosts of that shape ({total} in all)")),
+        ("docs/src/guide/planning.md", format!("The other {others} VMs need {} hosts", number_word(total))),
+        ("docs/src/guide/planning.md", format!("short by {shortfall_cores} cores")),
+        ("docs/src/guide/maintenance.md", format!("With the {} hosts the layout needs", number_word(total))),
+    ];
+    for vm in &more.never_fit {
+        let name = vm.rsplit('/').next().unwrap();
+        quotes.push(("README.md", format!("no number of hosts of that shape takes `{name}`")));
+    }
+    for (path, quote) in quotes {
+        assert!(read(path).contains(&quote), "{path} should say {quote:?}, as the plan does");
+    }
+}
