@@ -153,8 +153,7 @@ fn the_docs_quote_the_reference_plan_as_it_is() {
         ("docs/src/guide/maintenance.md", format!("With the {} hosts the layout needs", number_word(total))),
     ];
     for vm in &more.never_fit {
-        let name = vm.rsplit('/').next().unwrap();
-        quotes.push(("README.md", format!("no number of hosts of that shape takes `{name}`")));
+        quotes.push(("README.md", format!("no number of hosts of that shape takes `{}`", vm.name())));
     }
     for (path, quote) in quotes {
         assert!(read(path).contains(&quote), "{path} should say {quote:?}, as the plan does");

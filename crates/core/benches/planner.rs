@@ -10,6 +10,7 @@
 
 use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use catalyst_api::vm::HugepageSize;
+use catalyst_core::key::ObjectKey;
 use catalyst_core::planner::model::{HostCells, Moves};
 use catalyst_core::planner::{HostModel, PlanInput, Res, SearchBudget, Verdict, VmModel, plan, plan_within};
 use std::collections::BTreeMap;
@@ -74,14 +75,14 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
             let guest =
                 if passthrough { Res::hugepages(HugepageSize::OneGibibyte, memory) } else { Res::cores(0, memory) };
             VmModel {
-                key: format!("ns/vm-{i:06}"),
+                key: ObjectKey::namespaced("ns", format!("vm-{i:06}")),
                 demand: Res::millicores((cores + 1) * 1000 + 15, overhead + 60_000_000) + guest,
                 pinned_cpus: cores + 1,
                 vcpus: cores,
                 reserved_cpu: 1,
                 pinned: None,
                 placed: None,
-                spread_group: in_group.then(|| format!("ns/group-{}", i / 30)),
+                spread_group: in_group.then(|| ObjectKey::namespaced("ns", format!("group-{}", i / 30))),
                 host_selector: BTreeMap::new(),
                 passthrough,
                 hugepages: passthrough.then_some((HugepageSize::OneGibibyte, memory / GI)),
@@ -100,20 +101,20 @@ fn layout(vms: usize, hosts: usize, seed: u64) -> PlanInput {
 /// VMs left over.
 fn first_fit(input: &PlanInput) -> (usize, usize) {
     let mut free: Vec<Res> = input.hosts.iter().map(|h| h.allocatable).collect();
-    let mut spread: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut spread: BTreeMap<&ObjectKey, Vec<&str>> = BTreeMap::new();
     let mut unplaced = 0;
     for vm in &input.vms {
         let chosen = input.hosts.iter().enumerate().position(|(h, host)| {
             free[h].covers(&vm.demand)
                 && vm
                     .spread_group
-                    .as_deref()
+                    .as_ref()
                     .is_none_or(|g| !spread.get(g).is_some_and(|d| d.contains(&host.failure_domain.as_str())))
         });
         match chosen {
             Some(h) => {
                 free[h] = free[h] - vm.demand;
-                if let Some(group) = vm.spread_group.as_deref() {
+                if let Some(group) = &vm.spread_group {
                     spread.entry(group).or_default().push(input.hosts[h].failure_domain.as_str());
                 }
             }
@@ -208,14 +209,14 @@ fn tight_layout(vms: usize, hosts: usize, rng: &mut Rng) -> PlanInput {
         };
         left -= cores;
         list.push(VmModel {
-            key: format!("ns/vm-{i:04}"),
+            key: ObjectKey::namespaced("ns", format!("vm-{i:04}")),
             demand: Res::cores(cores, cores * 4 * GI),
             pinned_cpus: cores,
             vcpus: cores,
             reserved_cpu: 1,
             pinned: None,
             placed: None,
-            spread_group: (i % 7 == 0).then(|| format!("ns/group-{}", i / 21)),
+            spread_group: (i % 7 == 0).then(|| ObjectKey::namespaced("ns", format!("group-{}", i / 21))),
             host_selector: BTreeMap::new(),
             passthrough: false,
             hugepages: None,

@@ -174,7 +174,7 @@ mod tests {
 
     fn vm(vcpus: u64, pages: u64) -> VmModel {
         VmModel {
-            key: "ns/db".into(),
+            key: crate::key::ObjectKey::namespaced("ns", "db"),
             demand: Res::ZERO,
             pinned_cpus: vcpus + 1,
             vcpus,

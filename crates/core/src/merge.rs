@@ -6,6 +6,7 @@
 //! on a restart, ServiceGroups that would no longer fit. Pure: live objects and manifests in,
 //! a report out.
 
+use crate::key::ObjectKey;
 use crate::manifest::Manifests;
 use crate::planner::{self, GroupPlan, Overhead, Plan, PlanInput, VmPlan};
 use crate::pool::HostPool;
@@ -34,9 +35,9 @@ fn merge_kind<K: kube::Resource + Clone, S>(
     status: impl Fn(&K) -> Option<S>,
     set_status: impl Fn(&mut K, Option<S>),
 ) -> Vec<K> {
-    let mut merged: BTreeMap<String, K> = live.iter().map(|o| (crate::key::of(o), o.clone())).collect();
+    let mut merged: BTreeMap<ObjectKey, K> = live.iter().map(|o| (ObjectKey::of(o), o.clone())).collect();
     for object in files {
-        let key = crate::key::of(object);
+        let key = ObjectKey::of(object);
         let mut object = object.clone();
         set_status(&mut object, merged.get(&key).and_then(&status));
         merged.insert(key, object);
@@ -98,13 +99,14 @@ fn live_input(live: &Live, overhead: &Overhead, pool: &HostPool) -> PlanInput {
 
 /// What the merge changes: `before` and `after` are the plans of the live and merged layouts.
 pub fn compare(live: &Live, merged: &Live, before: &Plan, after: &Plan) -> MergeReport {
-    let vm_plan = |plan: &Plan, key: &str| plan.vms.iter().find(|v| v.vm == key).cloned();
-    let group_fits = |plan: &Plan, key: &str| plan.groups.iter().find(|g| g.group == key).map(|g: &GroupPlan| g.fits);
-    let live_vms: BTreeMap<String, &CatalystVM> = live.vms.iter().map(|vm| (crate::key::of(vm), vm)).collect();
+    let vm_plan = |plan: &Plan, key: &ObjectKey| plan.vms.iter().find(|v| v.vm == *key).cloned();
+    let group_fits =
+        |plan: &Plan, key: &ObjectKey| plan.groups.iter().find(|g| g.group == *key).map(|g: &GroupPlan| g.fits);
+    let live_vms: BTreeMap<ObjectKey, &CatalystVM> = live.vms.iter().map(|vm| (ObjectKey::of(vm), vm)).collect();
     let hosts: BTreeMap<String, &CatalystHost> = merged.hosts.iter().map(|h| (h.name_any(), h)).collect();
     let mut report = MergeReport { placements: Vec::new(), restarts: Vec::new(), misfits: Vec::new(), untouched: 0 };
     for vm in &merged.vms {
-        let key = crate::key::of(vm);
+        let key = ObjectKey::of(vm);
         let running = vm.status.as_ref().and_then(|s| s.host.as_deref());
         match (running, live_vms.get(&key)) {
             (Some(host), Some(old)) => {
@@ -112,7 +114,7 @@ pub fn compare(live: &Live, merged: &Live, before: &Plan, after: &Plan) -> Merge
                 if changes.is_empty() {
                     report.untouched += 1;
                 } else {
-                    report.restarts.push(Restart { vm: key, host: host.to_string(), changes });
+                    report.restarts.push(Restart { vm: key.to_string(), host: host.to_string(), changes });
                 }
             }
             _ => {
@@ -121,15 +123,15 @@ pub fn compare(live: &Live, merged: &Live, before: &Plan, after: &Plan) -> Merge
                 if live_vms.contains_key(&key) && waits_today && host.is_none() {
                     report.untouched += 1;
                 } else {
-                    report.placements.push(Placement { vm: key, host });
+                    report.placements.push(Placement { vm: key.to_string(), host });
                 }
             }
         }
     }
     for group in &merged.groups {
-        let key = crate::key::of(group);
+        let key = ObjectKey::of(group);
         match (group_fits(before, &key), group_fits(after, &key)) {
-            (Some(true) | None, Some(false)) => report.misfits.push(key),
+            (Some(true) | None, Some(false)) => report.misfits.push(key.to_string()),
             _ => report.untouched += 1,
         }
     }

@@ -8,6 +8,7 @@
 //! they lie on one NUMA node.
 
 use crate::cpuset::{CpuListError, CpuSet};
+use crate::key::ObjectKey;
 use catalyst_api::CatalystNodeReportSpec;
 use std::collections::{BTreeSet, HashMap};
 
@@ -89,7 +90,7 @@ pub struct NodeCpus {
     /// Every CPU the node shows: its NUMA cells', or what the kubelet names when it has none.
     all: CpuSet,
     allocatable: CpuSet,
-    pods: HashMap<(String, String), Vec<(String, CpuSet)>>,
+    pods: HashMap<ObjectKey, Vec<(String, CpuSet)>>,
     cell_of: HashMap<u32, u32>,
     holders: HashMap<u32, u32>,
     /// Each cell's hugepage pools, by page size (`1Gi`).
@@ -114,7 +115,7 @@ impl NodeCpus {
                 }
                 containers.push((container.name.clone(), cpus));
             }
-            node.pods.insert((pod.namespace.clone(), pod.name.clone()), containers);
+            node.pods.insert(ObjectKey::namespaced(&pod.namespace, &pod.name), containers);
         }
         let shown = node.cell_of.keys().chain(node.holders.keys()).copied().chain(node.allocatable.iter());
         node.all = shown.collect();
@@ -126,14 +127,14 @@ impl NodeCpus {
         match pod {
             Pod::Named(name) => self
                 .pods
-                .get_key_value(&(namespace.to_string(), name.clone()))
-                .map(|((_, name), containers)| (name.as_str(), containers.as_slice())),
+                .get_key_value(&ObjectKey::namespaced(namespace, name))
+                .map(|(pod, containers)| (pod.name(), containers.as_slice())),
             Pod::Launcher { pods, .. } => {
                 let mut launchers =
-                    pods.iter().filter_map(|pod| self.pods.get_key_value(&(namespace.to_string(), pod.clone())));
+                    pods.iter().filter_map(|pod| self.pods.get_key_value(&ObjectKey::namespaced(namespace, pod)));
                 // Two launchers on one node cannot be told apart here: none is chosen.
                 match (launchers.next(), launchers.next()) {
-                    (Some(((_, name), containers)), None) => Some((name.as_str(), containers.as_slice())),
+                    (Some((pod, containers)), None) => Some((pod.name(), containers.as_slice())),
                     _ => None,
                 }
             }
@@ -254,35 +255,33 @@ pub fn check(report: Option<&NodeCpus>, expected: &Expected) -> Verdict {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct CoreMap {
     pub reserved: CpuSet,
-    /// (namespace/name of the VM, its launcher's CPUs), for the VMs found.
-    pub vms: Vec<(String, CpuSet)>,
-    /// (namespace/name of a pod that is no VM's launcher, the CPUs its containers hold).
-    pub others: Vec<(String, CpuSet)>,
+    /// (the VM, its launcher's CPUs), for the VMs found.
+    pub vms: Vec<(ObjectKey, CpuSet)>,
+    /// (a pod that is no VM's launcher, the CPUs its containers hold).
+    pub others: Vec<(ObjectKey, CpuSet)>,
     pub free: CpuSet,
 }
 
 /// The core map of a host whose report is `report` and whose ledger holds `vms`: each VM's
-/// `namespace/name` and its launcher pods. Free is what the kubelet may give exclusively and
+/// key and its launcher pods. Free is what the kubelet may give exclusively and
 /// no container holds.
-pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> CoreMap {
+pub fn core_map<'a>(report: &NodeCpus, vms: impl IntoIterator<Item = (&'a ObjectKey, Vec<String>)>) -> CoreMap {
     let mut launchers = BTreeSet::new();
     let vms = vms
         .into_iter()
         .filter_map(|(key, pods)| {
-            let (namespace, name) = crate::key::split(key)?;
-            let (pod, containers) = report.find(namespace, &Pod::Launcher { vm: name.to_string(), pods })?;
-            launchers.insert((namespace.to_string(), pod.to_string()));
+            let namespace = key.namespace()?;
+            let (pod, containers) = report.find(namespace, &Pod::Launcher { vm: key.name().to_string(), pods })?;
+            launchers.insert(ObjectKey::namespaced(namespace, pod));
             let cpus: CpuSet = containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect();
             Some((key.clone(), cpus))
         })
         .collect();
-    let mut others: Vec<(String, CpuSet)> = report
+    let mut others: Vec<(ObjectKey, CpuSet)> = report
         .pods
         .iter()
         .filter(|(pod, _)| !launchers.contains(*pod))
-        .map(|((namespace, name), containers)| {
-            (format!("{namespace}/{name}"), containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect::<CpuSet>())
-        })
+        .map(|(pod, containers)| (pod.clone(), containers.iter().flat_map(|(_, cpus)| cpus.iter()).collect::<CpuSet>()))
         .filter(|(_, cpus)| !cpus.is_empty())
         .collect();
     others.sort_by(|a, b| a.0.cmp(&b.0));
@@ -420,17 +419,17 @@ mod tests {
             ("shared-pool-pod", "app", ""),
         ]);
         let launchers = |pod: &str| vec![pod.to_string()];
-        let (db, web, gone) = ("billing/db".to_string(), "billing/web".to_string(), "billing/gone".to_string());
+        let [db, web, gone] = ["db", "web", "gone"].map(|vm| ObjectKey::namespaced("billing", vm));
         let map = core_map(
             &node,
             [(&db, launchers("virt-launcher-db-x7k2p")), (&web, launchers("virt-launcher-web-abcde")), (&gone, vec![])],
         );
-        let vms: Vec<(&str, String)> = map.vms.iter().map(|(vm, cpus)| (vm.as_str(), cpus.to_string())).collect();
-        assert_eq!(vms, [("billing/db", "2-10".to_string()), ("billing/web", "11-12".to_string())]);
+        let vms: Vec<(String, String)> = map.vms.iter().map(|(vm, cpus)| (vm.to_string(), cpus.to_string())).collect();
+        assert_eq!(vms, [("billing/db".into(), "2-10".into()), ("billing/web".into(), "11-12".into())]);
         // Issue 20, item 10: CPUs other pods hold exclusively are named, not lost.
-        let others: Vec<(&str, String)> =
-            map.others.iter().map(|(pod, cpus)| (pod.as_str(), cpus.to_string())).collect();
-        assert_eq!(others, [("billing/dpdk-forwarder-0", "13-14".to_string())]);
+        let others: Vec<(String, String)> =
+            map.others.iter().map(|(pod, cpus)| (pod.to_string(), cpus.to_string())).collect();
+        assert_eq!(others, [("billing/dpdk-forwarder-0".into(), "13-14".into())]);
         assert_eq!((map.reserved.to_string(), map.free.to_string()), ("0-1".to_string(), "15-63".to_string()));
     }
 

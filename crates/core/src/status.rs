@@ -2,6 +2,7 @@
 //! group → replica, with each one's cores and its `Pinned` verdict; as text, or as a picture of
 //! each host's and each VM's real core map. Pure: it reads a kubectl `List`.
 
+use crate::key::ObjectKey;
 use crate::planner::picture::{Canvas, FREE, MISFIT, VM_COLOURS};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -49,8 +50,8 @@ impl Live {
             }
         }
         live.hosts.sort_by_key(ResourceExt::name_any);
-        live.vms.sort_by_key(crate::key::of);
-        live.groups.sort_by_key(crate::key::of);
+        live.vms.sort_by_key(ObjectKey::of);
+        live.groups.sort_by_key(ObjectKey::of);
         Ok(live)
     }
 
@@ -173,7 +174,7 @@ fn vm_branch(out: &mut String, live: &Live, vm: &CatalystVM, (branch, indent): (
     let _ = writeln!(
         out,
         "{branch}CatalystVM {} {} cores {} {phase}{cpus} · {}",
-        crate::key::of(vm),
+        ObjectKey::of(vm),
         vm.spec.cpu,
         vm.spec.memory.0,
         pinned(&status.conditions)
@@ -248,7 +249,7 @@ pub fn svg(live: &Live) -> String {
                 .map(|cpu| Cell { cpu, fill: FREE, title: format!("guest CPU {cpu}: free"), holder: None })
                 .collect();
             for group in live.groups_of(vm) {
-                let fill = colour(&crate::key::of(group));
+                let fill = colour(&ObjectKey::of(group).to_string());
                 for held in group.status.iter().flat_map(|s| &s.cores) {
                     for cpu in cpus(&held.cpus).iter() {
                         let Some(cell) = cells.iter_mut().find(|c| c.cpu == cpu) else { continue };
@@ -267,7 +268,7 @@ pub fn svg(live: &Live) -> String {
                     }
                 }
             }
-            rows.push((format!("  {}", crate::key::of(vm)), cells));
+            rows.push((format!("  {}", ObjectKey::of(vm)), cells));
         }
     }
     let widest = rows.iter().map(|(_, cells)| cells.len()).max().unwrap_or(0) as f64;

@@ -2,6 +2,7 @@
 //! express, as plain Rust, so `kubectl catalyst validate` and the planner refuse what the API
 //! server would refuse, with a message that names the object, the field, the value and the rule.
 
+use crate::key::ObjectKey;
 use crate::quantity::{QuantityError, parse_bytes};
 use crate::release::Release;
 use catalyst_api::rules::{self, CelRule};
@@ -510,11 +511,11 @@ pub fn node_name(vm: &CatalystVM) -> String {
     format!("{}.{}", vm.name_any(), vm.namespace().unwrap_or_default())
 }
 
-/// The (namespace, name) of the CatalystVM a node was made for, from its [`node_name`] or its
+/// The key of the CatalystVM a node was made for, from its [`node_name`] or its
 /// `catalyst.io/vm` label: a namespace has no dots, so the last one splits.
-pub fn vm_of_node(value: &str) -> Option<(&str, &str)> {
+pub fn vm_of_node(value: &str) -> Option<ObjectKey> {
     let (name, namespace) = value.rsplit_once('.')?;
-    (!name.is_empty() && !namespace.is_empty()).then_some((namespace, name))
+    (!name.is_empty() && !namespace.is_empty()).then(|| ObjectKey::namespaced(namespace, name))
 }
 
 /// The longest name a replica's pod may have: pod names become hostnames, which are DNS labels.
@@ -550,7 +551,7 @@ mod tests {
         let mut vm = vm_with_labels(&[]);
         vm.metadata.name = Some("sms.v2".into());
         assert_eq!(node_name(&vm), "sms.v2.team");
-        assert_eq!(vm_of_node(&node_name(&vm)), Some(("team", "sms.v2")));
+        assert_eq!(vm_of_node(&node_name(&vm)), Some(ObjectKey::namespaced("team", "sms.v2")));
         assert_eq!(vm_of_node("no-namespace"), None);
         assert_eq!(vm_of_node(".team"), None);
     }

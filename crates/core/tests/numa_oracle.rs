@@ -17,6 +17,7 @@
 //! VMs in the plan hold, and when the plan leaves a VM out, no assignment of the VMs to hosts
 //! within the hosts' totals holds on every host.
 
+use catalyst_core::key::ObjectKey;
 use catalyst_core::manifest;
 use catalyst_core::planner::{self, Overhead, PlanInput, Res};
 use catalyst_core::pool::HostPool;
@@ -240,7 +241,13 @@ fn plan_of(hosts: &[Host], vms: &[Vm]) -> planner::Plan {
 
 /// Whether some assignment of every VM to a host, within each host's totals, holds everywhere.
 fn some_assignment_holds(hosts: &[Host], vms: &[Vm], plan: &planner::Plan) -> bool {
-    let demand = |v: usize| plan.vms.iter().find(|p| p.vm == format!("ns/v{v}")).expect("every VM is planned").demand;
+    let demand = |v: usize| {
+        plan.vms
+            .iter()
+            .find(|p| p.vm == ObjectKey::namespaced("ns", format!("v{v}")))
+            .expect("every VM is planned")
+            .demand
+    };
     let allocatable = |h: usize| plan.hosts.iter().find(|p| p.name == format!("h{h}")).expect("every host").allocatable;
     let assignments = hosts.len().pow(vms.len() as u32);
     (0..assignments).any(|mut code| {
@@ -263,7 +270,7 @@ proptest! {
     fn plan_agrees_with_a_plain_simulation_of_the_host((hosts, vms) in layout()) {
         let plan = plan_of(&hosts, &vms);
         for (h, host) in hosts.iter().enumerate() {
-            let placed: Vec<&Vm> = plan.hosts[h].vms.iter().map(|key| &vms[key["ns/v".len()..].parse::<usize>().unwrap()]).collect();
+            let placed: Vec<&Vm> = plan.hosts[h].vms.iter().map(|key| &vms[key.name()["v".len()..].parse::<usize>().unwrap()]).collect();
             prop_assert!(holds(host, &placed), "plan puts {:?} on h{h} ({host:?}), which fails in some order", plan.hosts[h].vms);
         }
         if !plan.fits {

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator, served on `/metrics` in the OpenMetrics text format.
 
+use catalyst_core::key::ObjectKey;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -133,7 +134,7 @@ impl Metrics {
     pub fn verdicts(
         &self,
         kind: &str,
-        key: &str,
+        key: &ObjectKey,
         subject: &'static str,
         verdicts: impl IntoIterator<Item = &'static str>,
     ) {
@@ -148,7 +149,7 @@ impl Metrics {
     }
 
     /// Takes the verdicts of objects `exists` no longer finds off the gauges.
-    pub fn forget_verdicts(&self, exists: impl Fn(&str, &str) -> bool) {
+    pub fn forget_verdicts(&self, exists: impl Fn(&str, &ObjectKey) -> bool) {
         let mut verdicts = self.verdicts.lock();
         verdicts.retain(|(kind, key), labels| {
             let keep = exists(kind, key);
@@ -231,9 +232,10 @@ mod tests {
     #[test]
     fn verdicts_replace_the_last_ones_and_leave_with_their_object() {
         let metrics = Metrics::default();
-        metrics.verdicts("ServiceGroup", "team/sms", "replica", ["Pinned", "Pinned", "NoReport"]);
-        metrics.verdicts("ServiceGroup", "team/sms", "replica", ["Pinned", "SharedCores", "SharedCores"]);
-        metrics.verdicts("CatalystVM", "team/db", "vm", ["Pinned"]);
+        let (sms, db) = (ObjectKey::namespaced("team", "sms"), ObjectKey::namespaced("team", "db"));
+        metrics.verdicts("ServiceGroup", &sms, "replica", ["Pinned", "Pinned", "NoReport"]);
+        metrics.verdicts("ServiceGroup", &sms, "replica", ["Pinned", "SharedCores", "SharedCores"]);
+        metrics.verdicts("CatalystVM", &db, "vm", ["Pinned"]);
         let text = metrics.encode();
         for line in [
             "catalyst_pinned{subject=\"replica\",verdict=\"Pinned\"} 1",

@@ -4,6 +4,7 @@
 mod support;
 
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::key::ObjectKey;
 use catalyst_core::manifest;
 use catalyst_core::planner::Overhead;
 use catalyst_operator::controller::{self, Context, Stores};
@@ -189,7 +190,7 @@ async fn a_child_the_watch_has_not_seen_is_applied_without_a_read() {
     serve(&fake, &world);
     let ctx = context(client, &world, vec![]);
     ctx.known.listed("VirtualMachine", None);
-    ctx.known.listed("Secret", Some(vec!["catalyst-demo/catalyst-join".into()]));
+    ctx.known.listed("Secret", Some(vec![ObjectKey::namespaced("catalyst-demo", "catalyst-join")]));
     controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
     let requests = fake.requests();
     for unread in [format!("GET {SECRETS}/api-a-cloud-init"), format!("GET {MACHINES}/api-a")] {
@@ -281,7 +282,7 @@ async fn a_secret_known_to_be_current_is_not_read_again_until_its_watch_sees_ano
     controller::vm::reconcile(vm_guard(&world, "api-a"), ctx.clone()).await.unwrap();
     assert!(!fake.requests().contains(&secret), "{:?}", fake.requests());
     // Someone edits it: the watch reports a version the operator did not write.
-    ctx.known.observed("Secret", "catalyst-demo/api-a-cloud-init", Some("edited"));
+    ctx.known.observed("Secret", &ObjectKey::namespaced("catalyst-demo", "api-a-cloud-init"), Some("edited"));
     controller::vm::reconcile(vm_guard(&world, "api-a"), ctx).await.unwrap();
     assert!(fake.requests().contains(&secret), "{:?}", fake.requests());
 }
@@ -625,21 +626,22 @@ async fn a_malformed_object_gets_a_warning_and_waits_for_a_change() {
 #[test]
 fn transient_errors_back_off_exponentially_per_object_and_reset_on_success() {
     let backoff = controller::Backoff::default();
-    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("CatalystVM", "ns/a").as_secs()).collect();
+    let (a, b) = (&ObjectKey::namespaced("ns", "a"), &ObjectKey::namespaced("ns", "b"));
+    let delays: Vec<u64> = (0..4).map(|_| backoff.failed("CatalystVM", a).as_secs()).collect();
     assert_eq!(delays, [1, 2, 4, 8]);
-    assert_eq!(backoff.failed("CatalystVM", "ns/b").as_secs(), 1, "per object");
-    assert_eq!(backoff.failed("ServiceGroup", "ns/a").as_secs(), 1, "per kind: a group may share its VM's name");
+    assert_eq!(backoff.failed("CatalystVM", b).as_secs(), 1, "per object");
+    assert_eq!(backoff.failed("ServiceGroup", a).as_secs(), 1, "per kind: a group may share its VM's name");
     for _ in 0..20 {
-        backoff.failed("CatalystVM", "ns/a");
+        backoff.failed("CatalystVM", a);
     }
-    assert_eq!(backoff.failed("CatalystVM", "ns/a"), controller::Backoff::MAX);
-    backoff.succeeded("CatalystVM", "ns/a");
-    assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 1);
+    assert_eq!(backoff.failed("CatalystVM", a), controller::Backoff::MAX);
+    backoff.succeeded("CatalystVM", a);
+    assert_eq!(backoff.failed("CatalystVM", a).as_secs(), 1);
     // Objects that are gone are forgotten; the others keep their count.
-    backoff.failed("ServiceGroup", "ns/a");
-    backoff.failures.prune(|kind, key| kind == "CatalystVM" && key == "ns/a");
-    assert_eq!(backoff.failed("ServiceGroup", "ns/a").as_secs(), 1, "forgotten");
-    assert_eq!(backoff.failed("CatalystVM", "ns/a").as_secs(), 2, "kept");
+    backoff.failed("ServiceGroup", a);
+    backoff.failures.prune(|kind, key| kind == "CatalystVM" && key == a);
+    assert_eq!(backoff.failed("ServiceGroup", a).as_secs(), 1, "forgotten");
+    assert_eq!(backoff.failed("CatalystVM", a).as_secs(), 2, "kept");
 }
 
 /// (API group, resource with subresource, verb) of a request path, as RBAC sees it.
@@ -878,8 +880,12 @@ async fn waits_requeue_soon_without_raising_the_backoff_and_only_failures_count_
     let (_fake, client) = FakeApi::start();
     let ctx = context(client, &world, vec![]);
     let vm = vm_guard(&world, "api-a");
-    let deleting = || Error::Finalizer(Box::new(Finalizer::CleanupFailed(Error::WaitingForDeletion("x/api-a".into()))));
-    let race = Error::PlacementRace { vm: "x/api-a".into(), host: "small-1".into() };
+    let deleting = || {
+        Error::Finalizer(Box::new(Finalizer::CleanupFailed(Error::WaitingForDeletion(ObjectKey::namespaced(
+            "x", "api-a",
+        )))))
+    };
+    let race = Error::PlacementRace { vm: ObjectKey::namespaced("x", "api-a"), host: "small-1".into() };
     for wait in [deleting(), race, deleting()] {
         assert_eq!(error_policy(vm.clone(), &wait, ctx.clone()), Action::requeue(Duration::from_secs(1)));
     }

@@ -7,6 +7,7 @@
 
 use super::model::Moves;
 use super::{Plan, PlanInput, SearchBudget, Subject, Verdict, plan_within, reasons};
+use crate::key::ObjectKey;
 use serde::Serialize;
 
 /// Why a host is emptied.
@@ -37,7 +38,7 @@ impl How {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Move {
-    pub vm: String,
+    pub vm: ObjectKey,
     pub to: String,
     pub how: How,
 }
@@ -45,7 +46,7 @@ pub struct Move {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Blocked {
-    pub vm: String,
+    pub vm: ObjectKey,
     pub reason: String,
 }
 
@@ -70,14 +71,14 @@ impl Evacuation {
 /// `input` with every VM the plan placed marked as running where the plan put it, as a what-if
 /// about a planned layout sees it; the VMs it left out are left out.
 pub fn as_planned(input: &PlanInput, plan: &Plan) -> PlanInput {
-    let placed_on: std::collections::HashMap<&str, &str> =
-        plan.vms.iter().filter_map(|vm| Some((vm.vm.as_str(), vm.host.as_deref()?))).collect();
+    let placed_on: std::collections::HashMap<&ObjectKey, &str> =
+        plan.vms.iter().filter_map(|vm| Some((&vm.vm, vm.host.as_deref()?))).collect();
     let vms = input
         .vms
         .iter()
         .filter_map(|vm| {
             let mut placed = vm.clone();
-            placed.placed = Some(placed_on.get(vm.key.as_str())?.to_string());
+            placed.placed = Some(placed_on.get(&vm.key)?.to_string());
             Some(placed)
         })
         .collect();
@@ -149,9 +150,9 @@ pub fn evacuate(input: &PlanInput, host: &str, departure: Departure, budget: Sea
 pub fn to_start(
     plan: &Evacuation,
     under_way: Vec<Move>,
-    group_of: impl Fn(&str) -> Option<String>,
-    busy: &std::collections::BTreeSet<String>,
-    paused: &std::collections::BTreeSet<String>,
+    group_of: impl Fn(&ObjectKey) -> Option<ObjectKey>,
+    busy: &std::collections::BTreeSet<ObjectKey>,
+    paused: &std::collections::BTreeSet<ObjectKey>,
     parallel: usize,
 ) -> Vec<Move> {
     let mut busy = busy.clone();
@@ -177,7 +178,7 @@ pub fn to_start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::tests::{host, spread, vm};
+    use crate::planner::tests::{host, key, spread, vm};
 
     fn placed(mut vm: crate::planner::VmModel, on: &str) -> crate::planner::VmModel {
         vm.placed = Some(on.into());
@@ -205,8 +206,8 @@ mod tests {
         assert_eq!(
             drain.moves,
             [
-                Move { vm: "ns/db".into(), to: "b".into(), how: How::LiveMigrate },
-                Move { vm: "ns/web-1".into(), to: "c".into(), how: How::LiveMigrate },
+                Move { vm: key("db"), to: "b".into(), how: How::LiveMigrate },
+                Move { vm: key("web-1"), to: "c".into(), how: How::LiveMigrate },
             ]
         );
         assert!(drain.complete());
@@ -239,21 +240,21 @@ mod tests {
 
     #[test]
     fn moves_go_one_at_a_time_and_never_two_of_a_spread_group() {
-        let mv = |vm: &str| Move { vm: vm.into(), to: "b".into(), how: How::LiveMigrate };
+        let mv = |vm: &str| Move { vm: key(vm), to: "b".into(), how: How::LiveMigrate };
         let plan = Evacuation {
             host: "a".into(),
             moves: vec![mv("web-1"), mv("web-2"), mv("db"), mv("cache")],
             blocked: Vec::new(),
             verdict: Verdict::Fits,
         };
-        let group = |vm: &str| vm.starts_with("web").then(|| "web".to_string());
+        let group = |vm: &ObjectKey| vm.name().starts_with("web").then(|| key("web"));
         let none = std::collections::BTreeSet::new();
-        let vms = |moves: Vec<Move>| moves.into_iter().map(|m| m.vm).collect::<Vec<_>>();
+        let vms = |moves: Vec<Move>| moves.into_iter().map(|m| m.vm.name().to_string()).collect::<Vec<_>>();
         assert_eq!(vms(to_start(&plan, Vec::new(), group, &none, &none, 1)), ["web-1"]);
         assert_eq!(vms(to_start(&plan, vec![mv("web-1")], group, &none, &none, 1)), ["web-1"], "one at a time");
         assert_eq!(vms(to_start(&plan, Vec::new(), group, &none, &none, 3)), ["web-1", "db", "cache"], "web-2 waits");
-        let busy = std::collections::BTreeSet::from(["web".to_string()]);
-        let paused = std::collections::BTreeSet::from(["db".to_string()]);
+        let busy = std::collections::BTreeSet::from([key("web")]);
+        let paused = std::collections::BTreeSet::from([key("db")]);
         assert_eq!(vms(to_start(&plan, Vec::new(), group, &busy, &paused, 3)), ["cache"]);
     }
 
@@ -265,12 +266,12 @@ mod tests {
         let mut input = layout();
         input.vms[1].moves = Moves::Restart;
         let drain = evacuate(&input, "a", Departure::Drain, SearchBudget::default());
-        assert_eq!(drain.moves.iter().find(|m| m.vm == "ns/db").unwrap().how, How::Restart);
+        assert_eq!(drain.moves.iter().find(|m| m.vm == key("db")).unwrap().how, How::Restart);
         // Asked to live-migrate, a VM on the pod network cannot: blocked in a drain.
         input.vms[1].moves = Moves::LiveMigrate;
         input.vms[1].migration_blocker = Some("its interface is bridged on the pod network".into());
         let drain = evacuate(&input, "a", Departure::Drain, SearchBudget::default());
-        assert_eq!(drain.blocked[0].vm, "ns/db");
+        assert_eq!(drain.blocked[0].vm, key("db"));
         assert!(drain.blocked[0].reason.starts_with("its moveStrategy is LiveMigrate, but its interface"));
     }
 }

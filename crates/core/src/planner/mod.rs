@@ -42,6 +42,7 @@ pub use overhead::Overhead;
 pub use res::Res;
 pub use search::SearchBudget;
 
+use crate::key::ObjectKey;
 use crate::manifest::Manifests;
 use crate::quantity::{HumanBytes, HumanCores, format_millicores};
 use catalyst_api::vm::HugepageSize;
@@ -99,14 +100,14 @@ pub struct HostPlan {
     pub allocated: Res,
     /// allocatable - allocated, never below zero (an overcommitted host is a violation).
     pub free: Res,
-    /// namespace/name of the VMs on the host, in plan order.
-    pub vms: Vec<String>,
+    /// The VMs on the host, in plan order.
+    pub vms: Vec<ObjectKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VmPlan {
-    pub vm: String,
+    pub vm: ObjectKey,
     /// What it takes from its host, overheads included.
     pub demand: Res,
     pub host: Option<String>,
@@ -116,8 +117,8 @@ pub struct VmPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupPlan {
-    pub group: String,
-    pub vm: String,
+    pub group: ObjectKey,
+    pub vm: ObjectKey,
     pub replicas: u64,
     /// replicas x per-replica cores and memory.
     pub demand: Res,
@@ -164,11 +165,11 @@ impl Subject {
         Self { kind: SubjectKind::CatalystHost, key: name.to_string() }
     }
 
-    pub fn vm(key: &str) -> Self {
+    pub fn vm(key: &ObjectKey) -> Self {
         Self { kind: SubjectKind::CatalystVM, key: key.to_string() }
     }
 
-    pub fn group(key: &str) -> Self {
+    pub fn group(key: &ObjectKey) -> Self {
         Self { kind: SubjectKind::ServiceGroup, key: key.to_string() }
     }
 }
@@ -336,7 +337,7 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
             decision,
         })
         .collect();
-    let mut host_vms: Vec<Vec<String>> = vec![Vec::new(); hosts.len()];
+    let mut host_vms: Vec<Vec<ObjectKey>> = vec![Vec::new(); hosts.len()];
     for &(v, h, _) in &order {
         if let Some(h) = h {
             host_vms[h].push(vms[v].key.clone());
@@ -357,8 +358,8 @@ pub fn plan_within(input: &PlanInput, budget: SearchBudget) -> Plan {
             vms,
         })
         .collect();
-    let host_of: HashMap<&str, usize> = order.iter().filter_map(|&(v, h, _)| Some((vms[v].key.as_str(), h?))).collect();
-    let host_threads = |vm: &str| host_of.get(vm).map_or(1, |&h| hosts[h].threads_per_core);
+    let host_of: HashMap<&ObjectKey, usize> = order.iter().filter_map(|&(v, h, _)| Some((&vms[v].key, h?))).collect();
+    let host_threads = |vm: &ObjectKey| host_of.get(vm).map_or(1, |&h| hosts[h].threads_per_core);
     let (groups, group_violations) = fit_groups(&input.groups, &vms, host_threads);
     violations.extend(group_violations);
 
@@ -545,7 +546,7 @@ impl Violation {
 enum Refusal {
     Unschedulable,
     Selector,
-    Spread(String),
+    Spread(ObjectKey),
     Capacity,
     /// The host's kubelet and KubeVirt, placing its launchers on its NUMA cells, fail one of
     /// them in some order.
@@ -621,7 +622,7 @@ struct Engine<'a> {
     /// Failure domain of each host, interned.
     domain: Vec<usize>,
     /// Failure domains each spread group already occupies.
-    spread: HashMap<&'a str, Vec<usize>>,
+    spread: HashMap<&'a ObjectKey, Vec<usize>>,
     /// Schedulable hosts by (free cores, free memory, index).
     index: BTreeSet<(u64, u64, usize)>,
 }
@@ -663,7 +664,7 @@ impl<'a> Engine<'a> {
         self.hosts[h].allocatable - self.used[h]
     }
 
-    fn spread_blocks(&self, group: &str, h: usize) -> bool {
+    fn spread_blocks(&self, group: &ObjectKey, h: usize) -> bool {
         self.spread.get(group).is_some_and(|domains| domains.contains(&self.domain[h]))
     }
 
@@ -705,7 +706,7 @@ impl<'a> Engine<'a> {
             self.index.insert((after.millicores, after.memory, h));
         }
         if let Some(group) = &vm.spread_group {
-            self.spread.entry(group.as_str()).or_default().push(self.domain[h]);
+            self.spread.entry(group).or_default().push(self.domain[h]);
         }
     }
 
@@ -722,7 +723,7 @@ impl<'a> Engine<'a> {
             self.index.insert((after.millicores, after.memory, h));
         }
         if let Some(group) = &vm.spread_group
-            && let Some(domains) = self.spread.get_mut(group.as_str())
+            && let Some(domains) = self.spread.get_mut(group)
         {
             domains.pop();
         }
@@ -791,7 +792,7 @@ impl<'a> Engine<'a> {
                     let host = self.hosts.iter().find(|h| !h.whole_cores_for(vm));
                     ("threadsPerCore", host.map(|h| smt_message(vm, h)).unwrap_or_default())
                 } else if spread > 0 {
-                    let group = vm.spread_group.as_deref().unwrap_or_default();
+                    let group = vm.spread_group.as_ref().map(ToString::to_string).unwrap_or_default();
                     (
                         "spreadGroup",
                         format!(
@@ -818,25 +819,25 @@ impl<'a> Engine<'a> {
 pub fn fit_groups(
     groups: &[GroupModel],
     vms: &[&VmModel],
-    host_threads: impl Fn(&str) -> u64,
+    host_threads: impl Fn(&ObjectKey) -> u64,
 ) -> (Vec<GroupPlan>, Vec<Violation>) {
     // Each VM with what its node offers groups and the threads per core its guest sees.
-    let guests: HashMap<&str, (&VmModel, Res, u64)> = vms
+    let guests: HashMap<&ObjectKey, (&VmModel, Res, u64)> = vms
         .iter()
         .map(|vm| {
             let host_threads = host_threads(&vm.key);
-            (vm.key.as_str(), (*vm, vm.offer(host_threads), vm.guest_threads(host_threads)))
+            (&vm.key, (*vm, vm.offer(host_threads), vm.guest_threads(host_threads)))
         })
         .collect();
-    let mut remaining: HashMap<&str, Res> = guests.iter().map(|(key, (_, offer, _))| (*key, *offer)).collect();
+    let mut remaining: HashMap<&ObjectKey, Res> = guests.iter().map(|(key, (_, offer, _))| (*key, *offer)).collect();
     let mut sorted: Vec<&GroupModel> = groups.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut plans = Vec::new();
     let mut violations = Vec::new();
     for group in sorted {
         let object = Subject::group(&group.key);
-        let available = remaining.get(group.vm.as_str()).copied();
-        let guest = guests.get(group.vm.as_str()).copied();
+        let available = remaining.get(&group.vm).copied();
+        let guest = guests.get(&group.vm).copied();
         let fits = match (guest, available) {
             (None, _) | (_, None) => {
                 violations.push(Violation::constraint(
@@ -870,7 +871,7 @@ pub fn fit_groups(
                 false
             }
             (_, Some(left)) if left.covers(&group.demand) => {
-                remaining.insert(group.vm.as_str(), left - group.demand);
+                remaining.insert(&group.vm, left - group.demand);
                 true
             }
             (Some((_, offered, _)), Some(left)) => {

@@ -3,6 +3,7 @@
 pub use super::kubelet::{HostCells, Launcher};
 use super::overhead::Overhead;
 use super::res::Res;
+use crate::key::ObjectKey;
 use crate::quantity::{parse_bytes, parse_millicores};
 use catalyst_api::vm::{HugepageSize, MoveStrategy};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
@@ -67,8 +68,7 @@ impl HostModel {
 /// A VM as the planner sees it.
 #[derive(Debug, Clone)]
 pub struct VmModel {
-    /// namespace/name
-    pub key: String,
+    pub key: ObjectKey,
     /// What the VM takes from its host: cores (plus the emulator thread's) and memory plus overhead.
     pub demand: Res,
     /// The CPUs its launcher's compute container pins: vCPUs and emulator-thread cores.
@@ -80,8 +80,7 @@ pub struct VmModel {
     pub pinned: Option<String>,
     /// The host its status names: it runs there and is never moved.
     pub placed: Option<String>,
-    /// namespace/spreadGroup
-    pub spread_group: Option<String>,
+    pub spread_group: Option<ObjectKey>,
     pub host_selector: BTreeMap<String, String>,
     /// NUMA passthrough: KubeVirt binds its guest memory to the cells its vCPUs land on.
     pub passthrough: bool,
@@ -165,7 +164,6 @@ pub fn migration_blocker(spec: &catalyst_api::CatalystVMSpec) -> Option<String> 
 impl VmModel {
     pub fn from_vm(vm: &CatalystVM, overhead: &Overhead) -> Self {
         let spec = &vm.spec;
-        let namespace = vm.namespace().unwrap_or_default();
         let memory = bytes(&spec.memory.0);
         let vcpus = u64::from(spec.cpu);
         let cores = overhead.pinned_cores(vcpus, spec.isolate_emulator_thread);
@@ -177,12 +175,12 @@ impl VmModel {
             None => Res::millicores(0, memory),
         };
         Self {
-            key: crate::key::key(&namespace, &vm.name_any()),
+            key: ObjectKey::of(vm),
             demand: Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk),
             pinned_cpus: cores,
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
-            spread_group: spec.placement.spread_group.as_ref().map(|g| format!("{namespace}/{g}")),
+            spread_group: spread_group(vm),
             host_selector: spec.placement.host_selector.clone(),
             passthrough: spec.numa_passthrough && spec.hugepages.is_some(),
             hugepages: spec.hugepages.map(|size| (size, memory / size.bytes())),
@@ -218,6 +216,12 @@ impl VmModel {
         let rounding = reserved_cpus(self.reserved_cpu, self.guest_threads(host_threads)) - self.reserved_cpu;
         self.for_groups - Res::cores(rounding, 0)
     }
+}
+
+/// The key of a VM's spread group: its namespace and `spec.placement.spreadGroup` (groups are
+/// per namespace).
+pub fn spread_group(vm: &CatalystVM) -> Option<ObjectKey> {
+    Some(ObjectKey::beside(vm, vm.spec.placement.spread_group.as_ref()?))
 }
 
 /// Memory the guest kernel keeps out of the kubelet's sight: its page structures, 64 bytes
@@ -275,10 +279,8 @@ pub fn offered_to_groups(spec: &catalyst_api::CatalystVMSpec) -> Res {
 /// A ServiceGroup as the planner sees it.
 #[derive(Debug, Clone)]
 pub struct GroupModel {
-    /// namespace/name
-    pub key: String,
-    /// namespace/vm
-    pub vm: String,
+    pub key: ObjectKey,
+    pub vm: ObjectKey,
     pub replicas: u64,
     /// Cores per replica.
     pub cpu: u64,
@@ -289,11 +291,10 @@ pub struct GroupModel {
 impl GroupModel {
     pub fn from_group(group: &ServiceGroup) -> Self {
         let spec = &group.spec;
-        let namespace = group.namespace().unwrap_or_default();
         let replicas = u64::try_from(spec.replicas).unwrap_or(0);
         Self {
-            key: crate::key::key(&namespace, &group.name_any()),
-            vm: format!("{namespace}/{}", spec.vm),
+            key: ObjectKey::of(group),
+            vm: ObjectKey::beside(group, &spec.vm),
             replicas,
             cpu: spec.cpu.into(),
             demand: Res::cores(replicas * u64::from(spec.cpu), replicas.saturating_mul(bytes(&spec.memory.0))),

@@ -14,6 +14,7 @@
 
 use super::kubelet::{HostCells, Launcher, Misfit, State, admit, size_index};
 use super::{Engine, HostModel, Refusal, VmModel};
+use crate::key::ObjectKey;
 use crate::quantity::HumanBytes;
 use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use std::collections::HashSet;
@@ -223,7 +224,7 @@ impl Engine<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CellRefusal {
     /// When the launchers of `order` (VM keys) start in that order, the last does not run.
-    Fails { order: Vec<String>, failing: Launcher, misfit: Misfit },
+    Fails { order: Vec<ObjectKey>, failing: Launcher, misfit: Misfit },
     /// Too many orders to walk within the budget.
     Undecided { launchers: usize, admissions: u64 },
 }
@@ -242,7 +243,7 @@ impl CellRefusal {
                 );
             }
         };
-        let last = order.last().map_or(vm.key.as_str(), String::as_str);
+        let last = order.last().unwrap_or(&vm.key);
         let alone = order.len() == 1;
         let when = if alone {
             format!("on host {}, even alone, {last} does not start", host.name)
@@ -250,7 +251,7 @@ impl CellRefusal {
             format!(
                 "on host {}, when the launchers start in the order {}, {last} does not start",
                 host.name,
-                order.join(", ")
+                order.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             )
         };
         let cells = host.numa.as_ref();

@@ -6,6 +6,7 @@
 //! stands for an object carries `data-kind` and `data-name`, so a test can find what it shows.
 
 use super::{Plan, Res, Verdict};
+use crate::key::ObjectKey;
 use crate::quantity::{HumanBytes, HumanCores};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -23,11 +24,6 @@ pub(crate) const MISFIT: &str = "#d62728";
 /// Text safe inside SVG and HTML.
 pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// The name without the namespace.
-fn short(key: &str) -> &str {
-    crate::key::name(key)
 }
 
 /// An SVG document being written (also `kubectl catalyst status`'s core maps).
@@ -74,9 +70,9 @@ pub fn svg(plan: &Plan) -> String {
     let largest_memory = plan.hosts.iter().map(|h| h.allocatable.memory).max().unwrap_or(1).max(1);
     let scale = (WIDTH - LEFT - 20.0) / largest as f64;
     let memory_scale = (WIDTH - LEFT - 20.0) / largest_memory as f64;
-    let demand: HashMap<&str, Res> = plan.vms.iter().map(|vm| (vm.vm.as_str(), vm.demand)).collect();
-    let colour: HashMap<&str, &str> =
-        plan.vms.iter().enumerate().map(|(i, vm)| (vm.vm.as_str(), VM_COLOURS[i % VM_COLOURS.len()])).collect();
+    let demand: HashMap<&ObjectKey, Res> = plan.vms.iter().map(|vm| (&vm.vm, vm.demand)).collect();
+    let colour: HashMap<&ObjectKey, &str> =
+        plan.vms.iter().enumerate().map(|(i, vm)| (&vm.vm, VM_COLOURS[i % VM_COLOURS.len()])).collect();
     // VMs no host takes, in rows of their own under the hosts: (VM, x, row, width).
     let room = WIDTH - LEFT - 20.0;
     let mut misfits = Vec::new();
@@ -135,13 +131,13 @@ pub fn svg(plan: &Plan) -> String {
         );
         let (mut x, mut memory_x) = (LEFT, LEFT);
         for key in &host.vms {
-            let vm = demand.get(key.as_str()).copied().unwrap_or_default();
+            let vm = demand.get(key).copied().unwrap_or_default();
             let w = vm.millicores as f64 * scale;
-            let fill = colour.get(key.as_str()).copied().unwrap_or(VM_COLOURS[0]);
+            let fill = colour.get(key).copied().unwrap_or(VM_COLOURS[0]);
             let title = format!("{key}: {} cores, {}", HumanCores(vm.millicores), HumanBytes(vm.memory));
-            canvas.rect((x, y, w, CPU_BAR), fill, Some(("vm", key)), &title);
+            canvas.rect((x, y, w, CPU_BAR), fill, Some(("vm", &key.to_string())), &title);
             draw_groups(&mut canvas, plan, key, vm, (x, y, w));
-            canvas.label(x + 3.0, y + 19.0, short(key), w - 6.0, "white");
+            canvas.label(x + 3.0, y + 19.0, key.name(), w - 6.0, "white");
             let memory_w = vm.memory as f64 * memory_scale;
             canvas.rect((memory_x, y + CPU_BAR + 4.0, memory_w, MEMORY_BAR), fill, None, &title);
             x += w;
@@ -175,9 +171,9 @@ pub fn svg(plan: &Plan) -> String {
                 HumanBytes(vm.demand.memory),
                 why
             );
-            canvas.rect((x, y, w, CPU_BAR), MISFIT, Some(("unplaced", &vm.vm)), &title);
+            canvas.rect((x, y, w, CPU_BAR), MISFIT, Some(("unplaced", &vm.vm.to_string())), &title);
             draw_groups(&mut canvas, plan, &vm.vm, vm.demand, (x, y, w));
-            canvas.label(x + 3.0, y + 19.0, short(&vm.vm), w - 6.0, "white");
+            canvas.label(x + 3.0, y + 19.0, vm.vm.name(), w - 6.0, "white");
         }
     }
     canvas.out.push_str("</svg>\n");
@@ -186,9 +182,9 @@ pub fn svg(plan: &Plan) -> String {
 
 /// The ServiceGroups of one VM as bands inside its box: what each takes of the VM's cores, in
 /// red with the shortfall when it does not fit.
-fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &str, vm: Res, (x, y, width): (f64, f64, f64)) {
+fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &ObjectKey, vm: Res, (x, y, width): (f64, f64, f64)) {
     let mut offset = 0.0;
-    for group in plan.groups.iter().filter(|g| g.vm == vm_key) {
+    for group in plan.groups.iter().filter(|g| g.vm == *vm_key) {
         let share = (group.demand.millicores as f64 / vm.millicores.max(1) as f64 * width).min(width - offset).max(2.0);
         let band = (x + offset, y + CPU_BAR - 9.0, share, 7.0);
         if group.fits {
@@ -199,7 +195,7 @@ fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &str, vm: Res, (x, y, w
                 HumanCores(group.demand.millicores),
                 HumanBytes(group.demand.memory)
             );
-            canvas.rect(band, GROUP, Some(("group", &group.group)), &title);
+            canvas.rect(band, GROUP, Some(("group", &group.group.to_string())), &title);
             offset += share;
         } else {
             let missing = group.available.map(|a| group.demand - a).unwrap_or(group.demand);
@@ -209,7 +205,12 @@ fn draw_groups(canvas: &mut Canvas, plan: &Plan, vm_key: &str, vm: Res, (x, y, w
                 HumanCores(missing.millicores),
                 HumanBytes(missing.memory)
             );
-            canvas.rect((x, y + CPU_BAR - 9.0, width, 7.0), MISFIT, Some(("group-misfit", &group.group)), &title);
+            canvas.rect(
+                (x, y + CPU_BAR - 9.0, width, 7.0),
+                MISFIT,
+                Some(("group-misfit", &group.group.to_string())),
+                &title,
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::whatif::{HostLoss, MoreHosts};
 use super::{Plan, Res, Verdict};
+use crate::key::ObjectKey;
 use crate::quantity::{HumanBytes, HumanCores};
 use std::fmt::Write;
 
@@ -38,15 +39,15 @@ fn bytes_of(used: u64, of: u64) -> String {
 }
 
 /// Names without the namespace when every object shares one, to keep the table narrow.
-fn short<'a>(key: &'a str, common_namespace: Option<&str>) -> &'a str {
-    match (common_namespace, crate::key::split(key)) {
-        (Some(ns), Some((key_ns, name))) if ns == key_ns => name,
-        _ => key,
+fn short(key: &ObjectKey, common_namespace: Option<&str>) -> String {
+    match (common_namespace, key.namespace()) {
+        (Some(ns), Some(key_ns)) if ns == key_ns => key.name().to_string(),
+        _ => key.to_string(),
     }
 }
 
 fn common_namespace(plan: &Plan) -> Option<String> {
-    let mut namespaces = plan.vms.iter().map(|vm| crate::key::split(&vm.vm).map(|(ns, _)| ns));
+    let mut namespaces = plan.vms.iter().map(|vm| vm.vm.namespace());
     let first = namespaces.next()??;
     namespaces.all(|ns| ns == Some(first)).then(|| first.to_string())
 }
@@ -97,7 +98,7 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
         .iter()
         .map(|vm| {
             let mut row = vec![
-                short(&vm.vm, ns).to_string(),
+                short(&vm.vm, ns),
                 HumanCores(vm.demand.millicores).to_string(),
                 HumanBytes(vm.demand.memory).to_string(),
             ];
@@ -124,8 +125,8 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
             .map(|g| {
                 let available = g.available.unwrap_or_default();
                 vec![
-                    short(&g.group, ns).to_string(),
-                    short(&g.vm, ns).to_string(),
+                    short(&g.group, ns),
+                    short(&g.vm, ns),
                     g.replicas.to_string(),
                     cores_of(g.demand.millicores, available.millicores),
                     bytes_of(g.demand.memory, available.memory),
@@ -161,7 +162,7 @@ pub fn table(plan: &Plan, more: Option<&MoreHosts>, loss: Option<&[HostLoss]>) -
             let _ = writeln!(
                 out,
                 "no number of such hosts places {}: an empty one cannot take it (see its violations)",
-                more.never_fit.join(", ")
+                more.never_fit.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             );
             "every other VM".to_string()
         };
@@ -248,7 +249,7 @@ pub fn evacuation(evacuation: &super::evacuate::Evacuation, departure: super::ev
     }
     if !evacuation.moves.is_empty() {
         let rows: Vec<Vec<String>> =
-            evacuation.moves.iter().map(|m| vec![m.vm.clone(), m.to.clone(), m.how.as_str().to_string()]).collect();
+            evacuation.moves.iter().map(|m| vec![m.vm.to_string(), m.to.clone(), m.how.as_str().to_string()]).collect();
         out.push_str(&aligned(&["VM", "TO", "HOW"], &rows));
     }
     for blocked in &evacuation.blocked {

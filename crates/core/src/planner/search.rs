@@ -24,6 +24,7 @@
 //! found within the budget", never "impossible".
 
 use super::{Engine, Res, VmModel};
+use crate::key::ObjectKey;
 use std::time::{Duration, Instant};
 
 /// How much searching a plan may do before it answers "not found within the budget".
@@ -155,10 +156,10 @@ fn root_bounds(engine: &Engine, all: &[&VmModel], vms: &[usize]) -> Option<Strin
 /// A spread group needs a failure domain per member: more members than domains that could
 /// take one of them is a misfit.
 fn spread_bound(engine: &Engine, all: &[&VmModel], vms: &[usize]) -> Option<String> {
-    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<&ObjectKey, Vec<usize>> = std::collections::BTreeMap::new();
     for &v in vms {
         if let Some(group) = &all[v].spread_group {
-            groups.entry(group.as_str()).or_default().push(v);
+            groups.entry(group).or_default().push(v);
         }
     }
     for (group, members) in groups {

@@ -3,6 +3,7 @@
 use super::model::HostCells;
 use super::whatif::{host_loss, hosts_needed};
 use super::*;
+use crate::key::ObjectKey;
 use catalyst_api::host::{MemoryManagerPolicy, TopologyManagerPolicy};
 use catalyst_api::vm::HugepageSize;
 use proptest::prelude::*;
@@ -23,9 +24,14 @@ pub(super) fn host(name: &str, cpu: u64, memory_gi: u64) -> HostModel {
     }
 }
 
+/// The key of `name` in namespace `ns`, where the layouts here put every VM and group.
+pub(super) fn key(name: &str) -> ObjectKey {
+    ObjectKey::namespaced("ns", name)
+}
+
 pub(super) fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
     VmModel {
-        key: format!("ns/{name}"),
+        key: key(name),
         demand: Res::cores(cpu, memory_gi * GI),
         pinned_cpus: cpu,
         vcpus: cpu,
@@ -44,7 +50,7 @@ pub(super) fn vm(name: &str, cpu: u64, memory_gi: u64) -> VmModel {
 }
 
 pub(super) fn spread(mut vm: VmModel, group: &str) -> VmModel {
-    vm.spread_group = Some(format!("ns/{group}"));
+    vm.spread_group = Some(key(group));
     vm
 }
 
@@ -53,7 +59,7 @@ fn input(hosts: Vec<HostModel>, vms: Vec<VmModel>) -> PlanInput {
 }
 
 fn host_of(plan: &Plan, vm: &str) -> Option<String> {
-    plan.vms.iter().find(|p| p.vm == format!("ns/{vm}")).and_then(|p| p.host.clone())
+    plan.vms.iter().find(|p| p.vm == key(vm)).and_then(|p| p.host.clone())
 }
 
 fn resources_of(plan: &Plan) -> Vec<(String, String)> {
@@ -69,7 +75,7 @@ fn best_fit_takes_the_tightest_host_and_keeps_room_for_large_vms() {
     assert_eq!(host_of(&plan, "y").as_deref(), Some("b"));
     assert_eq!(host_of(&plan, "z").as_deref(), Some("a"));
     assert!(plan.fits);
-    assert_eq!(plan.vms.iter().map(|v| v.vm.as_str()).collect::<Vec<_>>(), ["ns/x", "ns/y", "ns/z"]);
+    assert_eq!(plan.vms.iter().map(|v| v.vm.name()).collect::<Vec<_>>(), ["x", "y", "z"]);
 }
 
 #[test]
@@ -83,7 +89,7 @@ fn an_unplaceable_vm_names_the_resource_requested_available_and_shortfall() {
     let plan = plan(&input(vec![host("a", 16, 64)], vec![vm("huge", 24, 100)]));
     assert!(!plan.fits);
     let cpu = &plan.violations[0];
-    assert_eq!((&cpu.object, cpu.resource.as_str()), (&super::Subject::vm("ns/huge"), "cpu"));
+    assert_eq!((&cpu.object, cpu.resource.as_str()), (&super::Subject::vm(&key("huge")), "cpu"));
     assert_eq!(
         (cpu.requested.as_deref(), cpu.available.as_deref(), cpu.shortfall.as_deref()),
         (Some("24"), Some("16"), Some("8"))
@@ -115,8 +121,8 @@ fn spread_groups_are_per_namespace_and_respect_failure_domains() {
     b.failure_domain = "rack-1".into();
     let c = host("c", 10, 100);
     let mut other_namespace = spread(vm("k9", 4, 1), "kafka");
-    other_namespace.key = "other/k9".into();
-    other_namespace.spread_group = Some("other/kafka".into());
+    other_namespace.key = ObjectKey::namespaced("other", "k9");
+    other_namespace.spread_group = Some(ObjectKey::namespaced("other", "kafka"));
     let plan = plan(&input(
         vec![a, b, c],
         vec![
@@ -129,7 +135,7 @@ fn spread_groups_are_per_namespace_and_respect_failure_domains() {
     let racks: Vec<String> = ["k1", "k2"].iter().map(|k| host_of(&plan, k).unwrap()).collect();
     assert!(racks.contains(&"c".to_string()), "one member must use the other rack: {racks:?}");
     assert_eq!(host_of(&plan, "k3"), None, "two racks hold two members");
-    assert!(plan.vms.iter().any(|v| v.vm == "other/k9" && v.host.is_some()));
+    assert!(plan.vms.iter().any(|v| v.vm == ObjectKey::namespaced("other", "k9") && v.host.is_some()));
 }
 
 #[test]
@@ -158,12 +164,12 @@ fn unschedulable_hosts_keep_their_vms_and_take_no_new_ones() {
     ));
     assert_eq!(host_of(&plan, "running").as_deref(), Some("a"));
     assert_eq!(host_of(&plan, "pinned"), None);
-    assert_eq!(plan.hosts[0].vms, ["ns/running"]);
+    assert_eq!(plan.hosts[0].vms, [key("running")]);
     assert_eq!(plan.unplaced().count(), 2);
     assert!(
         plan.violations
             .iter()
-            .any(|v| v.object == super::Subject::vm("ns/pinned") && v.message.contains("not schedulable"))
+            .any(|v| v.object == super::Subject::vm(&key("pinned")) && v.message.contains("not schedulable"))
     );
 }
 
@@ -327,7 +333,7 @@ fn a_full_hugepage_pool_refuses_the_next_vm() {
     let plan =
         plan_of(pooled_host("a", 1, 64, 100), vec![hugepage_vm("a", 8, 64, false), hugepage_vm("b", 8, 64, false)]);
     assert_eq!(host_of(&plan, "b"), None);
-    let refusal = plan.violations.iter().find(|v| v.object == Subject::vm("ns/b")).unwrap();
+    let refusal = plan.violations.iter().find(|v| v.object == Subject::vm(&key("b"))).unwrap();
     assert_eq!(
         (refusal.resource.as_str(), refusal.requested.as_deref(), refusal.available.as_deref()),
         ("hugepages-1Gi", Some("64Gi"), Some("36Gi"))
@@ -343,8 +349,8 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
     let mut vm_model = vm("app", 16, 64);
     vm_model.for_groups = Res::cores(15, 60 * GI);
     let group = |name: &str, replicas: u64, cpu: u64| GroupModel {
-        key: format!("ns/{name}"),
-        vm: "ns/app".into(),
+        key: key(name),
+        vm: key("app"),
         replicas,
         cpu,
         demand: Res::cores(replicas * cpu, replicas * 4 * GI),
@@ -353,11 +359,11 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
     layout.groups = vec![
         group("b-second", 2, 4),
         group("a-first", 3, 4),
-        GroupModel { vm: "ns/missing".into(), ..group("c-orphan", 1, 1) },
+        GroupModel { vm: key("missing"), ..group("c-orphan", 1, 1) },
     ];
     let plan = plan(&layout);
-    let fits: Vec<(&str, bool)> = plan.groups.iter().map(|g| (g.group.as_str(), g.fits)).collect();
-    assert_eq!(fits, [("ns/a-first", true), ("ns/b-second", false), ("ns/c-orphan", false)]);
+    let fits: Vec<(&str, bool)> = plan.groups.iter().map(|g| (g.group.name(), g.fits)).collect();
+    assert_eq!(fits, [("a-first", true), ("b-second", false), ("c-orphan", false)]);
     assert_eq!(plan.groups[1].available, Some(Res::cores(3, 48 * GI)));
     let second = &plan.violations[0];
     assert_eq!(
@@ -373,13 +379,8 @@ fn service_groups_must_fit_what_their_vm_offers_in_name_order() {
 fn a_group_on_a_vm_that_never_joins_does_not_fit() {
     let lonely = VmModel { joins: false, ..vm("lonely", 16, 64) };
     let mut layout = input(vec![host("a", 100, 100)], vec![lonely]);
-    layout.groups = vec![GroupModel {
-        key: "ns/web".into(),
-        vm: "ns/lonely".into(),
-        replicas: 1,
-        cpu: 1,
-        demand: Res::cores(1, GI),
-    }];
+    layout.groups =
+        vec![GroupModel { key: key("web"), vm: key("lonely"), replicas: 1, cpu: 1, demand: Res::cores(1, GI) }];
     let plan = plan(&layout);
     assert!(!plan.groups[0].fits);
     assert_eq!(plan.violations[0].resource, "node");
@@ -400,7 +401,7 @@ fn adding_hosts_answers_with_the_fewest_that_place_every_vm() {
     // A VM no such host takes is named, and the count answers for the others.
     let layout = input(vec![host("a", 10, 100)], vec![vm("giant", 11, 1), vm("v1", 6, 1), vm("v2", 6, 1)]);
     let more = hosts_needed(&layout, "a", SearchBudget::default()).unwrap();
-    assert_eq!((more.add, more.never_fit.as_slice()), (Some(1), &["ns/giant".to_string()][..]));
+    assert_eq!((more.add, more.never_fit.as_slice()), (Some(1), &[key("giant")][..]));
     assert!(hosts_needed(&layout, "nope", SearchBudget::default()).is_none());
 }
 
@@ -412,8 +413,15 @@ fn losing_a_host_strands_spread_members_that_have_nowhere_else_to_go() {
     let loss = host_loss(&layout, &base, SearchBudget::default());
     assert_eq!(loss.len(), 2);
     for lost in &loss {
-        let kafka_here =
-            base.hosts.iter().find(|h| h.name == lost.host).unwrap().vms.iter().filter(|v| v.contains("/k")).count();
+        let kafka_here = base
+            .hosts
+            .iter()
+            .find(|h| h.name == lost.host)
+            .unwrap()
+            .vms
+            .iter()
+            .filter(|v| v.name().starts_with('k'))
+            .count();
         assert_eq!(lost.stranded.len(), kafka_here, "{lost:?}");
         if kafka_here > 0 {
             assert!(matches!(lost.verdict, Verdict::DoesNotFit { .. }), "{lost:?}");
@@ -447,7 +455,7 @@ fn arbitrary_layout() -> impl Strategy<Value = PlanInput> {
             .enumerate()
             .map(|(i, (cpu, memory, group, placement, selector))| {
                 let mut v = vm(&format!("v{i}"), cpu, memory);
-                v.spread_group = group.map(|g| format!("ns/g{g}"));
+                v.spread_group = group.map(|g| key(&format!("g{g}")));
                 match placement {
                     0 => v.placed = Some(format!("h{}", i % host_count)),
                     1 => v.pinned = Some(format!("h{}", i % host_count)),
@@ -483,7 +491,7 @@ proptest! {
     fn never_puts_two_new_spread_members_in_one_failure_domain(layout in arbitrary_layout()) {
         let plan = plan(&layout);
         let domain: BTreeMap<&str, &str> = plan.hosts.iter().map(|h| (h.name.as_str(), h.failure_domain.as_str())).collect();
-        let mut seen: BTreeMap<(String, String), Decision> = BTreeMap::new();
+        let mut seen: BTreeMap<(ObjectKey, String), Decision> = BTreeMap::new();
         for p in &plan.vms {
             let Some(host) = &p.host else { continue };
             let vm = layout.vms.iter().find(|v| v.key == p.vm).unwrap();
@@ -591,7 +599,7 @@ fn a_search_that_runs_out_of_budget_says_so() {
 
 /// Every assignment of VMs to hosts, written plainly: whether one keeps every constraint.
 fn oracle_packs(layout: &PlanInput) -> bool {
-    fn place(layout: &PlanInput, i: usize, used: &mut Vec<Res>, taken: &mut Vec<(String, String)>) -> bool {
+    fn place(layout: &PlanInput, i: usize, used: &mut Vec<Res>, taken: &mut Vec<(ObjectKey, String)>) -> bool {
         let Some(vm) = layout.vms.get(i) else { return true };
         for (h, host) in layout.hosts.iter().enumerate() {
             if !host.schedulable || !vm.host_selector.iter().all(|(k, v)| host.labels.get(k) == Some(v)) {
@@ -658,7 +666,7 @@ fn tight_layout() -> impl Strategy<Value = PlanInput> {
             let cpu = (1 + next(6)).min(target - filled).max(1);
             let mut v = vm(&format!("v{:02}", vms.len()), cpu, 1 + next(8));
             match next(6) {
-                0 | 1 => v.spread_group = Some(format!("ns/g{}", next(2))),
+                0 | 1 => v.spread_group = Some(key(&format!("g{}", next(2)))),
                 2 => {
                     v.host_selector.insert("tier".into(), "fast".into());
                 }
@@ -684,7 +692,7 @@ proptest! {
         }
         // What it places keeps every constraint.
         let domain: BTreeMap<&str, &str> = plan.hosts.iter().map(|h| (h.name.as_str(), h.failure_domain.as_str())).collect();
-        let mut groups_in: Vec<(String, &str)> = Vec::new();
+        let mut groups_in: Vec<(ObjectKey, &str)> = Vec::new();
         for h in &plan.hosts {
             prop_assert!(h.allocatable.covers(&h.allocated), "{} overcommitted", h.name);
         }
@@ -771,8 +779,8 @@ fn replicas_in_a_vm_on_an_smt_host_take_whole_cores() {
     let smt = HostModel { threads_per_core: 2, ..host("smt", 200, 1000) };
     let vm_model = VmModel { for_groups: Res::cores(15, 60 * GI), ..vm("app", 16, 64) };
     let group = |name: &str, replicas: u64, cpu: u64| GroupModel {
-        key: format!("ns/{name}"),
-        vm: "ns/app".into(),
+        key: key(name),
+        vm: key("app"),
         replicas,
         cpu,
         demand: Res::cores(replicas * cpu, replicas * GI),
@@ -780,11 +788,11 @@ fn replicas_in_a_vm_on_an_smt_host_take_whole_cores() {
     let mut layout = input(vec![smt], vec![vm_model]);
     layout.groups = vec![group("odd", 1, 3), group("even", 7, 2)];
     let plan = plan(&layout);
-    let odd = plan.violations.iter().find(|v| v.object == Subject::group("ns/odd")).unwrap();
+    let odd = plan.violations.iter().find(|v| v.object == Subject::group(&key("odd"))).unwrap();
     assert_eq!(odd.resource, "threadsPerCore");
     assert!(odd.message.contains("SMTAlignmentError"), "{}", odd.message);
     // 16 vCPUs less 2 reserved (1, rounded up to a whole core): 14 cores for 7 x 2.
-    let even = plan.groups.iter().find(|g| g.group == "ns/even").unwrap();
+    let even = plan.groups.iter().find(|g| g.group == key("even")).unwrap();
     assert!(even.fits, "{:?}", plan.violations);
     assert_eq!(even.available.unwrap().millicores, 14_000);
 }

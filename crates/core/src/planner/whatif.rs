@@ -4,6 +4,7 @@
 use super::evacuate::{Departure, as_planned, evacuate};
 use super::search::SharedBudget;
 use super::{HostModel, Plan, PlanInput, Res, SearchBudget, Verdict, plan_within};
+use crate::key::ObjectKey;
 use serde::Serialize;
 
 /// The answer to `--add-hosts-like HOST`.
@@ -21,7 +22,7 @@ pub struct MoreHosts {
     /// The smallest count the totals alone allow (cores and memory), before any packing.
     pub lower_bound: usize,
     /// VMs that no number of such hosts can take (too large for an empty one, or constraints).
-    pub never_fit: Vec<String>,
+    pub never_fit: Vec<ObjectKey>,
     /// Violations adding hosts cannot cure (running VMs that overcommit, groups that do not fit their VM).
     pub not_about_hosts: usize,
 }
@@ -34,7 +35,7 @@ pub fn hosts_needed(input: &PlanInput, like: &str, budget: SearchBudget) -> Opti
     // All the plans below share one budget's time.
     let budget = budget.shared();
     let base = plan_within(input, budget.next());
-    let unplaced: Vec<&str> = base.unplaced().map(|vm| vm.vm.as_str()).collect();
+    let unplaced: Vec<&ObjectKey> = base.unplaced().map(|vm| &vm.vm).collect();
     let never_fit = never_fitting(input, &template, &unplaced, budget);
     let not_about_hosts = base.violations.len() - count_placement_violations(&base);
 
@@ -92,19 +93,25 @@ fn lower_bound(base: &Plan, template: &HostModel) -> usize {
 }
 
 /// Unplaced VMs that an empty copy of the template cannot hold whatever the count.
-fn never_fitting(input: &PlanInput, template: &HostModel, unplaced: &[&str], budget: SharedBudget) -> Vec<String> {
+fn never_fitting(
+    input: &PlanInput,
+    template: &HostModel,
+    unplaced: &[&ObjectKey],
+    budget: SharedBudget,
+) -> Vec<ObjectKey> {
     let empty = PlanInput { hosts: vec![copy(template, 0)], vms: Vec::new(), groups: Vec::new() };
     unplaced
         .iter()
-        .filter(|key| {
-            let Some(vm) = input.vms.iter().find(|vm| vm.key == **key) else { return false };
+        .copied()
+        .filter(|&key| {
+            let Some(vm) = input.vms.iter().find(|vm| vm.key == *key) else { return false };
             let mut alone = vm.clone();
             alone.pinned = None;
             alone.placed = None;
             let trial = PlanInput { vms: vec![alone], ..empty.clone() };
             plan_within(&trial, budget.next()).unplaced().next().is_some()
         })
-        .map(|key| key.to_string())
+        .cloned()
         .collect()
 }
 
@@ -131,9 +138,9 @@ fn with_copies(input: &PlanInput, template: &HostModel, count: usize) -> PlanInp
 pub struct HostLoss {
     pub host: String,
     /// Its VMs that find a place on the other hosts, with that place.
-    pub replaced: Vec<(String, String)>,
+    pub replaced: Vec<(ObjectKey, String)>,
     /// Its VMs that do not.
-    pub stranded: Vec<String>,
+    pub stranded: Vec<ObjectKey>,
     /// How sure the re-placement's answer is.
     pub verdict: Verdict,
 }

@@ -446,6 +446,7 @@ pub fn headless_service(group: &ServiceGroup) -> Service {
 /// The offline side: everything the operator would create for a set of manifests, in plan order.
 pub mod offline {
     use super::*;
+    use crate::key::ObjectKey;
     use crate::manifest::Manifests;
     use crate::planner::Plan;
 
@@ -458,9 +459,7 @@ pub mod offline {
     }
 
     pub fn render_plan(manifests: &Manifests, plan: &Plan) -> Rendered {
-        let key = |namespace: Option<String>, name: String| format!("{}/{name}", namespace.unwrap_or_default());
-        let vms: BTreeMap<String, &CatalystVM> =
-            manifests.vms.iter().map(|vm| (key(vm.namespace(), vm.name_any()), vm)).collect();
+        let vms: BTreeMap<ObjectKey, &CatalystVM> = manifests.vms.iter().map(|vm| (ObjectKey::of(vm), vm)).collect();
         let hosts: BTreeMap<&str, OnHost> =
             manifests.hosts.iter().map(|h| (h.metadata.name.as_deref().unwrap_or_default(), OnHost::of(h))).collect();
         let mut objects = Vec::new();
@@ -478,7 +477,7 @@ pub mod offline {
             }
         }
         for group_plan in &plan.groups {
-            let group = manifests.groups.iter().find(|g| key(g.namespace(), g.name_any()) == group_plan.group);
+            let group = manifests.groups.iter().find(|g| ObjectKey::of(*g) == group_plan.group);
             match (group, vms.get(&group_plan.vm)) {
                 (Some(group), Some(vm)) if group_plan.fits => {
                     objects.push(serde_json::to_value(headless_service(group)).expect("serializable"));

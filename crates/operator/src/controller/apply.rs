@@ -4,7 +4,8 @@
 //! Catalyst stopped setting, which a subset check cannot), or when someone changed a field
 //! Catalyst owns.
 
-use super::{PerObject, object_id};
+use super::{PerObject, key_of, object_id};
+use catalyst_core::key::ObjectKey;
 use catalyst_core::quantity::parse_bytes;
 use catalyst_core::render::FIELD_MANAGER;
 use kube::api::{Patch, PatchParams};
@@ -15,7 +16,7 @@ use serde_json::Value;
 use std::fmt::Debug;
 
 /// The children whose live version this operator knows to hold what it last applied: (kind,
-/// `namespace/name`) -> the applied hash, the resourceVersion it read or wrote, and the status
+/// key) -> the applied hash, the resourceVersion it read or wrote, and the status
 /// it read there (for the kinds whose status the reconciler reads back). The children's watch
 /// forgets an entry as soon as it sees another version (an edit by hand, a deletion, a status
 /// written by KubeVirt or the StatefulSet controller), so a child known current is neither
@@ -39,11 +40,11 @@ struct KnownVersion {
 
 impl Known {
     /// The status read with the child, when the child is known to hold `hash`.
-    fn holding(&self, kind: &str, key: &str, hash: &str) -> Option<Value> {
+    fn holding(&self, kind: &str, key: &ObjectKey, hash: &str) -> Option<Value> {
         self.current.lock().get(&object_id(kind, key)).filter(|k| k.hash == hash).map(|k| k.status.clone())
     }
 
-    fn record(&self, kind: &str, key: &str, hash: String, version: Option<String>, status: Value) {
+    fn record(&self, kind: &str, key: &ObjectKey, hash: String, version: Option<String>, status: Value) {
         let mut current = self.current.lock();
         match version {
             Some(version) => current.insert(object_id(kind, key), KnownVersion { hash, version, status }),
@@ -53,7 +54,7 @@ impl Known {
 
     /// The children's watch saw `version` of the child, or its deletion (`None`): anything
     /// but the version recorded makes the child unknown again.
-    pub fn observed(&self, kind: &str, key: &str, version: Option<&str>) {
+    pub fn observed(&self, kind: &str, key: &ObjectKey, version: Option<&str>) {
         let id = object_id(kind, key);
         {
             let mut current = self.current.lock();
@@ -69,7 +70,7 @@ impl Known {
 
     /// The watch of `kind` has listed every child of that kind (`keys`, when it says exactly
     /// which; otherwise what it reported one by one stands).
-    pub fn listed(&self, kind: &str, keys: Option<Vec<String>>) {
+    pub fn listed(&self, kind: &str, keys: Option<Vec<ObjectKey>>) {
         if let Some(keys) = keys {
             let mut seen = self.seen.lock();
             seen.retain(|(k, _), _| k != kind);
@@ -79,7 +80,7 @@ impl Known {
     }
 
     /// Whether the watch of `kind` says the child `key` does not exist.
-    pub fn absent(&self, kind: &str, key: &str) -> bool {
+    pub fn absent(&self, kind: &str, key: &ObjectKey) -> bool {
         let listed = self.listed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(kind);
         listed && !self.seen.lock().contains_key(&object_id(kind, key))
     }
@@ -94,16 +95,16 @@ pub struct Follows {
 
 impl<K: Resource + Send + Sync> super::index::Follower<K> for Follows {
     fn applied(&self, object: &K) {
-        self.known.observed(&self.kind, &catalyst_core::key::of(object), object.meta().resource_version.as_deref());
+        self.known.observed(&self.kind, &key_of(object), object.meta().resource_version.as_deref());
     }
 
     fn deleted(&self, object: &K) {
-        self.known.observed(&self.kind, &catalyst_core::key::of(object), None);
+        self.known.observed(&self.kind, &key_of(object), None);
     }
 
     fn relisted(&self, objects: &[std::sync::Arc<K>]) {
         objects.iter().for_each(|object| self.applied(object.as_ref()));
-        let keys = objects.iter().map(|object| catalyst_core::key::of(object.as_ref())).collect();
+        let keys = objects.iter().map(|object| key_of(object.as_ref())).collect();
         self.known.listed(&self.kind, Some(keys));
     }
 }
@@ -123,7 +124,7 @@ where
 {
     let kind = K::kind(&Default::default()).into_owned();
     let desired = with_hash(desired);
-    let key = catalyst_core::key::of(&desired);
+    let key = key_of(&desired);
     let hash = desired.annotations().get(APPLIED_HASH).cloned().unwrap_or_default();
     if let Some(remembered) = known.holding(&kind, &key, &hash)
         && let Ok(remembered) = serde_json::from_value(remembered)
@@ -194,7 +195,7 @@ pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
 /// Applies `desired` (already hashed; `kind` and `key` name it in errors) unless the live
 /// object is already up to date; the live object. A child the watch says is `absent` is applied
 /// without being read first.
-async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &str, absent: bool) -> Result<K, super::Error>
+async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &ObjectKey, absent: bool) -> Result<K, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {

@@ -34,7 +34,7 @@ async fn decide(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
     };
     // Several operators may share a cluster, each with its namespaces: the VM's decides.
     let vm = node.as_deref().and_then(vm_of_node);
-    if let Some((namespace, _)) = vm
+    if let Some(namespace) = vm.as_ref().and_then(|vm| vm.namespace())
         && !ctx.namespaces.is_empty()
         && !ctx.namespaces.iter().any(|n| n == namespace)
     {
@@ -55,7 +55,7 @@ async fn decide(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         .await
         .map_err(|source| Error::DecideCertificate { csr: csr.name_any(), source })?;
     tracing::info!(csr = %csr.name_any(), decision = type_, reason, %message, "kubelet client certificate");
-    if let Some(vm) = vm.and_then(|(namespace, name)| ctx.stores.vm(namespace, name)) {
+    if let Some(vm) = vm.and_then(|vm| ctx.stores.vm(&vm)) {
         let (event, reason) = if type_ == "Approved" {
             (EventType::Normal, "NodeCertificateApproved")
         } else {

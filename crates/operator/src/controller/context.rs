@@ -5,6 +5,7 @@ use super::{Error, apply, events, index};
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::per_object::{PerObject, object_id};
 use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::planner::Overhead;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -79,17 +80,15 @@ impl Stores {
         synced.is_ok()
     }
 
-    /// Whether the caches hold the object of this kind and key.
-    pub fn contains(&self, kind: &str, key: &str) -> bool {
-        let split = catalyst_core::key::split(key);
-        match (kind, split) {
-            ("CatalystHost", _) => self.hosts.get(&ObjectRef::new(key)).is_some(),
-            ("CatalystVM", Some((namespace, name))) => self.vm(namespace, name).is_some(),
-            ("ServiceGroup", Some((namespace, name))) => {
-                self.groups.get(&ObjectRef::new(name).within(namespace)).is_some()
-            }
-            ("Secret", Some((namespace, name))) => self.secret_version(namespace, name).is_some(),
-            ("Token", _) => self.token(&format!("{}{key}", catalyst_core::render::token::SECRET_PREFIX)).is_some(),
+    /// Whether the caches hold the object of this kind and key (a `Token`: the minted token's
+    /// Secret).
+    pub fn contains(&self, kind: &str, key: &ObjectKey) -> bool {
+        match (kind, key.namespace()) {
+            ("CatalystHost", None) => self.host(key.name()).is_some(),
+            ("CatalystVM", Some(_)) => self.vm(key).is_some(),
+            ("ServiceGroup", Some(_)) => self.groups.get(&object_ref(key)).is_some(),
+            ("Secret", Some(_)) => self.secret_version(key).is_some(),
+            ("Token", _) => self.token(key.name()).is_some(),
             _ => false,
         }
     }
@@ -102,23 +101,23 @@ impl Stores {
         self.hosts.get(&ObjectRef::new(name)).and_then(|g| g.0.as_ref().ok().cloned())
     }
 
-    pub fn vm(&self, namespace: &str, name: &str) -> Option<CatalystVM> {
-        self.vms.get(&ObjectRef::new(name).within(namespace)).and_then(|g| g.0.as_ref().ok().cloned())
+    pub fn vm(&self, key: &ObjectKey) -> Option<CatalystVM> {
+        self.vms.get(&object_ref(key)).and_then(|g| g.0.as_ref().ok().cloned())
     }
 
-    /// The valid ServiceGroups in `namespace` that name the VM `vm`.
-    pub fn groups_of_vm(&self, namespace: &str, vm: &str) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
-        cached_valid(&self.groups, self.groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
+    /// The valid ServiceGroups that name the VM `vm`.
+    pub fn groups_of_vm(&self, vm: &ObjectKey) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
+        cached_valid(&self.groups, self.groups_by_vm.get(vm))
     }
 
-    /// The valid CatalystVMs whose status names `host` (`""`: the VMs on no host yet).
-    pub fn vms_on(&self, host: &str) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
-        cached_valid(&self.vms, self.vms_by_host.get(host))
+    /// The valid CatalystVMs whose status names `host` (`None`: the VMs on no host yet).
+    pub fn vms_on(&self, host: Option<HostName>) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
+        cached_valid(&self.vms, self.vms_by_host.get(&host))
     }
 
-    /// The version of the Secret `namespace/name` the cache holds, if it holds the Secret.
-    pub fn secret_version(&self, namespace: &str, name: &str) -> Option<String> {
-        let secret = self.secrets.get(&ObjectRef::new(name).within(namespace))?;
+    /// The version of the Secret the cache holds, if it holds the Secret.
+    pub fn secret_version(&self, key: &ObjectKey) -> Option<String> {
+        let secret = self.secrets.get(&object_ref(key))?;
         Some(secret.metadata.resource_version.clone().unwrap_or_default())
     }
 
@@ -144,46 +143,64 @@ impl Stores {
         self.tokens.as_ref()?.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The names of the launcher pods KubeVirt made for the VM `key` (`namespace/name`).
-    pub fn launchers_of(&self, key: &str) -> Vec<String> {
-        self.launchers.get(key).into_iter().map(|(_, name)| name).collect()
+    /// The names of the launcher pods KubeVirt made for the VM `vm`.
+    pub fn launchers_of(&self, vm: &ObjectKey) -> Vec<String> {
+        self.launchers.get(vm).iter().map(|pod| pod.name().to_string()).collect()
     }
 
-    /// A cached host whose ledger holds the VM `key` (`namespace/name`).
-    pub fn host_holding(&self, key: &str) -> Option<String> {
-        self.hosts_by_ledger.get(key).into_iter().next().map(|(_, host)| host)
+    /// A cached host whose ledger holds the VM `vm`.
+    pub fn host_holding(&self, vm: &ObjectKey) -> Option<HostName> {
+        self.hosts_by_ledger.get(vm).first().map(|host| HostName::from(host.name()))
     }
 }
 
-/// The valid cached objects of these (namespace, name), as an index lists them.
-fn cached_valid<K>(store: &Store<DeserializeGuard<K>>, ids: Vec<(String, String)>) -> Vec<Arc<DeserializeGuard<K>>>
+/// The reference a cache finds the object of `key` by.
+pub fn object_ref<K: Resource<DynamicType = ()>>(key: &ObjectKey) -> ObjectRef<K> {
+    let reference = ObjectRef::new(key.name());
+    match key.namespace() {
+        Some(namespace) => reference.within(namespace),
+        None => reference,
+    }
+}
+
+/// The valid cached objects of these keys, as an index lists them.
+fn cached_valid<K>(store: &Store<DeserializeGuard<K>>, keys: Vec<ObjectKey>) -> Vec<Arc<DeserializeGuard<K>>>
 where
     DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
 {
-    ids.iter()
-        .filter_map(|(namespace, name)| store.get(&ObjectRef::new(name).within(namespace)))
-        .filter(|guard| guard.0.is_ok())
-        .collect()
+    keys.iter().filter_map(|key| store.get(&object_ref(key))).filter(|guard| guard.0.is_ok()).collect()
 }
 
-/// The ledger entries (`namespace/name`) the VM cache has not seen, read from the API server:
-/// the VMs that exist, and the keys of those that do not. A cache lagging behind a placement
-/// must neither hide a VM's cores and spread group nor drop its ledger entry.
+/// The VMs a host's ledger (`status.vms`) holds; the host's next status write drops an entry
+/// that names none ([`vm_key`]).
+pub fn ledger_of(host: &CatalystHost) -> impl Iterator<Item = ObjectKey> + '_ {
+    host.status.iter().flat_map(|status| &status.vms).filter_map(|entry| vm_key(entry))
+}
+
+/// The key of the VM that text of the API (a ledger entry, a move) names: none for text that
+/// names no namespaced object, which no VM is.
+pub fn vm_key(text: &str) -> Option<ObjectKey> {
+    text.parse::<ObjectKey>().ok().filter(|key| key.namespace().is_some())
+}
+
+/// The VMs of ledger entries the VM cache has not seen, read from the API server: the VMs that
+/// exist, and the keys of those that do not. A cache lagging behind a placement must neither
+/// hide a VM's cores and spread group nor drop its ledger entry.
 pub async fn read_unseen(
     ctx: &Context,
-    keys: &[String],
-) -> Result<(Vec<CatalystVM>, std::collections::BTreeSet<String>), Error> {
+    keys: &[ObjectKey],
+) -> Result<(Vec<CatalystVM>, std::collections::BTreeSet<ObjectKey>), Error> {
     let mut found = Vec::new();
     let mut gone = std::collections::BTreeSet::new();
     for key in keys {
-        let Some((namespace, name)) = catalyst_core::key::split(key) else {
+        let Some(namespace) = key.namespace() else {
             gone.insert(key.clone());
             continue;
         };
-        if ctx.stores.vm(namespace, name).is_some() {
+        if ctx.stores.vm(key).is_some() {
             continue;
         }
-        let read = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(name).await;
+        let read = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(key.name()).await;
         match read.map_err(|source| Error::ReadVm { vm: key.clone(), source })? {
             Some(vm) => found.push(vm),
             None => {
@@ -210,7 +227,7 @@ impl Backoff {
     pub const BASE: Duration = Duration::from_secs(1);
     pub const MAX: Duration = Duration::from_secs(300);
 
-    pub fn failed(&self, kind: &str, key: &str) -> Duration {
+    pub fn failed(&self, kind: &str, key: &ObjectKey) -> Duration {
         let mut failures = self.failures.lock();
         let count = failures.entry(object_id(kind, key)).or_insert(0);
         let delay = Self::BASE.saturating_mul(1u32 << (*count).min(16));
@@ -218,7 +235,7 @@ impl Backoff {
         delay.min(Self::MAX)
     }
 
-    pub fn succeeded(&self, kind: &str, key: &str) {
+    pub fn succeeded(&self, kind: &str, key: &ObjectKey) {
         self.failures.lock().remove(&object_id(kind, key));
     }
 }
@@ -233,14 +250,14 @@ pub struct Written {
 
 impl Written {
     /// Whether `digest` is what was last written over `version`.
-    pub fn already(&self, kind: &str, key: &str, version: Option<&str>, digest: u64) -> bool {
+    pub fn already(&self, kind: &str, key: &ObjectKey, version: Option<&str>, digest: u64) -> bool {
         self.last
             .lock()
             .get(&object_id(kind, key))
             .is_some_and(|(over, written)| over.as_deref() == version && *written == digest)
     }
 
-    pub fn record(&self, kind: &str, key: &str, version: Option<String>, digest: u64) {
+    pub fn record(&self, kind: &str, key: &ObjectKey, version: Option<String>, digest: u64) {
         self.last.lock().insert(object_id(kind, key), (version, digest));
     }
 }
@@ -289,7 +306,7 @@ pub struct Context {
     pub mint_join_tokens: bool,
     /// Each VM's token, once minted or read from its cloud-init Secret.
     pub tokens: PerObject<catalyst_core::render::token::BootstrapToken>,
-    /// The tokens kube-controller-manager's bootstrapsigner has signed (by id).
+    /// The tokens kube-controller-manager's bootstrapsigner has signed (by their Secret).
     pub signed: PerObject<()>,
     /// The API server's minor release, from its `/version` (0 while unknown): a VM-node of
     /// another release than it or the one before is refused ([`catalyst_core::release::skew`]).
@@ -297,8 +314,8 @@ pub struct Context {
     /// When each ServiceGroup last had a replica recreated, and the pause before the next.
     pub repairs: PerObject<(std::time::Instant, Duration)>,
     /// The VM of each spread group whose move this process began and has not yet seen end, by
-    /// group (`namespace/group`): one member moves at a time, even before the caches show it.
-    pub moving_groups: Mutex<HashMap<String, String>>,
+    /// group: one member moves at a time, even before the caches show it.
+    pub moving_groups: Mutex<HashMap<ObjectKey, ObjectKey>>,
     /// The CatalystHosts this operator manages.
     pub host_pool: catalyst_core::pool::HostPool,
     /// How long a placement may search for a packing when the heuristic leaves a VM out; it
@@ -387,9 +404,9 @@ impl Context {
     }
 }
 
-/// Object key for ledgers, logs and backoff: `namespace/name` or `name`.
-pub fn key_of<K: Resource>(object: &K) -> String {
-    catalyst_core::key::of(object)
+/// Object key for ledgers, logs and backoff.
+pub fn key_of<K: Resource>(object: &K) -> ObjectKey {
+    ObjectKey::of(object)
 }
 
 /// Warns about an object that does not deserialize, and waits for it to change.
@@ -449,7 +466,9 @@ where
 {
     let key = match &guard.0 {
         Ok(object) => key_of(object),
-        Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
+        Err(invalid) => {
+            ObjectKey::new(invalid.metadata.namespace.clone(), invalid.metadata.name.clone().unwrap_or_default())
+        }
     };
     let kind = K::kind(&());
     if error.is_wait() {

@@ -2,6 +2,8 @@
 //! as `outcome="wait"`) or a failure (backed off per object, counted in
 //! `catalyst_reconcile_errors_total`).
 
+use catalyst_core::key::{HostName, ObjectKey};
+
 /// What a reconcile could not do, named by the call that failed; [`Error::label`] is its
 /// `catalyst_reconcile_errors_total` label; [`Error::is_wait`] says which are waits, not failures.
 #[derive(Debug, thiserror::Error)]
@@ -13,30 +15,30 @@ pub enum Error {
     #[error("listing the CatalystHosts of the pool: {0}")]
     ListHosts(#[source] kube::Error),
     #[error("reading CatalystVM {vm}: {source}")]
-    ReadVm { vm: String, source: kube::Error },
+    ReadVm { vm: ObjectKey, source: kube::Error },
     #[error("reading the join Secret {secret}: {source}")]
-    ReadJoinSecret { secret: String, source: kube::Error },
+    ReadJoinSecret { secret: ObjectKey, source: kube::Error },
     #[error("reserving room on CatalystHost {host}: {source}")]
-    ReserveHost { host: String, source: kube::Error },
+    ReserveHost { host: HostName, source: kube::Error },
     #[error("releasing {vm} from CatalystHost {host}: {source}")]
-    ReleaseHost { vm: String, host: String, source: kube::Error },
+    ReleaseHost { vm: ObjectKey, host: HostName, source: kube::Error },
     #[error("writing the status of {kind} {name}: {source}")]
     WriteStatus { kind: String, name: String, source: kube::Error },
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("placing {vm} on {host} raced with another placement; planning again")]
-    PlacementRace { vm: String, host: String },
+    PlacementRace { vm: ObjectKey, host: HostName },
     /// A write that lost to another (HTTP 409): the watch brings the newer version.
     #[error("writing {kind} {name} raced with another write; reading it again")]
     Conflict { kind: &'static str, name: String },
     #[error("waiting for VirtualMachine {0} to be deleted")]
-    WaitingForDeletion(String),
+    WaitingForDeletion(ObjectKey),
     #[error("reading VirtualMachineInstance {vm}: {source}")]
-    ReadInstance { vm: String, source: kube::Error },
+    ReadInstance { vm: ObjectKey, source: kube::Error },
     #[error("labelling node {node} as verified: {source}")]
     LabelNode { node: String, source: kube::Error },
     #[error("keeping the join token of {vm}: {source}")]
-    JoinToken { vm: String, source: kube::Error },
+    JoinToken { vm: ObjectKey, source: kube::Error },
     #[error("reading random bytes for a join token: {0}")]
     Random(#[source] std::io::Error),
     #[error("deciding the certificate signing request {csr}: {source}")]
@@ -44,7 +46,7 @@ pub enum Error {
     #[error("evicting replica {pod} to recreate it on cores of its own: {source}")]
     EvictReplica { pod: String, source: kube::Error },
     #[error("migrating {vm} to its new host: {source}")]
-    Migrate { vm: String, source: kube::Error },
+    Migrate { vm: ObjectKey, source: kube::Error },
 }
 
 impl Error {

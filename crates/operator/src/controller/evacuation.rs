@@ -16,7 +16,8 @@ use super::moves::MOVING;
 use super::{Context, key_of, placement, valid};
 use catalyst_api::host::{BlockedMove, Evacuation, PlannedMove};
 use catalyst_api::{CatalystHost, CatalystVM};
-use catalyst_core::planner::evacuate::{self, Departure, How, Move};
+use catalyst_core::key::{HostName, ObjectKey};
+use catalyst_core::planner::evacuate::{self, Blocked, Departure, How, Move};
 use kube::ResourceExt;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -45,17 +46,13 @@ pub fn departure(host: &CatalystHost, ctx: &Context) -> Option<Departure> {
 pub fn evacuation(host: &CatalystHost, ctx: &Context) -> Option<(Evacuation, Wanted)> {
     let departure = departure(host, ctx)?;
     let name = host.name_any();
-    let guards = ctx.stores.vms_on(&name);
+    let guards = ctx.stores.vms_on(Some(HostName::of(host)));
     let on_host: Vec<&CatalystVM> = valid(&guards).filter(|vm| vm.metadata.deletion_timestamp.is_none()).collect();
     let all = ctx.stores.vms.state();
     let plan = evacuate::evacuate(&placement::cached_input(ctx), &name, departure, ctx.search);
-    let group_of = |key: &str| {
-        let (namespace, vm) = catalyst_core::key::split(key)?;
-        let group = ctx.stores.vm(namespace, vm)?.spec.placement.spread_group?;
-        Some(format!("{namespace}/{group}"))
-    };
+    let group_of = |key: &ObjectKey| catalyst_core::planner::model::spread_group(&ctx.stores.vm(key)?);
     // Groups with a member moving anywhere.
-    let busy: BTreeSet<String> = valid(&all)
+    let busy: BTreeSet<ObjectKey> = valid(&all)
         .filter(|vm| vm.status.as_ref().is_some_and(|s| s.moving.is_some()))
         .filter_map(|vm| group_of(&key_of(vm)))
         .collect();
@@ -78,32 +75,32 @@ pub fn evacuation(host: &CatalystHost, ctx: &Context) -> Option<(Evacuation, Wan
         let lately = now.duration_since(moving.last_transition_time.0).unsigned_abs() < RETRY_AFTER;
         (moving.reason == "MoveFailed" && lately).then(|| moving.message.clone())
     };
-    let paused: Vec<BlockedMove> = on_host
+    let paused: Vec<Blocked> = on_host
         .iter()
         .filter(|vm| vm.status.as_ref().is_none_or(|s| s.moving.is_none()))
         .filter_map(|vm| {
             let failed = failed_lately(vm)?;
             let reason = format!("{failed}; tried again {}s after", RETRY_AFTER.as_secs());
-            Some(BlockedMove { vm: key_of(*vm), reason })
+            Some(Blocked { vm: key_of(*vm), reason })
         })
         .collect();
-    let paused_keys: BTreeSet<String> = paused.iter().map(|b| b.vm.clone()).collect();
+    let paused_keys: BTreeSet<ObjectKey> = paused.iter().map(|b| b.vm.clone()).collect();
     let parallel = match departure {
         Departure::Drain => host.spec.max_parallel_moves.max(1) as usize,
         // Its VMs are down: they all start again elsewhere at once.
         Departure::Loss => usize::MAX,
     };
     let going = evacuate::to_start(&plan, under_way, group_of, &busy, &paused_keys, parallel);
-    let entry = |m: &Move| PlannedMove { vm: m.vm.clone(), to: m.to.clone(), strategy: m.how.as_str().into() };
+    let entry = |m: &Move| PlannedMove { vm: m.vm.to_string(), to: m.to.clone(), strategy: m.how.as_str().into() };
     let planned: Vec<PlannedMove> = plan
         .moves
         .iter()
         .filter(|m| !going.iter().any(|g| g.vm == m.vm) && !paused_keys.contains(&m.vm))
         .map(entry)
         .collect();
-    let mut blocked: Vec<BlockedMove> =
-        plan.blocked.iter().map(|b| BlockedMove { vm: b.vm.clone(), reason: b.reason.clone() }).collect();
-    blocked.extend(paused);
+    let blocked: Vec<BlockedMove> = (plan.blocked.iter().chain(&paused))
+        .map(|b| BlockedMove { vm: b.vm.to_string(), reason: b.reason.clone() })
+        .collect();
     let reason = match departure {
         Departure::Drain => "Drain",
         Departure::Loss => "Fenced",

@@ -7,6 +7,7 @@
 //! an event's key in the cache names the object it is about.
 
 use super::{PerObject, object_id};
+use catalyst_core::key::ObjectKey;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, Recorder, Reporter};
@@ -28,11 +29,7 @@ impl Events {
     }
 
     pub async fn publish(&self, event: &Event, object: &ObjectReference) -> Result<(), kube::Error> {
-        let name = object.name.as_deref().unwrap_or_default();
-        let key = match object.namespace.as_deref() {
-            Some(namespace) => catalyst_core::key::key(namespace, name),
-            None => name.to_string(),
-        };
+        let key = ObjectKey::new(object.namespace.clone(), object.name.clone().unwrap_or_default());
         let id = object_id(object.kind.as_deref().unwrap_or_default(), &key);
         let recorder = {
             let mut recorders = self.recorders.lock();
@@ -47,7 +44,7 @@ impl Events {
 
     /// Forgets the recorders of objects `exists` no longer finds, and those idle for longer
     /// than a recorder remembers.
-    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+    pub fn prune(&self, exists: impl Fn(&str, &ObjectKey) -> bool) {
         self.recorders.lock().retain(|(kind, key), (_, used)| exists(kind, key) && used.elapsed() < REMEMBERED);
     }
 
@@ -90,7 +87,7 @@ mod tests {
             let _unreachable = events.publish(&event, &object).await;
         }
         assert_eq!(events.recorders(), 2);
-        events.prune(|kind, key| (kind, key) == ("CatalystHost", "h"));
+        events.prune(|kind, key| (kind, key) == ("CatalystHost", &ObjectKey::cluster_scoped("h")));
         assert_eq!(events.recorders(), 1);
         events.prune(|_, _| false);
         assert_eq!(events.recorders(), 0);

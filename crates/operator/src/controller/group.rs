@@ -13,6 +13,7 @@ use super::conditions::{READY, wanted};
 use super::refusal::Refusal;
 use super::{Context, Error, key_of, pinning, reconcile_guarded, refuse, report, valid};
 use catalyst_api::{CatalystVM, ServiceGroup};
+use catalyst_core::key::ObjectKey;
 use catalyst_core::planner::{self, GroupModel, Overhead, VmModel};
 use catalyst_core::render;
 use catalyst_core::validation::{summary, validate_group};
@@ -41,9 +42,9 @@ pub struct Dereferenced {
 
 /// Reads, through the caches, what the group's validation needs.
 pub fn dereference(group: &ServiceGroup, ctx: &Context) -> Dereferenced {
-    let namespace = group.namespace().unwrap_or_default();
-    let vm = ctx.stores.vm(&namespace, &group.spec.vm);
-    let guards = ctx.stores.groups_of_vm(&namespace, &group.spec.vm);
+    let vm_key = ObjectKey::beside(group, &group.spec.vm);
+    let vm = ctx.stores.vm(&vm_key);
+    let guards = ctx.stores.groups_of_vm(&vm_key);
     let siblings = valid(&guards).filter(|g| g.metadata.name != group.metadata.name).cloned().collect();
     let threads = vm.as_ref().map_or(1, |vm| ctx.host_threads(vm));
     Dereferenced { vm, siblings, threads, overhead: ctx.overhead }

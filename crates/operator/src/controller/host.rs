@@ -7,9 +7,10 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, Wanted, wanted};
-use super::{Context, Error, evacuation, key_of, pinning, read_unseen, reconcile_guarded, valid};
+use super::{Context, Error, evacuation, key_of, ledger_of, pinning, read_unseen, reconcile_guarded, valid};
 use catalyst_api::host::{CatalystHostStatus, Evacuation, HostCores, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::planner::{HostModel, Overhead, Res, VmModel};
 use catalyst_core::quantity::{HumanBytes, HumanCores};
 use catalyst_core::validation::{summary, validate_host};
@@ -35,10 +36,10 @@ pub struct Dereferenced {
     /// The valid VMs whose status names the host, and those its ledger holds that the cache has
     /// not seen yet (read from the API server).
     pub placed_here: Vec<CatalystVM>,
-    /// Every VM the ledger or `placed_here` names that exists, by key.
-    pub known: BTreeMap<String, CatalystVM>,
+    /// Every VM the ledger or `placed_here` names that exists.
+    pub known: BTreeMap<ObjectKey, CatalystVM>,
     /// Ledger entries whose VM no longer exists.
-    pub gone: BTreeSet<String>,
+    pub gone: BTreeSet<ObjectKey>,
     /// The host's Node's Ready condition; `None` when there is no such Node.
     pub node_ready: Option<bool>,
     /// The drain or loss under way, with its condition.
@@ -51,18 +52,15 @@ pub struct Dereferenced {
 /// Reads what the host's status is made from; the ledger's VMs the cache has not seen are read
 /// from the API server.
 pub async fn dereference(host: &CatalystHost, ctx: &Context) -> Result<Dereferenced, Error> {
-    let name = host.name_any();
-    let old_ledger = host.status.as_ref().map(|s| s.vms.clone()).unwrap_or_default();
+    let old_ledger: Vec<ObjectKey> = ledger_of(host).collect();
     let (unseen, gone) = read_unseen(ctx, &old_ledger).await?;
-    let guards = ctx.stores.vms_on(&name);
+    let guards = ctx.stores.vms_on(Some(HostName::of(host)));
     let mut placed_here: Vec<CatalystVM> = valid(&guards).cloned().collect();
     placed_here.extend(unseen.iter().cloned());
-    let mut known: BTreeMap<String, CatalystVM> = placed_here.iter().map(|vm| (key_of(vm), vm.clone())).collect();
-    for key in &old_ledger {
-        if let Some((namespace, vm)) = catalyst_core::key::split(key)
-            && let Some(vm) = ctx.stores.vm(namespace, vm)
-        {
-            known.entry(key.clone()).or_insert(vm);
+    let mut known: BTreeMap<ObjectKey, CatalystVM> = placed_here.iter().map(|vm| (key_of(vm), vm.clone())).collect();
+    for key in old_ledger {
+        if let Some(vm) = ctx.stores.vm(&key) {
+            known.entry(key).or_insert(vm);
         }
     }
     let node = ctx.stores.nodes.get(&ObjectRef::new(&host.spec.node_name));
@@ -79,19 +77,18 @@ pub async fn dereference(host: &CatalystHost, ctx: &Context) -> Result<Dereferen
 /// The ledger the host should have: its entries whose VM still holds a place here (placed here,
 /// moving here, or reserved by a placement that has not reached the VM's status yet), less
 /// those whose VM is gone, plus the VMs whose status names the host and are not being deleted.
-pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<String> {
+pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<ObjectKey> {
     let name = host.name_any();
-    let old = host.status.as_ref().map(|s| s.vms.as_slice()).unwrap_or_default();
     // One whose VM is placed elsewhere and not moving here is a move that ended (the VM's own
     // reconcile releases it too).
-    let holds_here = |key: &String| match world.known.get(key) {
+    let holds_here = |key: &ObjectKey| match world.known.get(key) {
         Some(vm) => vm.status.as_ref().is_none_or(|s| {
             s.host.is_none() || s.host.as_deref() == Some(&name) || s.moving.as_ref().is_some_and(|m| m.to == name)
         }),
         None => true,
     };
-    let mut ledger: BTreeSet<String> =
-        old.iter().filter(|k| !world.gone.contains(*k)).filter(|k| holds_here(k)).cloned().collect();
+    let mut ledger: BTreeSet<ObjectKey> =
+        ledger_of(host).filter(|k| !world.gone.contains(k)).filter(|k| holds_here(k)).collect();
     // A VM whose status names this host but which the ledger lacks is put back, unless it is
     // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
     ledger.extend(
@@ -110,7 +107,7 @@ pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<String> {
 pub fn desired_status(
     host: &CatalystHost,
     world: &Dereferenced,
-    ledger: BTreeSet<String>,
+    ledger: BTreeSet<ObjectKey>,
     cores: Option<HostCores>,
 ) -> CatalystHostStatus {
     let old = host.status.clone().unwrap_or_default();
@@ -149,7 +146,7 @@ pub fn desired_status(
         }),
         cores,
         evacuation: world.evacuation.as_ref().map(|(evacuation, _)| evacuation.clone()),
-        vms: ledger.into_iter().collect(),
+        vms: ledger.iter().map(ToString::to_string).collect(),
         conditions: conditions::merge(&old_conditions, &wanted_conditions, generation, &world.now),
         observed_generation: generation,
     }
@@ -247,7 +244,7 @@ mod tests {
         Dereferenced {
             placed_here,
             known,
-            gone: gone.iter().map(|g| g.to_string()).collect(),
+            gone: gone.iter().map(|g| g.parse().unwrap()).collect(),
             node_ready: Some(true),
             evacuation: None,
             overhead: Overhead::default(),
@@ -264,7 +261,7 @@ mod tests {
             &["team/gone"],
         );
         let ledger = ledger(&host, &world);
-        assert_eq!(ledger.into_iter().collect::<Vec<_>>(), ["team/a", "team/b", "team/reserved"]);
+        assert_eq!(ledger.iter().map(ToString::to_string).collect::<Vec<_>>(), ["team/a", "team/b", "team/reserved"]);
     }
 
     #[test]

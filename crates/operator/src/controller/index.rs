@@ -5,10 +5,12 @@
 //! name each join Secret, and the launcher pods of each VM.
 
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
+use catalyst_core::key::{HostName, ObjectKey};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 /// What is kept current with a shared cache before any controller hears of a change: the
@@ -20,7 +22,7 @@ pub trait Follower<K>: Send + Sync {
     fn relisted(&self, objects: &[Arc<K>]);
 }
 
-impl<K: Resource + Send + Sync> Follower<K> for Index<K> {
+impl<K: Resource + Send + Sync, Key: Eq + Hash + Clone + Send + Sync> Follower<K> for Index<K, Key> {
     fn applied(&self, object: &K) {
         self.apply(object);
     }
@@ -34,30 +36,35 @@ impl<K: Resource + Send + Sync> Follower<K> for Index<K> {
     }
 }
 
-/// Objects by the keys computed from each: key -> their (namespace, name), and back.
-pub struct Index<K> {
-    keys: fn(&K) -> Vec<String>,
-    entries: RwLock<Entries>,
+/// Objects by the keys (of type `Key`) computed from each: key -> the objects' keys, and back.
+pub struct Index<K, Key> {
+    keys: fn(&K) -> Vec<Key>,
+    entries: RwLock<Entries<Key>>,
 }
 
-#[derive(Default)]
-struct Entries {
-    by_key: HashMap<String, BTreeSet<(String, String)>>,
-    keys_of: HashMap<(String, String), Vec<String>>,
+struct Entries<Key> {
+    by_key: HashMap<Key, BTreeSet<ObjectKey>>,
+    keys_of: HashMap<ObjectKey, Vec<Key>>,
 }
 
-/// The ServiceGroups of each VM: key `namespace/vm`.
-pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>>;
-/// The CatalystVMs by the host their status names; key `""` for the VMs on none.
-pub type VmsByHost = Index<DeserializeGuard<CatalystVM>>;
-/// The CatalystHosts by the VMs (`namespace/name`) their ledgers hold.
-pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>>;
-/// The CatalystVMs by the join Secret (`namespace/name`) they name.
-pub type VmsByJoinSecret = Index<DeserializeGuard<CatalystVM>>;
-/// KubeVirt's launcher pods by the VM they run (`namespace/name`), from the `kubevirt.io/domain`
-/// annotation KubeVirt puts on each (`pkg/virt-controller/services/template.go`), never from
-/// their names, which the API server cuts short for a long VM name.
-pub type LaunchersByVm = Index<PartialObjectMeta<Pod>>;
+impl<Key> Default for Entries<Key> {
+    fn default() -> Self {
+        Self { by_key: HashMap::new(), keys_of: HashMap::new() }
+    }
+}
+
+/// The ServiceGroups of each VM.
+pub type GroupsByVm = Index<DeserializeGuard<ServiceGroup>, ObjectKey>;
+/// The CatalystVMs by the host their status names; `None` for the VMs on none.
+pub type VmsByHost = Index<DeserializeGuard<CatalystVM>, Option<HostName>>;
+/// The CatalystHosts by the VMs their ledgers hold.
+pub type HostsByLedger = Index<DeserializeGuard<CatalystHost>, ObjectKey>;
+/// The CatalystVMs by the join Secret they name.
+pub type VmsByJoinSecret = Index<DeserializeGuard<CatalystVM>, ObjectKey>;
+/// KubeVirt's launcher pods by the VM they run, from the `kubevirt.io/domain` annotation
+/// KubeVirt puts on each (`pkg/virt-controller/services/template.go`), never from their names,
+/// which the API server cuts short for a long VM name.
+pub type LaunchersByVm = Index<PartialObjectMeta<Pod>, ObjectKey>;
 
 /// KubeVirt's annotation on a launcher pod: the name of the VMI it runs.
 pub const DOMAIN_ANNOTATION: &str = "kubevirt.io/domain";
@@ -66,7 +73,7 @@ impl LaunchersByVm {
     pub fn launchers() -> Self {
         Self::new(|pod| {
             let vm = pod.annotations().get(DOMAIN_ANNOTATION);
-            vm.map(|vm| catalyst_core::key::key(&pod.namespace().unwrap_or_default(), vm)).into_iter().collect()
+            vm.map(|vm| ObjectKey::beside(pod, vm)).into_iter().collect()
         })
     }
 }
@@ -75,11 +82,7 @@ impl VmsByJoinSecret {
     pub fn join_secrets() -> Self {
         Self::new(|vm| {
             let valid = vm.0.as_ref().ok().into_iter();
-            valid
-                .filter_map(|vm| {
-                    Some(catalyst_core::key::key(&vm.namespace()?, vm.spec.node.join_secret_name.as_ref()?))
-                })
-                .collect()
+            valid.filter_map(|vm| Some(ObjectKey::beside(vm, vm.spec.node.join_secret_name.as_ref()?))).collect()
         })
     }
 }
@@ -88,7 +91,7 @@ impl GroupsByVm {
     pub fn groups() -> Self {
         Self::new(|group| {
             let valid = group.0.as_ref().ok().into_iter();
-            valid.map(|g| catalyst_core::key::key(&g.namespace().unwrap_or_default(), &g.spec.vm)).collect()
+            valid.map(|g| ObjectKey::beside(g, &g.spec.vm)).collect()
         })
     }
 }
@@ -97,21 +100,19 @@ impl VmsByHost {
     pub fn vms() -> Self {
         Self::new(|vm| {
             let valid = vm.0.as_ref().ok().into_iter();
-            valid.map(|vm| vm.status.as_ref().and_then(|s| s.host.clone()).unwrap_or_default()).collect()
+            valid.map(|vm| vm.status.as_ref().and_then(|s| s.host.clone()).map(HostName::from)).collect()
         })
     }
 }
 
 impl HostsByLedger {
     pub fn ledgers() -> Self {
-        Self::new(|host| {
-            host.0.as_ref().ok().and_then(|h| h.status.as_ref()).map(|s| s.vms.clone()).unwrap_or_default()
-        })
+        Self::new(|host| host.0.as_ref().ok().map(|host| super::ledger_of(host).collect()).unwrap_or_default())
     }
 }
 
-impl<K: Resource> Index<K> {
-    fn new(keys: fn(&K) -> Vec<String>) -> Self {
+impl<K: Resource, Key: Eq + Hash + Clone> Index<K, Key> {
+    fn new(keys: fn(&K) -> Vec<Key>) -> Self {
         Self { keys, entries: RwLock::default() }
     }
 
@@ -124,13 +125,13 @@ impl<K: Resource> Index<K> {
         self
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries<Key>> {
         self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// An object created or changed.
     pub fn apply(&self, object: &K) {
-        let id = (object.namespace().unwrap_or_default(), object.name_any());
+        let id = ObjectKey::of(object);
         let keys = (self.keys)(object);
         let mut entries = self.write();
         entries.remove(&id);
@@ -143,7 +144,7 @@ impl<K: Resource> Index<K> {
     }
 
     pub fn delete(&self, object: &K) {
-        self.write().remove(&(object.namespace().unwrap_or_default(), object.name_any()));
+        self.write().remove(&ObjectKey::of(object));
     }
 
     /// After a (re)list: the index of exactly these objects.
@@ -157,15 +158,15 @@ impl<K: Resource> Index<K> {
         }
     }
 
-    /// The (namespace, name) of the objects under `key`.
-    pub fn get(&self, key: &str) -> Vec<(String, String)> {
+    /// The keys of the objects under `key`.
+    pub fn get(&self, key: &Key) -> Vec<ObjectKey> {
         let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.by_key.get(key).map(|ids| ids.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
-impl Entries {
-    fn remove(&mut self, id: &(String, String)) {
+impl<Key: Eq + Hash> Entries<Key> {
+    fn remove(&mut self, id: &ObjectKey) {
         for old in self.keys_of.remove(id).unwrap_or_default() {
             if let Some(ids) = self.by_key.get_mut(&old) {
                 ids.remove(id);
@@ -190,20 +191,24 @@ mod tests {
         .unwrap()))
     }
 
-    fn names(ids: Vec<(String, String)>) -> Vec<String> {
-        ids.into_iter().map(|(_, name)| name).collect()
+    fn names(ids: Vec<ObjectKey>) -> Vec<String> {
+        ids.iter().map(|id| id.name().to_string()).collect()
+    }
+
+    fn team(vm: &str) -> ObjectKey {
+        ObjectKey::namespaced("team", vm)
     }
 
     #[test]
     fn follows_objects_that_change_key_and_objects_that_go() {
         let index = GroupsByVm::groups().of([&group("a", "vm-1"), &group("b", "vm-1")]);
-        assert_eq!(names(index.get("team/vm-1")), ["a", "b"]);
+        assert_eq!(names(index.get(&team("vm-1"))), ["a", "b"]);
         index.apply(&group("b", "vm-2"));
-        assert_eq!(names(index.get("team/vm-1")), ["a"]);
-        assert_eq!(names(index.get("team/vm-2")), ["b"]);
+        assert_eq!(names(index.get(&team("vm-1"))), ["a"]);
+        assert_eq!(names(index.get(&team("vm-2"))), ["b"]);
         index.delete(&group("a", "vm-1"));
-        assert!(index.get("team/vm-1").is_empty());
-        assert!(index.get("other/vm-2").is_empty());
+        assert!(index.get(&team("vm-1")).is_empty());
+        assert!(index.get(&ObjectKey::namespaced("other", "vm-2")).is_empty());
     }
 
     fn host(name: &str, ledger: &[&str]) -> DeserializeGuard<CatalystHost> {
@@ -219,12 +224,12 @@ mod tests {
     #[test]
     fn files_a_host_under_each_vm_of_its_ledger() {
         let index = HostsByLedger::ledgers().of([&host("a", &["team/vm-1", "team/vm-2"]), &host("b", &["team/vm-3"])]);
-        assert_eq!(names(index.get("team/vm-2")), ["a"]);
-        assert_eq!(names(index.get("team/vm-3")), ["b"]);
+        assert_eq!(names(index.get(&team("vm-2"))), ["a"]);
+        assert_eq!(names(index.get(&team("vm-3"))), ["b"]);
         index.apply(&host("a", &["team/vm-2"]));
-        assert!(index.get("team/vm-1").is_empty());
-        assert_eq!(names(index.get("team/vm-2")), ["a"]);
+        assert!(index.get(&team("vm-1")).is_empty());
+        assert_eq!(names(index.get(&team("vm-2"))), ["a"]);
         index.delete(&host("b", &[]));
-        assert!(index.get("team/vm-3").is_empty());
+        assert!(index.get(&team("vm-3")).is_empty());
     }
 }

@@ -9,6 +9,7 @@
 
 use super::{Context, Error, key_of, object_id};
 use catalyst_api::CatalystVM;
+use catalyst_core::key::ObjectKey;
 use catalyst_core::render::token::{BootstrapToken, EXPIRES_ANNOTATION, TOKEN_NAMESPACE};
 use catalyst_core::render::{FIELD_MANAGER, cloud_init_secret_name};
 use catalyst_core::validation::node_name;
@@ -85,7 +86,8 @@ pub async fn keep(vm: &CatalystVM, token: &BootstrapToken, wanted: bool, ctx: &C
     }
     let made = cached.and_then(|t| t.creation_timestamp()).map(|t| t.0);
     let waited = made.map(|made| now.duration_since(made)).unwrap_or_default();
-    if waited < SIGNING_GRACE || ctx.signed.lock().contains_key(&object_id("Token", token.id())) {
+    let signed = object_id("Token", &ObjectKey::namespaced(TOKEN_NAMESPACE, token.secret_name()));
+    if waited < SIGNING_GRACE || ctx.signed.lock().contains_key(&signed) {
         return Ok(Signing::Fine);
     }
     let (namespace, name) = CLUSTER_INFO;
@@ -93,7 +95,7 @@ pub async fn keep(vm: &CatalystVM, token: &BootstrapToken, wanted: bool, ctx: &C
     let Some(info) = info else { return Ok(Signing::NoClusterInfo) };
     let signature = format!("{SIGNATURE_PREFIX}{}", token.id());
     if info.data.as_ref().is_some_and(|data| data.contains_key(&signature)) {
-        ctx.signed.lock().insert(object_id("Token", token.id()), ());
+        ctx.signed.lock().insert(signed, ());
         return Ok(Signing::Fine);
     }
     Ok(Signing::Unsigned { id: token.id().to_string(), waited })
@@ -118,8 +120,7 @@ async fn delete(tokens: &Api<Secret>, token: &BootstrapToken) -> Result<(), kube
 /// The token the VM's cloud-init Secret keeps, if it has one yet. A Secret the watch says does
 /// not exist is not read.
 async fn kept(vm: &CatalystVM, ctx: &Context) -> Result<Option<BootstrapToken>, Error> {
-    let key = catalyst_core::key::key(&vm.namespace().unwrap_or_default(), &cloud_init_secret_name(vm));
-    if ctx.known.absent("Secret", &key) {
+    if ctx.known.absent("Secret", &ObjectKey::beside(vm, cloud_init_secret_name(vm))) {
         return Ok(None);
     }
     let cloud_init: Api<Secret> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());

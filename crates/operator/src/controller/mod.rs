@@ -29,8 +29,8 @@ pub mod vm;
 
 pub use crate::per_object::{PerObject, object_id};
 pub use context::{
-    Backoff, CONTROLLER_NAME, Context, Stores, Written, digest, error_policy, key_of, node_is_ready, now, read_unseen,
-    reconcile_guarded, report_malformed, valid,
+    Backoff, CONTROLLER_NAME, Context, Stores, Written, digest, error_policy, key_of, ledger_of, node_is_ready, now,
+    object_ref, read_unseen, reconcile_guarded, report_malformed, valid, vm_key,
 };
 pub use error::Error;
 pub use runtime::run;

@@ -16,11 +16,13 @@
 //!    it go, the VM is rendered for its old host again, and `Moving=False` says why.
 
 use super::conditions::{Wanted, wanted};
-use super::{Context, Error, key_of, placement};
+use super::{Context, Error, key_of, ledger_of, placement};
 use catalyst_api::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceMigration};
 use catalyst_api::vm::{CatalystVMStatus, MoveStrategy, VmMove};
 use catalyst_api::{CatalystHost, CatalystVM};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::moving::{self, Instance, Migration, Seen, Step, Strategy};
+use catalyst_core::planner::model::spread_group;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -57,7 +59,7 @@ pub async fn advance(
     let key = key_of(vm);
     let Some(current) = status.moving.clone() else {
         let evacuation = host.status.as_ref().and_then(|s| s.evacuation.as_ref());
-        let Some(granted) = evacuation.and_then(|e| e.moving.iter().find(|m| m.vm == key)) else {
+        let Some(granted) = evacuation.and_then(|e| e.moving.iter().find(|m| m.vm == key.to_string())) else {
             // Not moving: a move this process began for it (and never wrote) holds no group.
             ended(vm, ctx);
             return Ok(Progress::default());
@@ -93,7 +95,7 @@ pub async fn advance(
     };
     let seen = Seen {
         target_node: target.spec.node_name.clone(),
-        reserved: target.status.iter().any(|s| s.vms.contains(&key)),
+        reserved: ledger_of(&target).any(|held| held == key),
         instance: instance(vm, ctx).await?,
         migration: migration(vm, ctx).await?,
     };
@@ -102,7 +104,7 @@ pub async fn advance(
         condition: Some(wanted(MOVING, true, reason, message)),
         requeue: Some(STEP),
     };
-    let to = &current.to;
+    let to = &HostName::from(current.to.as_str());
     Ok(match moving::next(strategy, &seen) {
         Step::Reserve => {
             let reserved = placement::reserve_move(vm, to, ctx).await?;
@@ -143,14 +145,9 @@ pub async fn advance(
     })
 }
 
-/// The spread group of a VM, as `namespace/group`.
-fn spread_group(vm: &CatalystVM) -> Option<String> {
-    Some(format!("{}/{}", vm.namespace()?, vm.spec.placement.spread_group.as_ref()?))
-}
-
 /// Another member of the VM's spread group that is moving, if one is (as the caches show it, or
 /// as this process began it); otherwise the VM's own move is recorded as its group's.
-fn group_member_moving(vm: &CatalystVM, ctx: &Context) -> Option<String> {
+fn group_member_moving(vm: &CatalystVM, ctx: &Context) -> Option<ObjectKey> {
     let group = spread_group(vm)?;
     let key = key_of(vm);
     let guards = ctx.stores.vms.state();
@@ -194,7 +191,7 @@ async fn complete(
     status.host = Some(to.name_any());
     status.moving = None;
     ended(vm, ctx);
-    placement::release(ctx, &from.name_any(), &key_of(vm)).await?;
+    placement::release(ctx, &HostName::of(from), &key_of(vm)).await?;
     delete_migration(vm, ctx).await?;
     let note = format!("moved from CatalystHost {} to {}", from.name_any(), to.name_any());
     ctx.event(&vm.object_ref(&()), EventType::Normal, "Moved", note.clone()).await;
@@ -210,7 +207,7 @@ async fn abandon(
     why: String,
     ctx: &Context,
 ) -> Result<Progress, Error> {
-    placement::release(ctx, &current.to, &key_of(vm)).await?;
+    placement::release(ctx, &HostName::from(current.to.as_str()), &key_of(vm)).await?;
     delete_migration(vm, ctx).await?;
     status.moving = None;
     ended(vm, ctx);
@@ -277,6 +274,6 @@ async fn restart(vm: &CatalystVM, ctx: &Context) -> Result<(), Error> {
     match api.delete(&vm.name_any(), &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
-        Err(source) => Err(Error::DeleteChild { kind: "VirtualMachineInstance", name: key_of(vm), source }),
+        Err(source) => Err(Error::DeleteChild { kind: "VirtualMachineInstance", name: key_of(vm).to_string(), source }),
     }
 }

@@ -10,6 +10,7 @@ use catalyst_api::group::{Repair, ReplicaCores};
 use catalyst_api::host::{HostCores, PodCores, VmCores};
 use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::guest_cells;
+use catalyst_core::key::ObjectKey;
 use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Reason, Verdict};
 use catalyst_core::planner::{HostCells, VmModel};
 use catalyst_core::validation::node_name;
@@ -188,15 +189,19 @@ fn numa_placed(
 /// The host's core map, from its node's report (none without one).
 pub fn host_cores(
     host: &CatalystHost,
-    ledger: &std::collections::BTreeSet<String>,
+    ledger: &std::collections::BTreeSet<ObjectKey>,
     ctx: &Context,
 ) -> Option<HostCores> {
     let report = read(ctx, &host.spec.node_name).cpus?;
     let map = pinning::core_map(&report, ledger.iter().map(|vm| (vm, ctx.stores.launchers_of(vm))));
     Some(HostCores {
         reserved: map.reserved.to_string(),
-        vms: map.vms.into_iter().map(|(vm, cpus)| VmCores { vm, cpus: cpus.to_string() }).collect(),
-        others: map.others.into_iter().map(|(pod, cpus)| PodCores { pod, cpus: cpus.to_string() }).collect(),
+        vms: map.vms.iter().map(|(vm, cpus)| VmCores { vm: vm.to_string(), cpus: cpus.to_string() }).collect(),
+        others: map
+            .others
+            .iter()
+            .map(|(pod, cpus)| PodCores { pod: pod.to_string(), cpus: cpus.to_string() })
+            .collect(),
         free: map.free.to_string(),
     })
 }

@@ -22,8 +22,9 @@
 //! the VM's own clean-up, or the host's reconcile once the VM is gone, removes them. A VM
 //! deleted before it adopted its reservation is released by its host's reconcile.
 
-use super::{Context, Error, PerObject, key_of, object_id, read_unseen, valid};
+use super::{Context, Error, PerObject, key_of, ledger_of, object_id, read_unseen, valid, vm_key};
 use catalyst_api::{CatalystHost, CatalystVM};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::planner::{self, HostModel, PlanInput, Res, VmModel};
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
@@ -33,14 +34,14 @@ use std::hash::{Hash, Hasher};
 
 /// What became of the attempt to give the VM a host.
 pub enum Placement {
-    On(String),
+    On(HostName),
     Nowhere(String),
 }
 
 /// The VM's host: the one its status names, a reservation in a ledger, or a new placement.
 pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     if let Some(host) = vm.status.as_ref().and_then(|s| s.host.clone()) {
-        return Ok(Placement::On(host));
+        return Ok(Placement::On(HostName::from(host)));
     }
     let key = key_of(vm);
     if let Some(host) = ctx.stores.host_holding(&key) {
@@ -58,18 +59,18 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
         ..Default::default()
     };
     let fresh = Api::<CatalystHost>::all(ctx.client.clone()).list(&pool).await.map_err(Error::ListHosts)?.items;
-    let keys: Vec<String> = fresh.iter().filter_map(|h| h.status.as_ref()).flat_map(|s| s.vms.clone()).collect();
+    let keys: Vec<ObjectKey> = fresh.iter().flat_map(ledger_of).collect();
     let (unseen, _) = read_unseen(ctx, &keys).await?;
     let input = plan_input(ctx, vm, &fresh.iter().collect::<Vec<_>>(), &unseen);
-    if let Some(host) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.clone()) {
-        return Ok(adopt(host));
+    if let Some(host) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.as_deref()) {
+        return Ok(adopt(HostName::from(host)));
     }
     let plan = planner::plan_within(&input, ctx.search);
-    let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.clone()) else {
+    let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.as_deref()).map(HostName::from) else {
         return Ok(Placement::Nowhere(planner::reasons(&plan.violations, &planner::Subject::vm(&key))));
     };
     let mut batches = waiting_placements(ctx, &input, &plan);
-    let mut fresh: BTreeMap<String, CatalystHost> = fresh.into_iter().map(|h| (h.name_any(), h)).collect();
+    let mut fresh: BTreeMap<HostName, CatalystHost> = fresh.into_iter().map(|h| (HostName::of(&h), h)).collect();
     let mine = batches.remove(&host).unwrap_or_default();
     let chosen = fresh.remove(&host).expect("the plan chose a listed host");
     reserve(ctx, chosen, &mine, &input).await.map_err(|error| match error {
@@ -89,10 +90,9 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
 }
 
 /// A `Placed` event for each VM just written into `host`'s ledger, once, when it is written.
-async fn announce(ctx: &Context, host: &str, keys: &[String]) {
+async fn announce(ctx: &Context, host: &HostName, keys: &[ObjectKey]) {
     for key in keys {
-        let Some((namespace, name)) = catalyst_core::key::split(key) else { continue };
-        if let Some(vm) = ctx.stores.vm(namespace, name) {
+        if let Some(vm) = ctx.stores.vm(key) {
             ctx.event(&vm.object_ref(&()), EventType::Normal, "Placed", format!("placed on CatalystHost {host}")).await;
         }
     }
@@ -130,20 +130,20 @@ impl Vacancies {
     pub fn seed<'a>(&self, hosts: impl IntoIterator<Item = &'a CatalystHost>) {
         let mut rooms = self.0.lock();
         for host in hosts {
-            rooms.insert(object_id(HOST, &host.name_any()), HostRoom::of(host));
+            rooms.insert(object_id(HOST, &key_of(host)), HostRoom::of(host));
         }
     }
 
     /// Forgets the hosts `exists` no longer finds.
-    pub fn prune(&self, exists: impl Fn(&str, &str) -> bool) {
+    pub fn prune(&self, exists: impl Fn(&str, &ObjectKey) -> bool) {
         self.0.prune(exists);
     }
 
-    /// The VMs (namespace, name) to wake for this version of `host`; `waiting` lists the VMs
-    /// on no host yet, and is asked only when the host may take more than before.
-    pub fn woken(&self, host: &CatalystHost, waiting: impl FnOnce() -> Vec<(String, String)>) -> Vec<(String, String)> {
+    /// The VMs to wake for this version of `host`; `waiting` lists the VMs on no host yet, and
+    /// is asked only when the host may take more than before.
+    pub fn woken(&self, host: &CatalystHost, waiting: impl FnOnce() -> Vec<ObjectKey>) -> Vec<ObjectKey> {
         let now = HostRoom::of(host);
-        let id = object_id(HOST, &host.name_any());
+        let id = object_id(HOST, &key_of(host));
         let mut rooms = self.0.lock();
         let added: Option<Vec<String>> = match rooms.get(&id) {
             Some(before) if before.shape == now.shape && before.ledger.is_subset(&now.ledger) => {
@@ -154,35 +154,33 @@ impl Vacancies {
         rooms.insert(id, now);
         drop(rooms);
         match added {
-            Some(keys) => {
-                keys.iter().filter_map(|k| catalyst_core::key::split(k)).map(|(ns, n)| (ns.into(), n.into())).collect()
-            }
+            Some(entries) => entries.iter().filter_map(|entry| vm_key(entry)).collect(),
             None => waiting(),
         }
     }
 }
 
 /// A reservation written by a batch (its `Placed` event was published then) or before a crash.
-fn adopt(host: String) -> Placement {
+fn adopt(host: HostName) -> Placement {
     tracing::debug!(%host, "adopting the reservation found in the host's ledger");
     Placement::On(host)
 }
 
 /// The VMs the plan places that hold no place yet, by host: the valid ones not being deleted
 /// (the reconciled VM is among them).
-fn waiting_placements(ctx: &Context, input: &PlanInput, plan: &planner::Plan) -> BTreeMap<String, Vec<String>> {
+fn waiting_placements(ctx: &Context, input: &PlanInput, plan: &planner::Plan) -> BTreeMap<HostName, Vec<ObjectKey>> {
     let guards = ctx.stores.vms.state();
-    let deleting: std::collections::HashSet<String> =
+    let deleting: std::collections::HashSet<ObjectKey> =
         valid(&guards).filter(|vm| vm.metadata.deletion_timestamp.is_some()).map(key_of).collect();
-    let waiting: std::collections::HashSet<&str> =
-        input.vms.iter().filter(|m| m.placed.is_none()).map(|m| m.key.as_str()).collect();
-    let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let waiting: std::collections::HashSet<&ObjectKey> =
+        input.vms.iter().filter(|m| m.placed.is_none()).map(|m| &m.key).collect();
+    let mut batches: BTreeMap<HostName, Vec<ObjectKey>> = BTreeMap::new();
     for placed in &plan.vms {
         if let Some(host) = &placed.host
-            && waiting.contains(placed.vm.as_str())
+            && waiting.contains(&placed.vm)
             && !deleting.contains(&placed.vm)
         {
-            batches.entry(host.clone()).or_default().push(placed.vm.clone());
+            batches.entry(HostName::from(host.as_str())).or_default().push(placed.vm.clone());
         }
     }
     batches
@@ -190,17 +188,17 @@ fn waiting_placements(ctx: &Context, input: &PlanInput, plan: &planner::Plan) ->
 
 /// The host each VM holds a place on: its status, or a ledger entry not yet copied there. A
 /// moving VM is planned where it goes (the host it leaves takes no new VMs).
-fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<String, String> {
-    let mut placed: HashMap<String, String> = HashMap::new();
+fn placements(hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> HashMap<ObjectKey, HostName> {
+    let mut placed: HashMap<ObjectKey, HostName> = HashMap::new();
     for host in hosts {
-        for key in host.status.iter().flat_map(|s| &s.vms) {
-            placed.insert(key.clone(), host.name_any());
+        for key in ledger_of(host) {
+            placed.insert(key, HostName::of(host));
         }
     }
     for vm in vms {
         let status = vm.status.as_ref();
         if let Some(host) = status.and_then(|s| s.moving.as_ref().map(|m| m.to.clone()).or_else(|| s.host.clone())) {
-            placed.insert(key_of(*vm), host);
+            placed.insert(key_of(*vm), HostName::from(host));
         }
     }
     placed
@@ -244,7 +242,7 @@ fn layout(ctx: &Context, hosts: &[&CatalystHost], vms: &[&CatalystVM]) -> PlanIn
             .iter()
             .map(|vm| {
                 let mut model = VmModel::from_vm(vm, &ctx.overhead);
-                model.placed = placed.get(&model.key).cloned();
+                model.placed = placed.get(&model.key).map(ToString::to_string);
                 model
             })
             .collect(),
@@ -263,19 +261,25 @@ enum Reservation {
 
 /// Appends `keys` to the ledger of `host` (as just listed) with a compare-and-swap on the
 /// resourceVersion it was listed at, after checking its ledger still leaves room for them.
-async fn reserve(ctx: &Context, mut host: CatalystHost, keys: &[String], input: &PlanInput) -> Result<(), Reservation> {
-    let mut status = host.status.clone().unwrap_or_default();
-    let new: Vec<&String> = keys.iter().filter(|k| !status.vms.contains(k)).collect();
+async fn reserve(
+    ctx: &Context,
+    mut host: CatalystHost,
+    keys: &[ObjectKey],
+    input: &PlanInput,
+) -> Result<(), Reservation> {
+    let held: Vec<ObjectKey> = ledger_of(&host).collect();
+    let new: Vec<&ObjectKey> = keys.iter().filter(|k| !held.contains(k)).collect();
     if new.is_empty() {
         return Ok(());
     }
     // The plan's VMs include every ledger entry (those the cache had not seen were read).
-    let demands: HashMap<&str, Res> = input.vms.iter().map(|m| (m.key.as_str(), m.demand)).collect();
-    let used = status.vms.iter().chain(new.iter().copied()).filter_map(|k| demands.get(k.as_str())).copied();
+    let demands: HashMap<&ObjectKey, Res> = input.vms.iter().map(|m| (&m.key, m.demand)).collect();
+    let used = held.iter().chain(new.iter().copied()).filter_map(|k| demands.get(k)).copied();
     if !HostModel::from_host(&host).allocatable.covers(&used.fold(Res::default(), |sum, d| sum + d)) {
         return Err(Reservation::NoRoom);
     }
-    status.vms.extend(new.into_iter().cloned());
+    let mut status = host.status.clone().unwrap_or_default();
+    status.vms.extend(new.iter().map(ToString::to_string));
     status.vms.sort();
     host.status = Some(status);
     let api: Api<CatalystHost> = Api::all(ctx.client.clone());
@@ -290,13 +294,13 @@ async fn reserve(ctx: &Context, mut host: CatalystHost, keys: &[String], input: 
 /// planner checks a pinned VM, that the host as it is now (its ledger read afresh) still takes
 /// it, NUMA cells included. False when it no longer does; a lost compare-and-swap is a race,
 /// tried again.
-pub async fn reserve_move(vm: &CatalystVM, host: &str, ctx: &Context) -> Result<bool, Error> {
+pub async fn reserve_move(vm: &CatalystVM, host: &HostName, ctx: &Context) -> Result<bool, Error> {
     let key = key_of(vm);
-    let failed = |source| Error::ReserveHost { host: host.to_string(), source };
-    let Some(fresh) = Api::<CatalystHost>::all(ctx.client.clone()).get_opt(host).await.map_err(failed)? else {
+    let failed = |source| Error::ReserveHost { host: host.clone(), source };
+    let Some(fresh) = Api::<CatalystHost>::all(ctx.client.clone()).get_opt(host.as_str()).await.map_err(failed)? else {
         return Ok(false);
     };
-    let ledger: Vec<String> = fresh.status.iter().flat_map(|s| s.vms.clone()).collect();
+    let ledger: Vec<ObjectKey> = ledger_of(&fresh).collect();
     if ledger.contains(&key) {
         return Ok(true);
     }
@@ -316,30 +320,31 @@ pub async fn reserve_move(vm: &CatalystVM, host: &str, ctx: &Context) -> Result<
     match reserve(ctx, fresh, std::slice::from_ref(&key), &input).await {
         Ok(()) => Ok(true),
         Err(Reservation::NoRoom) => Ok(false),
-        Err(Reservation::Lost) => Err(Error::PlacementRace { vm: key, host: host.to_string() }),
-        Err(Reservation::Failed(source)) => Err(Error::ReserveHost { host: host.to_string(), source }),
+        Err(Reservation::Lost) => Err(Error::PlacementRace { vm: key, host: host.clone() }),
+        Err(Reservation::Failed(source)) => Err(Error::ReserveHost { host: host.clone(), source }),
     }
 }
 
 /// Takes `key` out of `host`'s ledger (read afresh, written with a compare-and-swap); nothing
 /// when the host or the entry is gone.
-pub async fn release(ctx: &Context, host: &str, key: &str) -> Result<(), Error> {
+pub async fn release(ctx: &Context, host: &HostName, key: &ObjectKey) -> Result<(), Error> {
     let api: Api<CatalystHost> = Api::all(ctx.client.clone());
-    let failed = |source| Error::ReleaseHost { vm: key.to_string(), host: host.to_string(), source };
-    let Some(mut fresh) = api.get_opt(host).await.map_err(failed)? else { return Ok(()) };
+    let failed = |source| Error::ReleaseHost { vm: key.clone(), host: host.clone(), source };
+    let Some(mut fresh) = api.get_opt(host.as_str()).await.map_err(failed)? else { return Ok(()) };
     let mut status = fresh.status.clone().unwrap_or_default();
-    if !status.vms.iter().any(|k| k == key) {
+    let entry = key.to_string();
+    if !status.vms.contains(&entry) {
         return Ok(());
     }
-    status.vms.retain(|k| k != key);
+    status.vms.retain(|k| *k != entry);
     fresh.status = Some(status);
-    match api.replace_status(host, &PostParams::default(), &fresh).await {
+    match api.replace_status(host.as_str(), &PostParams::default(), &fresh).await {
         Ok(_) => {
             tracing::info!(%host, vm = %key, "released");
             Ok(())
         }
         Err(kube::Error::Api(response)) if response.code == 409 => {
-            Err(Error::PlacementRace { vm: key.to_string(), host: host.to_string() })
+            Err(Error::PlacementRace { vm: key.clone(), host: host.clone() })
         }
         Err(source) => Err(failed(source)),
     }
@@ -359,12 +364,12 @@ mod tests {
         .unwrap()
     }
 
-    fn waiting() -> Vec<(String, String)> {
-        vec![("team".into(), "waiting".into())]
+    fn waiting() -> Vec<ObjectKey> {
+        vec![ObjectKey::namespaced("team", "waiting")]
     }
 
-    fn names(woken: Vec<(String, String)>) -> Vec<String> {
-        woken.into_iter().map(|(_, name)| name).collect()
+    fn names(woken: Vec<ObjectKey>) -> Vec<String> {
+        woken.iter().map(|key| key.name().to_string()).collect()
     }
 
     /// Only a change that may make room wakes the waiting VMs; a ledger that grew wakes the VMs
@@ -381,7 +386,7 @@ mod tests {
         assert_eq!(names(vacancies.woken(&host("a", 1, &["team/vm-2"]), waiting)), ["waiting"], "a VM let go");
         assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "a new spec");
         assert_eq!(names(vacancies.woken(&host("b", 1, &[]), waiting)), ["waiting"], "a new host");
-        vacancies.prune(|kind, name| (kind, name) == (HOST, "b"));
+        vacancies.prune(|kind, key| (kind, key) == (HOST, &ObjectKey::cluster_scoped("b")));
         assert_eq!(names(vacancies.woken(&host("a", 2, &["team/vm-2"]), waiting)), ["waiting"], "forgotten");
     }
 }

@@ -3,10 +3,11 @@
 use super::apply::{Follows, Known};
 use super::index;
 use super::index::Follower;
-use super::{Context, Stores, approval, error_policy, group, host, placement, valid, vm};
+use super::{Context, Stores, approval, error_policy, group, host, key_of, object_ref, placement, valid, vm, vm_key};
 use crate::metrics::Metrics;
 use catalyst_api::kubevirt::VirtualMachine;
 use catalyst_api::{CatalystHost, CatalystNodeReport, CatalystVM, ServiceGroup};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::planner::Overhead;
 use catalyst_core::pool::HostPool;
 use catalyst_core::render::labels;
@@ -294,11 +295,10 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         // A cloud-init Secret changed or deleted by hand wakes its VM; a join Secret, the VMs
         // that name it (one that appears lets a waiting VM go on).
         .watches_shared_stream(secrets.subscribe(Wake::AnyChange), move |secret| {
-            let namespace = secret.namespace().unwrap_or_default();
             let owner =
                 secret.owner_references().iter().filter(|o| o.controller == Some(true) && o.kind == "CatalystVM");
-            let owner = owner.map(|o| (namespace.clone(), o.name.clone()));
-            let naming = vms_by_join_secret.get(&catalyst_core::key::key(&namespace, &secret.name_any()));
+            let owner = owner.map(|o| ObjectKey::beside(secret.as_ref(), &o.name));
+            let naming = vms_by_join_secret.get(&key_of(secret.as_ref()));
             refs(owner.chain(naming))
         })
         // Room made on a host may let a waiting VM in; a VM just put in a ledger adopts it; a
@@ -308,11 +308,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             move |host| {
                 let Ok(host) = &host.0 else { return Vec::new() };
                 let evacuation = host.status.as_ref().and_then(|s| s.evacuation.as_ref());
-                let moving = evacuation.into_iter().flat_map(|e| &e.moving).filter_map(|m| {
-                    let (namespace, name) = catalyst_core::key::split(&m.vm)?;
-                    Some((namespace.to_string(), name.to_string()))
-                });
-                let mut woken = vacancies.woken(host, || waiting.get(""));
+                let moving = evacuation.into_iter().flat_map(|e| &e.moving).filter_map(|m| vm_key(&m.vm));
+                let mut woken = vacancies.woken(host, || waiting.get(&None));
                 woken.extend(moving);
                 refs(woken)
             }
@@ -328,18 +325,13 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
             let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
             move |node| {
                 let name = node.name_any();
-                let own = vm_of_node(&name).map(|(namespace, vm)| (namespace.to_string(), vm.to_string()));
-                let on_host = hosts_on_node(&hosts, &name).into_iter().flat_map(|host| vms_by_host.get(&host.name));
-                refs(own.into_iter().chain(on_host))
+                refs(vm_of_node(&name).into_iter().chain(vms_on_hosts(&vms_by_host, hosts_on_node(&hosts, &name))))
             }
         })
         // A host's report says which cores its VMs' launchers hold.
         .watches_shared_stream(reports.subscribe(Wake::ChangeOf(report_digest)), {
             let (hosts, vms_by_host) = (stores.hosts.clone(), vms_by_host.clone());
-            move |report| {
-                let on_node = hosts_on_node(&hosts, &report.name_any());
-                refs(on_node.iter().flat_map(|host| vms_by_host.get(&host.name)))
-            }
+            move |report| refs(vms_on_hosts(&vms_by_host, hosts_on_node(&hosts, &report.name_any())))
         })
         // A token gone (the token cleaner removed it) is made again while the VM joins.
         .watches_shared_stream(
@@ -347,10 +339,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
                 Some(tokens) => tokens.subscribe(Wake::AnyChange).boxed(),
                 None => futures::stream::empty().boxed(),
             },
-            |token| {
-                let (namespace, name) = vm_of_node(token.labels().get(labels::JOIN_TOKEN_OF)?)?;
-                Some(ObjectRef::new(name).within(namespace))
-            },
+            |token| Some(object_ref(&vm_of_node(token.labels().get(labels::JOIN_TOKEN_OF)?)?)),
         )
         .shutdown_on_signal()
         .run(vm::reconcile, error_policy, ctx.clone())
@@ -361,26 +350,21 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .owns_stream(children::<StatefulSet>(&client, ns, ctx.known.clone()))
         .owns_stream(children::<Service>(&client, ns, ctx.known.clone()))
         // A group renders from its VM's spec and name, never from its status.
-        .watches_shared_stream(vms.subscribe(Wake::SpecChange), move |vm| {
-            let (namespace, name) = (vm.namespace().unwrap_or_default(), vm.name_any());
-            refs(groups_of_vm.get(&catalyst_core::key::key(&namespace, &name)))
-        })
+        .watches_shared_stream(vms.subscribe(Wake::SpecChange), move |vm| refs(groups_of_vm.get(&key_of(vm.as_ref()))))
         // A VM-node going NotReady makes its replicas' verdicts Unknown.
         .watches_shared_stream(nodes.subscribe(Wake::AnyChange), {
             let groups_by_vm = groups_by_vm.clone();
             move |node| {
-                let node = node.name_any();
-                let Some((namespace, vm)) = vm_of_node(&node) else { return Vec::new() };
-                refs(groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
+                let Some(vm) = vm_of_node(&node.name_any()) else { return Vec::new() };
+                refs(groups_by_vm.get(&vm))
             }
         })
         // A VM-node's report says which cores the replicas on it hold.
         .watches_shared_stream(reports.subscribe(Wake::ChangeOf(report_digest)), {
             let groups_by_vm = groups_by_vm.clone();
             move |report| {
-                let node = report.name_any();
-                let Some((namespace, vm)) = vm_of_node(&node) else { return Vec::new() };
-                refs(groups_by_vm.get(&catalyst_core::key::key(namespace, vm)))
+                let Some(vm) = vm_of_node(&report.name_any()) else { return Vec::new() };
+                refs(groups_by_vm.get(&vm))
             }
         })
         .shutdown_on_signal()
@@ -475,12 +459,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     tracing::info!("controllers stopped");
 }
 
-/// References to namespaced objects, from the (namespace, name) an index gives.
-fn refs<K>(ids: impl IntoIterator<Item = (String, String)>) -> Vec<ObjectRef<K>>
+/// References to the objects of these keys, as an index gives them.
+fn refs<K>(keys: impl IntoIterator<Item = ObjectKey>) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()>,
 {
-    ids.into_iter().map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)).collect()
+    keys.into_iter().map(|key| object_ref(&key)).collect()
 }
 
 /// The valid hosts that are this node.
@@ -489,6 +473,14 @@ fn hosts_on_node(
     node: &str,
 ) -> Vec<ObjectRef<DeserializeGuard<CatalystHost>>> {
     valid(&hosts.state()).filter(|h| h.spec.node_name == node).map(|h| ObjectRef::new(&h.name_any())).collect()
+}
+
+/// The VMs whose status names one of these hosts.
+fn vms_on_hosts(
+    vms_by_host: &index::VmsByHost,
+    hosts: Vec<ObjectRef<DeserializeGuard<CatalystHost>>>,
+) -> impl Iterator<Item = ObjectKey> {
+    hosts.into_iter().flat_map(|host| vms_by_host.get(&Some(HostName::from(host.name))))
 }
 
 fn log<T: Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {

@@ -6,7 +6,7 @@
 //! a Node registered again under the same name starts unverified.
 
 use super::conditions::{NODE_VERIFIED, Wanted, wanted};
-use super::{Context, Error};
+use super::{Context, Error, key_of};
 use catalyst_api::kubevirt::VirtualMachineInstance;
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::node_identity::{Identity, is_labelled_as, verify};
@@ -38,10 +38,8 @@ pub async fn node(
     }
     let namespace = vm.namespace().unwrap_or_default();
     let instances: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &namespace);
-    let instance = instances
-        .get_opt(&vm.name_any())
-        .await
-        .map_err(|source| Error::ReadInstance { vm: format!("{namespace}/{}", vm.name_any()), source })?;
+    let instance =
+        instances.get_opt(&vm.name_any()).await.map_err(|source| Error::ReadInstance { vm: key_of(vm), source })?;
     let identity = verify(node, instance.as_ref(), &host.spec.node_name);
     let message = identity.message(&name, &host.spec.node_name);
     if identity.is_verified() {

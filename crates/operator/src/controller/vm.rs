@@ -9,12 +9,13 @@ use super::join_token::Signing;
 use super::placement::{Placement, place};
 use super::refusal::Refusal;
 use super::{
-    Context, Error, FINALIZER, join_token, key_of, moves, node_is_ready, object_id, pinning, placement,
-    reconcile_guarded, refuse, report, valid, verify,
+    Context, Error, FINALIZER, join_token, key_of, ledger_of, moves, node_is_ready, object_id, object_ref, pinning,
+    placement, reconcile_guarded, refuse, report, valid, verify,
 };
 use catalyst_api::kubevirt::{PrintableStatus, VirtualMachine, VirtualMachineStatus};
 use catalyst_api::vm::{CatalystVMStatus, RunStrategy, VmPhase};
 use catalyst_api::{CatalystHost, CatalystVM, Resources, ServiceGroup};
+use catalyst_core::key::{HostName, ObjectKey};
 use catalyst_core::node_identity::is_labelled_as;
 use catalyst_core::planner::{self, GroupModel, HostModel, Overhead, Res, VmModel};
 use catalyst_core::render::token::BootstrapToken;
@@ -25,7 +26,6 @@ use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -75,7 +75,7 @@ async fn reconcile_vm(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     status.phase = Some(derived.phase);
     status.virtual_machine_name = Some(vm.name_any());
     status.node_name = node.as_ref().map(|n| n.name_any());
-    let groups = ctx.stores.groups_of_vm(&vm.namespace().unwrap_or_default(), &vm.name_any());
+    let groups = ctx.stores.groups_of_vm(&key_of(vm));
     let groups: Vec<ServiceGroup> = valid(&groups).cloned().collect();
     status.available = Some(left_for_groups(vm, &groups, &ctx.overhead, ctx.host_threads(vm)));
     status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
@@ -164,13 +164,13 @@ async fn prepare(
             return Ok(Err(Refusal::Unschedulable { why }));
         }
     };
-    status.host = Some(host_name.clone());
+    status.host = Some(host_name.to_string());
     // Until the VirtualMachine is applied, every way out is a refusal that changes nothing.
     status.phase = Some(VmPhase::while_refused(status.phase, true));
-    let cached = ctx.stores.host(&host_name);
+    let cached = ctx.stores.host(host_name.as_str());
     let guards = cached.as_ref().map(|host| others_on(vm, host, ctx)).unwrap_or_default();
     let others: Vec<&CatalystVM> = valid(&guards).collect();
-    let host = match check_host(vm, &host_name, cached, &others, &ctx.overhead) {
+    let host = match check_host(vm, host_name.as_str(), cached, &others, &ctx.overhead) {
         Ok(host) => host,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -183,18 +183,18 @@ async fn read_join(vm: &CatalystVM, ctx: &Context) -> Result<Result<Option<JoinC
     let namespace = vm.namespace().unwrap_or_default();
     // The Secrets are watched (by metadata): a missing one wakes the VM when it appears, and a
     // known one is read again only once its version changed.
-    let Some(version) = ctx.stores.secret_version(&namespace, secret) else {
+    let secret_key = ObjectKey::beside(vm, secret);
+    let Some(version) = ctx.stores.secret_version(&secret_key) else {
         return Ok(Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace }));
     };
-    let id = object_id("Secret", &catalyst_core::key::key(&namespace, secret));
+    let id = object_id("Secret", &secret_key);
     let cached =
         ctx.join_secrets.lock().get(&id).filter(|(read_at, _)| *read_at == version).map(|(_, join)| join.clone());
     let join = match cached {
         Some(join) => join,
         None => {
             let read = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(secret).await;
-            let read =
-                read.map_err(|source| Error::ReadJoinSecret { secret: format!("{namespace}/{secret}"), source })?;
+            let read = read.map_err(|source| Error::ReadJoinSecret { secret: secret_key.clone(), source })?;
             match read.map(|found| JoinCredentials::from_secret(&found, ctx.mint_join_tokens)) {
                 None => return Ok(Err(Refusal::JoinSecretMissing { secret: secret.clone(), namespace })),
                 Some(Err(why)) => return Ok(Err(Refusal::JoinSecretInvalid { why })),
@@ -360,11 +360,10 @@ fn derive(
 /// holds that name no host yet (read through the caches; only this host's are modelled, as this
 /// runs on every reconcile of a placed VM).
 fn others_on(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> Vec<Arc<DeserializeGuard<CatalystVM>>> {
-    let mut guards = ctx.stores.vms_on(&host.name_any());
-    let reserved = host.status.iter().flat_map(|s| &s.vms).filter_map(|key| catalyst_core::key::split(key));
+    let mut guards = ctx.stores.vms_on(Some(HostName::of(host)));
     guards.extend(
-        reserved
-            .filter_map(|(namespace, name)| ctx.stores.vms.get(&ObjectRef::new(name).within(namespace)))
+        ledger_of(host)
+            .filter_map(|key| ctx.stores.vms.get(&object_ref(&key)))
             .filter(|guard| guard.0.as_ref().is_ok_and(|other| other.status.as_ref().is_none_or(|s| s.host.is_none()))),
     );
     guards.retain(|guard| {
@@ -410,7 +409,7 @@ pub fn left_for_groups(vm: &CatalystVM, groups: &[ServiceGroup], overhead: &Over
 async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(vm);
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
-    let failed = |source| Error::DeleteChild { kind: "VirtualMachine", name: key.clone(), source };
+    let failed = |source| Error::DeleteChild { kind: "VirtualMachine", name: key.to_string(), source };
     if let Some(machine) = machines.get_opt(&vm.name_any()).await.map_err(failed)? {
         if machine.metadata.deletion_timestamp.is_none() {
             machines.delete(&vm.name_any(), &DeleteParams::foreground()).await.map_err(failed)?;
@@ -423,12 +422,10 @@ async fn cleanup(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     // The host the VM's status names is read even when the cache has not yet seen the
     // placement's ledger write; the cached ledgers add a host whose write the VM's status missed,
     // and a move's new host holds it too.
-    let mut holders: BTreeSet<String> = vm.status.iter().filter_map(|s| s.host.clone()).collect();
-    holders.extend(vm.status.iter().filter_map(|s| s.moving.as_ref().map(|m| m.to.clone())));
+    let mut holders: BTreeSet<HostName> = vm.status.iter().filter_map(|s| s.host.clone()).map(HostName::from).collect();
+    holders.extend(vm.status.iter().filter_map(|s| s.moving.as_ref().map(|m| HostName::from(m.to.clone()))));
     holders.extend(
-        valid(&ctx.stores.hosts())
-            .filter(|cached| cached.status.iter().any(|s| s.vms.contains(&key)))
-            .map(ResourceExt::name_any),
+        valid(&ctx.stores.hosts()).filter(|cached| ledger_of(cached).any(|held| held == key)).map(HostName::of),
     );
     for holder in holders {
         placement::release(ctx, &holder, &key).await?;
