@@ -210,9 +210,12 @@ impl Store {
                 }
                 o
             });
-            if let Err(errors) =
-                kube::core::cel::Validator::new().validate_compiled(&compiled.rules, &defaulted, old_body.as_ref())
-            {
+            // One validator per thread: making one registers every CEL library function anew.
+            thread_local! {
+                static VALIDATOR: kube::core::cel::Validator = kube::core::cel::Validator::new();
+            }
+            let checked = VALIDATOR.with(|v| v.validate_compiled(&compiled.rules, &defaulted, old_body.as_ref()));
+            if let Err(errors) = checked {
                 // kube-cel writes a root rule's field path with a leading dot; the API server does not.
                 causes.extend(
                     errors

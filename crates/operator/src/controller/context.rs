@@ -105,6 +105,12 @@ impl Stores {
         self.vms.get(&object_ref(key)).and_then(|g| g.0.as_ref().ok().cloned())
     }
 
+    /// Whether the cache holds a valid CatalystVM `key`, without copying it: a placement turn
+    /// asks this of every ledger entry.
+    pub fn has_vm(&self, key: &ObjectKey) -> bool {
+        self.vms.get(&object_ref(key)).is_some_and(|g| g.0.is_ok())
+    }
+
     /// The valid ServiceGroups that name the VM `vm`.
     pub fn groups_of_vm(&self, vm: &ObjectKey) -> Vec<Arc<DeserializeGuard<ServiceGroup>>> {
         cached_valid(&self.groups, self.groups_by_vm.get(vm))
@@ -197,7 +203,7 @@ pub async fn read_unseen(
             gone.insert(key.clone());
             continue;
         };
-        if ctx.stores.vm(key).is_some() {
+        if ctx.stores.has_vm(key) {
             continue;
         }
         let read = Api::<CatalystVM>::namespaced(ctx.client.clone(), namespace).get_opt(key.name()).await;
