@@ -106,7 +106,9 @@ async fn reconcile_group(group: &ServiceGroup, ctx: &Context) -> Result<Action, 
     status.replicas = observed.replicas;
     status.ready_replicas = observed.ready_replicas.unwrap_or(0);
     let vm = validated.vm;
-    let pinning = pinning::group(group, vm, ctx);
+    let pinning = pinning::group(group, vm, &pinning::read(ctx, &catalyst_core::validation::node_name(vm)));
+    let labels = pinning.verdicts.iter().map(catalyst_core::pinning::Verdict::label);
+    ctx.metrics.verdicts("ServiceGroup", &key_of(group), "replica", labels);
     let repair_again = pinning::repair(group, &pinning, ctx).await?;
     status.cores = pinning.cores.clone();
     let pinned = pinning.pinned;

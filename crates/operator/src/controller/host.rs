@@ -157,7 +157,8 @@ pub fn desired_status(
 async fn reconcile_host(host: &CatalystHost, ctx: &Context) -> Result<Action, Error> {
     let world = dereference(host, ctx).await?;
     let ledger = ledger(host, &world);
-    let cores = pinning::host_cores(host, &ledger, ctx);
+    let report = pinning::read(ctx, &host.spec.node_name);
+    let cores = pinning::host_cores(&report, ledger.iter().map(|vm| (vm, ctx.stores.launchers_of(vm))));
     let status = desired_status(host, &world, ledger, cores);
     let allocatable = HostModel::from_host(host).allocatable;
     let allocated = status.allocated.as_ref().map(Res::from).unwrap_or_default();

@@ -3,6 +3,9 @@
 //! is exactly its cores, alone. A report is believed only from a Ready node whose agent still
 //! renews it; otherwise `Pinned` is Unknown. A replica found on the wrong cores is recreated
 //! ([`repair`]) unless its group says only to report it.
+//!
+//! [`read`] is the dereference step (the caches and the clock); [`group`], [`vm`] and
+//! [`host_cores`] are pure: data in, verdicts out, their metrics left to the caller.
 
 use super::conditions::{Status, Wanted, wanted};
 use super::{Context, Error, key_of, object_id};
@@ -12,7 +15,7 @@ use catalyst_api::{CatalystHost, CatalystVM, ServiceGroup};
 use catalyst_core::guest_cells;
 use catalyst_core::key::ObjectKey;
 use catalyst_core::pinning::{self, Expected, NodeCpus, Pod, Reason, Verdict};
-use catalyst_core::planner::{HostCells, VmModel};
+use catalyst_core::planner::{HostCells, Overhead, VmModel};
 use catalyst_core::validation::node_name;
 use k8s_openapi::api::core::v1::Pod as PodObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -29,7 +32,7 @@ pub const NUMA_PLACED: &str = "NumaPlaced";
 const COMPUTE: &str = "compute";
 
 /// A node's report as the verdicts read it.
-struct Report {
+pub struct Report {
     /// The report, read; `None` when it has none or it cannot be read.
     cpus: Option<NodeCpus>,
     /// Why it is not to be believed now, if it is not.
@@ -42,7 +45,8 @@ struct Report {
 /// How soon a stale report is looked at again.
 const STALE_RECHECK: Duration = Duration::from_secs(30);
 
-fn read(ctx: &Context, node: &str) -> Report {
+/// The report of `node` as the caches hold it now, and whether to believe it.
+pub fn read(ctx: &Context, node: &str) -> Report {
     let Some(report) = ctx.stores.reports.get(&ObjectRef::new(node)) else {
         return Report { cpus: None, untrusted: None, trusted_for: None };
     };
@@ -93,9 +97,9 @@ pub struct GroupPinning {
 
 /// Each replica's cores, and the group's `Pinned` condition. Replicas are the StatefulSet's
 /// pods `<group>-1` to `<group>-<replicas>`, on the VM's node, container `<group>`.
-pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> GroupPinning {
+/// `report` is that of the VM's node.
+pub fn group(group: &ServiceGroup, vm: &CatalystVM, report: &Report) -> GroupPinning {
     let node = node_name(vm);
-    let report = read(ctx, &node);
     let (namespace, name) = (group.namespace().unwrap_or_default(), group.name_any());
     let verdicts: Vec<Verdict> = (1..=group.spec.replicas)
         .map(|ordinal| Expected {
@@ -108,7 +112,6 @@ pub fn group(group: &ServiceGroup, vm: &CatalystVM, ctx: &Context) -> GroupPinni
         })
         .map(|expected| report.check(&expected))
         .collect();
-    ctx.metrics.verdicts("ServiceGroup", &key_of(group), "replica", verdicts.iter().map(Verdict::label));
     let cores = verdicts
         .iter()
         .filter_map(|v| v.holding.as_ref())
@@ -138,22 +141,27 @@ pub struct VmPinning {
 /// how long the verdicts hold. The compute container holds the vCPUs and the isolated emulator
 /// thread's cores, as the planner counts them ([`catalyst_core::planner::Overhead::pinned_cores`]).
 /// Without NUMA passthrough, a VM that fits in one of its host's cells should lie in one.
-pub fn vm(vm: &CatalystVM, host: &CatalystHost, ctx: &Context) -> VmPinning {
+/// `report` is that of the host's node, `launchers` the VM's launcher pods the cache knows.
+pub fn vm(
+    vm: &CatalystVM,
+    host: &CatalystHost,
+    report: &Report,
+    launchers: Vec<String>,
+    overhead: &Overhead,
+) -> VmPinning {
     let smallest_cell = host.spec.numa.iter().map(|cell| cell.cpu).min();
     let expected = Expected {
         node: host.spec.node_name.clone(),
         namespace: vm.namespace().unwrap_or_default(),
-        pod: Pod::Launcher { vm: vm.name_any(), pods: ctx.stores.launchers_of(&key_of(vm)) },
+        pod: Pod::Launcher { vm: vm.name_any(), pods: launchers },
         container: COMPUTE.into(),
-        cores: u32::try_from(ctx.overhead.pinned_cores(vm.spec.cpu.into(), vm.spec.isolate_emulator_thread))
+        cores: u32::try_from(overhead.pinned_cores(vm.spec.cpu.into(), vm.spec.isolate_emulator_thread))
             .unwrap_or(u32::MAX),
         one_numa_node: !vm.spec.numa_passthrough && smallest_cell.is_some_and(|cell| vm.spec.cpu <= cell),
     };
-    let report = read(ctx, &expected.node);
     let verdict = report.check(&expected);
-    ctx.metrics.verdicts("CatalystVM", &key_of(vm), "vm", [verdict.label()]);
     let pinned = condition(std::slice::from_ref(&verdict), "its vCPUs");
-    let numa = numa_placed(vm, host, &report, &verdict, ctx);
+    let numa = numa_placed(vm, host, report, &verdict, overhead);
     VmPinning { verdict, pinned, numa, trusted_for: report.trusted_for }
 }
 
@@ -164,7 +172,7 @@ fn numa_placed(
     host: &CatalystHost,
     report: &Report,
     verdict: &Verdict,
-    ctx: &Context,
+    overhead: &Overhead,
 ) -> Option<Wanted> {
     if !vm.spec.numa_passthrough || vm.spec.hugepages.is_none() || host.spec.numa.is_empty() {
         return None;
@@ -176,7 +184,7 @@ fn numa_placed(
         let message = "its launcher is not in its host's report yet";
         return Some(wanted(NUMA_PLACED, Status::Unknown, Reason::NoReport.as_str(), message));
     };
-    let model = VmModel::from_vm(vm, &ctx.overhead);
+    let model = VmModel::from_vm(vm, overhead);
     let found = guest_cells::check(cpus, &holding.cpus, &model, &HostCells::from_spec(&host.spec));
     let status = match found.reason {
         guest_cells::Reason::WithinPools => Status::True,
@@ -186,14 +194,13 @@ fn numa_placed(
     Some(wanted(NUMA_PLACED, status, found.reason.as_str(), found.message))
 }
 
-/// The host's core map, from its node's report (none without one).
-pub fn host_cores(
-    host: &CatalystHost,
-    ledger: &std::collections::BTreeSet<ObjectKey>,
-    ctx: &Context,
+/// The host's core map, from its node's report (none without one): `vms` are the VMs of its
+/// ledger with the launcher pods the cache knows of each.
+pub fn host_cores<'a>(
+    report: &Report,
+    vms: impl IntoIterator<Item = (&'a ObjectKey, Vec<String>)>,
 ) -> Option<HostCores> {
-    let report = read(ctx, &host.spec.node_name).cpus?;
-    let map = pinning::core_map(&report, ledger.iter().map(|vm| (vm, ctx.stores.launchers_of(vm))));
+    let map = pinning::core_map(report.cpus.as_ref()?, vms);
     Some(HostCores {
         reserved: map.reserved.to_string(),
         vms: map.vms.iter().map(|(vm, cpus)| VmCores { vm: vm.to_string(), cpus: cpus.to_string() }).collect(),
@@ -273,4 +280,70 @@ pub async fn repair(group: &ServiceGroup, pinning: &GroupPinning, ctx: &Context)
         Err(source) => return Err(Error::EvictReplica { pod: replica.pod.clone(), source }),
     }
     Ok(Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalyst_api::report::{CatalystNodeReportSpec, ContainerCpus, NumaCell, PodCpus};
+
+    fn group_and_vm() -> (ServiceGroup, CatalystVM) {
+        let group = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sms", "namespace": "billing"},
+            "spec": {"vm": "vm-a", "replicas": 2, "cpu": 2, "memory": "4Gi", "template": {"image": "sms:1"}}
+        }))
+        .unwrap();
+        let vm = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "vm-a", "namespace": "billing"},
+            "spec": {"cpu": 8, "memory": "32Gi", "bootDisk": {"containerDisk": {"image": "img"}}}
+        }))
+        .unwrap();
+        (group, vm)
+    }
+
+    /// The node's report: each replica `sms-N` holds the CPUs given, alone.
+    fn report(replicas: &[&str], untrusted: Option<(Reason, String)>) -> Report {
+        let spec = CatalystNodeReportSpec {
+            heartbeat_time: None,
+            allocatable_cpus: "1-7".into(),
+            numa: vec![NumaCell { id: 0, cpus: "0-7".into(), ..NumaCell::default() }],
+            pods: replicas
+                .iter()
+                .enumerate()
+                .map(|(i, cpus)| PodCpus {
+                    namespace: "billing".into(),
+                    name: format!("sms-{}", i + 1),
+                    containers: vec![ContainerCpus { name: "sms".into(), cpus: cpus.to_string() }],
+                })
+                .collect(),
+        };
+        Report { cpus: NodeCpus::read(&spec).ok(), untrusted, trusted_for: None }
+    }
+
+    #[test]
+    fn a_groups_verdicts_come_from_the_report_it_is_given() {
+        let (sms, vm) = group_and_vm();
+        let pinned = super::group(&sms, &vm, &report(&["1-2", "3-4"], None));
+        assert_eq!(pinned.pinned.status, Status::True, "{:?}", pinned.pinned);
+        assert_eq!(pinned.cores.iter().map(|c| c.cpus.as_str()).collect::<Vec<_>>(), ["1-2", "3-4"]);
+
+        let missing = super::group(&sms, &vm, &report(&["1-2"], None));
+        assert_eq!(missing.pinned.status, Status::False, "a replica the believed report lacks: {:?}", missing.pinned);
+    }
+
+    #[test]
+    fn a_report_not_to_be_believed_makes_every_verdict_unknown() {
+        let (sms, vm) = group_and_vm();
+        let stale = report(&["1-2", "3-4"], Some((Reason::StaleReport, "its agent stopped renewing it".into())));
+        let pinned = super::group(&sms, &vm, &stale);
+        assert_eq!((pinned.pinned.status, pinned.pinned.reason), (Status::Unknown, Reason::StaleReport.as_str()));
+    }
+
+    #[test]
+    fn a_host_without_a_report_has_no_core_map() {
+        let key = ObjectKey::namespaced("billing", "vm-a");
+        let none = Report { cpus: None, untrusted: None, trusted_for: None };
+        assert!(host_cores(&none, [(&key, vec!["virt-launcher-vm-a-x".to_string()])]).is_none());
+        assert!(host_cores(&report(&[], None), [(&key, Vec::new())]).is_some());
+    }
 }

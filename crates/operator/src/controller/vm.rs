@@ -79,7 +79,11 @@ async fn reconcile_vm(vm: &CatalystVM, ctx: &Context) -> Result<Action, Error> {
     let groups: Vec<ServiceGroup> = valid(&groups).cloned().collect();
     status.available = Some(left_for_groups(vm, &groups, &ctx.overhead, ctx.host_threads(vm)));
     status.topology_manager_policy = Some(catalyst_core::render::topology_manager_policy(&vm.spec).to_string());
-    let pinning::VmPinning { verdict, pinned, numa, trusted_for } = pinning::vm(vm, &prepared.host, ctx);
+    let host_report = pinning::read(ctx, &prepared.host.spec.node_name);
+    let launchers = ctx.stores.launchers_of(&key_of(vm));
+    let pinning::VmPinning { verdict, pinned, numa, trusted_for } =
+        pinning::vm(vm, &prepared.host, &host_report, launchers, &ctx.overhead);
+    ctx.metrics.verdicts("CatalystVM", &key_of(vm), "vm", [verdict.label()]);
     status.host_cpus = verdict.holding.as_ref().map(|h| h.cpus.to_string());
     status.host_numa = verdict.holding.map(|h| h.numa.into_iter().collect()).unwrap_or_default();
     let old_conditions = vm.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
