@@ -68,6 +68,13 @@ impl Known {
         };
     }
 
+    /// Whether `version` of the child is the one this operator last wrote and recorded: its
+    /// watch event is the echo of that write, which tells the owner nothing it does not know.
+    pub fn wrote(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> bool {
+        let current = self.current.lock();
+        version.is_some_and(|version| current.get(&object_id(kind, key)).is_some_and(|k| k.version == version))
+    }
+
     /// The watch of `kind` has listed every child of that kind (`keys`, when it says exactly
     /// which; otherwise what it reported one by one stands).
     pub fn listed(&self, kind: &str, keys: Option<Vec<ObjectKey>>) {
@@ -216,6 +223,24 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
+
+    /// Only the version this operator wrote is an echo: not another writer's, and not the
+    /// deletion of what it wrote (the watch forgets the version first).
+    #[test]
+    fn only_the_version_written_is_an_echo() {
+        let known = Known::default();
+        let key = ObjectKey::namespaced("team", "vm-a");
+        known.record("VirtualMachine", &key, "hash".into(), Some("7".into()), Value::Null);
+        known.observed("VirtualMachine", &key, Some("7"));
+        assert!(known.wrote("VirtualMachine", &key, Some("7")));
+        assert!(!known.wrote("VirtualMachine", &key, Some("8")));
+        assert!(!known.wrote("Secret", &key, Some("7")));
+        known.observed("VirtualMachine", &key, Some("8"));
+        assert!(!known.wrote("VirtualMachine", &key, Some("7")), "an edit by hand forgets the write");
+        known.record("VirtualMachine", &key, "hash".into(), Some("9".into()), Value::Null);
+        known.observed("VirtualMachine", &key, None);
+        assert!(!known.wrote("VirtualMachine", &key, Some("9")), "a deletion is never an echo");
+    }
 
     #[test]
     fn a_subset_check_ignores_what_the_server_adds() {
