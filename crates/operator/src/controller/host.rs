@@ -7,7 +7,9 @@
 //! update.
 
 use super::conditions::{self, OVERCOMMITTED, READY, Wanted, wanted};
-use super::{Context, Error, evacuation, key_of, ledger_of, pinning, read_unseen, reconcile_guarded, valid};
+use super::{
+    Context, Error, evacuation, key_of, ledger_of, object_ref, pinning, read_unseen, reconcile_guarded, valid,
+};
 use catalyst_api::host::{CatalystHostStatus, Evacuation, HostCores, HostSummary};
 use catalyst_api::{CatalystHost, CatalystVM};
 use catalyst_core::key::{HostName, ObjectKey};
@@ -34,10 +36,11 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CatalystHost>>, ctx: Arc<Cont
 /// What a host's reconcile reads besides the host, through the caches and the API server.
 pub struct Dereferenced {
     /// The valid VMs whose status names the host, and those its ledger holds that the cache has
-    /// not seen yet (read from the API server).
-    pub placed_here: Vec<CatalystVM>,
+    /// not seen yet (read from the API server). Shared with the cache, not copied: a host is
+    /// reconciled at every change of one of its VMs.
+    pub placed_here: Vec<Vm>,
     /// Every VM the ledger or `placed_here` names that exists.
-    pub known: BTreeMap<ObjectKey, CatalystVM>,
+    pub known: BTreeMap<ObjectKey, Vm>,
     /// Ledger entries whose VM no longer exists.
     pub gone: BTreeSet<ObjectKey>,
     /// The host's Node's Ready condition; `None` when there is no such Node.
@@ -49,17 +52,25 @@ pub struct Dereferenced {
     pub now: Time,
 }
 
+/// A VM as the cache shares it, or as read from the API server; only valid ones are kept.
+pub type Vm = Arc<DeserializeGuard<CatalystVM>>;
+
+/// The VM a kept [`Vm`] holds.
+fn vm_of(vm: &Vm) -> Option<&CatalystVM> {
+    vm.0.as_ref().ok()
+}
+
 /// Reads what the host's status is made from; the ledger's VMs the cache has not seen are read
 /// from the API server.
 pub async fn dereference(host: &CatalystHost, ctx: &Context) -> Result<Dereferenced, Error> {
     let old_ledger: Vec<ObjectKey> = ledger_of(host).collect();
     let (unseen, gone) = read_unseen(ctx, &old_ledger).await?;
-    let guards = ctx.stores.vms_on(Some(HostName::of(host)));
-    let mut placed_here: Vec<CatalystVM> = valid(&guards).cloned().collect();
-    placed_here.extend(unseen.iter().cloned());
-    let mut known: BTreeMap<ObjectKey, CatalystVM> = placed_here.iter().map(|vm| (key_of(vm), vm.clone())).collect();
+    let mut placed_here: Vec<Vm> = ctx.stores.vms_on(Some(HostName::of(host)));
+    placed_here.extend(unseen.into_iter().map(|vm| Arc::new(DeserializeGuard(Ok(vm)))));
+    let mut known: BTreeMap<ObjectKey, Vm> =
+        placed_here.iter().filter_map(|vm| Some((key_of(vm_of(vm)?), vm.clone()))).collect();
     for key in old_ledger {
-        if let Some(vm) = ctx.stores.vm(&key) {
+        if let Some(vm) = ctx.stores.vms.get(&object_ref(&key)).filter(|vm| vm_of(vm).is_some()) {
             known.entry(key).or_insert(vm);
         }
     }
@@ -81,7 +92,7 @@ pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<ObjectKey> 
     let name = host.name_any();
     // One whose VM is placed elsewhere and not moving here is a move that ended (the VM's own
     // reconcile releases it too).
-    let holds_here = |key: &ObjectKey| match world.known.get(key) {
+    let holds_here = |key: &ObjectKey| match world.known.get(key).and_then(vm_of) {
         Some(vm) => vm.status.as_ref().is_none_or(|s| {
             s.host.is_none() || s.host.as_deref() == Some(&name) || s.moving.as_ref().is_some_and(|m| m.to == name)
         }),
@@ -92,9 +103,7 @@ pub fn ledger(host: &CatalystHost, world: &Dereferenced) -> BTreeSet<ObjectKey> 
     // A VM whose status names this host but which the ledger lacks is put back, unless it is
     // being deleted: its clean-up has released it, and the cache may not have seen it go yet.
     ledger.extend(
-        world
-            .placed_here
-            .iter()
+        valid(&world.placed_here)
             .filter(|vm| vm.metadata.deletion_timestamp.is_none())
             .filter(|vm| vm.status.as_ref().and_then(|s| s.host.as_deref()) == Some(&name))
             .map(key_of),
@@ -113,7 +122,7 @@ pub fn desired_status(
     let old = host.status.clone().unwrap_or_default();
     let allocated = ledger
         .iter()
-        .filter_map(|key| world.known.get(key))
+        .filter_map(|key| world.known.get(key).and_then(vm_of))
         .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &world.overhead).demand);
     let allocatable = HostModel::from_host(host).allocatable;
     let node = &host.spec.node_name;
@@ -241,7 +250,10 @@ mod tests {
     }
 
     fn world(placed_here: Vec<CatalystVM>, elsewhere: Vec<CatalystVM>, gone: &[&str]) -> Dereferenced {
-        let known = placed_here.iter().chain(&elsewhere).map(|vm| (key_of(vm), vm.clone())).collect();
+        let kept = |vm: CatalystVM| Arc::new(DeserializeGuard(Ok(vm)));
+        let placed_here: Vec<Vm> = placed_here.into_iter().map(kept).collect();
+        let elsewhere = elsewhere.into_iter().map(kept);
+        let known = placed_here.iter().cloned().chain(elsewhere).map(|vm| (key_of(vm_of(&vm).unwrap()), vm)).collect();
         Dereferenced {
             placed_here,
             known,
