@@ -298,12 +298,18 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
     let vacancies = Arc::new(placement::Vacancies::default());
     let waiting = vms_by_host.clone();
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let known = ctx.known.clone();
     let vm_controller = Controller::for_shared_stream(vms.subscribe(Wake::SpecChange), stores.vms.clone())
         .with_config(settings.clone())
         .owns_stream(children::<VirtualMachine>(&client, ns, ctx.known.clone()))
         // A cloud-init Secret changed or deleted by hand wakes its VM; a join Secret, the VMs
         // that name it (one that appears lets a waiting VM go on).
         .watches_shared_stream(secrets.subscribe(Wake::AnyChange), move |secret| {
+            // The echo of the operator's own apply of a cloud-init Secret wakes nobody (its
+            // followers have updated `Known` before this runs, so a deletion still wakes).
+            if known.wrote("Secret", &key_of(secret.as_ref()), secret.meta().resource_version.as_deref()) {
+                return Vec::new();
+            }
             let owner =
                 secret.owner_references().iter().filter(|o| o.controller == Some(true) && o.kind == "CatalystVM");
             let owner = owner.map(|o| ObjectKey::beside(secret.as_ref(), &o.name));
