@@ -118,6 +118,27 @@ fn report_digest(report: &CatalystNodeReport) -> u64 {
     hasher.finish()
 }
 
+/// What a host's reconcile reads of a VM: its spec (generation), whether it is being deleted,
+/// its phase, host and move, and its `Moving` condition (the evacuation's progress). The other
+/// status writes (pinning, the node, what is left for groups) wake no host: at 10,000 VMs each
+/// cost a reconcile of the VM's host that found nothing to do.
+fn vm_placement_digest(vm: &DeserializeGuard<CatalystVM>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match &vm.0 {
+        Ok(vm) => {
+            let status = vm.status.as_ref();
+            let moving = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == super::moves::MOVING));
+            let read =
+                (status.map(|s| (&s.phase, &s.host, &s.moving)), moving.map(|c| (&c.status, &c.reason, &c.message)));
+            (vm.metadata.generation, vm.metadata.deletion_timestamp.is_some()).hash(&mut hasher);
+            serde_json::to_string(&read).unwrap_or_default().hash(&mut hasher);
+        }
+        // A VM that cannot be read wakes its host at every version, as any change did.
+        Err(_) => vm.meta().resource_version.hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
 /// What [`Wake::SpecChange`] compares.
 fn spec_digest(meta: &kube::core::ObjectMeta) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -390,7 +411,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .with_config(settings)
         // A VM's placement (its status) changes its host's figures, and a move those of the
         // host it goes to.
-        .watches_shared_stream(vms.subscribe(Wake::AnyChange), |vm| {
+        .watches_shared_stream(vms.subscribe(Wake::ChangeOf(vm_placement_digest)), |vm| {
             let status = vm.0.as_ref().ok().and_then(|vm| vm.status.as_ref());
             let hosts = status.into_iter().flat_map(|s| s.host.iter().chain(s.moving.iter().map(|m| &m.to)));
             hosts.map(|host| ObjectRef::new(host)).collect::<Vec<_>>()
@@ -509,6 +530,36 @@ fn log<T: Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn vm(status: serde_json::Value) -> DeserializeGuard<CatalystVM> {
+        DeserializeGuard(Ok(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "team", "generation": 1},
+            "spec": {"cpu": 2, "memory": "4Gi", "bootDisk": {"containerDisk": {"image": "img"}}},
+            "status": status
+        }))
+        .unwrap()))
+    }
+
+    /// A host is woken by what its reconcile reads of a VM, and by nothing else the VM's status says.
+    #[test]
+    fn a_vms_host_wakes_for_its_placement_not_for_every_status_write() {
+        let placed = serde_json::json!({"host": "h1", "phase": "Provisioning"});
+        let digest = |status| vm_placement_digest(&vm(status));
+        let base = digest(placed.clone());
+        let mut pinned = placed.clone();
+        pinned["hostCpus"] = "2-5".into();
+        pinned["nodeName"] = "a.team".into();
+        pinned["conditions"] = serde_json::json!([{"type": "Pinned", "status": "True", "reason": "Pinned",
+            "message": "", "lastTransitionTime": "2026-12-05T00:00:00Z"}]);
+        assert_eq!(digest(pinned), base, "pinning, the node and other conditions wake no host");
+        assert_ne!(digest(serde_json::json!({"host": "h2", "phase": "Provisioning"})), base);
+        assert_ne!(digest(serde_json::json!({"host": "h1", "phase": "Running"})), base);
+        let mut moving = placed.clone();
+        moving["conditions"] = serde_json::json!([{"type": "Moving", "status": "True", "reason": "Migrating",
+            "message": "to h2", "lastTransitionTime": "2026-12-05T00:00:00Z"}]);
+        assert_ne!(digest(moving), base, "an evacuation reads the Moving condition");
+        assert_ne!(digest(serde_json::json!(null)), base);
+    }
 
     fn config_map(generation: i64, status: &str) -> Arc<ConfigMap> {
         Arc::new(
