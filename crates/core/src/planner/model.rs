@@ -167,16 +167,9 @@ impl VmModel {
         let memory = bytes(&spec.memory.0);
         let vcpus = u64::from(spec.cpu);
         let cores = overhead.pinned_cores(vcpus, spec.isolate_emulator_thread);
-        let container_disk = spec.boot_disk.container_disk.is_some();
-        // A hugepage VM's launcher asks `hugepages-<size>` for the guest and ordinary memory
-        // only for the overhead (`renderresources.go`, `WithHugePages`).
-        let guest = match spec.hugepages {
-            Some(size) => Res::hugepages(size, memory),
-            None => Res::millicores(0, memory),
-        };
         Self {
             key: ObjectKey::of(vm),
-            demand: Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk),
+            demand: Self::demand_of(vm, overhead),
             pinned_cpus: cores,
             pinned: spec.host.clone(),
             placed: vm.status.as_ref().and_then(|s| s.host.clone()),
@@ -191,6 +184,23 @@ impl VmModel {
             moves: Moves::of(spec),
             migration_blocker: migration_blocker(spec),
         }
+    }
+
+    /// What the VM takes of its host, without the rest of its model: the reconciles that only
+    /// add VMs up (a host's allocation, a resize's check) ask this of every VM on a host.
+    pub fn demand_of(vm: &CatalystVM, overhead: &Overhead) -> Res {
+        let spec = &vm.spec;
+        let memory = bytes(&spec.memory.0);
+        let vcpus = u64::from(spec.cpu);
+        let cores = overhead.pinned_cores(vcpus, spec.isolate_emulator_thread);
+        let container_disk = spec.boot_disk.container_disk.is_some();
+        // A hugepage VM's launcher asks `hugepages-<size>` for the guest and ordinary memory
+        // only for the overhead (`renderresources.go`, `WithHugePages`).
+        let guest = match spec.hugepages {
+            Some(size) => Res::hugepages(size, memory),
+            None => Res::millicores(0, memory),
+        };
+        Res::cores(cores, 0) + guest + overhead.of_vm(memory, vcpus, container_disk)
     }
 
     /// What its launcher pod asks of a host of `host_threads`, as the host's kubelet sees it.

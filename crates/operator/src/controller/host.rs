@@ -123,7 +123,7 @@ pub fn desired_status(
     let allocated = ledger
         .iter()
         .filter_map(|key| world.known.get(key).and_then(vm_of))
-        .fold(Res::ZERO, |sum, vm| sum + VmModel::from_vm(vm, &world.overhead).demand);
+        .fold(Res::ZERO, |sum, vm| sum + VmModel::demand_of(vm, &world.overhead));
     let allocatable = HostModel::from_host(host).allocatable;
     let node = &host.spec.node_name;
     let mut wanted_conditions = vec![match (validate_host(host), world.node_ready) {

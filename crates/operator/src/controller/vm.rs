@@ -390,7 +390,7 @@ pub fn resize_overcommits(
         .iter()
         .copied()
         .chain(std::iter::once(vm))
-        .fold(Res::ZERO, |sum, candidate| sum + VmModel::from_vm(candidate, overhead).demand);
+        .fold(Res::ZERO, |sum, candidate| sum + VmModel::demand_of(candidate, overhead));
     let allocatable = HostModel::from_host(host).allocatable;
     (!allocatable.covers(&used)).then(|| {
         format!("with this spec the VMs on CatalystHost {} need {used}, more than its {allocatable}", host.name_any())
