@@ -621,14 +621,8 @@ impl Call<'_> {
         let fields = writing.fields(self.resource, &api_version, &time, status_only);
         let applied = match ssa::apply(live.as_ref(), &configuration, &fields, self.force) {
             Ok(applied) => applied,
-            Err(e) => {
-                let reason = match e.code() {
-                    409 => "Conflict",
-                    400 => "BadRequest",
-                    _ => "InternalError",
-                };
-                return error(ApiError::new(e.code(), reason, e.to_string()));
-            }
+            // The Status the API server answers, a conflict's causes included.
+            Err(e) => return respond(e.code(), &e.status()),
         };
         match live {
             None => {

@@ -225,11 +225,7 @@ impl Store {
             }
         }
         if !causes.is_empty() {
-            // `errors.NewInvalid` over an aggregate: one cause alone, several in brackets.
-            let causes = match causes.as_slice() {
-                [one] => one.clone(),
-                many => format!("[{}]", many.join(", ")),
-            };
+            let causes = aggregate(&causes);
             return Err(ApiError::new(
                 422,
                 "Invalid",
@@ -576,16 +572,22 @@ impl Writing {
     }
 }
 
+/// The causes of a 422 as `errors.NewInvalid` prints its aggregate: one alone, several in
+/// brackets (k8s.io/apimachinery v0.32 `pkg/util/errors/errors.go`, `aggregate.Error`).
+fn aggregate(causes: &[String]) -> String {
+    match causes {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
 fn admit_crd(crd: &Value) -> Result<(), ApiError> {
     let refusals = crate::cel_cost::check_crd(crd);
     if refusals.is_empty() {
         return Ok(());
     }
     let causes: Vec<String> = refusals.iter().map(|r| format!("{}: Forbidden: {}", r.path, r.message)).collect();
-    let causes = match causes.as_slice() {
-        [one] => one.clone(),
-        many => format!("[{}]", many.join(", ")),
-    };
+    let causes = aggregate(&causes);
     let name = crd["metadata"]["name"].as_str().unwrap_or_default();
     Err(ApiError::new(
         422,
