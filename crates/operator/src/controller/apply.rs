@@ -70,9 +70,14 @@ impl Known {
 
     /// Whether `version` of the child is the one this operator last wrote and recorded: its
     /// watch event is the echo of that write, which tells the owner nothing it does not know.
-    pub fn wrote(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> bool {
+    fn wrote(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> bool {
         let current = self.current.lock();
         version.is_some_and(|version| current.get(&object_id(kind, key)).is_some_and(|k| k.version == version))
+    }
+
+    /// Whether this version of a `kind` child, as its watch delivers it, is an echo ([`Self::wrote`]).
+    pub fn echoes<K: Resource>(&self, kind: &str, child: &K) -> bool {
+        self.wrote(kind, &key_of(child), child.meta().resource_version.as_deref())
     }
 
     /// The watch of `kind` has listed every child of that kind (`keys`, when it says exactly

@@ -260,10 +260,7 @@ where
         // echoes were a reconcile of each owner per child, one that found nothing to do. A
         // deletion or another writer's version is not an echo (the step above has forgotten
         // the version by then), and an echo that outruns the apply's response still wakes it.
-        .try_filter(move |child| {
-            let echo = known.wrote(&kind, &key_of(child), child.meta().resource_version.as_deref());
-            futures::future::ready(!echo)
-        })
+        .try_filter(move |child| futures::future::ready(!known.echoes(&kind, child)))
 }
 
 /// Runs the three controllers until SIGTERM or SIGINT, once every cache has synced; each kind
@@ -328,7 +325,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, ready: i
         .watches_shared_stream(secrets.subscribe(Wake::AnyChange), move |secret| {
             // The echo of the operator's own apply of a cloud-init Secret wakes nobody (its
             // followers have updated `Known` before this runs, so a deletion still wakes).
-            if known.wrote("Secret", &key_of(secret.as_ref()), secret.meta().resource_version.as_deref()) {
+            if known.echoes("Secret", secret.as_ref()) {
                 return Vec::new();
             }
             let owner =

@@ -463,13 +463,18 @@ mod tests {
         assert!(matches!(validate(&joining, 35), Err(Refusal::InvalidSpec { .. })));
     }
 
-    #[test]
-    fn a_missing_host_and_one_too_small_are_refused_and_the_children_built() {
-        let host: CatalystHost = serde_json::from_value(serde_json::json!({
+    /// A host `h` of 16 cores and 64Gi, on node `n`.
+    fn host_of_16_cores() -> CatalystHost {
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
             "spec": {"nodeName": "n", "capacity": {"cpu": 16, "memory": "64Gi"}}
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_missing_host_and_one_too_small_are_refused_and_the_children_built() {
+        let host = host_of_16_cores();
         let overhead = Overhead::default();
         assert!(matches!(check_host(&vm("a", 4), "h", None, &[], &overhead), Err(Refusal::HostMissing { .. })));
         let full = check_host(&vm("a", 8), "h", Some(host.clone()), &[&vm("b", 8)], &overhead);
@@ -482,11 +487,7 @@ mod tests {
 
     #[test]
     fn a_resize_past_the_host_is_refused_from_data_alone() {
-        let host: CatalystHost = serde_json::from_value(serde_json::json!({
-            "apiVersion": "catalyst.io/v1alpha1", "kind": "CatalystHost", "metadata": {"name": "h"},
-            "spec": {"nodeName": "n", "capacity": {"cpu": 16, "memory": "64Gi"}}
-        }))
-        .unwrap();
+        let host = host_of_16_cores();
         let b = vm("b", 8);
         let others = [&b];
         let overhead = Overhead::default();
