@@ -38,8 +38,9 @@ impl CelRule {
 // apart with `x == string(x)`, true of a string only: CEL's equality of values of different types
 // is false (cel-go v0.22 heterogeneous equality, which Kubernetes v1.32 uses; the cel crate
 // alike). `type(x) == string` would say it directly, but kube-cel, which checks these rules
-// offline and in the emulator, has no `type()`. Each rule sits where `self` is the quantity, or
-// names its operands in full, so the macros below take the field's CEL path.
+// offline and in the emulator, has no `type()`. The format of each quantity is its schema's
+// `pattern` (see below); the rules here compare quantities, and the macros take each operand's
+// CEL path.
 
 /// True when the int-or-string quantity `$x` is well formed: any integer, or a quantity string.
 macro_rules! well_formed {
