@@ -220,6 +220,10 @@ fn bad_input_is_a_clear_error() {
     assert!(attempt("services: {a: {image: '${X:?set X}'}}").contains("required variable X is missing a value: set X"));
     assert!(attempt(&"[".repeat(10_000)).contains("nested deeper than 64 levels"));
     assert!(attempt("services: {a: {image: x, cpus: 2, mem_limit: 1g, ports: ['1-99999']}}").contains("is not a port"));
+    assert!(
+        attempt("services: {Web-1: {image: x, cpus: 1, mem_limit: 1g}, web_1: {image: x, cpus: 1, mem_limit: 1g}}")
+            .contains("services Web-1 and web_1 are both named web-1 in Kubernetes: rename one")
+    );
 }
 
 #[test]

@@ -109,6 +109,7 @@ pub fn import(request: &Request) -> Result<Imported, ImportError> {
     };
     let mut converted = Vec::new();
     let mut errors = Vec::new();
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     if let Some(missing) = request.only.iter().find(|name| !services.contains_key(name.as_str())) {
         return Err(not_compose(&format!("no service {missing} in this file")));
     }
@@ -126,8 +127,14 @@ pub fn import(request: &Request) -> Result<Imported, ImportError> {
                 continue;
             }
         };
+        // Two services whose names read as one DNS label would be one group written twice.
+        let label = crate::names::dns_label(&name);
+        if let Some(first) = labels.insert(label.clone(), name.clone()) {
+            errors.push(format!("services {first} and {name} are both named {label} in Kubernetes: rename one"));
+            continue;
+        }
         match service::convert(&name, body, &around, &mut unset, &mut per_service) {
-            Ok(c) => converted.push((crate::names::dns_label(&name), c)),
+            Ok(c) => converted.push((label, c)),
             Err(messages) => errors.extend(messages.into_iter().map(|m| format!("service {name}: {m}"))),
         }
     }
