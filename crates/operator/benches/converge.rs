@@ -100,7 +100,9 @@ async fn run(n: usize, steady: Duration) -> Figures {
     let (_, setup_writes) = operator_requests(&client).await;
     let started = Instant::now();
     let emulator_cpu_before = usage(std::process::id()).0;
-    let mut operator = start_operator(&kubeconfig, &dir);
+    // A port of its own for /metrics, so the reconciles can be counted.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut operator = start_operator(&kubeconfig, &dir, metrics_port);
     let (half, converged) = watch_convergence(&client, n, started).await;
     let emulator_cpu = usage(std::process::id()).0.saturating_sub(emulator_cpu_before);
     // The tail: writes still under way after convergence are the operator's too.
@@ -119,6 +121,8 @@ async fn run(n: usize, steady: Duration) -> Figures {
     eprintln!("N = {n}: requests by verb and resource (the bench's own included): {counts:?}");
     tokio::time::sleep(steady).await;
     let steady_requests = operator_requests(&client).await.0 - before.0;
+    let reconciles = reconciles(metrics_port);
+    eprintln!("N = {n}: reconciles by kind and outcome until the steady window's end: {reconciles:?}");
     let (cpu, peak_rss_mib) = usage(operator.id());
     let _ = operator.kill();
     let _ = operator.wait();
@@ -236,10 +240,14 @@ async fn apply_layout(client: &Client, n: usize) {
         .unwrap();
 }
 
-fn start_operator(kubeconfig: &std::path::Path, dir: &std::path::Path) -> Child {
+fn start_operator(kubeconfig: &std::path::Path, dir: &std::path::Path, metrics_port: u16) -> Child {
     let log = std::fs::File::create(dir.join("operator.log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_catalyst-operator"))
-        .args(["--leader-elect=false", "--metrics-address=127.0.0.1:0", &format!("--namespace={NAMESPACE}")])
+        .args([
+            "--leader-elect=false",
+            &format!("--metrics-address=127.0.0.1:{metrics_port}"),
+            &format!("--namespace={NAMESPACE}"),
+        ])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -275,4 +283,18 @@ fn usage(pid: u32) -> (Duration, f64) {
         .unwrap_or(0.0);
     // Linux counts CPU time in clock ticks of 1/100 s (USER_HZ).
     (Duration::from_millis(ticks * 10), peak_kib / 1024.0)
+}
+
+/// `catalyst_reconciles_total` from the operator's /metrics, by its labels (`kind`, `outcome`).
+fn reconciles(port: u16) -> BTreeMap<String, u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("catalyst_reconciles_total{"))
+        .filter_map(|rest| rest.split_once("} "))
+        .map(|(labels, value)| (labels.replace('"', ""), value.trim().parse().unwrap_or(0)))
+        .collect()
 }
