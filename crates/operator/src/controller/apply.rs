@@ -122,13 +122,8 @@ impl<K: Resource + Send + Sync> super::index::Follower<K> for Follows {
 }
 
 /// Applies `desired` unless this child is known to hold it already (see [`Known`]); the child's
-/// status (as `status` reads it), from the API server or as last read.
-pub async fn apply_known<K, S>(
-    api: &Api<K>,
-    desired: K,
-    known: &Known,
-    status: impl Fn(&K) -> Option<S>,
-) -> Result<Option<S>, super::Error>
+/// status (`S`: what the owner reads of it, or [`Unread`]), from the API server or as last read.
+pub async fn apply_known<K, S>(api: &Api<K>, desired: K, known: &Known) -> Result<Option<S>, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
     K::DynamicType: Default,
@@ -143,25 +138,69 @@ where
     {
         return Ok(remembered);
     }
-    let live = apply(api, &desired, &kind, &key, known.absent(&kind, &key)).await?;
-    let read = status(&live);
-    let remembered = serde_json::to_value(&read).expect("a status serializes");
-    known.record(&kind, &key, hash, live.meta().resource_version.clone(), remembered);
-    Ok(read)
+    let live: Live<S> = apply(api, &desired, &kind, &key, known.absent(&kind, &key)).await?;
+    let remembered = serde_json::to_value(&live.status).expect("a status serializes");
+    known.record(&kind, &key, hash, live.metadata.resource_version, remembered);
+    Ok(live.status)
+}
+
+/// What the owner reads back of a child it applied: the version, and the status as `S`. The
+/// rest of the object the API server returns is skipped, not built.
+#[derive(serde::Deserialize)]
+struct Live<S> {
+    metadata: LiveMeta,
+    status: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LiveMeta {
+    resource_version: Option<String>,
+}
+
+/// The status of a child whose owner does not read it back: skipped when read, and nothing
+/// kept.
+#[derive(Debug, Serialize)]
+pub struct Unread;
+
+impl<'de> serde::Deserialize<'de> for Unread {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Unread)
+    }
 }
 
 /// Annotation holding the hash of what Catalyst last applied to a child.
 pub const APPLIED_HASH: &str = "catalyst.io/applied-hash";
 
-/// FNV-1a: stable across runs and Rust versions, unlike the standard library's hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+/// FNV-1a's 64-bit offset basis: the hash of nothing.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a from `hash` on through `bytes`: stable across runs and Rust versions, unlike the
+/// standard library's hasher.
+fn fnv1a_from(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// FNV-1a over what is written to it: an object's JSON hashed as it is serialized, with no
+/// buffer to hold it.
+struct Fnv1a(u64);
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = fnv1a_from(self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `desired` with the hash of its own content in the applied-hash annotation.
 pub fn with_hash<K: Resource + Serialize>(mut desired: K) -> K {
-    let json = serde_json::to_vec(&desired).expect("Kubernetes objects serialize");
-    let hash = format!("{:016x}", fnv1a(&json));
+    let mut hasher = Fnv1a(FNV_OFFSET);
+    serde_json::to_writer(&mut hasher, &desired).expect("Kubernetes objects serialize");
+    let hash = format!("{:016x}", hasher.0);
     desired.annotations_mut().insert(APPLIED_HASH.into(), hash);
     desired
 }
@@ -195,32 +234,38 @@ fn contains_at(live: &Value, desired: &Value, key: &str) -> bool {
 }
 
 /// Whether `live` is what applying `desired` (already hashed) would leave.
-pub fn up_to_date<K: Resource + Serialize>(live: &K, desired: &K) -> bool {
-    let hash = |k: &K| k.annotations().get(APPLIED_HASH).cloned();
-    hash(live) == hash(desired)
-        && contains(
-            &serde_json::to_value(live).expect("serializable"),
-            &serde_json::to_value(desired).expect("serializable"),
-        )
+pub fn up_to_date<K: Resource + Serialize>(live: &Value, desired: &K) -> bool {
+    let hash = live.pointer(&format!("/metadata/annotations/{}", APPLIED_HASH.replace('/', "~1")));
+    hash.and_then(Value::as_str) == desired.annotations().get(APPLIED_HASH).map(String::as_str)
+        && contains(live, &serde_json::to_value(desired).expect("serializable"))
 }
 
 /// Applies `desired` (already hashed; `kind` and `key` name it in errors) unless the live
-/// object is already up to date; the live object. A child the watch says is `absent` is applied
-/// without being read first.
-async fn apply<K>(api: &Api<K>, desired: &K, kind: &str, key: &ObjectKey, absent: bool) -> Result<K, super::Error>
+/// object is already up to date; what the owner reads of the live object. A child the watch
+/// says is `absent` is applied without being read first.
+async fn apply<K, S>(
+    api: &Api<K>,
+    desired: &K,
+    kind: &str,
+    key: &ObjectKey,
+    absent: bool,
+) -> Result<Live<S>, super::Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    S: DeserializeOwned,
 {
     let name = desired.name_any();
     let failed = |source| super::Error::ApplyChild { kind: kind.to_string(), name: key.to_string(), source };
     let live = if absent { None } else { api.get_opt(&name).await.map_err(failed)? };
-    if let Some(live) = live
-        && up_to_date(&live, desired)
-    {
-        return Ok(live);
+    if let Some(live) = live {
+        let live = serde_json::to_value(&live).expect("Kubernetes objects serialize");
+        if up_to_date(&live, desired) {
+            return serde_json::from_value(live).map_err(|e| failed(kube::Error::SerdeError(e)));
+        }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(desired)).await.map_err(failed)
+    let request = super::request::to(api, "patch", |r| r.patch(&name, &params, &Patch::Apply(desired)));
+    api.clone().into_client().request(request.map_err(failed)?).await.map_err(failed)
 }
 
 #[cfg(test)]
@@ -284,13 +329,20 @@ mod tests {
     fn the_hash_notices_a_field_catalyst_stopped_setting() {
         let before = with_hash(config_map(&[("a", "1"), ("b", "2")]));
         let after = with_hash(config_map(&[("a", "1")]));
-        assert!(up_to_date(&before, &before));
+        let live = |k: &ConfigMap| serde_json::to_value(k).unwrap();
+        assert!(up_to_date(&live(&before), &before));
         // `after` is a subset of `before`, but the hashes differ, so it is applied.
         assert!(contains(
             &serde_json::to_value(&before).unwrap(),
             &serde_json::to_value(config_map(&[("a", "1")])).unwrap()
         ));
-        assert!(!up_to_date(&before, &after));
+        assert!(!up_to_date(&live(&before), &after));
         assert_eq!(with_hash(config_map(&[("a", "1")])), after, "the hash is deterministic");
+        let whole = serde_json::to_vec(&config_map(&[("a", "1")])).unwrap();
+        assert_eq!(
+            after.annotations()[APPLIED_HASH],
+            format!("{:016x}", fnv1a_from(FNV_OFFSET, &whole)),
+            "hashed as it is serialized, it is the hash of the whole JSON, as children already carry it"
+        );
     }
 }

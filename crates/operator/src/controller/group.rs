@@ -17,7 +17,7 @@ use catalyst_core::key::ObjectKey;
 use catalyst_core::planner::{self, GroupModel, Overhead, VmModel};
 use catalyst_core::render;
 use catalyst_core::validation::{summary, validate_group};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Service;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -99,10 +99,9 @@ async fn reconcile_group(group: &ServiceGroup, ctx: &Context) -> Result<Action, 
     };
     let (service, set) = build(&validated);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply_known(&services, service, &ctx.known, |_: &Service| None::<()>).await?;
+    apply::apply_known::<_, apply::Unread>(&services, service, &ctx.known).await?;
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let observed =
-        apply::apply_known(&sets, set, &ctx.known, |s: &StatefulSet| s.status.clone()).await?.unwrap_or_default();
+    let observed: StatefulSetStatus = apply::apply_known(&sets, set, &ctx.known).await?.unwrap_or_default();
     status.replicas = observed.replicas;
     status.ready_replicas = observed.ready_replicas.unwrap_or(0);
     let vm = validated.vm;

@@ -22,6 +22,7 @@ pub mod moves;
 pub mod pinning;
 pub mod placement;
 pub mod refusal;
+pub mod request;
 pub mod runtime;
 pub mod status;
 pub mod verify;

@@ -4,7 +4,7 @@
 
 use super::context::{digest, key_of};
 use super::refusal::Refusal;
-use super::{Context, Error, conditions};
+use super::{Context, Error, conditions, request};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -27,9 +27,13 @@ where
     let old = old.map(|o| serde_json::to_value(o).expect("a status serializes")).unwrap_or(serde_json::Value::Null);
     let new = serde_json::to_value(status).expect("a status serializes");
     let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| {
-        Error::WriteStatus { kind: K::kind(&Default::default()).into_owned(), name: name.to_string(), source }
-    })?;
+    let failed =
+        |source| Error::WriteStatus { kind: K::kind(&Default::default()).into_owned(), name: name.to_string(), source };
+    let request = request::to(api, "patch_status", |r| {
+        r.patch_subresource("status", name, &PatchParams::default(), &Patch::Merge(&patch))
+    });
+    // The object written is not read back: the watch brings it.
+    request::send_unread(&api.clone().into_client(), request.map_err(failed)?).await.map_err(failed)?;
     Ok(true)
 }
 

@@ -252,9 +252,9 @@ async fn apply_children(
     let namespace = vm.namespace().unwrap_or_default();
     let (secret, machine) = build(vm, prepared.join.as_ref(), on);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply::apply_known(&secrets, secret, &ctx.known, |_: &Secret| None::<()>).await?;
+    apply::apply_known::<_, apply::Unread>(&secrets, secret, &ctx.known).await?;
     let machines: Api<VirtualMachine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let status = apply::apply_known(&machines, machine, &ctx.known, |m: &VirtualMachine| m.status.clone()).await?;
+    let status: Option<VirtualMachineStatus> = apply::apply_known(&machines, machine, &ctx.known).await?;
     Ok(status.unwrap_or_default())
 }
 
