@@ -394,13 +394,13 @@ impl Context {
         self.metrics.reconciled(kind, outcome, started.elapsed());
     }
 
-    /// Publishes an event on `object`; a failure to publish is logged, never fatal.
     /// The threads per core of the host `vm` is placed on (1 while it has none).
     pub fn host_threads(&self, vm: &CatalystVM) -> u64 {
         let host = vm.status.as_ref().and_then(|s| s.host.as_deref()).and_then(|h| self.stores.host(h));
         host.map_or(1, |h| h.spec.threads())
     }
 
+    /// Publishes an event on `object`; a failure to publish is logged, never fatal.
     pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: String) {
         let event =
             Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
