@@ -108,6 +108,20 @@ enum Wake<K> {
     ChangeOf(fn(&K) -> u64),
 }
 
+/// The annotation `kubectl apply` (client-side, and Argo CD's default sync) keeps the whole
+/// applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// An object as cached: without what no reconcile reads and what costs the most memory, its
+/// managedFields (about half of a small object's metadata) and `kubectl apply`'s copy of it.
+fn trim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// What a CatalystNodeReport says, its heartbeat aside: an agent renews an unchanged report
 /// every minute, which wakes nothing (whether a report is still believed is looked at again
 /// when its heartbeat would run out).
@@ -193,9 +207,7 @@ where
     fn feed(self, api: Api<K>, config: watcher::Config) -> impl Stream<Item = ()> + Send {
         let subscribers = Arc::new(self.subscribers);
         let (store, followers) = (self.store, Arc::new(self.followers));
-        // No reconcile reads managedFields: they are dropped before caching (about half of a
-        // small object's metadata).
-        let trimmed = watcher(api, config).modify(|object: &mut K| object.meta_mut().managed_fields = None);
+        let trimmed = watcher(api, config).modify(trim);
         reflector::reflector(self.writer, trimmed).default_backoff().then(move |event| {
             let (subscribers, store, followers) = (subscribers.clone(), store.clone(), followers.clone());
             async move {
@@ -594,17 +606,18 @@ mod tests {
         assert_eq!(any.len(), 4);
     }
 
-    /// What the API server writes into every object's metadata for server-side apply, and no
-    /// reconcile reads, stays out of the cache.
+    /// What the API server writes into every object's metadata for server-side apply, and
+    /// `kubectl apply`'s copy of the object, which no reconcile reads, stay out of the cache.
     #[tokio::test]
-    async fn the_cache_keeps_no_managed_fields() {
+    async fn the_cache_keeps_no_managed_fields_and_no_last_applied_copy() {
         let emulator = apiserver_emulator::Emulator::start(None).await.unwrap();
         let config = kube::config::Kubeconfig::from_yaml(&emulator.kubeconfig()).unwrap();
         let options = kube::config::KubeConfigOptions::default();
         let client = Client::try_from(kube::Config::from_custom_kubeconfig(config, &options).await.unwrap()).unwrap();
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
         let managed = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "a", "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1"}]},
+            "metadata": {"name": "a", "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1"}],
+                         "annotations": {LAST_APPLIED: "{\"data\":{\"k\":\"v\"}}", "kept": "yes"}},
             "data": {"k": "v"}
         }))
         .unwrap();
@@ -617,6 +630,7 @@ mod tests {
         let cached = store.get(&ObjectRef::new("a").within("default")).unwrap();
         assert_eq!(cached.data.as_ref().unwrap()["k"], "v");
         assert!(cached.metadata.managed_fields.is_none(), "{cached:?}");
+        assert_eq!(cached.annotations().keys().collect::<Vec<_>>(), ["kept"]);
         feeding.abort();
     }
 }
