@@ -65,7 +65,7 @@ pub async fn place(vm: &CatalystVM, ctx: &Context) -> Result<Placement, Error> {
     if let Some(host) = input.vms.iter().find(|m| m.key == key).and_then(|m| m.placed.as_deref()) {
         return Ok(adopt(HostName::from(host)));
     }
-    let plan = planner::plan_within(&input, ctx.search);
+    let (input, plan) = plan_aside(input, ctx.search).await;
     let Some(host) = plan.vms.iter().find(|p| p.vm == key).and_then(|p| p.host.as_deref()).map(HostName::from) else {
         return Ok(Placement::Nowhere(planner::reasons(&plan.violations, &planner::Subject::vm(&key))));
     };
@@ -296,6 +296,17 @@ async fn reserve(
     }
 }
 
+/// [`planner::plan_within`] on tokio's blocking threads: a search may take its whole budget,
+/// which would hold an async worker and what waits on it (reconciles, watches, the lease's
+/// renewal). Where the operator has one CPU, tokio runs one worker.
+async fn plan_aside(input: PlanInput, budget: planner::SearchBudget) -> (PlanInput, planner::Plan) {
+    let planning = tokio::task::spawn_blocking(move || {
+        let plan = planner::plan_within(&input, budget);
+        (input, plan)
+    });
+    planning.await.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+}
+
 /// Issue 22: writes a moving VM into the ledger of the host it goes to, after checking, as the
 /// planner checks a pinned VM, that the host as it is now (its ledger read afresh) still takes
 /// it, NUMA cells included. False when it no longer does; a lost compare-and-swap is a race,
@@ -320,7 +331,8 @@ pub async fn reserve_move(vm: &CatalystVM, host: &HostName, ctx: &Context) -> Re
             model.pinned = Some(host.to_string());
         }
     }
-    if planner::plan_within(&input, ctx.search).vms.iter().any(|p| p.vm == key && p.host.is_none()) {
+    let (input, plan) = plan_aside(input, ctx.search).await;
+    if plan.vms.iter().any(|p| p.vm == key && p.host.is_none()) {
         return Ok(false);
     }
     match reserve(ctx, fresh, std::slice::from_ref(&key), &demands(&input)).await {
