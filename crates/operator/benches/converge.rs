@@ -6,7 +6,8 @@
 //! VM applied with its phase reported, every group reported), the operator's requests and
 //! writes per object until then, its requests over a steady window after
 //! (`CATALYST_BENCH_STEADY_SECONDS`, default 30), its CPU time and its peak RSS; then prints a
-//! table and the ratio of each tenfold step. Not a test: nothing here asserts a time.
+//! table and the ratio of each tenfold step. The operator gets the one CPU the chart's limit
+//! gives it (`CATALYST_BENCH_OPERATOR_CPUS` for more). Not a test: nothing here asserts a time.
 
 use apiserver_emulator::Emulator;
 use futures::{StreamExt, TryStreamExt};
@@ -95,7 +96,7 @@ async fn run(n: usize, steady: Duration) -> Figures {
             .unwrap();
     install(&client).await;
     apply_layout(&client, n).await;
-    eprintln!("N = {n}: layout applied; starting the operator");
+    eprintln!("N = {n}: layout applied; starting the operator with {} CPU", operator_cpus());
 
     let (_, setup_writes) = operator_requests(&client).await;
     let started = Instant::now();
@@ -250,10 +251,18 @@ fn start_operator(kubeconfig: &std::path::Path, dir: &std::path::Path, metrics_p
         ])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
+        .env("TOKIO_WORKER_THREADS", operator_cpus())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// The CPUs the operator runs with (`CATALYST_BENCH_OPERATOR_CPUS`, default 1): as the chart
+/// deploys it, with a limit of one CPU, where tokio starts one worker thread (it sizes its
+/// pool by `std::thread::available_parallelism`, which reads the cgroup's CPU quota).
+fn operator_cpus() -> String {
+    std::env::var("CATALYST_BENCH_OPERATOR_CPUS").unwrap_or_else(|_| "1".into())
 }
 
 /// The operator's requests so far, and its writes (every method but GET and WATCH).
