@@ -219,8 +219,10 @@ impl Cluster {
         .await;
     }
 
-    /// Deletes the namespace and waits until it is gone (not left `Terminating`).
+    /// Deletes the namespace and waits until it is gone (not left `Terminating`), and the
+    /// test's events kept outside it.
     pub async fn delete_namespace(&self, namespace: &str) {
+        self.delete_cluster_scoped_events(namespace).await;
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.delete(namespace, &DeleteParams::default()).await;
         eventually(&format!("namespace {namespace} gone"), CLEAN_UP, || async {
@@ -234,6 +236,20 @@ impl Cluster {
     pub async fn clean_up(&self, namespace: &str, hosts: &[CatalystHost]) {
         self.release(namespace, hosts).await;
         self.delete_namespace(namespace).await;
+    }
+
+    /// Events about cluster-scoped objects (the test's hosts, and on a real cluster its nodes)
+    /// are kept in `default`, which outlives the test: its own go with it, found by the
+    /// namespace's name, which prefixes every host and node name the test made.
+    async fn delete_cluster_scoped_events(&self, namespace: &str) {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), "default");
+        let prefix = format!("{namespace}-");
+        for event in api.list(&Default::default()).await.map(|list| list.items).unwrap_or_default() {
+            let about = event.regarding.as_ref().and_then(|r| r.name.as_deref()).unwrap_or_default();
+            if about.starts_with(&prefix) {
+                let _ = api.delete(&event.name_any(), &DeleteParams::default()).await;
+            }
+        }
     }
 }
 
