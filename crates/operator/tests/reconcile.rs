@@ -320,7 +320,7 @@ async fn an_unchanged_world_costs_no_write() {
     controller::vm::reconcile(vm_guard(&settled, "api-a"), context(client, &settled, vec![])).await.unwrap();
     assert_eq!(fake.writes(), Vec::<String>::new());
     // A fresh operator (this context is new) reads the join Secret once; children it does
-    // not know are read too.
+    // not know are read too, from the API server's watch cache, not as quorum reads of etcd.
     assert_eq!(
         fake.requests(),
         [
@@ -329,6 +329,8 @@ async fn an_unchanged_world_costs_no_write() {
             format!("GET {MACHINES}/api-a")
         ]
     );
+    let query = fake.queries_of(&format!("GET {MACHINES}/api-a")).concat();
+    assert!(query.split('&').any(|parameter| parameter == "resourceVersion=0"), "{query}");
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 pub struct FakeApi {
     objects: Arc<Mutex<BTreeMap<String, Value>>>,
     requests: Arc<Mutex<Vec<(String, String, Value)>>>,
+    /// Each request's query string, as (`METHOD path`, query).
+    queries: Arc<Mutex<Vec<(String, String)>>>,
     conflicts: Arc<Mutex<BTreeSet<String>>>,
     version: Arc<Mutex<u64>>,
     /// While set, requests are taken and never answered.
@@ -47,6 +49,8 @@ impl FakeApi {
                     continue;
                 }
                 let (parts, body) = request.into_parts();
+                let call = format!("{} {}", parts.method, parts.uri.path());
+                serving.queries.lock().unwrap().push((call, parts.uri.query().unwrap_or_default().to_string()));
                 let bytes = body.collect_bytes().await.unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let content_type =
@@ -99,6 +103,12 @@ impl FakeApi {
         self.requests.lock().unwrap().iter().map(|(m, p, _)| format!("{m} {p}")).collect()
     }
 
+    /// The query strings of every request `METHOD path` so far, in order.
+    pub fn queries_of(&self, request: &str) -> Vec<String> {
+        let queries = self.queries.lock().unwrap();
+        queries.iter().filter(|(call, _)| call == request).map(|(_, query)| query.clone()).collect()
+    }
+
     /// The body of the last request `METHOD path`.
     /// The bodies of every request `METHOD path` so far, in order.
     pub fn bodies_of(&self, request: &str) -> Vec<Value> {
@@ -123,6 +133,7 @@ impl FakeApi {
 
     pub fn forget_requests(&self) {
         self.requests.lock().unwrap().clear();
+        self.queries.lock().unwrap().clear();
     }
 
     fn stamp(&self, mut object: Value) -> Value {
